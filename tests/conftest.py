@@ -1,0 +1,31 @@
+"""Shared fixtures. The real VGLC corpus is read from ../shared (or $HMOLQD_VGLC_DIR); never copied."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def real_vglc_dir() -> Path | None:
+    env = os.environ.get("HMOLQD_VGLC_DIR")
+    path = Path(env) if env else REPO.parent / "shared" / "data" / "vglc-zelda"
+    return path if (path / "Processed").is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def vglc_dir() -> Path:
+    """The real corpus folder; tests that use it are skipped (with the reason) where it is absent."""
+    path = real_vglc_dir()
+    if path is None:
+        pytest.skip("real VGLC corpus not found: set HMOLQD_VGLC_DIR or place it at ../shared/data/vglc-zelda")
+    return path
+
+
+@pytest.fixture(autouse=True)
+def _deterministic() -> None:
+    torch.manual_seed(0)
