@@ -29,3 +29,17 @@ def vglc_dir() -> Path:
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:
     torch.manual_seed(0)
+
+
+# CI sets HMOLQD_REQUIRE_REAL_DATA=1: there a real-corpus test that skips is a failure, not a quiet pass.
+REQUIRE_REAL_DATA = os.environ.get("HMOLQD_REQUIRE_REAL_DATA") == "1"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):  # type: ignore[no-untyped-def]
+    outcome = yield
+    report = outcome.get_result()
+    uses_real_data = "vglc_dir" in getattr(item, "fixturenames", ()) or item.get_closest_marker("real_data")
+    if REQUIRE_REAL_DATA and report.skipped and uses_real_data:
+        report.outcome = "failed"
+        report.longrepr = f"real-data test skipped but HMOLQD_REQUIRE_REAL_DATA=1: {report.longrepr}"

@@ -1,0 +1,5 @@
+import sys
+
+from hmolqd.cli import main
+
+sys.exit(main())

@@ -1,0 +1,150 @@
+"""Find the corpus, split it by whole dungeons, and mirror rooms with their doors.
+
+The split is by dungeon so that validation rooms come from levels the model never saw (rooms repeat
+a lot within and across quests of the same level: 459 rooms, 267 distinct).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+from typing import Iterable
+
+import torch
+
+from hmolqd.data import tiles
+from hmolqd.data.vglc import PROCESSED, ROOM_GLOB, Corpus, RoomMeta, VGLCFormatError, processed_dir
+
+KAGGLE_INPUT = Path("/kaggle/input")
+DEFAULT_DATA_DIR = Path("data/vglc-zelda")
+FETCH_COMMAND = "python -m hmolqd fetch-data ./data/vglc-zelda"
+MIRRORS = ("rows", "cols", "both")
+# Side permutation of a mirror, as indices into tiles.SIDES (top, bottom, left, right):
+# flipping rows swaps top/bottom, flipping columns swaps left/right.
+_SIDE_PERM = {"rows": (1, 0, 2, 3), "cols": (0, 1, 3, 2), "both": (1, 0, 3, 2)}
+_FLIP_DIMS = {"rows": (1,), "cols": (2,), "both": (1, 2)}  # dims of (N, 16, 11)
+
+
+class DataNotFoundError(VGLCFormatError, FileNotFoundError):
+    """No usable VGLC folder; the message says where it looked and how to download the corpus."""
+
+
+def zelda_root(folder: Path) -> Path:
+    """The VGLC 'The Legend of Zelda' folder for `folder` = that folder, its Processed/, or a flat folder of tloz*.txt."""
+    found = processed_dir(folder)
+    return found.parent if found.name == PROCESSED else found
+
+
+def _search(root: Path) -> Path | None:
+    """First folder under `root` (sorted walk, any depth) that directly holds a tloz*.txt file."""
+    if not root.is_dir():
+        return None
+    seen: set[str] = set()
+    # Follow links (a Kaggle input may be a linked folder) but visit each real folder once (no link loops).
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        real = os.path.realpath(dirpath)
+        if real in seen:
+            dirnames.clear()
+            continue
+        seen.add(real)
+        dirnames.sort()  # deterministic order
+        if any(Path(name).match(ROOM_GLOB) for name in filenames):
+            return Path(dirpath)
+    return None
+
+
+def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path = KAGGLE_INPUT, default: Path = DEFAULT_DATA_DIR) -> Path:
+    """Where the corpus is: `configured` if given, else a Kaggle input holding tloz*.txt, else `default`.
+
+    Returns the folder containing Processed/ (being pointed at Processed/ itself is accepted). A
+    configured folder without tloz*.txt is an error naming it; nothing found is an error that prints
+    the download command.
+    """
+    if configured is not None:
+        folder = Path(configured)
+        try:
+            return zelda_root(folder)
+        except VGLCFormatError as err:
+            raise DataNotFoundError(f"data_dir {str(folder)!r} holds no {ROOM_GLOB} (nor its {PROCESSED}/ subfolder). {_download_hint()}") from err
+    found = _search(kaggle_root)
+    if found is not None:
+        return zelda_root(found)
+    try:
+        return zelda_root(default)
+    except VGLCFormatError:
+        pass  # fall through to the error that lists every place searched
+    raise DataNotFoundError(
+        f"VGLC Zelda corpus not found: data_dir is not set, no {ROOM_GLOB} under {kaggle_root}, "
+        f"and none in {default} or {default / PROCESSED}. {_download_hint()}"
+    )
+
+
+def _download_hint() -> str:
+    return f"Download it with:\n    {FETCH_COMMAND}\nor set data_dir to the VGLC 'The Legend of Zelda' folder."
+
+
+def split_corpus(corpus: Corpus, val_dungeons: Iterable[str]) -> tuple[Corpus, Corpus]:
+    """(train, val): every room of a dungeon in `val_dungeons` goes to val, the rest to train, order kept."""
+    val = tuple(val_dungeons)
+    missing = [name for name in val if name not in corpus.dungeons]
+    if missing:
+        raise ValueError(f"val_dungeons {missing} not in the corpus; available dungeons: {', '.join(corpus.dungeons)}")
+    if not val:
+        raise ValueError("val_dungeons is empty: hold out at least one dungeon")
+    in_val = [m.dungeon in val for m in corpus.meta]
+    if all(in_val):
+        raise ValueError(f"val_dungeons {list(val)} cover every dungeon; the training split would be empty")
+    train_idx = [i for i, v in enumerate(in_val) if not v]
+    val_idx = [i for i, v in enumerate(in_val) if v]
+    return corpus.subset(train_idx), corpus.subset(val_idx)
+
+
+def mirror_corpus(corpus: Corpus, mirror: str) -> Corpus:
+    """Every room mirrored as a whole dungeon: "rows" (top <-> bottom), "cols" (left <-> right) or "both".
+
+    Doors and neighbours swap sides and slot positions flip within each dungeon grid, so the result is
+    again a consistent set of dungeons; `RoomMeta.mirrored` records the mirror. Raises if the doors found
+    by `tiles.door_sides` on the mirrored rooms differ from the mirrored metadata (an asymmetric door).
+    """
+    if mirror not in _SIDE_PERM:
+        raise ValueError(f"mirror must be one of {MIRRORS}, got {mirror!r}")
+    perm = _SIDE_PERM[mirror]
+    rooms = corpus.rooms.flip(_FLIP_DIMS[mirror]).contiguous()  # (N, 16, 11)
+    meta = tuple(_mirror_meta(m, mirror, perm) for m in corpus.meta)
+    found = tiles.door_sides(rooms)  # (N, 4)
+    expected = torch.tensor([m.doors for m in meta], dtype=torch.bool).reshape(len(meta), 4)
+    bad = (found != expected).any(1).nonzero().flatten().tolist()
+    if bad:
+        m = meta[bad[0]]
+        raise ValueError(f"mirror {mirror!r} broke the doors of {len(bad)} room(s), e.g. index {bad[0]} ({m.dungeon} slot {m.slot_row},{m.slot_col}): door_sides {found[bad[0]].tolist()} != metadata {list(m.doors)}")
+    return Corpus(rooms=rooms, meta=meta)
+
+
+def _mirror_meta(meta: RoomMeta, mirror: str, perm: tuple[int, ...]) -> RoomMeta:
+    rows, cols = meta.grid_shape
+    flip_rows, flip_cols = mirror in ("rows", "both"), mirror in ("cols", "both")
+    return replace(
+        meta,
+        slot_row=rows - 1 - meta.slot_row if flip_rows else meta.slot_row,
+        slot_col=cols - 1 - meta.slot_col if flip_cols else meta.slot_col,
+        doors=tuple(meta.doors[p] for p in perm),
+        neighbors=tuple(meta.neighbors[p] for p in perm),
+        mirrored=_compose(meta.mirrored, mirror),
+    )
+
+
+def _compose(before: str, mirror: str) -> str:
+    """Mirrors compose like bit flips: rows then rows is the identity, rows then cols is both."""
+    bits = {"": 0, "rows": 1, "cols": 2, "both": 3}
+    return {v: k for k, v in bits.items()}[bits[before] ^ bits[mirror]]
+
+
+def augment_mirror(corpus: Corpus, mirrors: Iterable[str] = ("rows", "cols")) -> Corpus:
+    """The corpus followed by one mirrored copy per entry of `mirrors`; neighbours stay within each copy."""
+    parts = [corpus] + [mirror_corpus(corpus, m) for m in mirrors]
+    meta: list[RoomMeta] = []
+    for part in parts:
+        offset = len(meta)
+        meta.extend(replace(m, neighbors=tuple(n + offset if n >= 0 else -1 for n in m.neighbors)) for m in part.meta)
+    return Corpus(rooms=torch.cat([p.rooms for p in parts]), meta=tuple(meta))

@@ -1,0 +1,68 @@
+"""Training history: one record per epoch (and per evaluation), saved atomically as JSON and plotted."""
+
+from __future__ import annotations
+
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from hmolqd.io import atomic_write_bytes, atomic_write_text
+
+STAGES = ("vqvae", "diffusion", "joint")
+
+
+def save_history(records: list[dict[str, Any]], path: str | Path) -> None:
+    """Write `training_history.json` atomically, so a kill mid-write leaves the previous version."""
+    atomic_write_text(Path(path), json.dumps(records, indent=1, allow_nan=True) + "\n")
+
+
+def load_history(path: str | Path) -> list[dict[str, Any]]:
+    path = Path(path)
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as err:
+        raise ValueError(f"{path}: line {err.lineno}: not valid JSON ({err.msg})") from err
+    if not isinstance(records, list):
+        raise ValueError(f"{path}: expected a JSON list of epoch records")
+    return records
+
+
+def _series(records: list[dict[str, Any]], stage: str, key: str) -> tuple[np.ndarray, np.ndarray]:
+    rows = [(r["epoch"], r[key]) for r in records if r.get("stage") == stage and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    if not rows:
+        return np.zeros(0), np.zeros(0)
+    x, y = zip(*rows)
+    return np.asarray(x), np.asarray(y, dtype=float)
+
+
+def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
+    """`training_curves.png`: train/val loss (log scale) and learning rate, one column per trained stage."""
+    stages = [s for s in STAGES if any(r.get("stage") == s for r in records)] or ["vqvae"]
+    fig = Figure(figsize=(4.5 * len(stages), 6), dpi=100)
+    axes = fig.subplots(2, len(stages), squeeze=False)
+    for col, stage in enumerate(stages):
+        loss_ax, lr_ax = axes[0][col], axes[1][col]
+        for key, style in (("train_loss", "-"), ("val_loss", "o-")):
+            x, y = _series(records, stage, key)
+            if len(x):
+                loss_ax.plot(x, y, style, label=key, markersize=3)
+        if loss_ax.lines and all(line.get_ydata().min() > 0 for line in loss_ax.lines):
+            loss_ax.set_yscale("log")
+        loss_ax.set_title(f"stage: {stage}")
+        loss_ax.set_xlabel("epoch")
+        loss_ax.legend(loc="upper right", fontsize=8) if loss_ax.lines else None
+        x, y = _series(records, stage, "lr")
+        lr_ax.plot(x, y, color="tab:green")
+        lr_ax.set_xlabel("epoch")
+        lr_ax.set_ylabel("learning rate")
+    fig.tight_layout()
+    path = Path(path)
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png")
+    atomic_write_bytes(path, buf.getvalue())
+    return path
