@@ -43,7 +43,9 @@ def _data_stats(args: argparse.Namespace) -> int:
 
 
 def _load_config(args: argparse.Namespace) -> Config:
-    cfg = Config.load(args.config) if args.config else Config()
+    if args.config and args.preset:
+        raise ConfigError("give --config FILE or --preset NAME, not both (use --set key=value to change a preset)")
+    cfg = Config.load(args.config) if args.config else Config.preset(args.preset) if args.preset else Config()
     overrides = {}
     for item in args.set or []:
         key, sep, value = item.partition("=")
@@ -51,6 +53,34 @@ def _load_config(args: argparse.Namespace) -> Config:
             raise ConfigError(f"--set {item!r}: expected key=value")
         overrides[key.strip()] = value
     return cfg.with_overrides(**overrides)
+
+
+def _train(args: argparse.Namespace) -> int:
+    from hmolqd.train import train
+
+    result = train(_load_config(args))
+    return 0 if result.finished else 3  # 3: stopped early (signal or time budget); re-run to resume
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from hmolqd.outputs import load_generator
+    from hmolqd.render import grid_to_rgb, save_png
+    from hmolqd.sample import generate
+
+    gen = load_generator(args.model)
+    run = gen.config.run
+    rooms = generate(gen, args.n, doors=args.doors, stairs=args.stairs, steps=args.steps or run.sample_steps,
+                     guidance=run.guidance_scale if args.guidance is None else args.guidance, eta=run.ddim_eta, seed=args.seed)
+    out = args.out or Path(args.model).with_name("samples.png")
+    asked = f"doors {args.doors}" if args.doors else "unconditional"
+    print(f"wrote {save_png(grid_to_rgb(rooms, ncols=args.ncols), out, title=f'{args.n} generated rooms ({asked}, seed {args.seed})')}")
+    return 0
+
+
+def _add_config_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", type=Path, default=None, help="JSON config: flat like the notebook's CONFIG, or nested like config.json")
+    p.add_argument("--preset", default=None, help="a shipped preset (hmolqd/presets): smoke, cpu, gpu")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -68,16 +98,39 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--render", type=Path, default=None, help="write a dungeon map PNG here")
     p.add_argument("--dungeon", default="tloz1_1", help="dungeon to render (file stem, default tloz1_1)")
     p.set_defaults(run=_data_stats)
+
+    p = sub.add_parser("train", help="train (or resume) all stages; the notebook calls the same function")
+    _add_config_arguments(p)
+    p.set_defaults(run=_train)
+
+    p = sub.add_parser("sample", help="generate rooms with model_final.pt and write a PNG grid")
+    p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
+    p.add_argument("-n", type=int, default=24, help="rooms to generate")
+    p.add_argument("--doors", default=None, help="door sides, e.g. 'top,left' (text sides; default unconditional)")
+    p.add_argument("--stairs", default=None, help="'yes' / 'no' (default: unconditional)")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the run's sample_steps)")
+    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the run's)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--ncols", type=int, default=6)
+    p.add_argument("--out", type=Path, default=None, help="PNG path (default: samples.png beside the model)")
+    p.set_defaults(run=_sample)
+
+    from hmolqd.evaluate import add_evaluate_arguments, run_evaluate_args
+
+    p = sub.add_parser("evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)")
+    add_evaluate_arguments(p)
+    p.set_defaults(run=run_evaluate_args)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    from hmolqd.checkpoint import CheckpointError
     from hmolqd.data import VGLCFormatError
 
     try:
         return args.run(args)
-    except (ConfigError, VGLCFormatError, FileNotFoundError) as err:
+    except (ConfigError, VGLCFormatError, CheckpointError, FileNotFoundError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
 

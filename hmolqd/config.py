@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 KAGGLE_WORKING = Path("/kaggle/working")
+PRESETS_DIR = Path(__file__).parent / "presets"
 
 
 class ConfigError(ValueError):
@@ -214,6 +215,15 @@ class Config:
         if nested and all(isinstance(v, dict) for v in nested.values()) and set(nested) <= set(SECTIONS):
             return cls.from_dict(nested)
         return cls.from_flat(nested)
+
+    @classmethod
+    def preset(cls, name: str) -> Config:
+        """A documented preset shipped in hmolqd/presets/<name>.json (see the README)."""
+        path = PRESETS_DIR / f"{name}.json"
+        if not path.is_file():
+            names = sorted(p.stem for p in PRESETS_DIR.glob("*.json"))
+            raise ConfigError(f"unknown preset {name!r}; available presets: {', '.join(names)}")
+        return cls.load(path)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Config:

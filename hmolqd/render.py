@@ -38,10 +38,8 @@ the same table as a `(NUM_TILES, 3)` uint8 array in index order.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from pathlib import Path
-from typing import Sequence
+from typing import BinaryIO, Sequence
 
 import numpy as np
 import torch
@@ -50,6 +48,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.patches import Patch
 
+from hmolqd.io import atomic_write
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, SIDES, TILE_NAMES, TILES
 
 # One colour per tile, chosen after the NES dungeon look where one exists; all distinct.
@@ -74,10 +73,6 @@ EMPTY_SLOT_COLOR: tuple[int, int, int] = (0, 0, 0)  # dungeon slots without a ro
 GRID_PAD_COLOR: tuple[int, int, int] = (128, 128, 128)  # gaps between rooms in grid_to_rgb
 MARK_COLOR: tuple[int, int, int] = (255, 0, 0)  # outline of marked rooms in grid_to_rgb
 
-# mkstemp creates files 0600; PNGs get the usual 0666 & ~umask instead. The umask can only be read by
-# setting it, so it is read once here at import (single-threaded) rather than on every save.
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 # Text side (tiles.SIDES names, used by every door vector) -> compass side on screen; see module docstring.
 TEXT_TO_SCREEN_SIDE: dict[str, str] = {"top": "west", "bottom": "east", "left": "north", "right": "south"}
@@ -276,20 +271,12 @@ def save_png(rgb: np.ndarray, path: str | Path, legend: bool = False, title: str
     path = Path(path)
     if path.suffix.lower() != ".png":
         raise ValueError(f"{path}: save_png writes PNG files; the name must end in .png")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            if legend or title:
-                _draw_figure(arr, legend, title).savefig(handle, format="png")
-            else:
-                imsave(handle, arr, format="png")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o666 & ~_UMASK)
-        os.replace(tmp_name, path)
-    except BaseException:
-        # Leave no half-written temp file behind; the target keeps its previous content.
-        Path(tmp_name).unlink(missing_ok=True)
-        raise
+
+    def write(handle: BinaryIO) -> None:
+        if legend or title:
+            _draw_figure(arr, legend, title).savefig(handle, format="png")
+        else:
+            imsave(handle, arr, format="png")
+
+    atomic_write(path, write)  # a failed write leaves the previous file and no temp file
     return path

@@ -1,0 +1,272 @@
+"""Generation-quality report: our generator, the training rooms and the Markov reference, scored alike.
+
+Every column is scored by `hmolqd.metrics.evaluate_rooms` against the same training rooms:
+
+- "model": `n` rooms from the generator, conditioned on door sides (and stairs, when the model takes
+  them) drawn with replacement from the training rooms, so the conditions follow the training
+  distribution; door adherence is measured against those requested doors.
+- "training_set": the training rooms themselves (their own doors requested). `novel` is 0 there by
+  definition (every room is its own nearest copy); the column shows what "real" looks like.
+- "markov": `MarkovRoomGenerator` fit on the training rooms, sampled with the same drawn doors.
+
+The reference set is the set the model was trained on: the training split of `val_dungeons`, plus
+its mirrored copies when the saved config has `mirror_augment` (a generated mirror image of a
+training room is then a copy, not a novel room).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+
+from hmolqd.baselines import MarkovRoomGenerator
+from hmolqd.metrics import evaluate_rooms
+from hmolqd.models.generator import Generator
+from hmolqd.playability import check_rooms, playable_mask
+from hmolqd.render import grid_to_rgb, save_png
+from hmolqd.sample import generate
+
+# Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
+TABLE_ROWS: tuple[str, ...] = (
+    "playable", "novel_playable", "novel", "distinct", "diversity", "symmetric", "door_adherence",
+    "tile_kl_train_gen", "pattern_kl_train_gen", "pattern_kl_gen_train",
+)
+COLUMNS: tuple[tuple[str, str], ...] = (("model", "ours"), ("training_set", "training set"), ("markov", "Markov"))
+DEFAULT_PNG = "evaluation_samples.png"
+DEFAULT_JSON = "evaluation_report.json"
+GRID_LIMIT = 128  # rooms drawn in the sample PNG (the metrics use all of them)
+
+
+class DoorSource(Protocol):
+    """Anything with training door sides `(N, 4)` bool and stairs `(N,)` bool, e.g. a `Corpus`."""
+
+    doors: torch.Tensor
+    stairs: torch.Tensor
+
+
+class TrainingRooms(DoorSource, Protocol):
+    """A `Corpus`-like training set: also its rooms `(N, 16, 11)` tile indices."""
+
+    rooms: torch.Tensor
+
+
+def _draw(doors: torch.Tensor, stairs: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    doors, stairs = torch.as_tensor(doors).cpu().bool(), torch.as_tensor(stairs).cpu().bool()
+    if doors.dim() != 2 or doors.shape[1] != 4 or tuple(stairs.shape) != (doors.shape[0],):
+        raise ValueError(f"training conditions: expected doors (N, 4) and stairs (N,), got {tuple(doors.shape)} and {tuple(stairs.shape)}")
+    if doors.shape[0] == 0:
+        raise ValueError("training conditions: no training rooms to draw door conditions from")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    pick = torch.randint(doors.shape[0], (n,), generator=torch.Generator().manual_seed(int(seed)))  # (n,)
+    return doors[pick].clone(), stairs[pick].clone()
+
+
+def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """`n` (doors `(n, 4)` bool, stairs `(n,)` bool) pairs of training rooms drawn with replacement (seeded).
+
+    Doors and stairs are drawn together (one training room per row), so their joint law is kept.
+    """
+    return _draw(train.doors, train.stairs, n, seed)
+
+
+def _sample_model(generator: Generator, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, steps: int, guidance: float, eta: float) -> tuple[torch.Tensor, float]:
+    """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them."""
+    cond_stairs = stairs if generator.cfg.cond_stairs else None
+    start = time.perf_counter()
+    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, steps=steps, guidance=guidance, eta=eta, seed=seed)
+    return rooms, time.perf_counter() - start  # generate returns CPU rooms, so device work is finished
+
+
+def json_safe(value: Any) -> Any:
+    """Nested dicts/lists with non-finite floats (diversity of < 2 rooms is NaN) replaced by None."""
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def generation_metrics(
+    generator: Generator,
+    train_rooms: torch.Tensor,
+    train_doors: torch.Tensor,
+    train_stairs: torch.Tensor,
+    n: int,
+    *,
+    seed: int,
+    steps: int,
+    guidance: float,
+    eta: float,
+) -> dict[str, Any]:
+    """`evaluate_rooms` of `n` generated rooms (conditions drawn from the training rooms, door adherence
+    against them), plus `generation_seconds`. For the training loop's `sample_every` evaluations."""
+    if n < 1:
+        raise ValueError(f"generation_metrics: n must be >= 1 (config key eval_samples), got {n}")
+    doors, stairs = _draw(train_doors, train_stairs, n, seed)
+    rooms, seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta)
+    out = evaluate_rooms(rooms, train_rooms, requested_doors=doors)
+    out["generation_seconds"] = seconds
+    return json_safe(out)
+
+
+def _report_and_rooms(generator: Generator, corpus_train: TrainingRooms, *, n: int, seed: int, steps: int, guidance: float, eta: float) -> tuple[dict[str, Any], torch.Tensor]:
+    if n < 2:
+        raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
+    train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
+    doors, stairs = draw_conditions(corpus_train, n, seed)
+    rooms, gen_seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta)
+    start = time.perf_counter()
+    markov_rooms = MarkovRoomGenerator().fit(train).sample(n, doors=doors, seed=seed)
+    markov_seconds = time.perf_counter() - start
+    report = {
+        "settings": {
+            "n": n, "seed": seed, "steps": steps, "guidance": guidance, "eta": eta,
+            "train_rooms": int(train.shape[0]),
+            "conditions": "door sides" + (" and stairs" if generator.cfg.cond_stairs else "") + " of training rooms drawn with replacement",
+        },
+        "timing": {
+            "generation_seconds": gen_seconds,
+            "rooms_per_second": n / gen_seconds if gen_seconds > 0 else None,
+            "markov_seconds": markov_seconds,
+        },
+        "model": evaluate_rooms(rooms, train, requested_doors=doors),
+        "training_set": evaluate_rooms(train, train, requested_doors=corpus_train.doors),
+        "markov": evaluate_rooms(markov_rooms, train, requested_doors=doors),
+        "rooms": {"model": n, "training_set": int(train.shape[0]), "markov": n},
+    }
+    return json_safe(report), rooms
+
+
+def evaluation_report(generator: Generator, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0, eta: float = 0.0) -> dict[str, Any]:
+    """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts.
+
+    `corpus_train` needs `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`).
+    """
+    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, steps=steps, guidance=guidance, eta=eta)[0]
+
+
+def _cell(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def format_report_table(report: dict[str, Any]) -> str:
+    """Markdown table: one row per metric of `TABLE_ROWS`, columns ours / training set / Markov."""
+    missing = [key for key, _ in COLUMNS if key not in report]
+    if missing:
+        raise ValueError(f"format_report_table: report lacks column(s) {missing}; expected keys {[k for k, _ in COLUMNS]}")
+    lines = ["| metric | " + " | ".join(h for _, h in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    counts = report.get("rooms", {})
+    lines.append("| rooms | " + " | ".join(str(counts.get(k, "n/a")) for k, _ in COLUMNS) + " |")
+    for key in TABLE_ROWS:
+        lines.append(f"| {key} | " + " | ".join(_cell(report[col].get(key)) for col, _ in COLUMNS) + " |")
+    return "\n".join(lines)
+
+
+def save_sample_grid(
+    rooms: torch.Tensor,
+    path: str | Path,
+    *,
+    marks_nonplayable: bool = True,
+    ncols: int = 16,
+    limit: int | None = GRID_LIMIT,
+    title: str | None = None,
+) -> Path:
+    """PNG of the first `limit` rooms (None = all), `ncols` per row, non-playable ones outlined in red."""
+    rooms = check_rooms(rooms)
+    if limit is not None:
+        if limit < 1:
+            raise ValueError(f"limit must be >= 1 or None, got {limit}")
+        rooms = rooms[:limit]
+    marks = ~playable_mask(rooms) if marks_nonplayable else None
+    if title is None:
+        title = f"{rooms.shape[0]} rooms" + ("; red outline = not playable" if marks_nonplayable else "")
+    return save_png(grid_to_rgb(rooms, ncols=ncols, marks=marks), path, legend=True, title=title)
+
+
+def _device(name: str) -> torch.device:
+    from hmolqd.config import ConfigError
+
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ConfigError(f"--device {name!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError(f"--device {name!r}: CUDA is not available here; use 'cpu' or 'auto'")
+    return torch.device(name)
+
+
+def run_evaluate(
+    model_path: str | Path,
+    data_dir: str | Path | None,
+    samples: int,
+    seed: int,
+    out_png: str | Path | None,
+    out_json: str | Path | None,
+    steps: int | None,
+    guidance: float | None,
+    eta: float | None = None,
+    device: str = "auto",
+) -> dict[str, Any]:
+    """Load `model_final.pt`, rebuild its training split, write the sample PNG and the report JSON.
+
+    steps / guidance / eta default (None) to the saved config's sample_steps / guidance_scale /
+    ddim_eta; out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
+    the model; data_dir None discovers the corpus (`find_data_dir`).
+    """
+    from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
+    from hmolqd.io import atomic_write_text
+    from hmolqd.outputs import load_generator
+
+    model_path = Path(model_path)
+    if not model_path.is_file():
+        raise FileNotFoundError(f"--model {model_path}: no such file (expected model_final.pt from training)")
+    target = _device(device)
+    generator = load_generator(model_path)
+    cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
+    steps = cfg.run.sample_steps if steps is None else steps
+    guidance = cfg.run.guidance_scale if guidance is None else guidance
+    eta = cfg.run.ddim_eta if eta is None else eta
+    root = find_data_dir(data_dir)
+    train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
+    if cfg.data.mirror_augment:
+        train = augment_mirror(train)
+    generator.to(target)
+    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, steps=steps, guidance=guidance, eta=eta)
+    out_png = Path(out_png) if out_png else model_path.parent / DEFAULT_PNG
+    out_json = Path(out_json) if out_json else model_path.parent / DEFAULT_JSON
+    report["settings"].update(model=str(model_path), data_dir=str(root), val_dungeons=list(cfg.data.val_dungeons), mirror_augment=cfg.data.mirror_augment, device=str(target))
+    report["files"] = {"png": str(out_png), "json": str(out_json)}
+    save_sample_grid(rooms, out_png, title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); red outline = not playable")
+    atomic_write_text(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")
+    return report
+
+
+def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
+    parser.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
+    parser.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
+    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
+    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's ddim_eta)")
+    parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
+    parser.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
+    parser.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
+
+
+def run_evaluate_args(args: argparse.Namespace) -> int:
+    """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
+    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance, eta=args.eta, device=args.device)
+    print(format_report_table(report), file=sys.stderr)
+    print(json.dumps(report, allow_nan=False))
+    return 0

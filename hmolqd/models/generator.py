@@ -1,0 +1,71 @@
+"""The whole room generator: VQ-VAE tokenizer + latent diffusion + an EMA copy of the denoiser.
+
+`Generator(cfg)` is built from a ModelConfig alone, so a checkpoint's `model` config section plus its
+state_dict restore it. The EMA denoiser (Polyak averaging, as in DDPM's released models) is the one
+used for sampling; it is an ordinary submodule, so it is saved in the same state_dict.
+"""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+from hmolqd.config import ModelConfig
+from hmolqd.models.latent_diffusion import LatentDiffusion
+from hmolqd.models.vqvae import VQVAE
+
+
+@torch.no_grad()
+def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
+    """In place: ema <- decay * ema + (1 - decay) * model for float parameters and buffers; other buffers copied.
+
+    Both modules must have the same parameter and buffer names and shapes (an EMA copy of `model`).
+    """
+    if not 0 <= decay <= 1:
+        raise ValueError(f"ema_update: decay must be in [0, 1] (config key ema_decay), got {decay}")
+    for kind, ema_items, items in (
+        ("parameter", dict(ema_model.named_parameters()), dict(model.named_parameters())),
+        ("buffer", dict(ema_model.named_buffers()), dict(model.named_buffers())),
+    ):
+        if ema_items.keys() != items.keys():
+            diff = sorted(ema_items.keys() ^ items.keys())
+            raise ValueError(f"ema_update: EMA and model {kind} names differ: {diff[:5]}")
+        for name, ema_value in ema_items.items():
+            value = items[name].detach()
+            if ema_value.shape != value.shape:
+                raise ValueError(f"ema_update: {kind} {name!r} has shape {tuple(ema_value.shape)} in the EMA, {tuple(value.shape)} in the model")
+            if ema_value.dtype.is_floating_point:
+                ema_value.lerp_(value.to(ema_value.dtype), 1.0 - decay)
+            else:
+                ema_value.copy_(value)
+
+
+class Generator(nn.Module):
+    """Holds `vqvae` (VQVAE), `diffusion` (LatentDiffusion on the VQ-VAE's latent grid) and `ema` (denoiser copy)."""
+
+    def __init__(self, cfg: ModelConfig, codebook_decay: float = 0.99) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.vqvae = VQVAE(cfg, codebook_decay=codebook_decay)
+        self.diffusion = LatentDiffusion(cfg, self.vqvae.latent_shape)
+        self.ema = copy.deepcopy(self.diffusion.denoiser)
+        self.ema.requires_grad_(False)
+        self.ema.eval()
+
+    def train(self, mode: bool = True) -> Generator:
+        super().train(mode)
+        self.ema.eval()  # the EMA copy only ever samples
+        return self
+
+    def update_ema(self, decay: float) -> None:
+        """Move the EMA denoiser towards the trained one (call after each optimizer step)."""
+        ema_update(self.ema, self.diffusion.denoiser, decay)
+
+    def reset_ema(self) -> None:
+        """Copy the current denoiser into the EMA (e.g. at the start of diffusion training)."""
+        ema_update(self.ema, self.diffusion.denoiser, 0.0)
+
+    def sampling_denoiser(self, use_ema: bool = True) -> nn.Module:
+        return self.ema if use_ema else self.diffusion.denoiser

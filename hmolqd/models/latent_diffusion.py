@@ -1,0 +1,189 @@
+"""Door-conditioned latent diffusion over the VQ-VAE's continuous (pre-quantization) latent grid.
+
+Latents are multiplied by `latent_scale` (a buffer, 1/std of a batch of training latents) so the
+diffusion works on roughly unit-variance data, as in latent diffusion (Rombach et al. 2022, section
+4.3.2 / appendix G). Training is the DDPM simple loss (Ho et al. 2020) on eps or v (Salimans & Ho
+2022); sampling is DDIM (Song et al. 2021) with classifier-free guidance (Ho & Salimans 2022).
+
+Condition tokens `(B, K)` (see hmolqd.models.denoiser): K = 4 door sides (hmolqd.data.tiles.SIDES
+order) + 1 has-stairs when `ModelConfig.cond_stairs`; values ABSENT / PRESENT / UNKNOWN.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hmolqd import diffusion
+from hmolqd.config import ModelConfig
+from hmolqd.data.tiles import SIDES, door_sides, has_stairs
+from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN, Denoiser
+
+
+def cond_size(cfg: ModelConfig) -> int:
+    """K: the 4 door sides, plus has-stairs when `cfg.cond_stairs`."""
+    return len(SIDES) + int(cfg.cond_stairs)
+
+
+def condition_tokens(doors: torch.Tensor | None, stairs: torch.Tensor | None, *, n: int, cond_stairs: bool) -> torch.Tensor:
+    """Build `(n, K)` long condition tokens; None means UNKNOWN (dropped) for that group.
+
+    doors: `(n, 4)` bool in SIDES order, or None. stairs: `(n,)` bool, or None (must be None when
+    `cond_stairs` is False, since the model has no stairs input then).
+    """
+    size = len(SIDES) + int(cond_stairs)
+    device = doors.device if doors is not None else (stairs.device if stairs is not None else None)
+    tokens = torch.full((n, size), UNKNOWN, dtype=torch.long, device=device)
+    if doors is not None:
+        if doors.shape != (n, len(SIDES)):
+            raise ValueError(f"condition_tokens: doors must be ({n}, {len(SIDES)}) bool (sides {SIDES}), got {tuple(doors.shape)}")
+        tokens[:, : len(SIDES)] = torch.where(doors.bool(), PRESENT, ABSENT)
+    if stairs is not None:
+        if not cond_stairs:
+            raise ValueError("condition_tokens: stairs given but ModelConfig.cond_stairs is False (the model has no stairs input)")
+        if stairs.shape != (n,):
+            raise ValueError(f"condition_tokens: stairs must be ({n},) bool, got {tuple(stairs.shape)}")
+        tokens[:, len(SIDES)] = torch.where(stairs.bool().to(tokens.device), PRESENT, ABSENT)
+    return tokens
+
+
+def drop_condition(cond: torch.Tensor, drop_prob: float, cond_stairs: bool) -> torch.Tensor:
+    """Classifier-free guidance dropout (Ho & Salimans 2022) on `(B, K)` tokens, using the global RNG.
+
+    With prob `drop_prob` the whole row becomes UNKNOWN (unconditional). When the model also sees
+    stairs, each surviving row additionally drops its door group and its stairs group independently with
+    the same prob, so partial queries (doors given, stairs left open) are in the training distribution.
+    """
+    if not 0 <= drop_prob < 1:
+        raise ValueError(f"drop_condition: drop_prob must be in [0, 1) (config key cond_drop_prob), got {drop_prob}")
+    if drop_prob == 0:
+        return cond
+    B = cond.shape[0]
+    drop = torch.rand(B, 1, device=cond.device) < drop_prob  # (B, 1) whole row
+    if cond_stairs:
+        groups = torch.rand(B, 2, device=cond.device) < drop_prob  # (B, 2): doors, stairs
+        group_cols = torch.cat([groups[:, :1].expand(B, len(SIDES)), groups[:, 1:]], dim=1)  # (B, K)
+        drop = drop | group_cols
+    return torch.where(drop, UNKNOWN, cond)
+
+
+class LatentDiffusion(nn.Module):
+    """Denoiser + schedule buffers + latent scale; `loss` for training, `sample` for DDIM generation."""
+
+    def __init__(self, cfg: ModelConfig, latent_shape: tuple[int, int, int]) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.latent_shape = tuple(latent_shape)
+        self.prediction = cfg.prediction
+        self.num_timesteps = cfg.num_timesteps
+        self.cond_size = cond_size(cfg)
+        betas, alphas_cumprod = diffusion.make_schedule(cfg.schedule, cfg.num_timesteps)
+        self.register_buffer("betas", betas)  # (T,) float64
+        self.register_buffer("alphas_cumprod", alphas_cumprod)  # (T,) float64
+        self.register_buffer("latent_scale", torch.tensor(1.0))  # set by set_latent_scale before training
+        self.denoiser = Denoiser(self.latent_shape, cfg.denoiser_dim, cfg.denoiser_depth, self.cond_size)
+
+    @torch.no_grad()
+    def set_latent_scale(self, latents: torch.Tensor) -> float:
+        """Set latent_scale = 1 / std of a batch of raw latents `(B, C, h, w)` (Rombach et al. 2022); returns it."""
+        std = latents.detach().float().std()
+        if not torch.isfinite(std) or float(std) < 1e-8:
+            raise ValueError(f"set_latent_scale: latent std is {float(std)}; need a batch of finite, non-constant latents")
+        self.latent_scale.fill_(1.0 / float(std))
+        return float(self.latent_scale)
+
+    def condition_tokens(self, doors: torch.Tensor | None, stairs: torch.Tensor | None, n: int) -> torch.Tensor:
+        return condition_tokens(doors, stairs, n=n, cond_stairs=self.cfg.cond_stairs)
+
+    def room_condition(self, rooms: torch.Tensor) -> torch.Tensor:
+        """The condition tokens `(B, K)` that describe real rooms `(B, 16, 11)`: their door sides (+ stairs)."""
+        stairs = has_stairs(rooms) if self.cfg.cond_stairs else None
+        return condition_tokens(door_sides(rooms), stairs, n=rooms.shape[0], cond_stairs=self.cfg.cond_stairs)
+
+    def forward(self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Same as `loss`, so that a DistributedDataParallel wrapper sees the training computation in forward."""
+        return self.loss(z0, cond, drop_prob=drop_prob)
+
+    def loss(self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """DDPM simple loss (Ho et al. 2020, eq. 14) on raw latents `z0 (B, C, h, w)` and condition `cond (B, K)`
+        (tokens, or a bool tensor: False/True are ABSENT/PRESENT; see `room_condition`).
+
+        t ~ U{0..T-1}, noise and condition dropout come from the global RNG. Gradients flow into z0 (detach
+        it to keep the VQ-VAE fixed). Metrics are detached 0-dim tensors: diffusion_loss (the MSE on the
+        target) and x0_mse (the implied x0 error, in scaled-latent units).
+        """
+        if z0.shape[1:] != self.latent_shape:
+            raise ValueError(f"LatentDiffusion.loss: z0 must be (B, *{self.latent_shape}), got {tuple(z0.shape)}")
+        x0 = z0 * self.latent_scale.to(z0.dtype)
+        B = x0.shape[0]
+        t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
+        noise = torch.randn_like(x0)
+        x_t = diffusion.q_sample(x0, t, noise, self.alphas_cumprod)
+        cond = drop_condition(cond.long(), drop_prob, self.cfg.cond_stairs)
+        out = self.denoiser(x_t, t, cond).float()
+        target = diffusion.training_target(x0, noise, t, self.prediction, self.alphas_cumprod).float()
+        loss = F.mse_loss(out, target)
+        with torch.no_grad():
+            x0_hat, _ = diffusion.predict_x0_and_eps(out, x_t.float(), t, self.prediction, self.alphas_cumprod)
+            x0_mse = F.mse_loss(x0_hat, x0.float())
+        return loss, {"diffusion_loss": loss.detach(), "x0_mse": x0_mse}
+
+    def guided_output(self, denoiser: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
+        """Classifier-free guidance: uncond + s * (cond - uncond), both from one batched forward (Ho & Salimans 2022)."""
+        B = x.shape[0]
+        uncond = torch.full_like(cond, UNKNOWN)
+        out = denoiser(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))  # (2B, C, h, w)
+        out_cond, out_uncond = out[:B], out[B:]
+        return out_uncond + guidance * (out_cond - out_uncond)
+
+    def sample(
+        self,
+        n: int,
+        cond: torch.Tensor | None,
+        *,
+        steps: int = 50,
+        eta: float = 0.0,
+        guidance: float = 1.0,
+        generator: torch.Generator | None = None,
+        denoiser: nn.Module | None = None,
+        batch_size: int | None = None,
+    ) -> torch.Tensor:
+        """DDIM-sample `n` raw (unscaled) latents `(n, C, h, w)`; `cond` is `(n, K)` tokens or None (unconditional).
+
+        All random draws (x_T, and per-step noise when eta > 0) come from `generator` (a CPU generator
+        is fine; draws are moved to the model's device) for all n at once, and the n latents advance in
+        lockstep with forwards chunked by `batch_size`, so the result does not depend on `batch_size`.
+        `denoiser` defaults to self.denoiser; pass the EMA copy for sampling. Guidance 1 (or an all-UNKNOWN
+        cond) runs the conditional forward only.
+        """
+        denoiser = self.denoiser if denoiser is None else denoiser
+        device = self.alphas_cumprod.device
+        dtype = next(denoiser.parameters()).dtype
+        if cond is None:
+            cond = torch.full((n, self.cond_size), UNKNOWN, dtype=torch.long)
+        if cond.shape != (n, self.cond_size):
+            raise ValueError(f"LatentDiffusion.sample: cond must be ({n}, {self.cond_size}) tokens, got {tuple(cond.shape)}")
+        if guidance < 0:
+            raise ValueError(f"LatentDiffusion.sample: guidance must be >= 0 (config key guidance_scale), got {guidance}")
+        batch_size = n if batch_size is None else batch_size
+        if batch_size < 1:
+            raise ValueError(f"LatentDiffusion.sample: batch_size must be >= 1, got {batch_size}")
+        cond = cond.to(device=device, dtype=torch.long)
+        needs_uncond = guidance != 1.0 and not bool((cond == UNKNOWN).all())
+        timesteps = diffusion.ddim_timesteps(self.num_timesteps, steps).tolist()
+        x = torch.randn((n, *self.latent_shape), generator=generator, dtype=torch.float32).to(device)  # x_T (n, C, h, w)
+        for i, t in enumerate(timesteps):
+            t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
+            out = torch.empty_like(x)
+            for lo in range(0, n, batch_size):
+                xb, cb = x[lo : lo + batch_size], cond[lo : lo + batch_size]
+                tb = torch.full((xb.shape[0],), t, dtype=torch.long, device=device)
+                if needs_uncond:
+                    out[lo : lo + batch_size] = self.guided_output(denoiser, xb.to(dtype), tb, cb, guidance).float()
+                else:
+                    out[lo : lo + batch_size] = denoiser(xb.to(dtype), tb, cb).float()
+            x0, eps = diffusion.predict_x0_and_eps(out, x, t, self.prediction, self.alphas_cumprod)
+            noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device) if eta > 0 else None
+            x = diffusion.ddim_step(x, t, t_prev, x0, eps, self.alphas_cumprod, eta, noise)
+        return x / self.latent_scale.float()

@@ -1,0 +1,231 @@
+"""Small helpers the notebooks call, so that their cells hold only configuration, calls and displays.
+
+`train_h_molqd_kaggle.ipynb` uses, in cell order: `notebook_config` + `environment_report` (setup and
+configuration), `data_summary` + `render_dungeon` (the corpus), `resume_status` (which checkpoint a run
+will resume from), `training_summary` (after `hmolqd.train.train`), `show_image` / `show_samples`
+(curves and sample grids inline) and `list_output_files` (what to download). Each returns text or a
+path; the notebook prints or shows it. Nothing here trains or deletes anything.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hmolqd.config import KAGGLE_WORKING, PRESETS_DIR, Config, ConfigError
+from hmolqd.data import DataNotFoundError, corpus_stats, find_data_dir, format_stats, load_corpus, load_graphs
+from hmolqd.data.tiles import SIDES
+from hmolqd.data.vglc import Corpus
+from hmolqd.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
+from hmolqd.render import dungeon_to_rgb, save_png
+from hmolqd.resume import find_resume_checkpoint
+from hmolqd.runtime import UnsupportedGPUError, amp_dtype_for, check_gpu_supported
+
+__all__ = [
+    "data_summary", "environment_report", "list_output_files", "notebook_config", "render_dungeon", "resume_status",
+    "sample_captions", "show_image", "show_samples", "training_summary",
+]
+
+_AMP_NAMES = {None: "off (fp32)", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}
+
+
+# ---------------------------------------------------------------- configuration
+
+
+def notebook_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, preset: str | None = None) -> Config:
+    """The notebook's `CONFIG`, then the keys a preset sets (if `preset`), then `overrides`; paths resolved.
+
+    A preset replaces only the keys its JSON file names (`hmolqd/presets/<preset>.json`), so CONFIG's paths
+    and resume settings stay. Any unknown key is a ConfigError naming it.
+    """
+    flat = dict(config)
+    if preset is not None:
+        Config.preset(preset)  # validates the name (the error lists the available presets) and the values
+        preset_keys = json.loads((PRESETS_DIR / f"{preset}.json").read_text(encoding="utf-8"))
+        flat.update({k: v for k, v in preset_keys.items() if k != "name"})
+        flat["name"] = preset_keys.get("name", preset)
+    flat.update(overrides or {})
+    return Config.from_flat(flat).resolved()
+
+
+def _device_for(setting: str) -> torch.device:
+    if setting == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = torch.device(setting)
+    return torch.device("cuda", dev.index or 0) if dev.type == "cuda" else dev
+
+
+def _gpu_lines(cfg: Config) -> tuple[list[str], torch.device | None, str | None]:
+    """Lines about the GPU(s), the device training will use, and why that device cannot be used (or None)."""
+    if not torch.cuda.is_available():
+        lines = ["GPU: none visible (torch.cuda.is_available() is False)"]
+        if cfg.run.device.startswith("cuda"):
+            return lines, None, f"config key 'device' = {cfg.run.device!r} but no GPU is available: use 'auto' or 'cpu'"
+        return lines, torch.device("cpu"), None
+    lines = []
+    for i in range(torch.cuda.device_count()):
+        major, minor = torch.cuda.get_device_capability(i)
+        lines.append(f"GPU {i}: {torch.cuda.get_device_name(i)}, compute capability {major}.{minor}")
+    dev = _device_for(cfg.run.device)
+    if dev.type != "cuda":
+        return lines, dev, None
+    try:
+        check_gpu_supported(dev)
+    except UnsupportedGPUError as err:
+        return lines, None, f"UNSUPPORTED GPU: {err}"
+    return lines, dev, None
+
+
+def environment_report(cfg: Config) -> str:
+    """Python/torch/CUDA versions, GPUs, the device and AMP dtype training will use, and the resolved paths.
+
+    An unsupported GPU (e.g. a P100 under a torch build without sm_60) is reported on a line starting with
+    'UNSUPPORTED GPU:' that says which accelerator to choose; training itself would stop with that error.
+    """
+    cfg = cfg.resolved()
+    build = f"CUDA {torch.version.cuda}" if torch.version.cuda else "CPU-only build"
+    lines = [f"python {platform.python_version()}, torch {torch.__version__} ({build})"]
+    gpu_lines, dev, problem = _gpu_lines(cfg)
+    lines += gpu_lines
+    if problem is not None:
+        lines += [problem, f"device: cannot train on {cfg.run.device!r} (see above)"]
+    else:
+        amp = _AMP_NAMES[amp_dtype_for(dev, cfg.train.use_amp)]
+        lines += [f"device: {dev} (config device={cfg.run.device!r})", f"AMP: {amp} (use_amp={cfg.train.use_amp})"]
+    lines.append(f"on Kaggle: {'yes' if KAGGLE_WORKING.is_dir() else 'no'}")
+    try:
+        data = str(find_data_dir(cfg.data.data_dir))
+    except DataNotFoundError as err:
+        data = f"NOT FOUND - {err}"
+    lines += [
+        f"data_dir: {data}",
+        f"checkpoint_dir: {Path(cfg.paths.checkpoint_dir).resolve()}",
+        f"output_dir: {Path(cfg.paths.output_dir).resolve()}",
+        f"resume_from: {cfg.paths.resume_from}  auto_resume: {cfg.run.auto_resume}",
+    ]
+    return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- data
+
+
+def data_summary(cfg: Config) -> tuple[Path, Corpus, str]:
+    """Find and load the VGLC corpus: (data folder, corpus, statistics text with the dungeon graphs)."""
+    data_dir = find_data_dir(cfg.data.data_dir)
+    corpus = load_corpus(data_dir)
+    text = f"VGLC Zelda corpus: {data_dir}\n" + format_stats(corpus_stats(corpus, load_graphs(data_dir)))
+    return data_dir, corpus, text
+
+
+def render_dungeon(corpus: Corpus, dungeon: str, path: str | Path) -> Path:
+    """The map of one real dungeon (its rooms at their VGLC slots) as a PNG with a tile legend."""
+    if dungeon not in corpus.dungeons:
+        raise ConfigError(f"dungeon {dungeon!r} is not in the corpus; choose one of {', '.join(corpus.dungeons)}")
+    idx = [i for i, m in enumerate(corpus.meta) if m.dungeon == dungeon]
+    rows = [corpus.meta[i].slot_row for i in idx]
+    cols = [corpus.meta[i].slot_col for i in idx]
+    rgb = dungeon_to_rgb(corpus.rooms[idx], rows, cols)
+    return save_png(rgb, path, legend=True, title=f"{dungeon} (VGLC, {len(idx)} rooms)")
+
+
+# ---------------------------------------------------------------- resume and training
+
+
+def resume_status(cfg: Config) -> str:
+    """Which checkpoint a run of `cfg` would resume from, as `train` will report it, or why none.
+
+    Reads checkpoints only; as in `train`, a `checkpoint_latest.pt` found under /kaggle/input is copied into
+    checkpoint_dir. A missing or invalid `resume_from` raises CheckpointError (training would too).
+    """
+    cfg = cfg.resolved()
+    found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume)
+    if found.checkpoint is None:
+        return found.message
+    done = _epochs_by_stage(found.checkpoint.get("history", []))
+    trained = "; ".join(f"{stage}: epochs {', '.join(map(str, epochs))}" for stage, epochs in done.items()) or "no epoch finished yet"
+    return f"{found.message}\nalready trained: {trained}"
+
+
+def _epochs_by_stage(history: list[dict[str, Any]]) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for record in history:
+        out.setdefault(str(record.get("stage")), []).append(int(record.get("epoch", 0)))
+    return out
+
+
+def training_summary(result: Any) -> str:
+    """One paragraph about a `hmolqd.train.TrainResult`: finished or why it stopped, resume source, epochs."""
+    head = "training finished: every stage ran to its last epoch" if result.finished else (
+        f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - run the notebook again to resume")
+    source = f"resumed from {result.resumed_from}" if result.resumed_from else "started from scratch"
+    epochs = "; ".join(f"{s}: {len(e)} epoch(s)" for s, e in _epochs_by_stage(result.history).items()) or "no epoch finished"
+    return f"{head}\n{source}\nhistory: {epochs}\ncheckpoints: {result.checkpoint_dir}\noutputs: {result.output_dir}"
+
+
+# ---------------------------------------------------------------- display
+
+
+def show_image(path: str | Path, caption: str | None = None) -> Path | None:
+    """Show a PNG inline (IPython) with an optional caption; a missing file is reported, not raised."""
+    from IPython.display import Image, display
+
+    path = Path(path)
+    if not path.is_file():
+        print(f"{path.name}: not written yet ({path})")
+        return None
+    if caption:
+        print(caption)
+    display(Image(filename=str(path)))
+    return path
+
+
+def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
+    """Each `sample_<condition>.png` of hmolqd.outputs.SAMPLE_CONDITIONS with the door condition it asked for."""
+    out = []
+    for name, doors in SAMPLE_CONDITIONS:
+        asked = "unconditional (no door condition)" if doors is None else (
+            "doors on " + ", ".join(s for s, d in zip(SIDES, doors) if d) + " (text-grid sides); none elsewhere")
+        out.append((Path(output_dir) / f"sample_{name}.png", f"sample_{name}.png: {asked}"))
+    return out
+
+
+def show_samples(output_dir: str | Path) -> list[Path]:
+    """Show every sample grid with its door condition; says so when training has not finished yet."""
+    shown = []
+    for path, caption in sample_captions(output_dir):
+        if show_image(path, caption) is not None:
+            shown.append(path)
+    if not shown:
+        print("no sample grids yet: they are written when the last stage finishes (run the notebook again to resume)")
+    return shown
+
+
+def _size(n: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.2f} {unit}"
+        n /= 1000
+    raise AssertionError("unreachable")
+
+
+def list_output_files(output_dir: str | Path, checkpoint_dir: str | Path | None = None) -> str:
+    """A table of the files in output_dir (and checkpoint_dir) with their sizes, and what the zip holds."""
+    lines = []
+    for folder in [Path(output_dir)] + ([Path(checkpoint_dir)] if checkpoint_dir is not None else []):
+        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+        lines.append(f"{folder.resolve()}/ ({len(files)} files, {_size(sum(p.stat().st_size for p in files))})")
+        lines += [f"  {p.name:<40} {_size(p.stat().st_size):>10}" for p in files]
+    zip_path = Path(output_dir) / ZIP_NAME
+    if zip_path.is_file():
+        with zipfile.ZipFile(zip_path) as zf:
+            names = zf.namelist()
+        lines.append(f"{ZIP_NAME} holds {len(names)} files: download it from the output panel (or {FINAL_MODEL} alone to sample)")
+    else:
+        lines.append(f"{ZIP_NAME} is not written yet: it is made when the last stage finishes")
+    return "\n".join(lines)

@@ -1,0 +1,95 @@
+"""Generate rooms from a trained Generator: DDIM in latent space, then snap to the codebook and decode.
+
+`generate` is deterministic for a seed (its own CPU torch.Generator, independent of the global RNG) and
+its output does not depend on `batch_size` (see LatentDiffusion.sample).
+"""
+
+from __future__ import annotations
+
+import torch
+
+from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
+from hmolqd.models.generator import Generator
+
+TRUE_WORDS = ("1", "true", "yes", "y")
+FALSE_WORDS = ("0", "false", "no", "n")
+
+
+def parse_doors(doors: torch.Tensor | str | None, n: int) -> torch.Tensor | None:
+    """None (unconditional), a `(4,)` / `(n, 4)` bool tensor, or a string of sides such as "top,left"
+    ("" = a room without doors) -> `(n, 4)` bool in SIDES order, or None."""
+    if doors is None:
+        return None
+    if isinstance(doors, str):
+        names = [s.strip().lower() for s in doors.split(",") if s.strip()]
+        unknown = [s for s in names if s not in SIDES]
+        if unknown:
+            raise ValueError(f"doors: unknown side(s) {unknown}; use comma-separated names from {SIDES}, e.g. 'top,left'")
+        doors = torch.tensor([side in names for side in SIDES])
+    doors = torch.as_tensor(doors)
+    if doors.dtype != torch.bool:
+        raise TypeError(f"doors must be a bool tensor (sides {SIDES}), got dtype {doors.dtype}")
+    if doors.shape == (len(SIDES),):
+        return doors.expand(n, len(SIDES)).clone()
+    if doors.shape != (n, len(SIDES)):
+        raise ValueError(f"doors must have shape ({len(SIDES)},) or ({n}, {len(SIDES)}) (sides {SIDES}), got {tuple(doors.shape)}")
+    return doors.cpu()
+
+
+def parse_stairs(stairs: torch.Tensor | bool | str | None, n: int) -> torch.Tensor | None:
+    """None (unconditional), a bool, a `()` / `(n,)` bool tensor, or "yes"/"no" -> `(n,)` bool, or None."""
+    if stairs is None:
+        return None
+    if isinstance(stairs, str):
+        word = stairs.strip().lower()
+        if word not in TRUE_WORDS + FALSE_WORDS:
+            raise ValueError(f"stairs: {stairs!r} is not one of {TRUE_WORDS + FALSE_WORDS}")
+        stairs = word in TRUE_WORDS
+    stairs = torch.as_tensor(stairs)
+    if stairs.dtype != torch.bool:
+        raise TypeError(f"stairs must be a bool or bool tensor, got dtype {stairs.dtype}")
+    if stairs.dim() == 0:
+        return stairs.expand(n).clone()
+    if stairs.shape != (n,):
+        raise ValueError(f"stairs must be a bool, or a tensor of shape ({n},), got {tuple(stairs.shape)}")
+    return stairs.cpu()
+
+
+def generate(
+    model: Generator,
+    n: int,
+    doors: torch.Tensor | str | None = None,
+    stairs: torch.Tensor | bool | str | None = None,
+    steps: int = 50,
+    guidance: float = 2.0,
+    eta: float = 0.0,
+    seed: int = 0,
+    batch_size: int = 256,
+    use_ema: bool = True,
+) -> torch.Tensor:
+    """Generate `n` rooms -> `(n, 16, 11)` uint8 tile indices on the CPU (hmolqd.data.tiles.TILES order).
+
+    doors / stairs condition the rooms (None leaves that part unconditional); guidance is the
+    classifier-free guidance scale (1 = conditional only, 0 = unconditional). The model is put in eval
+    mode for the call and restored afterwards.
+    """
+    if n < 0:
+        raise ValueError(f"generate: n must be >= 0, got {n}")
+    if batch_size < 1:
+        raise ValueError(f"generate: batch_size must be >= 1, got {batch_size}")
+    cond = model.diffusion.condition_tokens(parse_doors(doors, n), parse_stairs(stairs, n), n)  # (n, K) CPU
+    if n == 0:
+        return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
+    generator = torch.Generator().manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.inference_mode():
+            latents = model.diffusion.sample(
+                n, cond, steps=steps, eta=eta, guidance=guidance, generator=generator,
+                denoiser=model.sampling_denoiser(use_ema), batch_size=batch_size,
+            )  # (n, C, h, w), raw VQ-VAE latent units
+            rooms = torch.cat([model.vqvae.decode_latents(z).cpu() for z in latents.split(batch_size)])
+    finally:
+        model.train(was_training)
+    return rooms.to(torch.uint8)

@@ -1,0 +1,489 @@
+"""Checks that checkpointing never loses work, run visibly by `test_checkpoint_resume.ipynb` (and by CI).
+
+`run_all(workdir, data_dir=None, device="auto")` runs every check below, prints one line per check with a
+pass mark or the reason it failed, and raises AssertionError naming every failed check at the end, so
+executing the notebook is a real test. Each check is also a function of its own that raises on failure
+and returns what it verified:
+
+    check_state_round_trip    model, optimizer, scheduler, scaler, EMA and RNG saved, loaded into fresh
+                              objects and compared tensor by tensor; training then continues identically
+    check_rng_round_trip      python / numpy / torch (/ CUDA) generators draw the same numbers after restore
+    check_checkpoint_files    latest / best / epoch files (per stage) hold the state saved at that point
+    check_rotation            keep_last_n epoch and step files; best and latest are never rotated away
+    check_corrupt_fallback    truncated, garbage and bit-altered files are skipped with the reason
+    check_training_resume     `train()` stopped twice (time budget, then SIGINT as "Interrupt kernel" sends) and resumed
+                              ends with the same checkpoint as an uninterrupted run, on the real corpus
+    check_inference_export    model_final.pt loads with torch.load(weights_only=True) and generates rooms
+
+Bit-exact on CPU. On CUDA, kernels with atomics are not bit-reproducible, so the continuation checks
+first measure the run-to-run noise (two runs from the same start) and accept differences up to 10x that
+noise (exact when it is 0).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import io
+import logging
+import random
+import signal
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from hmolqd.checkpoint import (
+    INFERENCE_FORMAT, LATEST, CheckpointManager, CheckpointPolicy, capture_rng_state, find_resume_checkpoint,
+    load_checkpoint, load_training_state, restore_rng_state,
+)
+from hmolqd.config import Config
+from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W
+from hmolqd.models.generator import Generator
+from hmolqd.optim import make_optimizer
+from hmolqd.outputs import FINAL_MODEL, export_final, load_generator
+from hmolqd.runtime import setup_runtime
+from hmolqd.sample import generate
+from hmolqd.stages import JointObjective, set_train_mode, trainable
+
+__all__ = [
+    "CheckResult", "Comparison", "assert_same", "check_checkpoint_files", "check_corrupt_fallback", "check_inference_export",
+    "check_rng_round_trip", "check_rotation", "check_state_round_trip", "check_training_resume", "compare_states", "run_all",
+]
+
+# A model small enough that every state round trip takes milliseconds; all three submodules are real.
+TINY_MODEL = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "downsample": 4, "num_timesteps": 50,
+              "denoiser_dim": 16, "denoiser_depth": 1}
+# train() on the real corpus in a few seconds on CPU: 5 steps per epoch, every stage, step checkpoints.
+TINY_TRAIN = {**TINY_MODEL, "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 1, "batch_size": 256, "warmup_steps": 2,
+              "log_every": 2, "sample_every": 0, "sample_steps": 2, "checkpoint_every_steps": 3, "keep_last_n": 2,
+              "max_runtime_hours": 0.0}
+# Keys of a checkpoint that legitimately differ between two runs reaching the same state (config: its paths).
+_RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config")
+
+
+# ---------------------------------------------------------------- comparing states
+
+
+@dataclass
+class Comparison:
+    tensors: int = 0  # tensors compared
+    values: int = 0  # plain values compared
+    max_abs_diff: float = 0.0  # largest difference between float values (0.0 = identical)
+    diffs: list[str] = field(default_factory=list)  # what differs, with its key path
+
+
+def compare_states(a: Any, b: Any, where: str = "state", atol: float = 0.0, out: Comparison | None = None) -> Comparison:
+    """Walk two nested states; tensors by dtype, shape and every element (floats within `atol`, else exact)."""
+    out = out if out is not None else Comparison()
+    if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
+        out.tensors += 1
+        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dtype != b.dtype or a.shape != b.shape:
+            out.diffs.append(f"{where}: {_kind(a)} != {_kind(b)}")
+            return out
+        x, y = a.detach().cpu(), b.detach().cpu()
+        if x.dtype.is_floating_point and x.numel():
+            gap = _max_gap(x, y)
+            out.max_abs_diff = max(out.max_abs_diff, gap)
+            if gap > atol:
+                out.diffs.append(f"{where}: max |difference| {gap:.3g}")
+        elif not torch.equal(x, y):
+            out.diffs.append(f"{where}: {int((x != y).sum())} of {x.numel()} elements differ")
+    elif isinstance(a, dict) and isinstance(b, dict):
+        if set(a) != set(b):
+            out.diffs.append(f"{where}: keys differ: only in first {sorted(map(str, set(a) - set(b)))}, only in second {sorted(map(str, set(b) - set(a)))}")
+        for key in a.keys() & b.keys():
+            compare_states(a[key], b[key], f"{where}[{key!r}]", atol, out)
+    elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        if len(a) != len(b):
+            out.diffs.append(f"{where}: length {len(a)} != {len(b)}")
+        for i, (x, y) in enumerate(zip(a, b)):
+            compare_states(x, y, f"{where}[{i}]", atol, out)
+    else:
+        out.values += 1
+        if type(a) is float and type(b) is float and a == a and b == b:
+            out.max_abs_diff = max(out.max_abs_diff, abs(a - b))
+            if abs(a - b) > atol:
+                out.diffs.append(f"{where}: {a!r} != {b!r}")
+        elif a != b and not (a != a and b != b):  # NaN equals NaN here: the same run logs the same NaN
+            out.diffs.append(f"{where}: {a!r} != {b!r}")
+    return out
+
+
+def _max_gap(x: torch.Tensor, y: torch.Tensor) -> float:
+    """Largest |x - y| of two float tensors; NaN (or inf) in the same places counts as equal, elsewhere as inf."""
+    if torch.equal(x, y):
+        return 0.0
+    if not torch.equal(x.isnan(), y.isnan()):
+        return float("inf")
+    same = (x == y) | x.isnan()  # covers equal infinities, whose difference would be NaN
+    gap = torch.where(same, 0.0, (x.double() - y.double()).abs())
+    return float(gap.max())
+
+
+def _kind(x: Any) -> str:
+    return f"{x.dtype} {tuple(x.shape)}" if isinstance(x, torch.Tensor) else type(x).__name__
+
+
+def assert_same(a: Any, b: Any, what: str, atol: float = 0.0) -> Comparison:
+    """compare_states, raising AssertionError with the first differences (and how many there are)."""
+    result = compare_states(a, b, what, atol)
+    if result.diffs:
+        shown = "; ".join(result.diffs[:4]) + (f"; ... ({len(result.diffs)} differences)" if len(result.diffs) > 4 else "")
+        raise AssertionError(f"{what} differs: {shown}")
+    return result
+
+
+# ---------------------------------------------------------------- a tiny trainee with every kind of state
+
+
+@dataclass
+class Trainee:
+    """The real Generator with the trainer's optimizer, schedule, scaler and EMA, on tiny sizes."""
+
+    cfg: Config
+    gen: Generator
+    opt: torch.optim.Optimizer
+    sched: torch.optim.lr_scheduler.LambdaLR
+    scaler: torch.amp.GradScaler
+    device: torch.device
+    steps: int = 0
+
+
+def make_trainee(seed: int, device: torch.device) -> Trainee:
+    torch.manual_seed(seed)
+    cfg = Config.from_flat({**TINY_MODEL, "warmup_steps": 2, "weight_decay": 0.01})
+    gen = Generator(cfg.model).to(device)
+    set_train_mode(gen, "joint")  # stage 3 trains the VQ-VAE and the denoiser: every parameter has optimizer state
+    opt, sched = make_optimizer(trainable(gen, "joint"), cfg.train.learning_rate, cfg.train.weight_decay, 50, 2, 0.1)
+    # An enabled scaler on every device, so its state (scale, growth tracker) is non-trivial.
+    return Trainee(cfg, gen, opt, sched, torch.amp.GradScaler(device.type, enabled=True), device)
+
+
+def train_steps(t: Trainee, n: int) -> None:
+    """n optimizer steps on random rooms; the batch draws from python, numpy and torch RNGs, so all must be restored."""
+    objective = JointObjective(t.gen, t.cfg)
+    for _ in range(n):
+        rooms = torch.randint(0, NUM_TILES, (8, ROOM_H, ROOM_W)).to(t.device)  # (8, 16, 11)
+        doors = torch.from_numpy(np.random.rand(8, 4) < 0.5)  # (8, 4) bool
+        stairs = torch.tensor([random.random() < 0.3 for _ in range(8)])  # (8,) bool
+        cond = t.gen.diffusion.condition_tokens(doors, stairs, 8).to(t.device)  # (8, K)
+        loss, _ = objective(rooms, cond)
+        t.scaler.scale(loss).backward()
+        t.scaler.unscale_(t.opt)
+        torch.nn.utils.clip_grad_norm_(trainable(t.gen, "joint"), 1.0)
+        t.scaler.step(t.opt)
+        t.scaler.update()
+        t.opt.zero_grad(set_to_none=True)
+        t.sched.step()
+        t.gen.update_ema(0.9)
+        t.steps += 1
+
+
+def _live(t: Trainee) -> dict[str, Any]:
+    """The trainee's states as the trainer checkpoints them (state dicts alias the live tensors)."""
+    return {"models": {"vqvae": t.gen.vqvae.state_dict(), "diffusion": t.gen.diffusion.state_dict(), "ema": t.gen.ema.state_dict()},
+            "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "scaler": t.scaler.state_dict()}
+
+
+def training_state(t: Trainee, stage: str, epoch: int) -> dict[str, Any]:
+    """A deep copy (the live tensors keep training) of everything the trainer checkpoints."""
+    return copy.deepcopy({
+        "stage": stage, "epoch": epoch, "global_step": t.steps, **_live(t), "rng": capture_rng_state(),
+        "data_order": {"seed": 0, "epoch": epoch, "position": 0}, "elapsed": 1.5, "config": t.cfg.to_dict(),
+        "history": [{"stage": stage, "epoch": epoch, "val_loss": 1.0 / (1 + epoch)}],
+    })
+
+
+def _fresh(workdir: str | Path, name: str) -> Path:
+    """A new, empty folder for one check (a re-run never sees an earlier run's files; nothing is deleted)."""
+    Path(workdir).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f"{name}_", dir=workdir))
+
+
+def _names(folder: Path) -> set[str]:
+    return {p.name for p in folder.iterdir() if p.is_file()}
+
+
+# ---------------------------------------------------------------- the checks
+
+
+def _resume(folder: Path, seed: int, dev: torch.device) -> tuple[Trainee, dict[str, Any]]:
+    """A fresh process (other weights, other RNG state) resuming from `folder` as the trainer does."""
+    t = make_trainee(seed, dev)
+    found = find_resume_checkpoint(folder, kaggle_input=None)
+    assert found.path == folder / LATEST and found.checkpoint is not None, f"resume picked {found.path}: {found.message}"
+    ckpt = found.checkpoint
+    load_training_state(ckpt, models={"vqvae": t.gen.vqvae, "diffusion": t.gen.diffusion, "ema": t.gen.ema},
+                        optimizer=t.opt, scheduler=t.sched, scaler=t.scaler)
+    t.steps = ckpt["global_step"]
+    return t, ckpt
+
+
+def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cpu") -> str:
+    dev = torch.device(device)
+    folder = _fresh(workdir, "round_trip")
+    a = make_trainee(0, dev)
+    train_steps(a, 3)
+    saved = training_state(a, "joint", 1)
+    CheckpointManager(folder).save_epoch_end(saved, {"val_loss": 0.5})
+    train_steps(a, 3)  # the run that was never interrupted
+
+    b, ckpt = _resume(folder, 1, dev)
+    loaded = assert_same(_live(b), {k: saved[k] for k in ("models", "optimizer", "scheduler", "scaler")}, "loaded state")
+    files = assert_same({k: ckpt[k] for k in saved}, saved, "checkpoint file")
+    restore_rng_state(ckpt["rng"])
+    train_steps(b, 3)
+    atol = 0.0
+    if dev.type == "cuda":  # kernels with atomics: measure the noise of two continuations from the same file
+        c, _ = _resume(folder, 2, dev)
+        restore_rng_state(ckpt["rng"])
+        train_steps(c, 3)
+        atol = 10 * compare_states(_live(b), _live(c), atol=float("inf")).max_abs_diff
+    cont = assert_same(_live(b), _live(a), "continued training", atol)
+    exact = "bit-exact" if cont.max_abs_diff == 0 else f"max |diff| {cont.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
+    return (f"{loaded.tensors} tensors of model/optimizer/scheduler/scaler/EMA identical after load, {files.tensors} in the file "
+            f"(RNG included); 3 more steps match the uninterrupted run ({exact})")
+
+
+def check_rng_round_trip(workdir: str | Path, device: str | torch.device = "cpu") -> str:
+    dev = torch.device(device)
+    path = _fresh(workdir, "rng") / "rng.pt"
+    random.gauss(0, 1), np.random.randn(), torch.randn(1)  # leave cached gaussians in the state
+    torch.save(capture_rng_state(), path)
+    state = torch.load(path, weights_only=True)
+
+    def draw() -> list[Any]:
+        cuda = [torch.rand(3, device=dev).cpu()] if dev.type == "cuda" else []
+        return [random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), float(np.random.randn()), torch.rand(3), torch.randn(2), *cuda]
+
+    first = draw()
+    restore_rng_state(state)
+    assert_same(draw(), first, "draws after restore")
+    parts = "python, numpy, torch" + (", CUDA" if dev.type == "cuda" else "")
+    return f"{parts} generators draw identical numbers after a weights-only round trip"
+
+
+def check_checkpoint_files(workdir: str | Path, device: str | torch.device = "cpu") -> str:
+    folder = _fresh(workdir, "files")
+    t = make_trainee(0, torch.device(device))
+    mgr = CheckpointManager(folder, CheckpointPolicy(every_epochs=1, keep_last_n=10))
+    snaps = {}
+    for stage, epoch, val in (("vqvae", 1, 0.8), ("diffusion", 1, 0.9), ("diffusion", 2, 0.5), ("diffusion", 3, 0.7)):
+        train_steps(t, 1)  # other weights at each save
+        snaps[stage, epoch] = training_state(t, stage, epoch)
+        mgr.save_epoch_end(snaps[stage, epoch], {"val_loss": val})
+    expect = {"checkpoint_vqvae_epoch_1.pt": ("vqvae", 1), "checkpoint_vqvae_best.pt": ("vqvae", 1),
+              "checkpoint_epoch_1.pt": ("diffusion", 1), "checkpoint_epoch_2.pt": ("diffusion", 2), "checkpoint_epoch_3.pt": ("diffusion", 3),
+              "checkpoint_best.pt": ("diffusion", 2), LATEST: ("diffusion", 3)}
+    assert _names(folder) == set(expect), f"files {sorted(_names(folder))}, expected {sorted(expect)}"
+    for name, key in expect.items():
+        ckpt = load_checkpoint(folder / name)
+        assert (ckpt["stage"], ckpt["epoch"]) == key, f"{name} holds {ckpt['stage']} epoch {ckpt['epoch']}, expected {key}"
+        assert_same(ckpt["models"], snaps[key]["models"], f"{name} models")
+        assert_same(ckpt["optimizer"], snaps[key]["optimizer"], f"{name} optimizer")
+    best = load_checkpoint(folder / LATEST)["best_metric"]
+    assert best == {"vqvae": 0.8, "diffusion": 0.5}, f"best_metric {best}"
+    return f"{len(expect)} files: latest = last save, best = lowest val_loss per stage, epoch_N = epoch N (weights compared)"
+
+
+def check_rotation(workdir: str | Path, device: str | torch.device = "cpu") -> str:
+    folder = _fresh(workdir, "rotation")
+    t = make_trainee(0, torch.device(device))
+    mgr = CheckpointManager(folder, CheckpointPolicy(every_epochs=1, every_steps=2, keep_last_n=2))
+    for epoch, val in enumerate((0.1, 0.5, 0.4, 0.3, 0.2), start=1):
+        for _ in range(2):
+            train_steps(t, 1)
+            if mgr.step_save_due("diffusion", t.steps):
+                mgr.save_step(training_state(t, "diffusion", epoch - 1))
+        mgr.save_epoch_end(training_state(t, "diffusion", epoch), {"val_loss": val})
+    expect = {"checkpoint_epoch_4.pt", "checkpoint_epoch_5.pt", "checkpoint_step_8.pt", "checkpoint_step_10.pt", "checkpoint_best.pt", LATEST}
+    assert _names(folder) == expect, f"after 5 epochs with keep_last_n=2: {sorted(_names(folder))}, expected {sorted(expect)}"
+    best = load_checkpoint(folder / "checkpoint_best.pt")
+    assert best["epoch"] == 1, f"checkpoint_best.pt holds epoch {best['epoch']}; epoch 1 had the best val_loss"
+    return "5 epochs, 10 steps, keep_last_n=2: epoch 4-5 and step 8-10 kept; best (epoch 1) and latest kept"
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "truncate":
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    elif how == "garbage":
+        path.write_bytes(bytes(random.Random(0).randrange(256) for _ in range(4096)))
+    else:  # one weight changed and the file re-saved as valid torch data: only the checksum can tell
+        obj = torch.load(path, weights_only=True)
+        next(v for v in obj["models"]["vqvae"].values() if v.is_floating_point()).view(-1)[0] += 1.0
+        torch.save(obj, path)
+
+
+def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cpu") -> str:
+    folder = _fresh(workdir, "corrupt")
+    t = make_trainee(0, torch.device(device))
+    mgr = CheckpointManager(folder, CheckpointPolicy(every_epochs=1, keep_last_n=5))
+    snaps = {}
+    for epoch in (1, 2, 3):
+        train_steps(t, 1)
+        snaps[epoch] = training_state(t, "diffusion", epoch)
+        mgr.save_epoch_end(snaps[epoch])
+    damage = {LATEST: ("truncate", "truncated"), "checkpoint_epoch_3.pt": ("alter", "checksum mismatch"),
+              "checkpoint_epoch_2.pt": ("garbage", "unreadable")}
+    for name, (how, _) in damage.items():
+        _damage(folder / name, how)
+    with _quiet("hmolqd"):  # the skip warnings are expected here; they are checked below instead
+        found = find_resume_checkpoint(folder, kaggle_input=None)
+    assert found.path == folder / "checkpoint_epoch_1.pt", f"resumed from {found.path}, expected checkpoint_epoch_1.pt: {found.message}"
+    reasons = {p.name: why for p, why in found.skipped}
+    for name, (_, word) in damage.items():
+        assert word in reasons.get(name, ""), f"{name}: skip reason {reasons.get(name)!r} does not say {word!r}"
+        assert (folder / name).is_file(), f"{name} was deleted; a damaged file must be kept for inspection"
+    assert_same(found.checkpoint["models"], snaps[1]["models"], "fallback models")
+    return "damaged latest (truncated), epoch_3 (one weight altered), epoch_2 (garbage) skipped with reasons, kept on disk; resumed from epoch_1 (weights identical)"
+
+
+@contextlib.contextmanager
+def _quiet(logger: str) -> Iterator[None]:
+    """Expected warnings (skipped files, config changes on resume) stay out of the check's one-line report."""
+    log, level = logging.getLogger(logger), logging.getLogger(logger).level
+    log.setLevel(logging.ERROR)
+    try:
+        yield
+    finally:
+        log.setLevel(level)
+
+
+def _train_quietly(cfg: Config, on_log: Callable[[str], None] | None = None) -> tuple[Any, list[str]]:
+    """train() with its messages collected and its progress bars (stderr) captured instead of printed."""
+    from hmolqd.train import train
+
+    messages: list[str] = []
+
+    def log(msg: str) -> None:
+        messages.append(msg)
+        if on_log is not None:
+            on_log(msg)
+
+    with contextlib.redirect_stderr(io.StringIO()), _quiet("hmolqd"):
+        result = train(cfg, log=log)
+    return result, messages
+
+
+def check_training_resume(workdir: str | Path, data_dir: str | Path | None = None, device: str = "auto") -> str:
+    """A reference run against one stopped by the time budget (after 1 step), resumed, stopped again by SIGINT
+    (as "Interrupt kernel" does; train's handler turns it into a stop one step into diffusion epoch 2), and resumed to the end."""
+    if threading.current_thread() is not threading.main_thread():
+        raise RuntimeError("check_training_resume sends itself SIGINT, which only the main thread can handle: run it from the main thread")
+    root = _fresh(workdir, "training")
+
+    def cfg(name: str, **extra: Any) -> Config:
+        return Config.from_flat({**TINY_TRAIN, "data_dir": None if data_dir is None else str(data_dir), "device": device,
+                                 "checkpoint_dir": str(root / name / "ckpt"), "output_dir": str(root / name / "out"), **extra})
+
+    ref, _ = _train_quietly(cfg("reference"))
+    assert ref.finished, f"the reference run did not finish: {ref.stopped}"
+    first, _ = _train_quietly(cfg("resumed", max_runtime_hours=1e-9))
+    assert first.stopped == "time budget" and _final(root / "resumed")["global_step"] == 1, f"time-budget run: stopped={first.stopped!r}"
+    # What "Interrupt kernel" does: SIGINT to this process, here right after diffusion epoch 1 is logged.
+    second, _ = _train_quietly(cfg("resumed"), on_log=lambda m: signal.raise_signal(signal.SIGINT) if m.startswith("[diffusion] epoch 1 ") else None)
+    mid = _final(root / "resumed")
+    assert second.stopped == "SIGINT" and second.resumed_from is not None, f"second run: stopped={second.stopped!r}, resumed from {second.resumed_from}"
+    assert (mid["stage"], mid["epoch"], mid["data_order"]["position"]) == ("diffusion", 1, 1), f"SIGINT stop saved {mid['stage']} epoch {mid['epoch']} position {mid['data_order']['position']}"
+    last, msgs = _train_quietly(cfg("resumed"))
+    assert last.finished and last.resumed_from is not None, f"final run: finished={last.finished}, resumed from {last.resumed_from}"
+    assert any(m.startswith("Resuming from ") for m in msgs), "the resumed run did not say which checkpoint it resumed from"
+
+    epochs = [(r["stage"], r["epoch"]) for r in last.history]
+    expected = [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2), ("joint", 1)]
+    assert epochs == expected, f"history epochs {epochs}, expected {expected} (each exactly once)"
+    atol = 0.0
+    if next(ref.generator.parameters()).device.type == "cuda":  # measure the run-to-run noise of this GPU
+        _train_quietly(cfg("reference_again"))
+        atol = 10 * compare_states(_comparable(_final(root / "reference")), _comparable(_final(root / "reference_again")), atol=float("inf")).max_abs_diff
+    a, b = _final(root / "reference"), _final(root / "resumed")
+    cmp = assert_same(_comparable(b), _comparable(a), "resumed vs uninterrupted checkpoint_latest.pt", atol)
+    assert_same(load_generator(root / "resumed/out" / FINAL_MODEL).state_dict(), load_generator(root / "reference/out" / FINAL_MODEL).state_dict(),
+                "model_final.pt", atol)
+    noise = "bit-exact" if cmp.max_abs_diff == 0 else f"max |diff| {cmp.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
+    return (f"stopped by time budget at step 1 and by SIGINT in diffusion epoch 2, resumed twice: {cmp.tensors} tensors "
+            f"(models, EMA, optimizer, scheduler, scaler, RNG) and the history equal the uninterrupted run ({noise})")
+
+
+def _final(run_dir: Path) -> dict[str, Any]:
+    return load_checkpoint(run_dir / "ckpt" / LATEST)
+
+
+def _comparable(ckpt: dict[str, Any]) -> dict[str, Any]:
+    """A checkpoint without what differs between two runs reaching the same state (time, paths)."""
+    out = {k: v for k, v in ckpt.items() if k not in _RUN_SPECIFIC}
+    out["config"] = {k: v for k, v in ckpt["config"].items() if k != "paths"}
+    return out
+
+
+def check_inference_export(workdir: str | Path, device: str | torch.device = "cpu") -> str:
+    folder = _fresh(workdir, "export")
+    t = make_trainee(0, torch.device(device))
+    train_steps(t, 2)
+    path = export_final(t.gen, t.cfg, folder)
+    raw = torch.load(path, map_location="cpu", weights_only=True)  # plain torch, no hmolqd code involved
+    assert raw["format"] == INFERENCE_FORMAT, f"{path.name} format {raw.get('format')!r}"
+    extra = {"optimizer", "scheduler", "scaler", "rng"} & set(raw)
+    assert not extra, f"{path.name} is inference-only but holds {sorted(extra)}"
+    gen = load_generator(path)
+    assert_same(gen.state_dict(), t.gen.state_dict(), "exported generator")
+    rooms = generate(gen, 2, doors="top,left", steps=3, seed=0)
+    assert rooms.shape == (2, ROOM_H, ROOM_W) and rooms.dtype == torch.uint8, f"generated {rooms.dtype} {tuple(rooms.shape)}"
+    assert int(rooms.max()) < NUM_TILES, f"generated tile index {int(rooms.max())} >= {NUM_TILES}"
+    assert torch.equal(rooms, generate(gen, 2, doors="top,left", steps=3, seed=0)), "the same seed generated different rooms"
+    return f"{path.name} ({path.stat().st_size / 1e3:.0f} kB) loads with torch.load(weights_only=True), weights identical, generates {ROOM_H}x{ROOM_W} rooms (same seed, same rooms)"
+
+
+# ---------------------------------------------------------------- running them all
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    name: str
+    passed: bool
+    seconds: float
+    detail: str  # what was verified, or why it failed
+
+
+def _checks(workdir: Path, data_dir: str | Path | None, device: str, dev: torch.device) -> list[tuple[str, Callable[[], str]]]:
+    return [
+        ("save/load round trip of every state", lambda: check_state_round_trip(workdir, dev)),
+        ("RNG state round trip", lambda: check_rng_round_trip(workdir, dev)),
+        ("latest / best / epoch files", lambda: check_checkpoint_files(workdir, dev)),
+        ("rotation (keep_last_n)", lambda: check_rotation(workdir, dev)),
+        ("corrupt-file fallback", lambda: check_corrupt_fallback(workdir, dev)),
+        ("interrupted training = uninterrupted", lambda: check_training_resume(workdir, data_dir, device)),
+        ("inference-only export", lambda: check_inference_export(workdir, dev)),
+    ]
+
+
+def run_all(workdir: str | Path | None = None, data_dir: str | Path | None = None, device: str = "auto",
+            log: Callable[[str], None] = print) -> list[CheckResult]:
+    """Run every check (workdir None = a temporary folder, removed after); raise AssertionError if any failed."""
+    dev = setup_runtime(device, use_amp=False).device  # "auto" -> cuda when available; an unsupported GPU raises here
+    with contextlib.ExitStack() as stack:
+        root = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hmolqd_selfcheck_")))
+        root.mkdir(parents=True, exist_ok=True)
+        log(f"hmolqd self-check on {dev} (torch {torch.__version__}), working in {root}")
+        results = []
+        for name, check in _checks(root, data_dir, device, dev):
+            start = time.perf_counter()
+            try:
+                detail, passed = check(), True
+            except Exception as err:  # any failure is recorded and reported below; the run goes on to the next check
+                detail, passed = f"{type(err).__name__}: {err}", False
+            result = CheckResult(name, passed, time.perf_counter() - start, detail)
+            results.append(result)
+            log(f"{'✔ PASS' if passed else '✘ FAIL'}  {name} ({result.seconds:.1f} s): {detail}")
+    failed = [r for r in results if not r.passed]
+    if failed:
+        raise AssertionError(f"{len(failed)} of {len(results)} checks failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed))
+    log(f"all {len(results)} checks passed in {sum(r.seconds for r in results):.1f} s")
+    return results

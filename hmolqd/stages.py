@@ -1,0 +1,103 @@
+"""The three training stages as loss modules, and the on-device data each one iterates over.
+
+Each objective is an `nn.Module` whose `forward` returns `(loss, metrics)`, so that DDP's gradient hooks
+(which fire through `forward`) work when the objective is wrapped. Metrics are detached scalar tensors;
+they are synced to the host only at `log_every`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from hmolqd.config import Config
+from hmolqd.models.generator import Generator
+from hmolqd.models.latent_diffusion import condition_tokens
+
+STAGE_ORDER = ("vqvae", "diffusion", "joint")
+
+
+@dataclass(frozen=True)
+class StageData:
+    """A split held whole on the training device; batches are built by indexing (no DataLoader)."""
+
+    x: torch.Tensor  # (N, 16, 11) long rooms, or (N, C, h, w) latents for the diffusion stage
+    cond: torch.Tensor  # (N, K) long condition tokens: door sides (+ stairs)
+
+    def __len__(self) -> int:
+        return self.x.shape[0]
+
+
+class VQVAEObjective(nn.Module):
+    def __init__(self, gen: Generator, cfg: Config) -> None:
+        super().__init__()
+        self.vqvae = gen.vqvae
+        self.rare_tile_weight, self.beta = cfg.train.rare_tile_weight, cfg.train.commitment_beta
+
+    def forward(self, rooms: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.vqvae.loss(rooms, rare_tile_weight=self.rare_tile_weight, commitment_beta=self.beta)
+
+
+class DiffusionObjective(nn.Module):
+    def __init__(self, gen: Generator, cfg: Config) -> None:
+        super().__init__()
+        self.diffusion = gen.diffusion
+        self.drop_prob = cfg.train.cond_drop_prob
+
+    def forward(self, z0: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        return self.diffusion.loss(z0, cond, drop_prob=self.drop_prob)
+
+
+class JointObjective(nn.Module):
+    """Stage 3: the reconstruction loss plus the diffusion loss on latents that now move with the encoder."""
+
+    def __init__(self, gen: Generator, cfg: Config) -> None:
+        super().__init__()
+        self.rec = VQVAEObjective(gen, cfg)
+        self.diff = DiffusionObjective(gen, cfg)
+
+    def forward(self, rooms: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        rec_loss, rec_metrics = self.rec(rooms, cond)
+        diff_loss, diff_metrics = self.diff(self.rec.vqvae.encode(rooms), cond)
+        metrics = {**rec_metrics, **{f"diffusion_{k}": v for k, v in diff_metrics.items()}}
+        return rec_loss + diff_loss, metrics
+
+
+OBJECTIVES = {"vqvae": VQVAEObjective, "diffusion": DiffusionObjective, "joint": JointObjective}
+
+
+def stage_epochs(cfg: Config, stage: str) -> int:
+    return {"vqvae": cfg.train.vqvae_epochs, "diffusion": cfg.train.num_epochs, "joint": cfg.train.joint_epochs}[stage]
+
+
+def trainable(gen: Generator, stage: str) -> list[nn.Parameter]:
+    """Stage 2 trains the denoiser on the frozen VQ-VAE; stages 1 and 3 train the VQ-VAE (3: both)."""
+    modules = {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]
+    return [p for m in modules for p in m.parameters()]
+
+
+def set_train_mode(gen: Generator, stage: str) -> None:
+    gen.eval()
+    gen.vqvae.requires_grad_(stage != "diffusion")
+    gen.diffusion.requires_grad_(stage != "vqvae")
+    gen.ema.requires_grad_(False)
+    for module in {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]:
+        module.train()
+
+
+@torch.no_grad()
+def encode_all(gen: Generator, rooms: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """Continuous VQ-VAE latents `(N, C, h, w)` of rooms `(N, 16, 11)`, in eval mode (no codebook updates)."""
+    was_training = gen.vqvae.training
+    gen.vqvae.eval()
+    z = torch.cat([gen.vqvae.encode(rooms[i : i + batch_size]) for i in range(0, len(rooms), batch_size)])
+    gen.vqvae.train(was_training)
+    return z
+
+
+def stage_data(gen: Generator, stage: str, rooms: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor) -> StageData:
+    cond = condition_tokens(doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs)
+    x = encode_all(gen, rooms) if stage == "diffusion" else rooms.long()
+    return StageData(x=x, cond=cond)

@@ -1,0 +1,271 @@
+"""Resumable training of all stages: `train(cfg)` is what the notebook, the CLI and the tests call.
+
+Whatever stops a run (SIGKILL, SIGTERM, "Interrupt kernel", the time budget, CUDA OOM), a re-run resumes
+from the newest valid checkpoint and ends with the same weights as a run that never stopped (bit-exact on
+CPU): the data order is a permutation seeded by (seed, stage, epoch), and each checkpoint holds every RNG,
+the optimizer, scheduler, scaler and EMA state, the position within the epoch and the running epoch loss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from tqdm.auto import tqdm
+
+from hmolqd.checkpoint import CheckpointManager, capture_rng_state, check_resume_config, find_resume_checkpoint, load_training_state, restore_rng_state
+from hmolqd.config import Config
+from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
+from hmolqd.history import save_history
+from hmolqd.models.generator import Generator
+from hmolqd.optim import make_optimizer
+from hmolqd.runtime import Clock, Runtime, StopFlag, setup_runtime, teardown_runtime
+from hmolqd.stages import OBJECTIVES, STAGE_ORDER, StageData, set_train_mode, stage_data, stage_epochs, trainable
+from hmolqd import outputs, validation
+
+
+@dataclass
+class Progress:
+    """Where training stands; saved in every checkpoint and restored on resume."""
+
+    stage: str = STAGE_ORDER[0]
+    stage_step: int = 0  # optimizer steps done in this stage
+    global_step: int = 0  # optimizer steps done in all stages
+    epochs_done: int = 0  # epochs of this stage whose validation and epoch checkpoint are done
+    loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # running train loss of the epoch
+    history: list[dict[str, Any]] = field(default_factory=list)
+
+    def state(self) -> dict[str, Any]:
+        return {"stage": self.stage, "stage_step": self.stage_step, "global_step": self.global_step,
+                "epochs_done": self.epochs_done, "loss_sum": self.loss_sum.detach().cpu()}
+
+    @classmethod
+    def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
+        p = ckpt["progress"]
+        return cls(p["stage"], int(p["stage_step"]), int(p["global_step"]), int(p["epochs_done"]), p["loss_sum"], list(ckpt["history"]))
+
+
+@dataclass
+class Run:
+    """What one call of `train` shares between its stages."""
+
+    cfg: Config
+    rt: Runtime
+    gen: Generator
+    data: dict[str, Any]  # train/val rooms, doors, stairs on the training device
+    ckpt: CheckpointManager
+    clock: Clock
+    stop: StopFlag
+    log: Callable[[str], None]
+    progress: Progress
+    resume: dict[str, Any] | None = None  # the checkpoint being resumed; its stage consumes it
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    finished: bool  # all stages ran to their last epoch
+    stopped: str | None  # why it stopped early (signal name, "time budget"), None if finished
+    checkpoint_dir: Path
+    output_dir: Path
+    resumed_from: Path | None
+    history: list[dict[str, Any]]
+    generator: Generator
+
+
+def epoch_permutation(seed: int, stage: str, epoch: int, n: int, rt: Runtime) -> torch.Tensor:
+    """This rank's share of one epoch's data order: a pure function of (seed, stage, epoch)."""
+    g = torch.Generator().manual_seed(seed * 1_000_003 + STAGE_ORDER.index(stage) * 10_007 + epoch)
+    perm = torch.randperm(n, generator=g)
+    perm = perm[: n - n % rt.world_size][rt.rank :: rt.world_size]
+    return perm.to(rt.device)  # one small copy per epoch, none per step
+
+
+def batches_per_epoch(n: int, cfg: Config, rt: Runtime) -> int:
+    return max(1, math.ceil((n // rt.world_size) / cfg.train.batch_size))
+
+
+def checkpoint_state(run: Run, opt, sched, scaler, pos: int) -> dict[str, Any]:
+    p = run.progress
+    return {
+        "stage": p.stage, "epoch": p.epochs_done, "global_step": p.global_step, "progress": p.state(),
+        "models": {"vqvae": run.gen.vqvae.state_dict(), "diffusion": run.gen.diffusion.state_dict(), "ema": run.gen.ema.state_dict()},
+        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+        "rng": capture_rng_state(), "data_order": {"seed": run.cfg.run.seed, "epoch": p.epochs_done, "position": pos},
+        "history": p.history, "elapsed": run.clock.elapsed, "config": run.cfg.to_dict(),
+    }
+
+
+def stop_requested(run: Run) -> str | None:
+    """Signals and the time budget, agreed across DDP ranks so that all stop at the same step."""
+    reason = run.stop.reason or ("time budget" if run.clock.over_budget(run.cfg.run.max_runtime_hours) else None)
+    if run.rt.distributed:
+        flag = torch.tensor(float(reason is not None), device=run.rt.device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        reason = reason or ("another rank stopped" if flag.item() > 0 else None)
+    return reason
+
+
+def run_stage(run: Run, stage: str) -> str | None:
+    """Train one stage to its last epoch; returns why it stopped early, or None when the stage is done."""
+    cfg, rt, gen, p = run.cfg, run.rt, run.gen, run.progress
+    set_train_mode(gen, stage)
+    data = stage_data(gen, stage, run.data["train_rooms"], run.data["train_doors"], run.data["train_stairs"])
+    val = stage_data(gen, stage, run.data["val_rooms"], run.data["val_doors"], run.data["val_stairs"])
+    if stage == "diffusion" and p.stage_step == 0 and (run.resume is None or run.resume["stage"] != stage):
+        gen.diffusion.set_latent_scale(data.x)  # fresh stage: unit-variance latents (Rombach et al. 2022)
+        gen.reset_ema()
+    per_epoch = batches_per_epoch(len(data), cfg, rt)
+    total = stage_epochs(cfg, stage) * per_epoch
+    params = trainable(gen, stage)
+    opt, sched = make_optimizer(params, cfg.train.learning_rate, cfg.train.weight_decay, total, cfg.train.warmup_steps, cfg.train.min_lr_ratio)
+    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.use_scaler)
+    if run.resume is not None and run.resume["stage"] == stage:
+        for note in load_training_state(run.resume, models={}, optimizer=opt, scheduler=sched, scaler=scaler, learning_rate=cfg.train.learning_rate):
+            run.log(note)
+        for rule in sched.lr_lambdas:
+            rule.total_steps = total  # the epoch count may have changed since the checkpoint
+        restore_rng_state(run.resume["rng"])
+        run.resume = None
+    model = OBJECTIVES[stage](gen, cfg)
+    model = DistributedDataParallel(model) if rt.distributed else model
+    bar = tqdm(total=total, initial=p.stage_step, desc=stage, disable=not rt.is_main, dynamic_ncols=True)
+    perm_epoch, perm = -1, None
+    try:
+        while True:
+            epoch, pos = divmod(p.stage_step, per_epoch)
+            lr = sched.get_last_lr()[0]
+            if epoch > p.epochs_done:  # an epoch just ended: validate, log it, save latest / epoch / best
+                end_of_epoch(run, stage, val, lr, per_epoch, lambda: checkpoint_state(run, opt, sched, scaler, 0))
+            elif run.ckpt.step_save_due(stage, p.global_step):
+                run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos))
+            if p.stage_step >= total:
+                bar.close()
+                return None
+            if epoch != perm_epoch:
+                perm_epoch, perm = epoch, epoch_permutation(cfg.run.seed, stage, epoch, len(data), rt)
+            idx = perm[pos * cfg.train.batch_size : (pos + 1) * cfg.train.batch_size]
+            with rt.autocast():
+                loss, _ = model(data.x[idx], data.cond[idx])
+            scaler.scale(loss).backward()
+            if cfg.train.grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            opt.zero_grad(set_to_none=True)
+            sched.step()
+            if stage != "vqvae":
+                gen.update_ema(cfg.train.ema_decay)
+            p.loss_sum = p.loss_sum.to(loss.device) + loss.detach().float()
+            p.stage_step, p.global_step = p.stage_step + 1, p.global_step + 1
+            bar.update()
+            if p.stage_step % cfg.run.log_every == 0:  # the only host sync in the step
+                bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
+            if reason := stop_requested(run):
+                run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos + 1))
+                bar.close()
+                return reason
+    except torch.OutOfMemoryError:
+        opt.zero_grad(set_to_none=True)  # free the partial step; the weights are those of the last full step
+        run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos))
+        bar.close()
+        raise
+
+
+def end_of_epoch(run: Run, stage: str, val: StageData, lr: float, per_epoch: int, state: Callable[[], dict]) -> None:
+    cfg, p = run.cfg, run.progress
+    record: dict[str, Any] = {"stage": stage, "epoch": p.epochs_done + 1, "step": p.global_step, "lr": lr,
+                              "train_loss": float(p.loss_sum) / per_epoch}
+    if (p.epochs_done + 1) % cfg.run.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
+        record.update(validation.validate(run.gen, stage, val, cfg, run.rt))
+    if stage != "vqvae" and cfg.run.sample_every and (p.epochs_done + 1) % cfg.run.sample_every == 0:
+        record.update(validation.sample_metrics(run.gen, run.data, cfg, stage, run.rt))
+    p.history.append(record)
+    p.epochs_done += 1
+    p.loss_sum = torch.zeros((), device=p.loss_sum.device)
+    run.ckpt.save_epoch_end(state(), record)
+    if run.rt.is_main:
+        save_history(p.history, Path(cfg.paths.output_dir) / "training_history.json")
+        run.log(validation.format_record(record))
+
+
+def load_data(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> dict[str, torch.Tensor]:
+    """The corpus split by whole dungeons, held on the training device for the whole run."""
+    data_dir = find_data_dir(cfg.data.data_dir)
+    train_c, val_c = split_corpus(load_corpus(data_dir), cfg.data.val_dungeons)
+    aug = augment_mirror(train_c) if cfg.data.mirror_augment else train_c
+    say(f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors), {len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})")
+    dev = rt.device
+    return {
+        "train_rooms": aug.rooms.to(dev), "train_doors": aug.doors.to(dev), "train_stairs": aug.stairs.to(dev),
+        "val_rooms": val_c.rooms.to(dev), "val_doors": val_c.doors.to(dev), "val_stairs": val_c.stairs.to(dev),
+        # generation metrics compare against what the model trained on, mirrors included (as `evaluate` does)
+        "ref_rooms": aug.rooms, "ref_doors": aug.doors, "ref_stairs": aug.stairs,
+    }
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | None = None) -> TrainResult:
+    """Train (or resume) every stage, then write the outputs; see the module docstring."""
+    cfg = cfg.resolved()
+    rt = setup_runtime(cfg.run.device, cfg.train.use_amp)
+    say = log if rt.is_main else (lambda msg: None)
+    stop = stop or StopFlag()
+    try:
+        found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume, is_main=rt.is_main)
+        say(found.message)
+        ckpt = found.checkpoint
+        for msg in check_resume_config(ckpt["config"], cfg) if ckpt else []:
+            say(msg)
+        say(rt.describe())
+        seed_everything(cfg.run.seed + rt.rank)  # each DDP rank draws its own noise
+        data = load_data(cfg, rt, say)
+        gen = Generator(cfg.model, codebook_decay=cfg.train.codebook_decay).to(rt.device)
+        manager = CheckpointManager.from_config(cfg, is_main=rt.is_main)
+        run = Run(cfg, rt, gen, data, manager, Clock(), stop, say, Progress(), resume=ckpt)
+        if ckpt:
+            load_training_state(ckpt, models={"vqvae": gen.vqvae, "diffusion": gen.diffusion, "ema": gen.ema})
+            run.progress, run.clock = Progress.from_checkpoint(ckpt), Clock(float(ckpt["elapsed"]))
+            manager.restore(ckpt)
+        if rt.is_main:
+            outputs.write_config(cfg, cfg.paths.output_dir)
+        reason = train_stages(run)
+        if rt.is_main:
+            outputs.finish(run.gen, cfg, run.progress.history, final=reason is None, log=say)
+        if reason:
+            say(f"stopped ({reason}) at {run.progress.stage} step {run.progress.stage_step}; checkpoint_latest.pt saved - re-run to resume")
+        return TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, run.progress.history, gen)
+    finally:
+        teardown_runtime(rt)
+
+
+def train_stages(run: Run) -> str | None:
+    """Run the stages from the resumed one on; returns why training stopped early, or None when all are done."""
+    p = run.progress
+    with run.stop.installed():
+        for stage in STAGE_ORDER[STAGE_ORDER.index(p.stage):]:
+            if stage != p.stage:  # entering a new stage: its counters start at zero
+                p.stage, p.stage_step, p.epochs_done, p.loss_sum = stage, 0, 0, torch.zeros(())
+            if stage_epochs(run.cfg, stage) == 0 and p.stage_step == 0:
+                continue
+            try:
+                reason = run_stage(run, stage)
+            except torch.OutOfMemoryError as err:
+                raise RuntimeError(
+                    f"CUDA out of memory in stage {stage!r} at step {p.stage_step} (batch_size={run.cfg.train.batch_size}, "
+                    f"use_amp={run.cfg.train.use_amp}); checkpoint_latest.pt was saved. Lower 'batch_size' (or set 'use_amp': True) and re-run to resume."
+                ) from err
+            if reason:
+                return reason
+    return None

@@ -1,0 +1,163 @@
+"""The training loop for real on the VGLC corpus: outputs, stop paths, and bit-exact resume after SIGKILL."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from hmolqd.checkpoint import load_checkpoint
+from hmolqd.config import Config
+from hmolqd.outputs import load_generator
+from hmolqd.runtime import StopFlag
+from hmolqd.sample import generate
+from hmolqd.train import train
+
+pytestmark = pytest.mark.real_data
+
+TINY = {
+    "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4,
+    "denoiser_dim": 32, "denoiser_depth": 1, "num_timesteps": 100,
+    "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 1, "batch_size": 128, "warmup_steps": 4,
+    "log_every": 3, "sample_every": 1, "eval_samples": 8, "sample_steps": 4, "checkpoint_every_steps": 4,
+}
+# Single-threaded so that the reference and the interrupted processes reduce floats in the same order.
+ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+
+
+def tiny_config(vglc_dir: Path, root: Path, **extra: object) -> Config:
+    return Config.from_flat({**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out"), **extra})
+
+
+def final_state(root: Path) -> dict:
+    return load_checkpoint(root / "ckpt" / "checkpoint_latest.pt")
+
+
+def assert_same_training(a: dict, b: dict) -> None:
+    """Identical weights (all models), optimizer state, scheduler, progress and history."""
+    assert a["stage"] == b["stage"] and a["global_step"] == b["global_step"]
+    for name in ("vqvae", "diffusion", "ema"):
+        sa, sb = a["models"][name], b["models"][name]
+        assert sa.keys() == sb.keys()
+        for key in sa:
+            assert torch.equal(sa[key], sb[key]), f"{name}.{key} differs"
+    for (ka, va), (kb, vb) in zip(a["optimizer"]["state"].items(), b["optimizer"]["state"].items()):
+        assert ka == kb and all(torch.equal(va[k], vb[k]) for k in va)
+    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    assert a["history"] == b["history"]
+
+
+def run_cli(cfg_path: Path, kill_when: tuple[str, float] | None = None, sig: int = signal.SIGKILL) -> int:
+    """Run `python -m hmolqd train`; optionally send `sig` once a checkpoint file matching a glob appears
+    (kill_when=("glob", delay)) or after `delay` seconds (("", delay))."""
+    proc = subprocess.Popen([sys.executable, "-m", "hmolqd", "train", "--config", str(cfg_path)], env=ENV,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    if kill_when is not None:
+        pattern, delay = kill_when
+        ckpt_dir = Path(json.loads(cfg_path.read_text())["checkpoint_dir"])
+        start = time.monotonic()
+        while proc.poll() is None and time.monotonic() - start < 120:
+            if (not pattern and time.monotonic() - start >= delay) or (pattern and any(ckpt_dir.glob(pattern))):
+                if pattern and delay:
+                    time.sleep(delay)
+                proc.send_signal(sig)
+                break
+            time.sleep(0.005)
+    _, err = proc.communicate(timeout=300)
+    if proc.returncode not in (0, 3, -signal.SIGKILL):
+        raise AssertionError(f"train exited {proc.returncode}:\n{err[-3000:]}")
+    return proc.returncode
+
+
+def write_config(vglc_dir: Path, root: Path, **extra: object) -> Path:
+    path = root / "config.json"
+    root.mkdir(parents=True, exist_ok=True)
+    flat = {**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out"), **extra}
+    path.write_text(json.dumps(flat))
+    return path
+
+
+def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path) -> None:
+    result = train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None)
+    assert result.finished and result.stopped is None and result.resumed_from is None
+    out = tmp_path / "out"
+    for name in ("config.json", "training_history.json", "training_curves.png", "model_final.pt", "h_molqd_outputs.zip",
+                 "sample_unconditional.png", "sample_all_sides.png"):
+        assert (out / name).is_file(), name
+    history = json.loads((out / "training_history.json").read_text())
+    assert [(r["stage"], r["epoch"]) for r in history] == [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2), ("joint", 1)]
+    assert all("val_loss" in r for r in history) and "novel_playable" in history[2]
+    assert Config.from_json((out / "config.json").read_text()) == tiny_config(vglc_dir, tmp_path)
+    names = {p.name for p in (tmp_path / "ckpt").iterdir()}
+    assert {"checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_epoch_2.pt", "checkpoint_vqvae_epoch_2.pt"} <= names
+    gen = load_generator(out / "model_final.pt")
+    rooms = generate(gen, 3, doors="top,left", steps=3, seed=1)
+    assert rooms.shape == (3, 16, 11) and rooms.dtype == torch.uint8
+    # A re-run finds the finished run and trains nothing more.
+    again = train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None)
+    assert again.resumed_from is not None and again.history == result.history
+
+
+def test_time_budget_stops_with_checkpoint_and_resumes_exactly(vglc_dir: Path, tmp_path: Path) -> None:
+    reference = train(tiny_config(vglc_dir, tmp_path / "ref", joint_epochs=0), log=lambda msg: None)
+    cfg = tiny_config(vglc_dir, tmp_path / "run", joint_epochs=0, max_runtime_hours=1e-9)
+    stopped = train(cfg, log=lambda msg: None)
+    assert not stopped.finished and stopped.stopped == "time budget"
+    assert final_state(tmp_path / "run")["global_step"] == 1  # one step, then a clean stop with latest saved
+    resumed = train(cfg.with_overrides(max_runtime_hours=0), log=lambda msg: None)
+    assert resumed.finished and resumed.resumed_from is not None
+    assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
+    assert resumed.history == reference.history
+
+
+def test_stop_flag_like_interrupt_kernel(vglc_dir: Path, tmp_path: Path) -> None:
+    stop = StopFlag()
+    stop.request("SIGINT")  # what the handler does on "Interrupt kernel"
+    result = train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None, stop=stop)
+    assert result.stopped == "SIGINT" and (tmp_path / "ckpt" / "checkpoint_latest.pt").is_file()
+    assert not (tmp_path / "out" / "model_final.pt").exists()
+
+
+def test_architecture_change_on_resume_is_refused(vglc_dir: Path, tmp_path: Path) -> None:
+    train(tiny_config(vglc_dir, tmp_path, vqvae_epochs=1, num_epochs=0, joint_epochs=0), log=lambda msg: None)
+    with pytest.raises(Exception, match=r"latent_dim: checkpoint=8 config=16.*num_embeddings: checkpoint=32 config=64"):
+        train(tiny_config(vglc_dir, tmp_path, latent_dim=16, num_embeddings=64), log=lambda msg: None)
+
+
+@pytest.mark.slow
+def test_sigkill_at_several_points_resumes_bit_exact(vglc_dir: Path, tmp_path: Path) -> None:
+    ref_cfg = write_config(vglc_dir, tmp_path / "ref")
+    assert run_cli(ref_cfg) == 0
+    cfg = write_config(vglc_dir, tmp_path / "run")
+    kills = [
+        ("checkpoint_vqvae_step_4.pt", 0.0),  # mid-epoch, right after a step checkpoint
+        ("checkpoint_vqvae_epoch_2.pt", 0.0),  # at the stage boundary
+        ("checkpoint_step_*.pt", 0.05),  # mid-epoch in diffusion, between checkpoints
+        ("checkpoint_epoch_2.pt", 0.0),  # entering the joint stage
+    ]
+    for kill in kills:
+        assert run_cli(cfg, kill) in (-signal.SIGKILL, 0)
+    assert run_cli(cfg, ("", 2.5)) in (-signal.SIGKILL, 0)  # wherever it is after 2.5 s, even mid-save
+    assert run_cli(cfg) == 0
+    assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
+    ref_model = load_generator(tmp_path / "ref" / "out" / "model_final.pt").state_dict()
+    run_model = load_generator(tmp_path / "run" / "out" / "model_final.pt").state_dict()
+    assert all(torch.equal(ref_model[k], run_model[k]) for k in ref_model)
+
+
+@pytest.mark.slow
+def test_sigterm_saves_latest_and_resumes_bit_exact(vglc_dir: Path, tmp_path: Path) -> None:
+    ref_cfg = write_config(vglc_dir, tmp_path / "ref", joint_epochs=0)
+    assert run_cli(ref_cfg) == 0
+    cfg = write_config(vglc_dir, tmp_path / "run", joint_epochs=0)
+    assert run_cli(cfg, ("checkpoint_vqvae_step_4.pt", 0.0), sig=signal.SIGTERM) == 3  # clean stop, exit 3
+    assert final_state(tmp_path / "run")["stage"] == "vqvae"
+    assert run_cli(cfg) == 0
+    assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
