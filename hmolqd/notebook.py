@@ -19,7 +19,7 @@ from typing import Any
 import torch
 
 from hmolqd.config import KAGGLE_WORKING, PRESETS_DIR, Config, ConfigError
-from hmolqd.data import DataNotFoundError, corpus_stats, find_data_dir, format_stats, load_corpus, load_graphs
+from hmolqd.data import DataNotFoundError, VGLCFormatError, corpus_stats, find_data_dir, format_stats, load_corpus, load_graphs
 from hmolqd.data.tiles import SIDES
 from hmolqd.data.vglc import Corpus
 from hmolqd.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
@@ -55,9 +55,7 @@ def notebook_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | No
 
 
 def _device_for(setting: str) -> torch.device:
-    if setting == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(setting)
+    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if setting == "auto" else setting)
     return torch.device("cuda", dev.index or 0) if dev.type == "cuda" else dev
 
 
@@ -119,8 +117,11 @@ def data_summary(cfg: Config) -> tuple[Path, Corpus, str]:
     """Find and load the VGLC corpus: (data folder, corpus, statistics text with the dungeon graphs)."""
     data_dir = find_data_dir(cfg.data.data_dir)
     corpus = load_corpus(data_dir)
-    text = f"VGLC Zelda corpus: {data_dir}\n" + format_stats(corpus_stats(corpus, load_graphs(data_dir)))
-    return data_dir, corpus, text
+    try:
+        graphs, note = load_graphs(data_dir), ""
+    except VGLCFormatError as err:  # training needs only the rooms; the graphs add statistics
+        graphs, note = None, f"\n(no dungeon graph statistics: {err})"
+    return data_dir, corpus, f"VGLC Zelda corpus: {data_dir}\n" + format_stats(corpus_stats(corpus, graphs)) + note
 
 
 def render_dungeon(corpus: Corpus, dungeon: str, path: str | Path) -> Path:
@@ -171,18 +172,20 @@ def training_summary(result: Any) -> str:
 # ---------------------------------------------------------------- display
 
 
-def show_image(path: str | Path, caption: str | None = None) -> Path | None:
-    """Show a PNG inline (IPython) with an optional caption; a missing file is reported, not raised."""
+def show_image(path: str | Path, caption: str | None = None) -> None:
+    """Show a PNG inline (IPython) with an optional caption; a missing file is reported, not raised.
+
+    Returns None so that a cell ending with this call shows the image only (no repr of a return value).
+    """
     from IPython.display import Image, display
 
     path = Path(path)
     if not path.is_file():
         print(f"{path.name}: not written yet ({path})")
-        return None
+        return
     if caption:
         print(caption)
     display(Image(filename=str(path)))
-    return path
 
 
 def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
@@ -195,15 +198,14 @@ def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
     return out
 
 
-def show_samples(output_dir: str | Path) -> list[Path]:
+def show_samples(output_dir: str | Path) -> None:
     """Show every sample grid with its door condition; says so when training has not finished yet."""
-    shown = []
-    for path, caption in sample_captions(output_dir):
-        if show_image(path, caption) is not None:
-            shown.append(path)
-    if not shown:
+    captions = sample_captions(output_dir)
+    if not any(path.is_file() for path, _ in captions):
         print("no sample grids yet: they are written when the last stage finishes (run the notebook again to resume)")
-    return shown
+        return
+    for path, caption in captions:
+        show_image(path, caption)
 
 
 def _size(n: int) -> str:

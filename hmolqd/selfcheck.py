@@ -1,23 +1,15 @@
 """Checks that checkpointing never loses work, run visibly by `test_checkpoint_resume.ipynb` (and by CI).
 
-`run_all(workdir, data_dir=None, device="auto")` runs every check below, prints one line per check with a
-pass mark or the reason it failed, and raises AssertionError naming every failed check at the end, so
-executing the notebook is a real test. Each check is also a function of its own that raises on failure
-and returns what it verified:
+`run_all(workdir, data_dir=None, device="auto")` prints one line per check with a pass mark or the reason
+it failed, then raises AssertionError naming every failed check, so executing the notebook is a real test.
+Each `check_*` function also runs alone (a fresh folder under `workdir` each time), raises on failure and
+returns what it verified: every state's save/load round trip tensor by tensor (model, optimizer, scheduler,
+scaler, EMA, RNG) and an identical continuation; RNG draws; latest / best / epoch files; rotation; fallback
+past damaged files; `train()` stopped twice on the real corpus (time budget, then SIGINT as "Interrupt
+kernel" sends) and resumed, against an uninterrupted run; the inference-only export.
 
-    check_state_round_trip    model, optimizer, scheduler, scaler, EMA and RNG saved, loaded into fresh
-                              objects and compared tensor by tensor; training then continues identically
-    check_rng_round_trip      python / numpy / torch (/ CUDA) generators draw the same numbers after restore
-    check_checkpoint_files    latest / best / epoch files (per stage) hold the state saved at that point
-    check_rotation            keep_last_n epoch and step files; best and latest are never rotated away
-    check_corrupt_fallback    truncated, garbage and bit-altered files are skipped with the reason
-    check_training_resume     `train()` stopped twice (time budget, then SIGINT as "Interrupt kernel" sends) and resumed
-                              ends with the same checkpoint as an uninterrupted run, on the real corpus
-    check_inference_export    model_final.pt loads with torch.load(weights_only=True) and generates rooms
-
-Bit-exact on CPU. On CUDA, kernels with atomics are not bit-reproducible, so the continuation checks
-first measure the run-to-run noise (two runs from the same start) and accept differences up to 10x that
-noise (exact when it is 0).
+Bit-exact on CPU. On CUDA, kernels with atomics are not bit-reproducible, so the continuation checks first
+measure the run-to-run noise (two runs from the same start) and accept up to 10x that noise (0 = exact).
 """
 
 from __future__ import annotations
@@ -51,6 +43,7 @@ from hmolqd.outputs import FINAL_MODEL, export_final, load_generator
 from hmolqd.runtime import setup_runtime
 from hmolqd.sample import generate
 from hmolqd.stages import JointObjective, set_train_mode, trainable
+from hmolqd.train import train
 
 __all__ = [
     "CheckResult", "Comparison", "assert_same", "check_checkpoint_files", "check_corrupt_fallback", "check_inference_export",
@@ -358,8 +351,6 @@ def _quiet(logger: str) -> Iterator[None]:
 
 def _train_quietly(cfg: Config, on_log: Callable[[str], None] | None = None) -> tuple[Any, list[str]]:
     """train() with its messages collected and its progress bars (stderr) captured instead of printed."""
-    from hmolqd.train import train
-
     messages: list[str] = []
 
     def log(msg: str) -> None:
@@ -370,6 +361,16 @@ def _train_quietly(cfg: Config, on_log: Callable[[str], None] | None = None) -> 
     with contextlib.redirect_stderr(io.StringIO()), _quiet("hmolqd"):
         result = train(cfg, log=log)
     return result, messages
+
+
+def _interrupt_after(prefix: str) -> Callable[[str], None]:
+    """A log callback sending SIGINT to this process (what "Interrupt kernel" does) once `prefix` is logged."""
+    def on_log(msg: str) -> None:
+        if msg.startswith(prefix):
+            if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN):
+                raise AssertionError("train() runs without its SIGINT handler: 'Interrupt kernel' would not save a checkpoint")
+            signal.raise_signal(signal.SIGINT)
+    return on_log
 
 
 def check_training_resume(workdir: str | Path, data_dir: str | Path | None = None, device: str = "auto") -> str:
@@ -387,8 +388,7 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
     assert ref.finished, f"the reference run did not finish: {ref.stopped}"
     first, _ = _train_quietly(cfg("resumed", max_runtime_hours=1e-9))
     assert first.stopped == "time budget" and _final(root / "resumed")["global_step"] == 1, f"time-budget run: stopped={first.stopped!r}"
-    # What "Interrupt kernel" does: SIGINT to this process, here right after diffusion epoch 1 is logged.
-    second, _ = _train_quietly(cfg("resumed"), on_log=lambda m: signal.raise_signal(signal.SIGINT) if m.startswith("[diffusion] epoch 1 ") else None)
+    second, _ = _train_quietly(cfg("resumed"), on_log=_interrupt_after("[diffusion] epoch 1 "))
     mid = _final(root / "resumed")
     assert second.stopped == "SIGINT" and second.resumed_from is not None, f"second run: stopped={second.stopped!r}, resumed from {second.resumed_from}"
     assert (mid["stage"], mid["epoch"], mid["data_order"]["position"]) == ("diffusion", 1, 1), f"SIGINT stop saved {mid['stage']} epoch {mid['epoch']} position {mid['data_order']['position']}"
@@ -402,9 +402,8 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
     atol = 0.0
     if next(ref.generator.parameters()).device.type == "cuda":  # measure the run-to-run noise of this GPU
         _train_quietly(cfg("reference_again"))
-        atol = 10 * compare_states(_comparable(_final(root / "reference")), _comparable(_final(root / "reference_again")), atol=float("inf")).max_abs_diff
-    a, b = _final(root / "reference"), _final(root / "resumed")
-    cmp = assert_same(_comparable(b), _comparable(a), "resumed vs uninterrupted checkpoint_latest.pt", atol)
+        atol = 10 * compare_states(_final(root / "reference", True), _final(root / "reference_again", True), atol=float("inf")).max_abs_diff
+    cmp = assert_same(_final(root / "resumed", True), _final(root / "reference", True), "resumed vs uninterrupted checkpoint_latest.pt", atol)
     assert_same(load_generator(root / "resumed/out" / FINAL_MODEL).state_dict(), load_generator(root / "reference/out" / FINAL_MODEL).state_dict(),
                 "model_final.pt", atol)
     noise = "bit-exact" if cmp.max_abs_diff == 0 else f"max |diff| {cmp.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
@@ -412,15 +411,12 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
             f"(models, EMA, optimizer, scheduler, scaler, RNG) and the history equal the uninterrupted run ({noise})")
 
 
-def _final(run_dir: Path) -> dict[str, Any]:
-    return load_checkpoint(run_dir / "ckpt" / LATEST)
-
-
-def _comparable(ckpt: dict[str, Any]) -> dict[str, Any]:
-    """A checkpoint without what differs between two runs reaching the same state (time, paths)."""
-    out = {k: v for k, v in ckpt.items() if k not in _RUN_SPECIFIC}
-    out["config"] = {k: v for k, v in ckpt["config"].items() if k != "paths"}
-    return out
+def _final(run_dir: Path, comparable: bool = False) -> dict[str, Any]:
+    """checkpoint_latest.pt of a run; `comparable` drops what differs between two runs reaching the same state."""
+    ckpt = load_checkpoint(run_dir / "ckpt" / LATEST)
+    if not comparable:
+        return ckpt
+    return {**{k: v for k, v in ckpt.items() if k not in _RUN_SPECIFIC}, "config": {k: v for k, v in ckpt["config"].items() if k != "paths"}}
 
 
 def check_inference_export(workdir: str | Path, device: str | torch.device = "cpu") -> str:

@@ -221,7 +221,7 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
     cfg = cfg.resolved()
     rt = setup_runtime(cfg.run.device, cfg.train.use_amp)
     say = log if rt.is_main else (lambda msg: None)
-    stop = stop or StopFlag()
+    stop = stop if stop is not None else StopFlag()
     try:
         found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume, is_main=rt.is_main)
         say(found.message)
@@ -240,7 +240,11 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
             manager.restore(ckpt)
         if rt.is_main:
             outputs.write_config(cfg, cfg.paths.output_dir)
+        session = Clock()
         reason = train_stages(run)
+        st = manager.stats
+        say(f"checkpointing: {st.saves} saves, {st.files} files of {st.last_size / 2**20:.1f} MiB, {st.seconds:.1f} s = "
+            f"{100 * st.seconds / max(session.elapsed, 1e-9):.1f} % of this session's {session.elapsed:.0f} s")
         if rt.is_main:
             outputs.finish(run.gen, cfg, run.progress.history, final=reason is None, log=say)
         if reason:

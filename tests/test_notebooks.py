@@ -1,0 +1,162 @@
+"""The two notebooks, executed headless with nbclient on the real corpus (tiny configs), and their structure.
+
+Parameters are injected papermill-style: a cell tagged "injected-parameters" is inserted after the cell
+tagged "parameters". Kernels run single-threaded (OMP_NUM_THREADS=1): CI has two shared cores.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import re
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import matplotlib.image
+import nbformat
+import pytest
+from nbclient import NotebookClient
+from nbformat.v4 import new_code_cell
+
+from hmolqd.config import Config
+from hmolqd.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME, load_generator
+from hmolqd.resume import NO_CHECKPOINT
+from hmolqd.sample import generate
+
+REPO = Path(__file__).resolve().parents[1]
+TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"
+CHECK_NB = REPO / "test_checkpoint_resume.ipynb"
+# The seed notebook's keys: the CONFIG cell must keep every one of them.
+SEED_KEYS = {"batch_size", "num_epochs", "learning_rate", "weight_decay", "checkpoint_every", "latent_dim", "num_embeddings",
+             "num_timesteps", "embedding_dim", "data_dir", "checkpoint_dir", "output_dir", "resume_from", "auto_resume",
+             "use_amp", "log_every", "val_every"}
+# 5 optimizer steps per epoch on the 1212 training rooms (mirrors included); a couple of seconds per stage on CPU.
+TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "num_timesteps": 50, "denoiser_dim": 16, "denoiser_depth": 1,
+        "vqvae_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2, "sample_steps": 2, "eval_samples": 8}
+
+
+def read(path: Path) -> nbformat.NotebookNode:
+    return nbformat.read(path, as_version=4)
+
+
+def inject(nb: nbformat.NotebookNode, **params: Any) -> nbformat.NotebookNode:
+    """A copy of `nb` with `NAME = value` lines in a new cell right after the one tagged "parameters"."""
+    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
+    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
+    source = "\n".join(f"{name} = {value!r}" for name, value in params.items())
+    nb.cells.insert(index + 1, new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
+    return nb
+
+
+def execute(nb: nbformat.NotebookNode, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits this environment
+    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
+    return nb
+
+
+def text_of(nb: nbformat.NotebookNode) -> str:
+    parts = []
+    for cell in nb.cells:
+        for out in cell.get("outputs", []):
+            parts.append(out.get("text", "") if out.output_type == "stream" else out.get("data", {}).get("text/plain", ""))
+    return "\n".join(parts)
+
+
+def images_shown(nb: nbformat.NotebookNode) -> int:
+    return sum("image/png" in out.get("data", {}) for cell in nb.cells for out in cell.get("outputs", []))
+
+
+def epochs(history: list[dict[str, Any]]) -> list[tuple[str, int]]:
+    return [(r["stage"], r["epoch"]) for r in history]
+
+
+def assert_outputs_valid(out: Path, ckpt: Path) -> list[dict[str, Any]]:
+    """Every output file exists and is what it claims to be; returns the training history."""
+    Config.from_json((out / "config.json").read_text())
+    history = json.loads((out / "training_history.json").read_text())
+    pngs = ["training_curves.png", "dungeon_tloz1_1.png"] + [f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS]
+    for name in pngs:
+        image = matplotlib.image.imread(out / name)
+        assert image.ndim == 3 and min(image.shape[:2]) > 16, f"{name}: {image.shape}"
+    with zipfile.ZipFile(out / ZIP_NAME) as zf:
+        assert zf.testzip() is None
+        names = set(zf.namelist())
+    expected = {f"outputs/{p.name}" for p in out.iterdir() if p.is_file() and p.name != ZIP_NAME}
+    assert expected | {"checkpoints/checkpoint_latest.pt"} <= names, sorted(expected - names)
+    rooms = generate(load_generator(out / FINAL_MODEL), 2, doors="top,bottom", steps=2, seed=0)
+    assert tuple(rooms.shape) == (2, 16, 11)
+    assert (ckpt / "checkpoint_latest.pt").is_file()
+    return history
+
+
+# ---------------------------------------------------------------- structure (cheap)
+
+
+@pytest.mark.parametrize("path", [TRAIN_NB, CHECK_NB], ids=lambda p: p.name)
+def test_notebook_is_valid_clean_and_parametrised(path: Path) -> None:
+    nb = read(path)
+    nbformat.validate(nb)
+    assert nb.metadata.kernelspec.name == "python3"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert all(not c.outputs and c.execution_count is None for c in code), "commit the notebook without outputs"
+    assert sum("parameters" in c.metadata.get("tags", []) for c in code) == 1
+    for cell in code:
+        ast.parse(cell.source)  # every cell is valid Python
+        for line in cell.source.splitlines():
+            if "pip" in line and "install" in line:
+                assert "--no-deps" in line, f"a pip install without --no-deps could replace Kaggle's CUDA torch: {line}"
+
+
+def test_training_notebook_config_cell_documents_every_key() -> None:
+    cell = next(c.source for c in read(TRAIN_NB).cells if c.source.lstrip().startswith("# 2.") and "CONFIG = {" in c.source)
+    namespace: dict[str, Any] = {}
+    exec(cell, namespace)  # noqa: S102 - our own notebook's literal dict
+    config = namespace["CONFIG"]
+    assert SEED_KEYS <= set(config), f"seed keys missing from CONFIG: {sorted(SEED_KEYS - set(config))}"
+    for key in config:
+        line = next(line for line in cell.splitlines() if line.strip().startswith(f'"{key}":'))
+        assert re.search(r"#\s*\S", line), f"CONFIG key {key!r} has no comment"
+    defaults = Config().to_flat()
+    assert {k: v for k, v in config.items()} == {k: defaults[k] for k in config}, "CONFIG shows other values than Config's defaults"
+    Config.from_flat(config)
+
+
+# ---------------------------------------------------------------- executed (slow, real corpus)
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_training_notebook_runs_then_resumes_when_run_again(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ckpt, out = tmp_path / "ckpt", tmp_path / "out"
+    base = {**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(ckpt), "output_dir": str(out)}
+    nb = read(TRAIN_NB)
+
+    first = execute(inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 1}), tmp_path, monkeypatch)
+    text = text_of(first)
+    assert NO_CHECKPOINT in text and "device: cpu" in text and "AMP: off" in text
+    assert "rooms: 459" in text  # the corpus statistics cell
+    assert images_shown(first) == 2 + len(SAMPLE_CONDITIONS), "dungeon map, curves and one grid per door condition"
+    history = assert_outputs_valid(out, ckpt)
+    assert epochs(history) == [("vqvae", 1), ("diffusion", 1)]
+
+    # Run again with one more diffusion epoch: it must resume, not retrain what is done.
+    second = execute(inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 2}), tmp_path, monkeypatch)
+    text = text_of(second)
+    resumed = re.findall(r"Resuming from (\S+) \(stage diffusion, epoch 1, global step 10", text)
+    assert resumed and all(Path(p) == ckpt / "checkpoint_latest.pt" for p in resumed), text[:2000]
+    assert "already trained: vqvae: epochs 1; diffusion: epochs 1" in text
+    assert f"resumed from {ckpt / 'checkpoint_latest.pt'}" in text  # the training summary
+    again = assert_outputs_valid(out, ckpt)
+    assert epochs(again) == [("vqvae", 1), ("diffusion", 1), ("diffusion", 2)]
+    assert again[:2] == history, "the epochs done before the re-run are kept as they were, not retrained"
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_checkpoint_resume_notebook_passes_every_check(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    nb = execute(inject(read(CHECK_NB), DATA_DIR=str(vglc_dir), WORKDIR=str(tmp_path / "work")), tmp_path, monkeypatch)
+    text = text_of(nb)
+    assert len(re.findall(r"^✔ PASS", text, flags=re.M)) == 7 and "FAIL" not in text, text
+    assert "all 7 checks passed" in text
+    assert "interrupted training = uninterrupted" in text and "bit-exact" in text
