@@ -4,8 +4,10 @@
     python bench/sample_speed.py --set downsample=2 --threads 2 --n 200
     python bench/sample_speed.py --state-dict gen.pt   # a saved Generator.state_dict()
 
-Speed does not depend on the weights, so an untrained Generator times the same as a trained one. Each
-room gets a random door set (seeded), so classifier-free guidance runs its batched cond + uncond forward.
+On a CPU shared with other busy processes, `--threads 1` can be several times faster than 2 threads
+(the threads wait on each other at every op); compare both. Speed does not depend on the weights, so an
+untrained Generator times the same as a trained one. Each room gets a random door set (seeded), so
+classifier-free guidance runs its batched cond + uncond forward.
 """
 
 from __future__ import annotations

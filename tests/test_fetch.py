@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 
+from hmolqd.io import TEMP_SUFFIX
 from hmolqd.data.fetch import (
     DEFAULT_BASE_URL,
     MANIFEST_PATH,
@@ -111,7 +112,7 @@ def entry(path: str) -> ManifestEntry:
 
 
 def part_files(folder: Path) -> list[Path]:
-    return [p for p in folder.rglob("*") if p.name.endswith(".part")]
+    return [p for p in folder.rglob("*") if p.name.endswith(TEMP_SUFFIX)]
 
 
 def corpus_files(folder: Path) -> set[str]:
@@ -267,7 +268,7 @@ def test_corrupt_local_file_is_replaced(server: Server, vglc_dir: Path, tmp_path
     dest = tmp_path / "data"
     fetch_vglc(dest, server.base_url, **FAST)
     (dest / ROOM_FILE).write_bytes(b"W" * entry(ROOM_FILE).size)  # right size, wrong bytes
-    (dest / "Processed" / f".{Path(ROOM_FILE).name}.abc123.part").write_bytes(b"left by a killed run")
+    (dest / "Processed" / f".{Path(ROOM_FILE).name}.abc123{TEMP_SUFFIX}").write_bytes(b"left by a killed run")
     report = fetch_vglc(dest, server.base_url, **FAST)
     assert report.downloaded == (ROOM_FILE,) and report.replaced == (ROOM_FILE,)
     assert (dest / ROOM_FILE).read_bytes() == (vglc_dir / ROOM_FILE).read_bytes()

@@ -18,7 +18,7 @@ from hmolqd.checkpoint import CheckpointManager
 from hmolqd.config import Config, ConfigError
 from hmolqd.outputs import SAMPLE_CONDITIONS, ZIP_NAME
 from hmolqd.resume import NO_CHECKPOINT
-from hmolqd.selfcheck import assert_same, compare_states
+from hmolqd.state_compare import assert_same, compare_states
 
 CPU = torch.device("cpu")
 

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from hmolqd.config import ModelConfig, TrainConfig
 from hmolqd.data.tiles import DOOR, NUM_TILES, ROOM_H, ROOM_W, STAIR, WALL
 from hmolqd.models.quantizer import LAPLACE_EPS, VectorQuantizerEMA, codebook_usage
-from hmolqd.models.vqvae import VQVAE, tile_class_weights
+from hmolqd.models.vqvae import VQVAE, tile_class_weights, vqvae_loss
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = dict(num_embeddings=16, latent_dim=8, embedding_dim=16)
@@ -156,6 +156,12 @@ def test_eval_mode_leaves_the_codebook_alone(rooms: torch.Tensor) -> None:
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key
     assert set(metrics) == {"tile_accuracy", "room_accuracy", "codebook_usage", "perplexity"}
+    out = model(rooms)
+    same = out.logits.argmax(1) == rooms.long()  # (6, 16, 11)
+    used, perplexity = codebook_usage(torch.bincount(out.indices.flatten(), minlength=TINY["num_embeddings"]).float())
+    assert metrics["tile_accuracy"] == pytest.approx(float(same.float().mean()))
+    assert metrics["room_accuracy"] == pytest.approx(float(same.flatten(1).all(1).float().mean()))
+    assert metrics["codebook_usage"] == pytest.approx(float(used)) and metrics["perplexity"] == pytest.approx(float(perplexity))
 
 
 def test_dead_codes_are_restarted_from_encoder_outputs() -> None:
@@ -207,6 +213,8 @@ def test_loss_is_weighted_ce_plus_beta_commitment(rooms: torch.Tensor) -> None:
     assert set(logs) == {"ce", "commit", "accuracy", "perplexity"}
     for value in logs.values():
         assert value.shape == () and not value.requires_grad
+    same, _ = vqvae_loss(out, rooms, rare_tile_weight=4.0, commitment_beta=0.5)  # the DDP-friendly form
+    torch.testing.assert_close(same, loss)
     plain, _ = model.loss(rooms, rare_tile_weight=1.0, commitment_beta=0.5)
     assert not torch.isclose(plain, loss)  # the rare-tile weight is applied
 

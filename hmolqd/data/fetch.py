@@ -13,9 +13,7 @@ import argparse
 import hashlib
 import http.client
 import json
-import os
 import sys
-import tempfile
 import time
 import urllib.error
 import urllib.parse
@@ -23,6 +21,9 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import BinaryIO
+
+from hmolqd.io import TEMP_SUFFIX, atomic_write
 
 VGLC_REPO = "TheVGLC/TheVGLC"
 VGLC_COMMIT = "0e86a8f31f20ecad4eaa5741ff061af88767f7fb"
@@ -172,20 +173,9 @@ def file_url(base_url: str, entry: ManifestEntry) -> str:
     return f"{base_url.rstrip('/')}/{urllib.parse.quote(entry.remote, safe='/')}"
 
 
-def _fsync_dir(folder: Path) -> None:
-    # Makes the rename durable on POSIX; directories cannot be opened this way on Windows.
-    if os.name != "posix":
-        return
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _remove_stale_parts(target: Path) -> None:
     # Temp files of a run that was killed (a killed process cannot run the cleanup in _stream_to).
-    for stale in target.parent.glob(f".{target.name}.*.part"):
+    for stale in target.parent.glob(f".{target.name}.*{TEMP_SUFFIX}"):
         stale.unlink()
 
 
@@ -202,52 +192,40 @@ def _download_once(url: str, entry: ManifestEntry, target: Path, timeout: float)
         reason = getattr(err, "reason", err)
         raise NetworkUnavailableError(f"cannot reach {url}: {reason}. {_OFFLINE_HINT}") from err
     with response:
-        _stream_to(response, url, entry, target)
-    _fsync_dir(target.parent)
+        atomic_write(target, lambda out: _stream_to(response, url, entry, out))
     return entry.size
 
 
-def _stream_to(response: http.client.HTTPResponse, url: str, entry: ManifestEntry, target: Path) -> None:
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".part", dir=target.parent)
-    tmp = Path(tmp_name)
+def _stream_to(response: http.client.HTTPResponse, url: str, entry: ManifestEntry, out: BinaryIO) -> None:
+    """Copy the body into `out` (a temp file that atomic_write moves into place only if this returns)."""
+    declared = response.headers.get("Content-Length")
+    expected_len = int(declared) if declared is not None and declared.isdigit() else None
+    digest, received = hashlib.sha256(), 0
     try:
-        with os.fdopen(fd, "wb") as out:
-            declared = response.headers.get("Content-Length")
-            expected_len = int(declared) if declared is not None and declared.isdigit() else None
-            digest, received = hashlib.sha256(), 0
-            try:
-                # Read at most one byte past the manifest size: enough to detect an oversized body.
-                while received <= entry.size:
-                    chunk = response.read(min(_CHUNK, entry.size + 1 - received))
-                    if not chunk:
-                        break
-                    digest.update(chunk)
-                    out.write(chunk)
-                    received += len(chunk)
-            except (http.client.HTTPException, OSError) as err:  # reset, timeout (socket.timeout is OSError)
-                raise IncompleteDownloadError(
-                    f"{entry.path}: connection failed after {received} bytes from {url}: {err}"
-                ) from err
-            # http.client's read(amt) returns short data instead of raising when the server closes
-            # early, so the length has to be checked here.
-            if expected_len is not None and received < expected_len:
-                raise IncompleteDownloadError(
-                    f"{entry.path}: connection closed after {received} of {expected_len} bytes from {url}"
-                )
-            actual = digest.hexdigest()
-            if received != entry.size or actual != entry.sha256:
-                raise HashMismatchError(
-                    f"{entry.path}: downloaded file does not match the manifest (from {url}): "
-                    f"expected sha256 {entry.sha256} ({entry.size} bytes), "
-                    f"got sha256 {actual} ({'more than ' if received > entry.size else ''}"
-                    f"{min(received, entry.size)} bytes)"
-                )
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:  # includes KeyboardInterrupt: never leave the temp file behind
-        tmp.unlink(missing_ok=True)
-        raise
+        # Read at most one byte past the manifest size: enough to detect an oversized body.
+        while received <= entry.size:
+            chunk = response.read(min(_CHUNK, entry.size + 1 - received))
+            if not chunk:
+                break
+            digest.update(chunk)
+            out.write(chunk)
+            received += len(chunk)
+    except (http.client.HTTPException, OSError) as err:  # reset, timeout (socket.timeout is OSError)
+        raise IncompleteDownloadError(f"{entry.path}: connection failed after {received} bytes from {url}: {err}") from err
+    # http.client's read(amt) returns short data instead of raising when the server closes
+    # early, so the length has to be checked here.
+    if expected_len is not None and received < expected_len:
+        raise IncompleteDownloadError(
+            f"{entry.path}: connection closed after {received} of {expected_len} bytes from {url}"
+        )
+    actual = digest.hexdigest()
+    if received != entry.size or actual != entry.sha256:
+        raise HashMismatchError(
+            f"{entry.path}: downloaded file does not match the manifest (from {url}): "
+            f"expected sha256 {entry.sha256} ({entry.size} bytes), "
+            f"got sha256 {actual} ({'more than ' if received > entry.size else ''}"
+            f"{min(received, entry.size)} bytes)"
+        )
 
 
 def _download(url: str, entry: ManifestEntry, target: Path, timeout: float, retries: int, backoff_s: float) -> int:

@@ -93,6 +93,22 @@ def tile_class_weights(rare_tile_weight: float, device: torch.device | None = No
     return weights
 
 
+def vqvae_loss(out: VQVAEOut, rooms: torch.Tensor, *, rare_tile_weight: float, commitment_beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """(forward output, target rooms (B, 16, 11)) -> (loss, logs); pure function.
+
+    loss = cross-entropy with tiles D and S weighted by `rare_tile_weight` (weighted mean over tiles)
+           + commitment_beta * commitment loss (van den Oord et al. 2017, eq. 3; the codebook term is replaced
+           by the EMA update). logs: detached 0-dim tensors ce, commit, accuracy, perplexity (no host sync).
+    """
+    target = rooms.to(out.logits.device).long()  # (B, 16, 11)
+    weights = tile_class_weights(rare_tile_weight, out.logits.device)
+    ce = F.cross_entropy(out.logits.float(), target, weight=weights)
+    total = ce + commitment_beta * out.commit_loss
+    accuracy = (out.logits.argmax(dim=1) == target).float().mean()
+    logs = {"ce": ce.detach(), "commit": out.commit_loss.detach(), "accuracy": accuracy.detach(), "perplexity": out.perplexity.detach()}
+    return total, logs
+
+
 class VQVAE(nn.Module):
     """Room tokenizer: `(B, 16, 11)` tile indices <-> `(B, latent_dim, h, w)` quantized latents."""
 
@@ -156,18 +172,12 @@ class VQVAE(nn.Module):
         return VQVAEOut(self.decode(q.z_q), q.commit_loss, q.indices, q.perplexity)
 
     def loss(self, rooms: torch.Tensor, *, rare_tile_weight: float, commitment_beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Training loss = weighted cross-entropy + commitment_beta * commitment loss.
+        """Training loss = weighted cross-entropy + commitment_beta * commitment loss (see `vqvae_loss`).
 
-        Returns (loss, logs); logs hold detached 0-dim tensors ce, commit, accuracy, perplexity (no host sync).
+        Under DDP call the wrapper's forward instead (`vqvae_loss(ddp_model(rooms), rooms, ...)`), so that
+        DDP sees the forward pass; this method calls the module directly.
         """
-        out = self(rooms)
-        target = rooms.to(out.logits.device).long()  # (B, 16, 11)
-        weights = tile_class_weights(rare_tile_weight, out.logits.device)
-        ce = F.cross_entropy(out.logits.float(), target, weight=weights)
-        total = ce + commitment_beta * out.commit_loss
-        accuracy = (out.logits.argmax(dim=1) == target).float().mean()
-        logs = {"ce": ce.detach(), "commit": out.commit_loss.detach(), "accuracy": accuracy.detach(), "perplexity": out.perplexity.detach()}
-        return total, logs
+        return vqvae_loss(self(rooms), rooms, rare_tile_weight=rare_tile_weight, commitment_beta=commitment_beta)
 
     @torch.no_grad()
     def evaluate(self, rooms: torch.Tensor, batch_size: int = 256) -> dict[str, float]:
