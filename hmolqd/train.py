@@ -167,7 +167,8 @@ def run_stage(run: Run, stage: str) -> str | None:
             bar.update()
             if p.stage_step % cfg.run.log_every == 0:  # the only host sync in the step
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
-            if reason := stop_requested(run):
+            # Under DDP the agreement is a collective (a sync), so ranks compare notes only at log steps.
+            if (not rt.distributed or p.stage_step % cfg.run.log_every == 0) and (reason := stop_requested(run)):
                 run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos + 1))
                 bar.close()
                 return reason

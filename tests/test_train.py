@@ -161,3 +161,23 @@ def test_sigterm_saves_latest_and_resumes_bit_exact(vglc_dir: Path, tmp_path: Pa
     assert final_state(tmp_path / "run")["stage"] == "vqvae"
     assert run_cli(cfg) == 0
     assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
+
+
+def test_out_of_memory_saves_latest_and_names_the_keys(vglc_dir: Path, tmp_path: Path, monkeypatch) -> None:
+    from hmolqd import stages
+
+    real_forward, calls = stages.DiffusionObjective.forward, []
+
+    def forward(self, z0, cond):  # the 3rd diffusion step runs out of memory, as a too-big batch would on a GPU
+        calls.append(1)
+        if len(calls) == 3:
+            raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real_forward(self, z0, cond)
+
+    monkeypatch.setattr(stages.DiffusionObjective, "forward", forward)
+    with pytest.raises(RuntimeError, match=r"out of memory.*checkpoint_latest\.pt was saved.*Lower 'batch_size'"):
+        train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None)
+    latest = final_state(tmp_path)
+    assert latest["stage"] == "diffusion" and latest["progress"]["stage_step"] == 2  # the two full steps are kept
+    monkeypatch.setattr(stages.DiffusionObjective, "forward", real_forward)
+    assert train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None).finished  # and the re-run resumes from there
