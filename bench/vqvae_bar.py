@@ -29,7 +29,9 @@ REPO = Path(__file__).resolve().parents[1]
 DEFAULT_VGLC = REPO.parent / "shared" / "data" / "vglc-zelda"
 BAR_TILE, BAR_ROOM = 0.995, 0.90
 
-# The preset that meets the bar (see the report at the end of the run).
+# The preset that meets the bar. Measured (seeds 0/1/2, --threads 1): held-out tile accuracy 99.87/99.78/99.88 %,
+# room accuracy 96.4/92.7/94.5 %, codebook usage 88-89 % (98-99 % on train), 81-92 s CPU. downsample=4 fails it at
+# embedding_dim=64, 40 epochs (87.3 % rooms) and passes only marginally at embedding_dim=128, 60 epochs (90.9 %, 271 s CPU).
 PRESET = {"downsample": 2, "embedding_dim": 64, "latent_dim": 64, "num_embeddings": 512, "epochs": 40, "lr": 2e-3, "batch_size": 32}
 
 

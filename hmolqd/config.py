@@ -53,7 +53,7 @@ class ModelConfig:
     num_embeddings: int = 512  # VQ codebook size
     latent_dim: int = 64  # size of one code vector (channels of the latent grid)
     embedding_dim: int = 256  # hidden width of the VQ-VAE encoder/decoder
-    downsample: int = 4  # room (16x11, padded to 16x12) -> latent grid 4x3 (4) or 8x6 (2)
+    downsample: int = 2  # room (16x11, padded to 16x12) -> latent grid 8x6 (2), 4x3 (4) or 16x12 (1)
     num_timesteps: int = 1000  # DDPM training steps T
     schedule: str = "cosine"  # noise schedule: "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
     prediction: str = "v"  # denoiser target: "eps" or "v" (Salimans & Ho 2022)

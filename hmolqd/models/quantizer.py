@@ -15,8 +15,9 @@ Math (van den Oord et al. 2017, "Neural Discrete Representation Learning", secti
       e_i  = m_i / N~_i,   N~_i = (N_i + eps) / (sum_j N_j + K * eps) * sum_j N_j
   (N~ is the Laplace-smoothed count that keeps a code with N_i ~ 0 finite, as in the Sonnet reference code).
 * Dead-code restart: a code assigned no vector for `dead_code_steps` consecutive training updates is
-  re-initialised from a uniformly drawn encoder output of the current batch (torch's global RNG, so it is
-  deterministic for a seed), with N_i = 1 and m_i = e_i so that the next EMA step keeps it in place.
+  re-initialised, at the start of the next update, from a uniformly drawn encoder output of that batch (torch's
+  global RNG, drawn on every training update, so it is deterministic for a seed), with N_i = 1 and m_i = e_i so
+  that an EMA step without assignments keeps it in place.
 * On the first training update the whole codebook is initialised the same way (data-dependent
   initialisation), so no code starts far from the encoder outputs.
 
