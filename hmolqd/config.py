@@ -60,6 +60,7 @@ class ModelConfig:
     denoiser_dim: int = 256  # width of the latent denoiser
     denoiser_depth: int = 6  # number of denoiser blocks
     cond_stairs: bool = True  # condition on has-stairs as well as the 4 door sides
+    cond_in_context: bool = False  # also feed each condition as a token the latent tokens attend to (DiT sec. 3.2)
 
     def __post_init__(self) -> None:
         for key in ("num_embeddings", "latent_dim", "embedding_dim", "num_timesteps", "denoiser_dim", "denoiser_depth"):
@@ -69,6 +70,7 @@ class ModelConfig:
         _check(self.downsample in (1, 2, 4), "downsample", "must be 1, 2 or 4", self.downsample)
         _check(self.schedule in ("linear", "cosine"), "schedule", "must be 'linear' or 'cosine'", self.schedule)
         _check(self.prediction in ("eps", "v"), "prediction", "must be 'eps' or 'v'", self.prediction)
+        _check(isinstance(self.cond_in_context, bool), "cond_in_context", "must be true or false", self.cond_in_context)
 
 
 @dataclass(frozen=True)

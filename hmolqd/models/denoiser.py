@@ -9,6 +9,12 @@ The condition is a `(B, K)` long tensor of tokens, one per attribute (the 4 door
 `hmolqd.data.tiles.SIDES`, then has-stairs when `cond_stairs`): ABSENT=0, PRESENT=1, UNKNOWN=2.
 UNKNOWN is the dropped condition of classifier-free guidance (Ho & Salimans 2022); all-UNKNOWN is
 unconditional. Each (attribute, value) pair has its own learned embedding, summed over attributes.
+
+With `in_context=True` (ModelConfig.cond_in_context) every condition attribute is also appended as one
+extra token that the latent tokens attend to (DiT's "in-context conditioning", section 3.2): a door is a
+local feature of a few edge tokens, and attention lets exactly those tokens read its side, where the
+summed adaLN vector mixes all attributes into one global modulation. The extra tokens are dropped
+before the output layer.
 """
 
 from __future__ import annotations
@@ -69,7 +75,7 @@ class DiTBlock(nn.Module):
 class Denoiser(nn.Module):
     """`(x_t (B, C, h, w), t (B,) long, cond (B, K) long) -> (B, C, h, w)` eps or v prediction."""
 
-    def __init__(self, latent_shape: tuple[int, int, int], dim: int, depth: int, cond_size: int) -> None:
+    def __init__(self, latent_shape: tuple[int, int, int], dim: int, depth: int, cond_size: int, in_context: bool = False) -> None:
         super().__init__()
         channels, h, w = latent_shape
         self.latent_shape = (channels, h, w)
@@ -81,6 +87,10 @@ class Denoiser(nn.Module):
         self.cond_embed = nn.Embedding(cond_size * COND_VALUES, dim)
         nn.init.normal_(self.cond_embed.weight, std=0.02)
         self.register_buffer("cond_offset", torch.arange(cond_size) * COND_VALUES, persistent=False)  # (K,)
+        self.in_context = in_context
+        if in_context:  # one token per (attribute, value); separate from the adaLN table
+            self.cond_token = nn.Embedding(cond_size * COND_VALUES, dim)
+            nn.init.normal_(self.cond_token.weight, std=0.02)
         self.blocks = nn.ModuleList(DiTBlock(dim) for _ in range(depth))
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.ada_out = nn.Sequential(nn.SiLU(), nn.Linear(dim, 2 * dim))
@@ -105,8 +115,11 @@ class Denoiser(nn.Module):
             raise ValueError(f"denoiser: latents must be (B, *{self.latent_shape}), got {tuple(x.shape)}")
         c = self.condition_vector(t, cond)  # (B, D)
         tokens = self.embed(x.flatten(2).transpose(1, 2)) + self.pos  # (B, h*w, D)
+        if self.in_context:
+            tokens = torch.cat([tokens, self.cond_token(cond.long() + self.cond_offset)], dim=1)  # (B, h*w + K, D)
         for block in self.blocks:
             tokens = block(tokens, c)
+        tokens = tokens[:, : h * w]  # (B, h*w, D): the condition tokens carry no output
         shift, scale = self.ada_out(c).chunk(2, dim=1)
         out = self.out(_modulate(self.norm_out(tokens), shift, scale))  # (B, h*w, C)
         return out.transpose(1, 2).reshape(B, C, h, w)

@@ -82,7 +82,7 @@ class LatentDiffusion(nn.Module):
         self.register_buffer("betas", betas)  # (T,) float64
         self.register_buffer("alphas_cumprod", alphas_cumprod)  # (T,) float64
         self.register_buffer("latent_scale", torch.tensor(1.0))  # set by set_latent_scale before training
-        self.denoiser = Denoiser(self.latent_shape, cfg.denoiser_dim, cfg.denoiser_depth, self.cond_size)
+        self.denoiser = Denoiser(self.latent_shape, cfg.denoiser_dim, cfg.denoiser_depth, self.cond_size, in_context=cfg.cond_in_context)
 
     @torch.no_grad()
     def set_latent_scale(self, latents: torch.Tensor) -> float:
