@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 import torch
 
+import hmolqd
+
 from hmolqd.checkpoint import load_checkpoint
 from hmolqd.config import Config
 from hmolqd.outputs import load_generator
@@ -97,7 +99,8 @@ def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path) -> None:
     assert Config.from_json((out / "config.json").read_text()) == tiny_config(vglc_dir, tmp_path)
     names = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert {"checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_epoch_2.pt", "checkpoint_vqvae_epoch_2.pt"} <= names
-    gen = load_generator(out / "model_final.pt")
+    assert set(torch.load(out / "model_final.pt", weights_only=True)["models"]) == {"vqvae", "diffusion", "ema"}
+    gen = hmolqd.load_generator(out / "model_final.pt")
     rooms = generate(gen, 3, doors="top,left", steps=3, seed=1)
     assert rooms.shape == (3, 16, 11) and rooms.dtype == torch.uint8
     # A re-run finds the finished run and trains nothing more.
