@@ -70,7 +70,8 @@ def _sample(args: argparse.Namespace) -> int:
     gen = load_generator(args.model)
     run = gen.config.run
     rooms = generate(gen, args.n, doors=args.doors, stairs=args.stairs, steps=args.steps or run.sample_steps,
-                     guidance=run.guidance_scale if args.guidance is None else args.guidance, eta=run.ddim_eta, seed=args.seed)
+                     guidance=run.guidance_scale if args.guidance is None else args.guidance, eta=run.ddim_eta, seed=args.seed,
+                     door_guidance=run.door_guidance)
     out = args.out or Path(args.model).with_name("samples.png")
     asked = f"doors {args.doors}" if args.doors else "unconditional"
     print(f"wrote {save_png(grid_to_rgb(rooms, ncols=args.ncols), out, title=f'{args.n} generated rooms ({asked}, seed {args.seed})')}")

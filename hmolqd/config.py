@@ -136,12 +136,13 @@ class RunConfig:
     sample_steps: int = 50  # DDIM steps
     ddim_eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
     guidance_scale: float = 2.0  # classifier-free guidance scale (1 = conditional only)
+    door_guidance: float = 0.0  # decoder-gradient door guidance strength per DDIM step (hmolqd.door_guidance; 0 = off)
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'", self.name)
         for key in ("checkpoint_every", "log_every", "val_every", "sample_steps", "eval_samples"):
             _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
-        for key in ("checkpoint_every_steps", "checkpoint_every_minutes", "disk_budget_gb", "max_runtime_hours", "sample_every", "ddim_eta", "guidance_scale"):
+        for key in ("checkpoint_every_steps", "checkpoint_every_minutes", "disk_budget_gb", "max_runtime_hours", "sample_every", "ddim_eta", "guidance_scale", "door_guidance"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
         _check(self.keep_last_n >= 1, "keep_last_n", "must be >= 1", self.keep_last_n)
         _check(self.monitor_mode in ("min", "max"), "monitor_mode", "must be 'min' or 'max'", self.monitor_mode)
@@ -261,6 +262,8 @@ def flat_keys() -> dict[str, str]:
 def architecture_diff(saved: dict[str, Any], current: ModelConfig) -> list[str]:
     """Differences between a checkpoint's `model` section and the current one, as 'key: saved -> current'."""
     now = dataclasses.asdict(current)
+    # A key added after the checkpoint was written means its default: the model it describes had that behaviour.
+    saved = {**dataclasses.asdict(ModelConfig()), **saved}
     keys = sorted(set(saved) | set(now))
     return [f"{k}: checkpoint={saved.get(k, '<absent>')!r} config={now.get(k, '<absent>')!r}" for k in keys if saved.get(k, "<absent>") != now.get(k, "<absent>")]
 

@@ -113,6 +113,14 @@ def predict_x0_and_eps(
     raise ValueError(f"prediction {prediction!r} must be one of {PREDICTIONS}")
 
 
+def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, t: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+    """The noise implied by x_t and a clean estimate x0: eps = (x_t - sqrt(a) x0) / sqrt(1 - a) (Ho et al. 2020, eq. 4)."""
+    a = _alpha_bar(t, alphas_cumprod)
+    if float(a) >= 1:
+        raise ValueError("eps_from_x0: t must be a real timestep in [0, T-1], not the clean end point -1")
+    return (x_t - _coef(a.sqrt(), x_t) * x0) / _coef((1 - a).sqrt(), x_t)
+
+
 def ddim_timesteps(num_timesteps: int, steps: int) -> torch.Tensor:
     """Descending `(steps,)` long timesteps for DDIM, "trailing" spacing: round(T * (steps - i) / steps) - 1.
 

@@ -77,11 +77,11 @@ def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor,
     return _draw(train.doors, train.stairs, n, seed)
 
 
-def _sample_model(generator: Generator, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, steps: int, guidance: float, eta: float) -> tuple[torch.Tensor, float]:
+def _sample_model(generator: Generator, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[torch.Tensor, float]:
     """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them."""
     cond_stairs = stairs if generator.cfg.cond_stairs else None
     start = time.perf_counter()
-    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, steps=steps, guidance=guidance, eta=eta, seed=seed)
+    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, steps=steps, guidance=guidance, eta=eta, seed=seed, door_guidance=door_guidance)
     return rooms, time.perf_counter() - start  # generate returns CPU rooms, so device work is finished
 
 
@@ -107,30 +107,31 @@ def generation_metrics(
     steps: int,
     guidance: float,
     eta: float,
+    door_guidance: float = 0.0,
 ) -> dict[str, Any]:
     """`evaluate_rooms` of `n` generated rooms (conditions drawn from the training rooms, door adherence
     against them), plus `generation_seconds`. For the training loop's `sample_every` evaluations."""
     if n < 1:
         raise ValueError(f"generation_metrics: n must be >= 1 (config key eval_samples), got {n}")
     doors, stairs = _draw(train_doors, train_stairs, n, seed)
-    rooms, seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta)
+    rooms, seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)
     out = evaluate_rooms(rooms, train_rooms, requested_doors=doors)
     out["generation_seconds"] = seconds
     return json_safe(out)
 
 
-def _report_and_rooms(generator: Generator, corpus_train: TrainingRooms, *, n: int, seed: int, steps: int, guidance: float, eta: float) -> tuple[dict[str, Any], torch.Tensor]:
+def _report_and_rooms(generator: Generator, corpus_train: TrainingRooms, *, n: int, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[dict[str, Any], torch.Tensor]:
     if n < 2:
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
     doors, stairs = draw_conditions(corpus_train, n, seed)
-    rooms, gen_seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta)
+    rooms, gen_seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)
     start = time.perf_counter()
     markov_rooms = MarkovRoomGenerator().fit(train).sample(n, doors=doors, seed=seed)
     markov_seconds = time.perf_counter() - start
     report = {
         "settings": {
-            "n": n, "seed": seed, "steps": steps, "guidance": guidance, "eta": eta,
+            "n": n, "seed": seed, "steps": steps, "guidance": guidance, "eta": eta, "door_guidance": door_guidance,
             "train_rooms": int(train.shape[0]),
             "conditions": "door sides" + (" and stairs" if generator.cfg.cond_stairs else "") + " of training rooms drawn with replacement",
         },
@@ -147,12 +148,12 @@ def _report_and_rooms(generator: Generator, corpus_train: TrainingRooms, *, n: i
     return json_safe(report), rooms
 
 
-def evaluation_report(generator: Generator, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0, eta: float = 0.0) -> dict[str, Any]:
+def evaluation_report(generator: Generator, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0, eta: float = 0.0, door_guidance: float = 0.0) -> dict[str, Any]:
     """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts.
 
     `corpus_train` needs `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`).
     """
-    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, steps=steps, guidance=guidance, eta=eta)[0]
+    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)[0]
 
 
 def _cell(value: Any) -> str:
@@ -216,6 +217,7 @@ def run_evaluate(
     guidance: float | None,
     eta: float | None = None,
     device: str = "auto",
+    door_guidance: float | None = None,
 ) -> dict[str, Any]:
     """Load `model_final.pt`, rebuild its training split, write the sample PNG and the report JSON.
 
@@ -236,12 +238,13 @@ def run_evaluate(
     steps = cfg.run.sample_steps if steps is None else steps
     guidance = cfg.run.guidance_scale if guidance is None else guidance
     eta = cfg.run.ddim_eta if eta is None else eta
+    door_guidance = cfg.run.door_guidance if door_guidance is None else door_guidance
     root = find_data_dir(data_dir)
     train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)
     generator.to(target)
-    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, steps=steps, guidance=guidance, eta=eta)
+    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)
     out_png = Path(out_png) if out_png else model_path.parent / DEFAULT_PNG
     out_json = Path(out_json) if out_json else model_path.parent / DEFAULT_JSON
     report["settings"].update(model=str(model_path), data_dir=str(root), val_dungeons=list(cfg.data.val_dungeons), mirror_augment=cfg.data.mirror_augment, device=str(target))
@@ -259,6 +262,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
     parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
     parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's ddim_eta)")
+    parser.add_argument("--door-guidance", type=float, default=None, help="door guidance strength (default: the model's door_guidance)")
     parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     parser.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     parser.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
@@ -266,7 +270,7 @@ def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate_args(args: argparse.Namespace) -> int:
     """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
-    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance, eta=args.eta, device=args.device)
+    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance, eta=args.eta, device=args.device, door_guidance=args.door_guidance)
     print(format_report_table(report), file=sys.stderr)
     print(json.dumps(report, allow_nan=False))
     return 0

@@ -63,7 +63,8 @@ def write_samples(gen: Generator, cfg: Config, output_dir: str | Path, n: int = 
     paths = []
     for i, (name, doors) in enumerate(SAMPLE_CONDITIONS):
         rooms = generate(gen, n, doors=None if doors is None else torch.tensor(doors), steps=cfg.run.sample_steps,
-                         guidance=cfg.run.guidance_scale, eta=cfg.run.ddim_eta, seed=cfg.run.seed + i)
+                         guidance=cfg.run.guidance_scale, eta=cfg.run.ddim_eta, seed=cfg.run.seed + i,
+                         door_guidance=cfg.run.door_guidance)
         asked = "unconditional" if doors is None else "doors on text sides " + ", ".join(s for s, d in zip(SIDES, doors) if d)
         paths.append(save_png(grid_to_rgb(rooms, ncols=6), Path(output_dir) / f"sample_{name}.png", title=f"{n} generated rooms: {asked}"))
     return paths

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
+from hmolqd.door_guidance import decoder_logits, door_guide
 from hmolqd.models.generator import Generator
 
 TRUE_WORDS = ("1", "true", "yes", "y")
@@ -66,28 +67,36 @@ def generate(
     seed: int = 0,
     batch_size: int = 256,
     use_ema: bool = True,
+    door_guidance: float = 0.0,
 ) -> torch.Tensor:
     """Generate `n` rooms -> `(n, 16, 11)` uint8 tile indices on the CPU (hmolqd.data.tiles.TILES order).
 
     doors / stairs condition the rooms (None leaves that part unconditional); guidance is the
     classifier-free guidance scale (1 = conditional only, 0 = unconditional). The model is put in eval
-    mode for the call and restored afterwards.
+    mode for the call and restored afterwards. door_guidance > 0 (with doors given) steers every DDIM
+    step towards the requested doors through the decoder (`hmolqd.door_guidance`); 0 leaves sampling as is.
     """
     if n < 0:
         raise ValueError(f"generate: n must be >= 0, got {n}")
     if batch_size < 1:
         raise ValueError(f"generate: batch_size must be >= 1, got {batch_size}")
-    cond = model.diffusion.condition_tokens(parse_doors(doors, n), parse_stairs(stairs, n), n)  # (n, K) CPU
+    door_mask = parse_doors(doors, n)
+    cond = model.diffusion.condition_tokens(door_mask, parse_stairs(stairs, n), n)  # (n, K) CPU
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
-        with torch.inference_mode():
+        guide = None
+        if door_guidance and door_mask is not None:
+            device = model.diffusion.alphas_cumprod.device
+            guide = door_guide(decoder_logits(model.vqvae), float(model.diffusion.latent_scale), door_mask.to(device), door_guidance)
+        # The door guide needs autograd through the decoder, which inference mode forbids.
+        with torch.inference_mode() if guide is None else torch.no_grad():
             latents = model.diffusion.sample(
                 n, cond, steps=steps, eta=eta, guidance=guidance, generator=generator,
-                denoiser=model.sampling_denoiser(use_ema), batch_size=batch_size,
+                denoiser=model.sampling_denoiser(use_ema), batch_size=batch_size, x0_guide=guide,
             )  # (n, C, h, w), raw VQ-VAE latent units
             rooms = torch.cat([model.vqvae.decode_latents(z).cpu() for z in latents.split(batch_size)])
     finally:

@@ -60,6 +60,7 @@ def sample_metrics(gen: Generator, data: dict[str, Any], cfg: Config, stage: str
         metrics = generation_metrics(
             gen, data["ref_rooms"], data["ref_doors"], data["ref_stairs"], cfg.run.eval_samples,
             seed=cfg.run.seed, steps=cfg.run.sample_steps, guidance=cfg.run.guidance_scale, eta=cfg.run.ddim_eta,
+            door_guidance=cfg.run.door_guidance,
         )
     # Timings stay out of the history: an interrupted and resumed run must log the very same records.
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith("_seconds")}

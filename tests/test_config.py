@@ -132,3 +132,7 @@ def test_architecture_diff_lists_every_key_with_both_values() -> None:
     diff = architecture_diff(saved, ModelConfig())
     assert diff == ["latent_dim: checkpoint=32 config=64", "num_embeddings: checkpoint=128 config=512"]
     assert architecture_diff(dict(ModelConfig().__dict__), ModelConfig()) == []
+    # A checkpoint written before a model key existed had that key's default behaviour.
+    older = {k: v for k, v in ModelConfig().__dict__.items() if k != "cond_stairs"}
+    assert architecture_diff(older, ModelConfig()) == []
+    assert architecture_diff(older, ModelConfig(cond_stairs=False)) == ["cond_stairs: checkpoint=True config=False"]

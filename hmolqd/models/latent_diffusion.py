@@ -11,6 +11,8 @@ order) + 1 has-stairs when `ModelConfig.cond_stairs`; values ABSENT / PRESENT / 
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -148,6 +150,7 @@ class LatentDiffusion(nn.Module):
         generator: torch.Generator | None = None,
         denoiser: nn.Module | None = None,
         batch_size: int | None = None,
+        x0_guide: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """DDIM-sample `n` raw (unscaled) latents `(n, C, h, w)`; `cond` is `(n, K)` tokens or None (unconditional).
 
@@ -155,7 +158,8 @@ class LatentDiffusion(nn.Module):
         is fine; draws are moved to the model's device) for all n at once, and the n latents advance in
         lockstep with forwards chunked by `batch_size`, so the result does not depend on `batch_size`.
         `denoiser` defaults to self.denoiser; pass the EMA copy for sampling. Guidance 1 (or an all-UNKNOWN
-        cond) runs the conditional forward only.
+        cond) runs the conditional forward only. `x0_guide(x0, t) -> x0` (e.g. `hmolqd.door_guidance.door_guide`)
+        may move each step's clean estimate (scaled units); eps is then re-derived from x_t and the new x0.
         """
         denoiser = self.denoiser if denoiser is None else denoiser
         device = self.alphas_cumprod.device
@@ -184,6 +188,9 @@ class LatentDiffusion(nn.Module):
                 else:
                     out[lo : lo + batch_size] = denoiser(xb.to(dtype), tb, cb).float()
             x0, eps = diffusion.predict_x0_and_eps(out, x, t, self.prediction, self.alphas_cumprod)
+            if x0_guide is not None:
+                x0 = x0_guide(x0, t)
+                eps = diffusion.eps_from_x0(x, x0, t, self.alphas_cumprod)
             noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device) if eta > 0 else None
             x = diffusion.ddim_step(x, t, t_prev, x0, eps, self.alphas_cumprod, eta, noise)
         return x / self.latent_scale.float()
