@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch import nn
 
+from model_helpers import randomize_zero_init
 from hmolqd.config import Config, ConfigError, ModelConfig
 from hmolqd.models.denoiser import ABSENT, PRESENT, Denoiser
 from hmolqd.models.latent_diffusion import LatentDiffusion
@@ -13,19 +13,9 @@ from hmolqd.models.latent_diffusion import LatentDiffusion
 LATENT = (4, 4, 3)  # (C, h, w)
 
 
-def _randomize_zero_init(module: nn.Module, std: float = 0.2) -> nn.Module:
-    """adaLN-Zero starts the modulation and output layers at 0; give them weights so outputs depend on inputs."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            if not bool(p.any()):
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return module
-
-
 def _denoiser(in_context: bool) -> Denoiser:
     torch.manual_seed(0)
-    d = _randomize_zero_init(Denoiser(LATENT, dim=32, depth=2, cond_size=5, in_context=in_context)).eval()
+    d = randomize_zero_init(Denoiser(LATENT, dim=32, depth=2, cond_size=5, in_context=in_context)).eval()
     with torch.no_grad():
         d.cond_embed.weight.zero_()  # silence the adaLN path: only the in-context tokens can carry the condition
     return d

@@ -8,6 +8,7 @@ import pytest
 import torch
 from torch import nn
 
+from model_helpers import randomize_zero_init
 from hmolqd.config import ModelConfig
 from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN, Denoiser
 from hmolqd.models.latent_diffusion import LatentDiffusion, condition_tokens, drop_condition
@@ -18,16 +19,6 @@ LATENT = (4, 4, 3)  # (C, h, w) of a downsample-4 grid with a tiny latent_dim
 @pytest.fixture
 def cfg() -> ModelConfig:
     return ModelConfig(latent_dim=4, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
-
-
-def randomize_zero_init(module: nn.Module, std: float = 0.2) -> nn.Module:
-    """adaLN-Zero makes a fresh denoiser output exactly 0 whatever its inputs; give those layers weights."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            if not bool(p.any()):
-                p.copy_(torch.randn(p.shape, generator=gen) * std)
-    return module
 
 
 @pytest.fixture
