@@ -55,7 +55,8 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
             loss_ax.set_yscale("log")
         loss_ax.set_title(f"stage: {stage}")
         loss_ax.set_xlabel("epoch")
-        loss_ax.legend(loc="upper right", fontsize=8) if loss_ax.lines else None
+        if loss_ax.lines:
+            loss_ax.legend(loc="upper right", fontsize=8)
         x, y = _series(records, stage, "lr")
         lr_ax.plot(x, y, color="tab:green")
         lr_ax.set_xlabel("epoch")

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 TEMP_SUFFIX = ".tmp"  # temp files are ".<name>.<random>.tmp" beside their target
+# The umask can only be read by setting it: done once, at import, before any thread writes files.
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
@@ -28,11 +29,6 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def _umask() -> int:
-    # The umask can only be read by setting it; done once, at import, before any threads write files.
-    return _UMASK
-
-
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(f)` on a temp file beside `path`, then atomically move it into place.
 
@@ -42,23 +38,16 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=TEMP_SUFFIX, dir=path.parent)
     try:
-        os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; outputs get the usual permissions
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        with_suppressed_missing(os.unlink, tmp)
+        Path(tmp).unlink(missing_ok=True)
         raise
     fsync_dir(path.parent)
-
-
-def with_suppressed_missing(fn: Callable[[str], None], path: str) -> None:
-    try:
-        fn(path)
-    except FileNotFoundError:
-        pass
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:

@@ -72,10 +72,13 @@ def stage_epochs(cfg: Config, stage: str) -> int:
     return {"vqvae": cfg.train.vqvae_epochs, "diffusion": cfg.train.num_epochs, "joint": cfg.train.joint_epochs}[stage]
 
 
+def trained_modules(gen: Generator, stage: str) -> list[nn.Module]:
+    """Stage 1 trains the VQ-VAE, stage 2 the denoiser on the frozen VQ-VAE, stage 3 both."""
+    return {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]
+
+
 def trainable(gen: Generator, stage: str) -> list[nn.Parameter]:
-    """Stage 2 trains the denoiser on the frozen VQ-VAE; stages 1 and 3 train the VQ-VAE (3: both)."""
-    modules = {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]
-    return [p for m in modules for p in m.parameters()]
+    return [p for m in trained_modules(gen, stage) for p in m.parameters()]
 
 
 def set_train_mode(gen: Generator, stage: str) -> None:
@@ -83,7 +86,7 @@ def set_train_mode(gen: Generator, stage: str) -> None:
     gen.vqvae.requires_grad_(stage != "diffusion")
     gen.diffusion.requires_grad_(stage != "vqvae")
     gen.ema.requires_grad_(False)
-    for module in {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]:
+    for module in trained_modules(gen, stage):
         module.train()
 
 
