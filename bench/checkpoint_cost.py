@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from hmolqd.config import Config
-from hmolqd.train import train
+from hmolqd.training.loop import train
 
 
 def main() -> None:

@@ -1,12 +1,12 @@
-"""Time hmolqd.sample.generate: rooms per second for DDIM sampling + decoding on this machine.
+"""Time hmolqd.sampling.generate.generate: rooms per second for DDIM sampling + decoding on this machine.
 
     python bench/sample_speed.py                       # default ModelConfig, untrained, 1000 rooms, DDIM-50
     python bench/sample_speed.py --set downsample=2 --threads 2 --n 200
-    python bench/sample_speed.py --state-dict gen.pt   # a saved Generator.state_dict()
+    python bench/sample_speed.py --state-dict gen.pt   # a saved RoomModel.state_dict()
 
 On a CPU shared with other busy processes, `--threads 1` can be several times faster than 2 threads
 (the threads wait on each other at every op); compare both. Speed does not depend on the weights, so an
-untrained Generator times the same as a trained one. Each room gets a random door set (seeded), so
+untrained RoomModel times the same as a trained one. Each room gets a random door set (seeded), so
 classifier-free guidance runs its batched cond + uncond forward.
 """
 
@@ -18,8 +18,8 @@ import time
 import torch
 
 from hmolqd.config import Config
-from hmolqd.models.generator import Generator
-from hmolqd.sample import generate
+from hmolqd.models.room_model import RoomModel
+from hmolqd.sampling.generate import generate
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -30,7 +30,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--state-dict", default=None, help="file holding a Generator.state_dict() (optional)")
+    parser.add_argument("--state-dict", default=None, help="file holding a RoomModel.state_dict() (optional)")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="ModelConfig override, repeatable")
     args = parser.parse_args(argv)
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> None:
         torch.set_num_threads(args.threads)
     overrides = dict(item.split("=", 1) for item in args.set)
     cfg = Config.from_flat(overrides).model
-    model = Generator(cfg)
+    model = RoomModel(cfg)
     if args.state_dict:
         model.load_state_dict(torch.load(args.state_dict, map_location="cpu", weights_only=True))
     model.to(args.device)

@@ -1,4 +1,22 @@
-"""hmolqd: a VQ-VAE + latent diffusion generator of The Legend of Zelda dungeon rooms (VGLC)."""
+"""hmolqd: a VQ-VAE + diffusion generator of The Legend of Zelda dungeon rooms (VGLC), trained for real.
+
+Subpackages, bottom to top (a layer imports only the layers above it in this list):
+
+    config.py, atomic.py, device.py   the frozen Config; atomic file writes; device resolution
+    data/            VGLC parsers, corpus discovery and download, split, augmentation, room facts (playability)
+    render.py        pictures of rooms and dungeon maps
+    diffusion/       pure diffusion math (noise schedules, DDPM / DDIM steps)
+    models/          VQ-VAE, denoiser, latent diffusion, RoomModel
+    sampling/        generate(model, n, ...) and its guidance
+    checkpointing/   checkpoint files, manager, resume, restore, RNG, inference export
+    evaluation/      metrics, Markov reference, the quality report
+    training/        the training loop, stages, validation, runtime, outputs, self-check
+    cli.py, notebook.py, __main__.py   the edges: command line and notebook helpers
+
+Besides the entry points (`__init__`, `__main__`, `cli`, `config`, `notebook`) three modules sit at the top
+because every layer uses them and each is one small job: `atomic` (durable writes), `device` (which torch
+device a setting means) and `render` (tile pictures, used by data statistics, training outputs and evaluation).
+"""
 
 from __future__ import annotations
 
@@ -6,11 +24,11 @@ from typing import Any
 
 from hmolqd.config import Config, ConfigError
 
-__all__ = ["Config", "ConfigError", "generate", "load_generator", "train"]
+__all__ = ["Config", "ConfigError", "generate", "load_model", "train"]
 __version__ = "0.1.0"
 
 # The heavy entry points import torch and matplotlib; load them on first use so `import hmolqd` stays light.
-_LAZY = {"train": "hmolqd.train", "load_generator": "hmolqd.outputs", "generate": "hmolqd.sample"}
+_LAZY = {"train": "hmolqd.training.loop", "load_model": "hmolqd.checkpointing.export", "generate": "hmolqd.sampling.generate"}
 
 
 def __getattr__(name: str) -> Any:

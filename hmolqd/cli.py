@@ -17,9 +17,27 @@ Command = Callable[[argparse.Namespace], int]
 
 
 def _fetch_data(args: argparse.Namespace) -> int:
-    from hmolqd.data.fetch import run_fetch
+    from hmolqd.data.fetch import FetchError, fetch_vglc
 
-    return run_fetch(args)
+    try:
+        fetch_vglc(args.dir, args.base_url, timeout=args.timeout, progress=not args.quiet)
+    except FetchError as err:
+        print(f"fetch-data failed: {err}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
+    import json
+
+    from hmolqd.evaluation.report import format_report_table, run_evaluate
+
+    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance,
+                          eta=args.eta, device=args.device, door_guidance=args.door_guidance)
+    print(format_report_table(report), file=sys.stderr)
+    print(json.dumps(report, allow_nan=False))
+    return 0
 
 
 def _data_stats(args: argparse.Namespace) -> int:
@@ -56,18 +74,18 @@ def _load_config(args: argparse.Namespace) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
-    from hmolqd.train import train
+    from hmolqd.training.loop import train
 
     result = train(_load_config(args))
     return 0 if result.finished else 3  # 3: stopped early (signal or time budget); re-run to resume
 
 
 def _sample(args: argparse.Namespace) -> int:
-    from hmolqd.outputs import load_generator
+    from hmolqd.checkpointing.export import load_model
     from hmolqd.render import grid_to_rgb, save_png
-    from hmolqd.sample import generate
+    from hmolqd.sampling.generate import generate
 
-    gen = load_generator(args.model)
+    gen = load_model(args.model)
     run = gen.config.run
     rooms = generate(gen, args.n, doors=args.doors, stairs=args.stairs, steps=args.steps or run.sample_steps,
                      guidance=run.guidance_scale if args.guidance is None else args.guidance, eta=run.ddim_eta, seed=args.seed,
@@ -88,10 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m hmolqd", description="Zelda dungeon-room generator (VQ-VAE + latent diffusion) on VGLC.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    from hmolqd.data.fetch import add_fetch_arguments
+    from hmolqd.data.fetch import DEFAULT_BASE_URL
 
     p = sub.add_parser("fetch-data", help="download the pinned VGLC Zelda files, verified by SHA-256")
-    add_fetch_arguments(p)
+    p.add_argument("dir", type=Path, help="folder to write the corpus into (created if missing)")
+    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="repository root at the pinned commit")
+    p.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
+    p.add_argument("--quiet", action="store_true", help="print only errors")
     p.set_defaults(run=_fetch_data)
 
     p = sub.add_parser("data-stats", help="print corpus statistics and optionally render a dungeon map")
@@ -116,17 +137,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=None, help="PNG path (default: samples.png beside the model)")
     p.set_defaults(run=_sample)
 
-    from hmolqd.evaluate import add_evaluate_arguments, run_evaluate_args
+    from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
 
     p = sub.add_parser("evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)")
-    add_evaluate_arguments(p)
-    p.set_defaults(run=run_evaluate_args)
+    p.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
+    p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
+    p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
+    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's ddim_eta)")
+    p.add_argument("--door-guidance", type=float, default=None, help="door guidance strength (default: the model's door_guidance)")
+    p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
+    p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
+    p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
+    p.set_defaults(run=_evaluate)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    from hmolqd.checkpoint import CheckpointError
+    from hmolqd.checkpointing.fileformat import CheckpointError
     from hmolqd.data import VGLCFormatError
 
     try:

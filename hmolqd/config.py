@@ -23,6 +23,9 @@ from pathlib import Path
 from typing import Any
 
 KAGGLE_WORKING = Path("/kaggle/working")
+# The training stages in order: VQ-VAE, latent diffusion on the frozen VQ-VAE, optional joint fine-tuning.
+# Checkpoint file names, the trainer and the history plots all take the names from here.
+STAGES: tuple[str, ...] = ("vqvae", "diffusion", "joint")
 PRESETS_DIR = Path(__file__).parent / "presets"
 
 
@@ -136,7 +139,7 @@ class RunConfig:
     sample_steps: int = 50  # DDIM steps
     ddim_eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
     guidance_scale: float = 2.0  # classifier-free guidance scale (1 = conditional only)
-    door_guidance: float = 0.0  # decoder-gradient door guidance strength per DDIM step (hmolqd.door_guidance; 0 = off)
+    door_guidance: float = 0.0  # decoder-gradient door guidance strength per DDIM step (hmolqd.sampling.door_guidance; 0 = off)
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'", self.name)

@@ -2,7 +2,7 @@
 
 `train_h_molqd_kaggle.ipynb` uses, in cell order: `notebook_config` + `environment_report` (setup and
 configuration), `data_summary` + `render_dungeon` (the corpus), `resume_status` (which checkpoint a run
-will resume from), `training_summary` (after `hmolqd.train.train`), `show_image` / `show_samples`
+will resume from), `training_summary` (after `hmolqd.training.loop.train`), `show_image` / `show_samples`
 (curves and sample grids inline) and `list_output_files` (what to download). Each returns text or a
 path; the notebook prints or shows it. Nothing here trains or deletes anything.
 """
@@ -18,14 +18,27 @@ from typing import Any
 
 import torch
 
+from hmolqd.checkpointing.resume import find_resume_checkpoint
 from hmolqd.config import KAGGLE_WORKING, PRESETS_DIR, Config, ConfigError
-from hmolqd.data import DataNotFoundError, VGLCFormatError, corpus_stats, find_data_dir, format_stats, load_corpus, load_graphs
+from hmolqd.data import (
+    DataNotFoundError,
+    VGLCFormatError,
+    corpus_stats,
+    find_data_dir,
+    format_stats,
+    load_corpus,
+    load_graphs,
+)
 from hmolqd.data.tiles import SIDES
 from hmolqd.data.vglc import Corpus
-from hmolqd.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
+from hmolqd.device import resolve_device
 from hmolqd.render import dungeon_to_rgb, save_png
-from hmolqd.resume import find_resume_checkpoint
-from hmolqd.runtime import UnsupportedGPUError, amp_dtype_for, check_gpu_supported
+from hmolqd.training.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
+from hmolqd.training.runtime import (
+    UnsupportedGPUError,
+    amp_dtype_for,
+    check_gpu_supported,
+)
 
 __all__ = [
     "data_summary", "environment_report", "list_output_files", "notebook_config", "render_dungeon", "resume_status",
@@ -54,23 +67,17 @@ def notebook_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | No
     return Config.from_flat(flat).resolved()
 
 
-def _device_for(setting: str) -> torch.device:
-    dev = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if setting == "auto" else setting)
-    return torch.device("cuda", dev.index or 0) if dev.type == "cuda" else dev
-
-
 def _gpu_lines(cfg: Config) -> tuple[list[str], torch.device | None, str | None]:
     """Lines about the GPU(s), the device training will use, and why that device cannot be used (or None)."""
-    if not torch.cuda.is_available():
-        lines = ["GPU: none visible (torch.cuda.is_available() is False)"]
-        if cfg.run.device.startswith("cuda"):
-            return lines, None, f"config key 'device' = {cfg.run.device!r} but no GPU is available: use 'auto' or 'cpu'"
-        return lines, torch.device("cpu"), None
     lines = []
-    for i in range(torch.cuda.device_count()):
+    for i in range(torch.cuda.device_count() if torch.cuda.is_available() else 0):
         major, minor = torch.cuda.get_device_capability(i)
         lines.append(f"GPU {i}: {torch.cuda.get_device_name(i)}, compute capability {major}.{minor}")
-    dev = _device_for(cfg.run.device)
+    lines = lines or ["GPU: none visible (torch.cuda.is_available() is False)"]
+    try:
+        dev = resolve_device(cfg.run.device)
+    except ConfigError as err:
+        return lines, None, str(err)
     if dev.type != "cuda":
         return lines, dev, None
     try:
@@ -161,7 +168,7 @@ def _epochs_by_stage(history: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 
 def training_summary(result: Any) -> str:
-    """One paragraph about a `hmolqd.train.TrainResult`: finished or why it stopped, resume source, epochs."""
+    """One paragraph about a `hmolqd.training.loop.TrainResult`: finished or why it stopped, resume source, epochs."""
     head = "training finished: every stage ran to its last epoch" if result.finished else (
         f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - run the notebook again to resume")
     source = f"resumed from {result.resumed_from}" if result.resumed_from else "started from scratch"
@@ -189,7 +196,7 @@ def show_image(path: str | Path, caption: str | None = None) -> None:
 
 
 def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
-    """Each `sample_<condition>.png` of hmolqd.outputs.SAMPLE_CONDITIONS with the door condition it asked for."""
+    """Each `sample_<condition>.png` of hmolqd.training.outputs.SAMPLE_CONDITIONS with the door condition it asked for."""
     out = []
     for name, doors in SAMPLE_CONDITIONS:
         asked = "unconditional (no door condition)" if doors is None else (

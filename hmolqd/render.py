@@ -48,7 +48,7 @@ from matplotlib.figure import Figure
 from matplotlib.image import imsave
 from matplotlib.patches import Patch
 
-from hmolqd.io import atomic_write
+from hmolqd.atomic import atomic_write
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, SIDES, TILE_NAMES, TILES
 
 # One colour per tile, chosen after the NES dungeon look where one exists; all distinct.

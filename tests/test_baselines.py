@@ -5,12 +5,21 @@ from __future__ import annotations
 import pytest
 import torch
 
-from hmolqd.baselines import MarkovRoomGenerator
 from hmolqd.config import DataConfig
 from hmolqd.data import load_corpus, split_corpus
-from hmolqd.data.tiles import BLOCK, DOOR, ELEMENT, FLOOR, NUM_TILES, STAIR, WALL, door_sides
-from hmolqd.metrics import evaluate_rooms
-from hmolqd.playability import band_mask, room_from_rows
+from hmolqd.data.playability import band_mask, room_from_rows
+from hmolqd.data.tiles import (
+    BLOCK,
+    DOOR,
+    ELEMENT,
+    FLOOR,
+    NUM_TILES,
+    STAIR,
+    WALL,
+    door_sides,
+)
+from hmolqd.evaluation.baselines import MarkovRoomGenerator
+from hmolqd.evaluation.metrics import evaluate_rooms
 
 STRIPES = "FBFBFBF"  # interior columns alternate floor / block
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from model_helpers import randomize_zero_init
+
 from hmolqd.config import Config, ConfigError, ModelConfig
 from hmolqd.models.denoiser import ABSENT, PRESENT, Denoiser
 from hmolqd.models.latent_diffusion import LatentDiffusion

@@ -20,8 +20,8 @@ from hmolqd.data import (
     load_corpus,
     mirror_corpus,
     split_corpus,
+    tiles,
 )
-from hmolqd.data import tiles
 
 VOID_ROOM = ["-" * 11] * 16
 OPPOSITE = (1, 0, 3, 2)  # tiles.SIDES index of the opposite side

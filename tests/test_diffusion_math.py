@@ -12,7 +12,7 @@ import math
 import pytest
 import torch
 
-from hmolqd import diffusion as D
+from hmolqd.diffusion import gaussian as D
 
 KINDS = ("linear", "cosine")
 DIFFUSERS_KIND = {"linear": "linear", "cosine": "squaredcos_cap_v2"}

@@ -9,9 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-from hmolqd.checkpoint import load_checkpoint
-from hmolqd.outputs import load_generator
-from hmolqd.sample import generate
+
+from hmolqd.checkpointing.export import load_model
+from hmolqd.checkpointing.fileformat import load_checkpoint
+from hmolqd.sampling.generate import generate
 
 pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.real_data]
 
@@ -37,4 +38,4 @@ def test_torchrun_two_cpu_processes(vglc_dir: Path, tmp_path: Path) -> None:
     assert latest["global_step"] == 5 * (1 + 2)
     assert [r["epoch"] for r in latest["history"] if r["stage"] == "diffusion"] == [1, 2]
     assert not any(k.startswith("module.") for k in latest["models"]["vqvae"])  # DDP unwrapped before state_dict
-    assert generate(load_generator(tmp_path / "out" / "model_final.pt"), 2, steps=2).shape == (2, 16, 11)
+    assert generate(load_model(tmp_path / "out" / "model_final.pt"), 2, steps=2).shape == (2, 16, 11)

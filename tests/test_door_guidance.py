@@ -1,16 +1,16 @@
-"""Door guidance (hmolqd.door_guidance): the door loss, the x0 hook, and its plumbing through sampling."""
+"""Door guidance (hmolqd.sampling.door_guidance): the door loss, the x0 hook, and its plumbing through sampling."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from hmolqd import diffusion
 from hmolqd.config import Config, ConfigError, ModelConfig
 from hmolqd.data.tiles import DOOR, NUM_TILES, WALL
-from hmolqd.door_guidance import DOOR_REGIONS, door_guide, door_loss
-from hmolqd.models.generator import Generator
-from hmolqd.sample import generate
+from hmolqd.diffusion import gaussian as diffusion
+from hmolqd.models.room_model import RoomModel
+from hmolqd.sampling.door_guidance import DOOR_REGIONS, door_guide, door_loss
+from hmolqd.sampling.generate import generate
 
 
 def _logits_of(rooms: torch.Tensor, confidence: float = 8.0) -> torch.Tensor:
@@ -60,7 +60,7 @@ def test_eps_from_x0_inverts_q_sample() -> None:
 def test_generate_with_door_guidance_is_deterministic_and_differs_from_plain() -> None:
     cfg = ModelConfig(num_embeddings=16, latent_dim=4, embedding_dim=16, downsample=4, denoiser_dim=32, denoiser_depth=1, num_timesteps=50)
     torch.manual_seed(0)
-    gen = Generator(cfg).eval()
+    gen = RoomModel(cfg).eval()
     with torch.no_grad():
         for p in gen.ema.parameters():  # adaLN-Zero: give the fresh EMA denoiser a non-zero output
             p.add_(torch.randn_like(p) * 0.1)

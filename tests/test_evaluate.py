@@ -1,8 +1,7 @@
-"""hmolqd.evaluate: conditions drawn from training, the three-column report, table, PNG grid and CLI entry."""
+"""hmolqd.evaluation.report: conditions drawn from training, the three-column report, table, PNG grid and CLI entry."""
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from types import SimpleNamespace
@@ -12,11 +11,12 @@ import pytest
 import torch
 from matplotlib.image import imread
 
-import hmolqd.evaluate as ev
+import hmolqd.evaluation.report as ev
+from hmolqd.cli import main as cli_main
 from hmolqd.config import Config, ConfigError, ModelConfig
+from hmolqd.data.playability import playable_mask, room_from_rows
 from hmolqd.data.tiles import door_sides, has_stairs
-from hmolqd.models.generator import Generator
-from hmolqd.playability import playable_mask, room_from_rows
+from hmolqd.models.room_model import RoomModel
 from hmolqd.render import MARK_COLOR
 
 TINY = dict(num_embeddings=16, latent_dim=8, embedding_dim=32, denoiser_dim=32, denoiser_depth=1, num_timesteps=50)
@@ -58,12 +58,12 @@ def train() -> SimpleNamespace:
 
 
 @pytest.fixture
-def tiny_generator() -> Generator:
-    return Generator(ModelConfig(**TINY))
+def tiny_generator() -> RoomModel:
+    return RoomModel(ModelConfig(**TINY))
 
 
 @pytest.fixture
-def report(tiny_generator: Generator, train: SimpleNamespace) -> dict:
+def report(tiny_generator: RoomModel, train: SimpleNamespace) -> dict:
     return ev.evaluation_report(tiny_generator, train, n=24, seed=0, **FAST)
 
 
@@ -115,7 +115,7 @@ def test_report_structure(report: dict, train: SimpleNamespace) -> None:
     assert report["markov"]["door_adherence"] == 1.0
 
 
-def test_report_deterministic_for_a_seed(tiny_generator: Generator, train: SimpleNamespace, report: dict) -> None:
+def test_report_deterministic_for_a_seed(tiny_generator: RoomModel, train: SimpleNamespace, report: dict) -> None:
     again = ev.evaluation_report(tiny_generator, train, n=24, seed=0, **FAST)
     other = ev.evaluation_report(tiny_generator, train, n=24, seed=1, **FAST)
     for column, _ in ev.COLUMNS:
@@ -123,7 +123,7 @@ def test_report_deterministic_for_a_seed(tiny_generator: Generator, train: Simpl
     assert other["markov"] != report["markov"]  # another seed draws other conditions and Markov rooms
 
 
-def test_report_rejects_too_few_rooms(tiny_generator: Generator, train: SimpleNamespace) -> None:
+def test_report_rejects_too_few_rooms(tiny_generator: RoomModel, train: SimpleNamespace) -> None:
     with pytest.raises(ValueError, match="n must be >= 2"):
         ev.evaluation_report(tiny_generator, train, n=1, **FAST)
 
@@ -194,7 +194,7 @@ def test_generation_metrics_scores_doors_against_the_requested_ones(monkeypatch:
     assert 0 < float(expected) < 1 and out["door_adherence"] == pytest.approx(float(expected))
 
 
-def test_generation_metrics_with_a_model(tiny_generator: Generator, train: SimpleNamespace) -> None:
+def test_generation_metrics_with_a_model(tiny_generator: RoomModel, train: SimpleNamespace) -> None:
     out = ev.generation_metrics(tiny_generator, train.rooms, train.doors, train.stairs, 16, seed=0, **FAST)
     assert set(METRICS) <= set(out) and out["generation_seconds"] > 0
     json.dumps(out, allow_nan=False)
@@ -208,32 +208,32 @@ def write_dungeon(folder: Path, name: str, rooms: list[list[str]]) -> None:
     (folder / f"{name}.txt").write_text("\n".join("".join(room[r] for room in rooms) for r in range(16)) + "\n")
 
 
-def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: Generator, capsys: pytest.CaptureFixture) -> None:
+def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel, capsys: pytest.CaptureFixture) -> None:
     from hmolqd.data import augment_mirror, load_corpus, split_corpus
-    from hmolqd.outputs import export_final
+    from hmolqd.training.outputs import export_final
 
     data = tmp_path / "vglc"
     door_sets = [(False, False, False, True), (False, False, True, True), (True, False, True, False), (False, True, False, False)]
     write_dungeon(data / "Processed", "tloz1_1", [room_rows(d, stairs=i == 2, block=i) for i, d in enumerate(door_sets)])
     write_dungeon(data / "Processed", "tloz4_1", [room_rows((True, True, True, True))])
     cfg = Config().with_overrides(val_dungeons=["tloz4_1"], sample_steps=2, **TINY)
+    model = RoomModel.from_config(cfg)
+    model.load_state_dict(tiny_generator.state_dict())
     with torch.no_grad():  # adaLN-Zero layers start at 0; give them weights so the denoiser matters
-        for p in tiny_generator.diffusion.denoiser.parameters():
+        for p in model.diffusion.denoiser.parameters():
             if not bool(p.any()):
                 p.copy_(torch.randn(p.shape, generator=torch.Generator().manual_seed(p.numel())) * 0.2)
-    tiny_generator.reset_ema()
-    model_path = export_final(tiny_generator, cfg, tmp_path / "run")
+    model.reset_ema()
+    model_path = export_final(model, tmp_path / "run")
 
-    parser = argparse.ArgumentParser()
-    ev.add_evaluate_arguments(parser)
-    args = parser.parse_args(["--model", str(model_path), "--data", str(data), "--samples", "20", "--seed", "1", "--device", "cpu"])
-    assert ev.run_evaluate_args(args) == 0
+    argv = ["evaluate", "--model", str(model_path), "--data", str(data), "--samples", "20", "--seed", "1", "--device", "cpu"]
+    assert cli_main(argv) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)  # exactly one JSON document on stdout
     assert "| metric | ours | training set | Markov |" in captured.err
     # The model column is the exported generator's, on the training split plus its two mirrors.
     train = augment_mirror(split_corpus(load_corpus(data), ["tloz4_1"])[0])
-    direct = ev.evaluation_report(tiny_generator, train, n=20, seed=1, steps=2, guidance=2.0, eta=0.0)
+    direct = ev.evaluation_report(model, train, n=20, seed=1, steps=2, guidance=2.0, eta=0.0)
     assert report["model"] == direct["model"] and report["markov"] == direct["markov"]
     # Steps come from the saved config; the reference set is the training split plus its two mirrors.
     assert report["settings"] == {**report["settings"], "n": 20, "seed": 1, "steps": 2, "guidance": 2.0, "train_rooms": 12, "mirror_augment": True}
@@ -248,7 +248,7 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: Generator,
 
 
 @pytest.mark.real_data
-def test_real_corpus_training_and_markov_columns(vglc_dir: Path, tiny_generator: Generator) -> None:
+def test_real_corpus_training_and_markov_columns(vglc_dir: Path, tiny_generator: RoomModel) -> None:
     from hmolqd.data import load_corpus, split_corpus
 
     train, _ = split_corpus(load_corpus(vglc_dir), Config().data.val_dungeons)

@@ -15,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from hmolqd.io import TEMP_SUFFIX
+from hmolqd.atomic import TEMP_SUFFIX
+from hmolqd.cli import main
 from hmolqd.data.fetch import (
     DEFAULT_BASE_URL,
     MANIFEST_PATH,
@@ -29,7 +30,6 @@ from hmolqd.data.fetch import (
     fetch_vglc,
     file_url,
     load_manifest,
-    main,
     verify_vglc,
 )
 
@@ -288,10 +288,10 @@ def test_http_404_names_the_url(server: Server, tmp_path: Path) -> None:
 
 @pytest.mark.real_data
 def test_main_exit_codes(server: Server, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main([str(tmp_path / "ok"), "--base-url", server.base_url, "--timeout", "5", "--quiet"]) == 0
+    assert main(["fetch-data", str(tmp_path / "ok"), "--base-url", server.base_url, "--timeout", "5", "--quiet"]) == 0
     assert verify_vglc(tmp_path / "ok") == []
     server.repo.missing.add(entry("zelda.json").remote)
-    assert main([str(tmp_path / "bad"), "--base-url", server.base_url, "--quiet"]) == 1
+    assert main(["fetch-data", str(tmp_path / "bad"), "--base-url", server.base_url, "--quiet"]) == 1
     assert "fetch-data failed: HTTP 404" in capsys.readouterr().err
 
 

@@ -7,7 +7,13 @@ from pathlib import Path
 
 import pytest
 
-from hmolqd.data import VGLCFormatError, load_corpus, load_graphs, parse_dot, parse_label
+from hmolqd.data import (
+    VGLCFormatError,
+    load_corpus,
+    load_graphs,
+    parse_dot,
+    parse_label,
+)
 from hmolqd.data.graph import EDGE_LEGEND, EXTRA_CODES, NODE_LEGEND, UndirectedEdge
 
 QUIRKY_DOT = """digraph {

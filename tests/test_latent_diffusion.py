@@ -6,12 +6,16 @@ import dataclasses
 
 import pytest
 import torch
+from model_helpers import randomize_zero_init
 from torch import nn
 
-from model_helpers import randomize_zero_init
 from hmolqd.config import ModelConfig
 from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN, Denoiser
-from hmolqd.models.latent_diffusion import LatentDiffusion, condition_tokens, drop_condition
+from hmolqd.models.latent_diffusion import (
+    LatentDiffusion,
+    condition_tokens,
+    drop_condition,
+)
 
 LATENT = (4, 4, 3)  # (C, h, w) of a downsample-4 grid with a tiny latent_dim
 

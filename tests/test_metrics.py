@@ -13,8 +13,15 @@ import torch
 
 from hmolqd.config import DataConfig
 from hmolqd.data import load_corpus, split_corpus
+from hmolqd.data.playability import (
+    check_rooms,
+    playable_mask,
+    room_from_rows,
+    room_to_rows,
+    walkable_components,
+)
 from hmolqd.data.tiles import DOOR, FLOOR, TILES
-from hmolqd.metrics import (
+from hmolqd.evaluation.metrics import (
     HAMMING_BIN_EDGES,
     KL_EPSILON,
     distinct_share,
@@ -26,7 +33,6 @@ from hmolqd.metrics import (
     pattern_kl,
     symmetric_mask,
 )
-from hmolqd.playability import check_rooms, playable_mask, room_from_rows, room_to_rows, walkable_components
 
 # An open room with doors on all four sides, as in the VGLC text files.
 OPEN_4_DOORS = [

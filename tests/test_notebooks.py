@@ -19,10 +19,11 @@ import pytest
 from nbclient import NotebookClient
 from nbformat.v4 import new_code_cell
 
+from hmolqd.checkpointing.export import load_model
+from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import Config
-from hmolqd.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME, load_generator
-from hmolqd.resume import NO_CHECKPOINT
-from hmolqd.sample import generate
+from hmolqd.sampling.generate import generate
+from hmolqd.training.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"
@@ -84,7 +85,7 @@ def assert_outputs_valid(out: Path, ckpt: Path) -> list[dict[str, Any]]:
         names = set(zf.namelist())
     expected = {f"outputs/{p.name}" for p in out.iterdir() if p.is_file() and p.name != ZIP_NAME}
     assert expected | {"checkpoints/checkpoint_latest.pt"} <= names, sorted(expected - names)
-    rooms = generate(load_generator(out / FINAL_MODEL), 2, doors="top,bottom", steps=2, seed=0)
+    rooms = generate(load_model(out / FINAL_MODEL), 2, doors="top,bottom", steps=2, seed=0)
     assert tuple(rooms.shape) == (2, 16, 11)
     assert (ckpt / "checkpoint_latest.pt").is_file()
     return history

@@ -1,4 +1,4 @@
-"""Generator (VQ-VAE + latent diffusion + EMA) and hmolqd.sample.generate."""
+"""RoomModel (VQ-VAE + latent diffusion + EMA) and hmolqd.sampling.generate.generate."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from torch import nn
 from hmolqd.config import ModelConfig
 from hmolqd.data.tiles import NUM_TILES, SIDES
 from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN
-from hmolqd.models.generator import Generator, ema_update
-from hmolqd.sample import generate, parse_doors, parse_stairs
+from hmolqd.models.room_model import RoomModel, ema_update
+from hmolqd.sampling.generate import generate, parse_doors, parse_stairs
 
 TINY = dict(num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
 
@@ -25,8 +25,8 @@ def _randomize_zero_init(module: nn.Module) -> None:
 
 
 @pytest.fixture
-def model() -> Generator:
-    g = Generator(ModelConfig(**TINY))
+def model() -> RoomModel:
+    g = RoomModel(ModelConfig(**TINY))
     _randomize_zero_init(g.diffusion.denoiser)
     g.reset_ema()
     return g
@@ -47,7 +47,7 @@ class Spy(nn.Module):
 
 @pytest.mark.parametrize("downsample,grid", [(4, (4, 3)), (2, (8, 6)), (1, (16, 12))])
 def test_generator_builds_from_model_config(downsample: int, grid: tuple[int, int]) -> None:
-    g = Generator(ModelConfig(**TINY, downsample=downsample))
+    g = RoomModel(ModelConfig(**TINY, downsample=downsample))
     assert g.vqvae.latent_shape == g.diffusion.latent_shape == (4, *grid)
     assert g.ema is not g.diffusion.denoiser
     assert not any(p.requires_grad for p in g.ema.parameters())
@@ -75,15 +75,15 @@ def test_ema_update() -> None:
         ema_update(a, b, 1.5)
 
 
-def test_generator_state_dict_round_trip(model: Generator) -> None:
+def test_generator_state_dict_round_trip(model: RoomModel) -> None:
     model.diffusion.set_latent_scale(torch.randn(32, *model.vqvae.latent_shape) * 2)
-    fresh = Generator(ModelConfig(**TINY))
+    fresh = RoomModel(ModelConfig(**TINY))
     fresh.load_state_dict(model.state_dict())
     assert fresh.diffusion.latent_scale.item() == pytest.approx(model.diffusion.latent_scale.item())
     assert torch.equal(generate(fresh, 4, doors="top", steps=4), generate(model, 4, doors="top", steps=4))
 
 
-def test_generate_shape_dtype_and_mode(model: Generator) -> None:
+def test_generate_shape_dtype_and_mode(model: RoomModel) -> None:
     model.train()
     rooms = generate(model, 5, doors="top,left", steps=4)
     assert rooms.shape == (5, 16, 11) and rooms.dtype == torch.uint8 and rooms.device.type == "cpu"
@@ -92,7 +92,7 @@ def test_generate_shape_dtype_and_mode(model: Generator) -> None:
     assert generate(model, 0, steps=4).shape == (0, 16, 11)
 
 
-def test_generate_deterministic_for_a_seed(model: Generator) -> None:
+def test_generate_deterministic_for_a_seed(model: RoomModel) -> None:
     a = generate(model, 6, doors="top", steps=4, seed=3)
     torch.manual_seed(12345)  # the global RNG must not matter
     torch.randn(100)
@@ -101,12 +101,12 @@ def test_generate_deterministic_for_a_seed(model: Generator) -> None:
 
 
 @pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_generate_independent_of_batch_size(model: Generator, eta: float) -> None:
+def test_generate_independent_of_batch_size(model: RoomModel, eta: float) -> None:
     one = generate(model, 10, doors="bottom", steps=4, eta=eta, batch_size=10)
     assert torch.equal(generate(model, 10, doors="bottom", steps=4, eta=eta, batch_size=4), one)
 
 
-def test_generate_door_condition_reaches_denoiser(model: Generator) -> None:
+def test_generate_door_condition_reaches_denoiser(model: RoomModel) -> None:
     spy = Spy(model.ema)
     model.ema = spy
     generate(model, 3, doors="top,right", stairs=True, steps=2, guidance=2.0)
@@ -122,7 +122,7 @@ def test_generate_door_condition_reaches_denoiser(model: Generator) -> None:
     assert not torch.equal(a, b)
 
 
-def test_generate_use_ema_switch(model: Generator) -> None:
+def test_generate_use_ema_switch(model: RoomModel) -> None:
     live, ema = Spy(model.diffusion.denoiser), Spy(model.ema)
     model.diffusion.denoiser, model.ema = live, ema
     generate(model, 2, steps=2, use_ema=False)
@@ -152,7 +152,7 @@ def test_parse_doors_and_stairs() -> None:
 
 
 def test_generate_rejects_stairs_without_stairs_input() -> None:
-    g = Generator(ModelConfig(**{**TINY, "cond_stairs": False}))
+    g = RoomModel(ModelConfig(**{**TINY, "cond_stairs": False}))
     assert generate(g, 2, doors="top", steps=2).shape == (2, 16, 11)
     with pytest.raises(ValueError, match="cond_stairs is False"):
         generate(g, 2, doors="top", stairs=True, steps=2)

@@ -1,4 +1,4 @@
-"""hmolqd.selfcheck (each check passes, and fails when what it checks is broken) and hmolqd.notebook helpers."""
+"""hmolqd.training.selfcheck (each check passes, and fails when what it checks is broken) and hmolqd.notebook helpers."""
 
 from __future__ import annotations
 
@@ -13,12 +13,13 @@ import matplotlib.image
 import pytest
 import torch
 
-from hmolqd import notebook, selfcheck
-from hmolqd.checkpoint import CheckpointManager
+from hmolqd import notebook
+from hmolqd.checkpointing.compare import assert_same, compare_states
+from hmolqd.checkpointing.manager import CheckpointManager
+from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import Config, ConfigError
-from hmolqd.outputs import SAMPLE_CONDITIONS, ZIP_NAME
-from hmolqd.resume import NO_CHECKPOINT
-from hmolqd.state_compare import assert_same, compare_states
+from hmolqd.training import selfcheck
+from hmolqd.training.outputs import SAMPLE_CONDITIONS, ZIP_NAME
 
 CPU = torch.device("cpu")
 
@@ -140,9 +141,9 @@ def test_run_all_returns_results_when_every_check_passes(monkeypatch: pytest.Mon
 @pytest.mark.real_data
 def test_training_check_fails_when_resume_skips_the_rng(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The notebook test runs the passing case; this one shows the check catches a resume that is not exact."""
-    import hmolqd.train
+    import hmolqd.training.loop
 
-    monkeypatch.setattr(hmolqd.train, "restore_rng_state", lambda state: [])
+    monkeypatch.setattr(hmolqd.training.loop, "restore_rng_state", lambda state: [])
     with pytest.raises(AssertionError, match="resumed vs uninterrupted checkpoint_latest.pt differs"):
         selfcheck.check_training_resume(tmp_path, vglc_dir, "cpu")
 

@@ -14,13 +14,13 @@ import pytest
 import torch
 
 import hmolqd
-
-from hmolqd.checkpoint import load_checkpoint
-from hmolqd.config import Config
-from hmolqd.outputs import load_generator
-from hmolqd.runtime import StopFlag
-from hmolqd.sample import generate
-from hmolqd.train import train
+from hmolqd.checkpointing.export import load_model
+from hmolqd.checkpointing.fileformat import load_checkpoint
+from hmolqd.config import Config, TrainConfig
+from hmolqd.sampling.generate import generate
+from hmolqd.training.loop import train
+from hmolqd.training.optim import lr_factor
+from hmolqd.training.runtime import StopFlag
 
 pytestmark = pytest.mark.real_data
 
@@ -52,7 +52,7 @@ def assert_same_training(a: dict, b: dict) -> None:
             assert torch.equal(sa[key], sb[key]), f"{name}.{key} differs"
     for (ka, va), (kb, vb) in zip(a["optimizer"]["state"].items(), b["optimizer"]["state"].items()):
         assert ka == kb and all(torch.equal(va[k], vb[k]) for k in va)
-    assert a["scheduler"]["last_epoch"] == b["scheduler"]["last_epoch"]
+    assert a["scheduler"] == b["scheduler"] and a["progress"]["stage_step"] == b["progress"]["stage_step"]
     assert a["history"] == b["history"]
 
 
@@ -100,7 +100,7 @@ def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path) -> None:
     names = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert {"checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_epoch_2.pt", "checkpoint_vqvae_epoch_2.pt"} <= names
     assert set(torch.load(out / "model_final.pt", weights_only=True)["models"]) == {"vqvae", "diffusion", "ema"}
-    gen = hmolqd.load_generator(out / "model_final.pt")
+    gen = hmolqd.load_model(out / "model_final.pt")
     rooms = generate(gen, 3, doors="top,left", steps=3, seed=1)
     assert rooms.shape == (3, 16, 11) and rooms.dtype == torch.uint8
     # A re-run finds the finished run and trains nothing more.
@@ -118,6 +118,19 @@ def test_time_budget_stops_with_checkpoint_and_resumes_exactly(vglc_dir: Path, t
     assert resumed.finished and resumed.resumed_from is not None
     assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
     assert resumed.history == reference.history
+
+
+def test_changed_learning_rate_on_resume_rebuilds_the_schedule(vglc_dir: Path, tmp_path: Path) -> None:
+    cfg = tiny_config(vglc_dir, tmp_path, vqvae_epochs=2, num_epochs=0, joint_epochs=0, learning_rate=1e-3)
+    stopped = train(cfg.with_overrides(max_runtime_hours=1e-9), log=lambda msg: None)
+    assert stopped.stopped == "time budget" and final_state(tmp_path)["global_step"] == 1
+    messages: list[str] = []
+    resumed = train(cfg.with_overrides(learning_rate=4e-3), log=messages.append)
+    assert any("'learning_rate' changed since the checkpoint: 0.001 -> 0.004" in m for m in messages)
+    # The lr logged at the end of epoch 1 is the new peak times the unchanged schedule's factor there.
+    per_epoch = resumed.history[0]["step"]
+    assert final_state(tmp_path)["scheduler"]["peak"] == 4e-3
+    assert resumed.history[0]["lr"] == 4e-3 * lr_factor(per_epoch, 2 * per_epoch, 4, TrainConfig().min_lr_ratio)
 
 
 def test_stop_flag_like_interrupt_kernel(vglc_dir: Path, tmp_path: Path) -> None:
@@ -150,8 +163,8 @@ def test_sigkill_at_several_points_resumes_bit_exact(vglc_dir: Path, tmp_path: P
     assert run_cli(cfg, ("", 2.5)) in (-signal.SIGKILL, 0)  # wherever it is after 2.5 s, even mid-save
     assert run_cli(cfg) == 0
     assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
-    ref_model = load_generator(tmp_path / "ref" / "out" / "model_final.pt").state_dict()
-    run_model = load_generator(tmp_path / "run" / "out" / "model_final.pt").state_dict()
+    ref_model = load_model(tmp_path / "ref" / "out" / "model_final.pt").state_dict()
+    run_model = load_model(tmp_path / "run" / "out" / "model_final.pt").state_dict()
     assert all(torch.equal(ref_model[k], run_model[k]) for k in ref_model)
 
 
@@ -167,7 +180,7 @@ def test_sigterm_saves_latest_and_resumes_bit_exact(vglc_dir: Path, tmp_path: Pa
 
 
 def test_out_of_memory_saves_latest_and_names_the_keys(vglc_dir: Path, tmp_path: Path, monkeypatch) -> None:
-    from hmolqd import stages
+    from hmolqd.training import stages
 
     real_forward, calls = stages.DiffusionObjective.forward, []
 

@@ -1,4 +1,7 @@
-"""The VGLC Zelda data pipeline: room and graph parsers, corpus discovery, split, augmentation, statistics.
+"""The VGLC Zelda data pipeline: room and graph parsers, corpus discovery and pinned download (`fetch`),
+split, augmentation, statistics, and facts about a single room (`tiles`: doors, stairs; `playability`).
+
+May import: `hmolqd.config`, `hmolqd.atomic` (the bottom layer: nothing else in hmolqd).
 
 Typical use::
 
@@ -22,9 +25,23 @@ from hmolqd.data.dataset import (
     mirror_corpus,
     split_corpus,
 )
-from hmolqd.data.graph import DungeonGraph, Edge, Node, UndirectedEdge, load_graphs, parse_dot, parse_label
+from hmolqd.data.graph import (
+    DungeonGraph,
+    Edge,
+    Node,
+    UndirectedEdge,
+    load_graphs,
+    parse_dot,
+    parse_label,
+)
 from hmolqd.data.stats import corpus_stats, format_stats
-from hmolqd.data.vglc import Corpus, RoomMeta, VGLCFormatError, load_corpus, parse_room_file
+from hmolqd.data.vglc import (
+    Corpus,
+    RoomMeta,
+    VGLCFormatError,
+    load_corpus,
+    parse_room_file,
+)
 
 __all__ = [
     "DEFAULT_DATA_DIR",

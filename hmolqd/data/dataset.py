@@ -14,7 +14,14 @@ from typing import Iterable
 import torch
 
 from hmolqd.data import tiles
-from hmolqd.data.vglc import PROCESSED, ROOM_GLOB, Corpus, RoomMeta, VGLCFormatError, processed_dir
+from hmolqd.data.vglc import (
+    PROCESSED,
+    ROOM_GLOB,
+    Corpus,
+    RoomMeta,
+    VGLCFormatError,
+    processed_dir,
+)
 
 KAGGLE_INPUT = Path("/kaggle/input")
 DEFAULT_DATA_DIR = Path("data/vglc-zelda")

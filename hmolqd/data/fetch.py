@@ -9,7 +9,6 @@ Only the standard library is used (urllib), so a bare Kaggle kernel can run it.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import http.client
 import json
@@ -23,7 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import BinaryIO
 
-from hmolqd.io import TEMP_SUFFIX, atomic_write
+from hmolqd.atomic import TEMP_SUFFIX, atomic_write
 
 VGLC_REPO = "TheVGLC/TheVGLC"
 VGLC_COMMIT = "0e86a8f31f20ecad4eaa5741ff061af88767f7fb"
@@ -286,33 +285,3 @@ def fetch_vglc(
     if progress:
         print(report.summary(), file=sys.stderr, flush=True)
     return report
-
-
-def add_fetch_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of ``fetch-data``, for the project CLI to reuse."""
-    parser.add_argument("dir", type=Path, help="folder to write the corpus into (created if missing)")
-    parser.add_argument("--base-url", default=DEFAULT_BASE_URL, help="repository root at the pinned commit")
-    parser.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
-    parser.add_argument("--quiet", action="store_true", help="print only errors")
-
-
-def run_fetch(args: argparse.Namespace) -> int:
-    """Run ``fetch-data`` from parsed arguments; prints the error and returns 1 on failure."""
-    try:
-        fetch_vglc(args.dir, args.base_url, timeout=args.timeout, progress=not args.quiet)
-    except FetchError as err:
-        print(f"fetch-data failed: {err}", file=sys.stderr)
-        return 1
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="hmolqd fetch-data", description=f"Download the VGLC Zelda corpus ({VGLC_REPO}@{VGLC_COMMIT[:7]})."
-    )
-    add_fetch_arguments(parser)
-    return run_fetch(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

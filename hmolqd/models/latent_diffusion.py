@@ -17,9 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hmolqd import diffusion
 from hmolqd.config import ModelConfig
 from hmolqd.data.tiles import SIDES, door_sides, has_stairs
+from hmolqd.diffusion import gaussian
 from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN, Denoiser
 
 
@@ -80,7 +80,7 @@ class LatentDiffusion(nn.Module):
         self.prediction = cfg.prediction
         self.num_timesteps = cfg.num_timesteps
         self.cond_size = cond_size(cfg)
-        betas, alphas_cumprod = diffusion.make_schedule(cfg.schedule, cfg.num_timesteps)
+        betas, alphas_cumprod = gaussian.make_schedule(cfg.schedule, cfg.num_timesteps)
         self.register_buffer("betas", betas)  # (T,) float64
         self.register_buffer("alphas_cumprod", alphas_cumprod)  # (T,) float64
         self.register_buffer("latent_scale", torch.tensor(1.0))  # set by set_latent_scale before training
@@ -121,13 +121,13 @@ class LatentDiffusion(nn.Module):
         B = x0.shape[0]
         t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
         noise = torch.randn_like(x0)
-        x_t = diffusion.q_sample(x0, t, noise, self.alphas_cumprod)
+        x_t = gaussian.q_sample(x0, t, noise, self.alphas_cumprod)
         cond = drop_condition(cond.long(), drop_prob, self.cfg.cond_stairs)
         out = self.denoiser(x_t, t, cond).float()
-        target = diffusion.training_target(x0, noise, t, self.prediction, self.alphas_cumprod).float()
+        target = gaussian.training_target(x0, noise, t, self.prediction, self.alphas_cumprod).float()
         loss = F.mse_loss(out, target)
         with torch.no_grad():
-            x0_hat, _ = diffusion.predict_x0_and_eps(out, x_t.float(), t, self.prediction, self.alphas_cumprod)
+            x0_hat, _ = gaussian.predict_x0_and_eps(out, x_t.float(), t, self.prediction, self.alphas_cumprod)
             x0_mse = F.mse_loss(x0_hat, x0.float())
         return loss, {"diffusion_loss": loss.detach(), "x0_mse": x0_mse}
 
@@ -158,7 +158,7 @@ class LatentDiffusion(nn.Module):
         is fine; draws are moved to the model's device) for all n at once, and the n latents advance in
         lockstep with forwards chunked by `batch_size`, so the result does not depend on `batch_size`.
         `denoiser` defaults to self.denoiser; pass the EMA copy for sampling. Guidance 1 (or an all-UNKNOWN
-        cond) runs the conditional forward only. `x0_guide(x0, t) -> x0` (e.g. `hmolqd.door_guidance.door_guide`)
+        cond) runs the conditional forward only. `x0_guide(x0, t) -> x0` (e.g. `hmolqd.sampling.door_guidance.door_guide`)
         may move each step's clean estimate (scaled units); eps is then re-derived from x_t and the new x0.
         """
         denoiser = self.denoiser if denoiser is None else denoiser
@@ -175,7 +175,7 @@ class LatentDiffusion(nn.Module):
             raise ValueError(f"LatentDiffusion.sample: batch_size must be >= 1, got {batch_size}")
         cond = cond.to(device=device, dtype=torch.long)
         needs_uncond = guidance != 1.0 and not bool((cond == UNKNOWN).all())
-        timesteps = diffusion.ddim_timesteps(self.num_timesteps, steps).tolist()
+        timesteps = gaussian.ddim_timesteps(self.num_timesteps, steps).tolist()
         x = torch.randn((n, *self.latent_shape), generator=generator, dtype=torch.float32).to(device)  # x_T (n, C, h, w)
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
@@ -187,10 +187,10 @@ class LatentDiffusion(nn.Module):
                     out[lo : lo + batch_size] = self.guided_output(denoiser, xb.to(dtype), tb, cb, guidance).float()
                 else:
                     out[lo : lo + batch_size] = denoiser(xb.to(dtype), tb, cb).float()
-            x0, eps = diffusion.predict_x0_and_eps(out, x, t, self.prediction, self.alphas_cumprod)
+            x0, eps = gaussian.predict_x0_and_eps(out, x, t, self.prediction, self.alphas_cumprod)
             if x0_guide is not None:
                 x0 = x0_guide(x0, t)
-                eps = diffusion.eps_from_x0(x, x0, t, self.alphas_cumprod)
+                eps = gaussian.eps_from_x0(x, x0, t, self.alphas_cumprod)
             noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device) if eta > 0 else None
-            x = diffusion.ddim_step(x, t, t_prev, x0, eps, self.alphas_cumprod, eta, noise)
+            x = gaussian.ddim_step(x, t, t_prev, x0, eps, self.alphas_cumprod, eta, noise)
         return x / self.latent_scale.float()

@@ -38,7 +38,12 @@ from torch import nn
 
 from hmolqd.config import ModelConfig
 from hmolqd.data.tiles import DOOR, NUM_TILES, ROOM_H, ROOM_W, STAIR
-from hmolqd.models.quantizer import QuantizeOut, VectorQuantizerEMA, code_histogram, codebook_usage
+from hmolqd.models.quantizer import (
+    QuantizeOut,
+    VectorQuantizerEMA,
+    code_histogram,
+    codebook_usage,
+)
 
 PADDED_W = 12  # ROOM_W + 1 all-zero column: 16x12 divides by 2 and 4
 RES_BLOCKS = 2  # residual blocks at the latent resolution, in encoder and decoder

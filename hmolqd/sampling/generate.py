@@ -1,4 +1,4 @@
-"""Generate rooms from a trained Generator: DDIM in latent space, then snap to the codebook and decode.
+"""Generate rooms from a trained RoomModel: DDIM in latent space, then snap to the codebook and decode.
 
 `generate` is deterministic for a seed (its own CPU torch.Generator, independent of the global RNG) and
 its output does not depend on `batch_size` (see LatentDiffusion.sample).
@@ -9,8 +9,8 @@ from __future__ import annotations
 import torch
 
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
-from hmolqd.door_guidance import decoder_logits, door_guide
-from hmolqd.models.generator import Generator
+from hmolqd.models.room_model import RoomModel
+from hmolqd.sampling.door_guidance import decoder_logits, door_guide
 
 TRUE_WORDS = ("1", "true", "yes", "y")
 FALSE_WORDS = ("0", "false", "no", "n")
@@ -57,7 +57,7 @@ def parse_stairs(stairs: torch.Tensor | bool | str | None, n: int) -> torch.Tens
 
 
 def generate(
-    model: Generator,
+    model: RoomModel,
     n: int,
     doors: torch.Tensor | str | None = None,
     stairs: torch.Tensor | bool | str | None = None,
@@ -74,7 +74,7 @@ def generate(
     doors / stairs condition the rooms (None leaves that part unconditional); guidance is the
     classifier-free guidance scale (1 = conditional only, 0 = unconditional). The model is put in eval
     mode for the call and restored afterwards. door_guidance > 0 (with doors given) steers every DDIM
-    step towards the requested doors through the decoder (`hmolqd.door_guidance`); 0 leaves sampling as is.
+    step towards the requested doors through the decoder (`hmolqd.sampling.door_guidance`); 0 leaves sampling as is.
     """
     if n < 0:
         raise ValueError(f"generate: n must be >= 0, got {n}")

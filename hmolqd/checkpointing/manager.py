@@ -31,17 +31,17 @@ Usage (main rank saves, every rank may load)::
     mgr = CheckpointManager.from_config(cfg, is_main=rt.is_main)
     if result.checkpoint is not None:
         for msg in check_resume_config(result.checkpoint["config"], cfg): log(msg)
-        load_training_state(result.checkpoint, models={...}, optimizer=opt, scheduler=sched, scaler=scaler,
-                            learning_rate=cfg.train.learning_rate)
+        load_training_state(result.checkpoint, models=model.parts(), optimizer=opt, scaler=scaler)
         restore_rng_state(result.checkpoint["rng"]); mgr.restore(result.checkpoint)
     ... each epoch:     mgr.save_epoch_end(state, metrics)   # epoch_N if due, best if improved, + latest
     ... each step:      if mgr.step_save_due(stage, global_step): mgr.save_step(state)   # step_N + latest
     ... on stop / end of stage:  mgr.save_latest(state)
 
 Each name is a separate, complete copy (no hard links), so one damaged file leaves the others usable;
-serialization happens once per save. Writes are atomic and durable (`hmolqd.io.atomic_write`: temp file, fsync, os.replace, fsync folder): an
+serialization happens once per save. Writes are atomic and durable (`hmolqd.atomic.atomic_write`: temp file, fsync, os.replace, fsync folder): an
 earlier file is never touched until its replacement is on disk, and any failure raises `CheckpointError`.
-Resume logic lives in `hmolqd.resume`; RNG capture in `hmolqd.rng`.
+Resume logic lives in `hmolqd.checkpointing.resume`, loading into live objects in `.restore`, RNG capture
+in `.rng`, the inference-only export in `.export`.
 """
 
 from __future__ import annotations
@@ -53,30 +53,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch import nn
-
-from hmolqd.checkpoint_file import (
-    CHECKPOINT_FORMAT, FORMAT_VERSION, INFERENCE_FORMAT, LATEST, MAIN_STAGE, REQUIRED_STATE_KEYS, STAGES, TEMP_GLOB,
-    CheckpointError, CheckpointFile, checkpoint_name, finalize, list_checkpoint_files, load_checkpoint, mib, serialize,
-    state_digest, try_load_checkpoint, write_atomic,
+from hmolqd.checkpointing.fileformat import (
+    LATEST,
+    REQUIRED_STATE_KEYS,
+    TEMP_GLOB,
+    CheckpointError,
+    CheckpointFile,
+    checkpoint_name,
+    finalize,
+    list_checkpoint_files,
+    mib,
+    serialize,
+    write_atomic,
 )
-from hmolqd.config import Config, RunConfig
-from hmolqd.resume import ResumeResult, check_resume_config, find_resume_checkpoint
-from hmolqd.rng import capture_rng_state, restore_rng_state
-
-__all__ = [
-    "CHECKPOINT_FORMAT", "FORMAT_VERSION", "INFERENCE_FORMAT", "LATEST", "MAIN_STAGE", "STAGES",
-    "CheckpointError", "CheckpointFile", "CheckpointManager", "CheckpointPolicy", "ResumeResult", "SaveStats",
-    "capture_rng_state", "check_resume_config", "checkpoint_name", "export_inference", "find_resume_checkpoint",
-    "list_checkpoint_files", "load_checkpoint", "load_inference", "load_training_state", "rescale_learning_rate",
-    "restore_rng_state", "state_digest", "try_load_checkpoint", "unwrap_model",
-]
+from hmolqd.config import STAGES, Config, RunConfig
 
 log = logging.getLogger(__name__)
 
-
-# ---------------------------------------------------------------- the manager
 
 
 @dataclass(frozen=True)
@@ -287,93 +280,3 @@ def _remove(path: Path, why: str) -> bool:
         return False
     log.info("deleted %s (%s)", path.name, why)
     return True
-
-
-# ---------------------------------------------------------------- loading into live objects
-
-
-def unwrap_model(model: nn.Module) -> nn.Module:
-    """Strip DDP / DataParallel (`.module`) and torch.compile (`._orig_mod`) wrappers, in any nesting."""
-    while True:
-        if isinstance(model, (nn.parallel.DistributedDataParallel, nn.DataParallel)):
-            model = model.module
-        elif isinstance(getattr(model, "_orig_mod", None), nn.Module):
-            model = model._orig_mod
-        else:
-            return model
-
-
-def _state_of(obj: Any) -> Any:
-    """A module's (unwrapped) state dict, any other object's state_dict(), or `obj` if it already is one."""
-    if isinstance(obj, nn.Module):
-        return unwrap_model(obj).state_dict()
-    return obj.state_dict() if hasattr(obj, "state_dict") else obj
-
-
-def load_training_state(checkpoint: Mapping[str, Any], *, models: Mapping[str, Any], optimizer: Any = None,
-                        scheduler: Any = None, scaler: Any = None, learning_rate: float | None = None) -> list[str]:
-    """Load `checkpoint` into live objects (any wrapped model is unwrapped); returns notes to log.
-
-    A model named in `models` but absent from the checkpoint, or one whose keys or shapes differ, is an
-    error. With `learning_rate` different from the checkpoint config's, the optimizer's and scheduler's
-    learning rates are rescaled to it (the schedule's shape is kept). RNG is restored separately
-    (`restore_rng_state(checkpoint["rng"])`) so the caller chooses when.
-    """
-    saved = checkpoint["models"]
-    missing = [n for n in models if n not in saved]
-    if missing:
-        raise CheckpointError(f"checkpoint has no state for model(s) {missing}; it holds {sorted(saved)}")
-    for name, target in models.items():
-        target = unwrap_model(target) if isinstance(target, nn.Module) else target
-        try:
-            target.load_state_dict(saved[name])
-        except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"model {name!r} does not match the checkpoint: {err}") from err
-    notes = []
-    for key, target in (("optimizer", optimizer), ("scheduler", scheduler)):
-        if target is not None:
-            if not checkpoint.get(key):
-                raise CheckpointError(f"checkpoint has no {key} state to restore (stage {checkpoint.get('stage')!r})")
-            target.load_state_dict(checkpoint[key])
-    if scaler is not None:
-        if checkpoint.get("scaler"):
-            scaler.load_state_dict(checkpoint["scaler"])
-        elif scaler.is_enabled():
-            notes.append("the checkpoint's GradScaler was disabled: the enabled scaler starts from its initial scale")
-    old_lr = checkpoint["config"].get("train", {}).get("learning_rate")
-    if learning_rate is not None and old_lr is not None and float(old_lr) != float(learning_rate) and optimizer is not None:
-        rescale_learning_rate(optimizer, scheduler, float(learning_rate) / float(old_lr))
-        notes.append(f"learning_rate {old_lr} -> {learning_rate}: optimizer and scheduler learning rates rescaled by {learning_rate / old_lr:.4g}")
-    for note in notes:
-        log.warning(note)
-    return notes
-
-
-def rescale_learning_rate(optimizer: torch.optim.Optimizer, scheduler: Any, factor: float) -> None:
-    """Multiply every param group's current and initial LR and the scheduler's base LRs by `factor`."""
-    for group in optimizer.param_groups:
-        group["lr"] *= factor
-        if "initial_lr" in group:
-            group["initial_lr"] *= factor
-    if scheduler is not None:
-        scheduler.base_lrs = [lr * factor for lr in scheduler.base_lrs]
-        # get_last_lr() reads _last_lr; keep it in step with the groups until the next scheduler.step().
-        scheduler._last_lr = [group["lr"] for group in optimizer.param_groups]
-
-
-# ---------------------------------------------------------------- inference export
-
-
-def export_inference(path: str | Path, model_states: Mapping[str, Any], config: Config | Mapping[str, Any]) -> Path:
-    """Weights-only file for sampling: {name: state_dict} (modules are unwrapped), config, format version."""
-    path = Path(path)
-    models = {name: _state_of(m) for name, m in model_states.items()}
-    cfg = config.to_dict() if isinstance(config, Config) else dict(config)
-    write_atomic(path, serialize(finalize({"models": models, "config": cfg}, INFERENCE_FORMAT)))
-    return path
-
-
-def load_inference(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load an export (or a training checkpoint: its models and config); raises CheckpointError."""
-    obj = load_checkpoint(path, map_location, (INFERENCE_FORMAT, CHECKPOINT_FORMAT))
-    return {"models": obj["models"], "config": obj["config"], "format": obj["format"], "format_version": obj["format_version"]}

@@ -1,6 +1,6 @@
 """Generation-quality report: our generator, the training rooms and the Markov reference, scored alike.
 
-Every column is scored by `hmolqd.metrics.evaluate_rooms` against the same training rooms:
+Every column is scored by `hmolqd.evaluation.metrics.evaluate_rooms` against the same training rooms:
 
 - "model": `n` rooms from the generator, conditioned on door sides (and stairs, when the model takes
   them) drawn with replacement from the training rooms, so the conditions follow the training
@@ -16,22 +16,21 @@ training room is then a copy, not a novel room).
 
 from __future__ import annotations
 
-import argparse
 import json
 import math
-import sys
 import time
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
-from hmolqd.baselines import MarkovRoomGenerator
-from hmolqd.metrics import evaluate_rooms
-from hmolqd.models.generator import Generator
-from hmolqd.playability import check_rooms, playable_mask
+from hmolqd.data.playability import check_rooms, playable_mask
+from hmolqd.device import resolve_device
+from hmolqd.evaluation.baselines import MarkovRoomGenerator
+from hmolqd.evaluation.metrics import evaluate_rooms
+from hmolqd.models.room_model import RoomModel
 from hmolqd.render import grid_to_rgb, save_png
-from hmolqd.sample import generate
+from hmolqd.sampling.generate import generate
 
 # Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
 TABLE_ROWS: tuple[str, ...] = (
@@ -77,7 +76,7 @@ def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor,
     return _draw(train.doors, train.stairs, n, seed)
 
 
-def _sample_model(generator: Generator, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[torch.Tensor, float]:
+def _sample_model(generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[torch.Tensor, float]:
     """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them."""
     cond_stairs = stairs if generator.cfg.cond_stairs else None
     start = time.perf_counter()
@@ -97,7 +96,7 @@ def json_safe(value: Any) -> Any:
 
 
 def generation_metrics(
-    generator: Generator,
+    generator: RoomModel,
     train_rooms: torch.Tensor,
     train_doors: torch.Tensor,
     train_stairs: torch.Tensor,
@@ -120,7 +119,7 @@ def generation_metrics(
     return json_safe(out)
 
 
-def _report_and_rooms(generator: Generator, corpus_train: TrainingRooms, *, n: int, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[dict[str, Any], torch.Tensor]:
+def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: int, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[dict[str, Any], torch.Tensor]:
     if n < 2:
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
@@ -148,7 +147,7 @@ def _report_and_rooms(generator: Generator, corpus_train: TrainingRooms, *, n: i
     return json_safe(report), rooms
 
 
-def evaluation_report(generator: Generator, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0, eta: float = 0.0, door_guidance: float = 0.0) -> dict[str, Any]:
+def evaluation_report(generator: RoomModel, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0, eta: float = 0.0, door_guidance: float = 0.0) -> dict[str, Any]:
     """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts.
 
     `corpus_train` needs `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`).
@@ -194,18 +193,6 @@ def save_sample_grid(
     return save_png(grid_to_rgb(rooms, ncols=ncols, marks=marks), path, legend=True, title=title)
 
 
-def _device(name: str) -> torch.device:
-    from hmolqd.config import ConfigError
-
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name != "cpu" and not name.startswith("cuda"):
-        raise ConfigError(f"--device {name!r}: must be 'auto', 'cpu', 'cuda' or 'cuda:N'")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"--device {name!r}: CUDA is not available here; use 'cpu' or 'auto'")
-    return torch.device(name)
-
-
 def run_evaluate(
     model_path: str | Path,
     data_dir: str | Path | None,
@@ -225,15 +212,15 @@ def run_evaluate(
     ddim_eta; out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
     the model; data_dir None discovers the corpus (`find_data_dir`).
     """
+    from hmolqd.atomic import atomic_write_text
+    from hmolqd.checkpointing.export import load_model
     from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
-    from hmolqd.io import atomic_write_text
-    from hmolqd.outputs import load_generator
 
     model_path = Path(model_path)
     if not model_path.is_file():
         raise FileNotFoundError(f"--model {model_path}: no such file (expected model_final.pt from training)")
-    target = _device(device)
-    generator = load_generator(model_path)
+    target = resolve_device(device, key="--device")
+    generator = load_model(model_path)
     cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
     steps = cfg.run.sample_steps if steps is None else steps
     guidance = cfg.run.guidance_scale if guidance is None else guidance
@@ -252,25 +239,3 @@ def run_evaluate(
     save_sample_grid(rooms, out_png, title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); red outline = not playable")
     atomic_write_text(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")
     return report
-
-
-def add_evaluate_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
-    parser.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
-    parser.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
-    parser.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
-    parser.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
-    parser.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's ddim_eta)")
-    parser.add_argument("--door-guidance", type=float, default=None, help="door guidance strength (default: the model's door_guidance)")
-    parser.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
-    parser.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
-    parser.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
-
-
-def run_evaluate_args(args: argparse.Namespace) -> int:
-    """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
-    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance, eta=args.eta, device=args.device, door_guidance=args.door_guidance)
-    print(format_report_table(report), file=sys.stderr)
-    print(json.dumps(report, allow_nan=False))
-    return 0

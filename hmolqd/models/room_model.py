@@ -1,7 +1,8 @@
-"""The whole room generator: VQ-VAE tokenizer + latent diffusion + an EMA copy of the denoiser.
+"""The whole room model: VQ-VAE tokenizer + latent diffusion + an EMA copy of the denoiser.
 
-`Generator(cfg)` is built from a ModelConfig alone, so a checkpoint's `model` config section plus its
-state_dict restore it. The EMA denoiser (Polyak averaging, as in DDPM's released models) is the one
+`RoomModel.from_config(cfg)` builds it from a run's Config (the architecture is `cfg.model` alone, so a
+checkpoint's `model` config section plus its state_dict restore it) and keeps that Config as `.config`, so
+the sampling settings travel with the model. `parts()` names the modules a checkpoint saves. The EMA denoiser (Polyak averaging, as in DDPM's released models) is the one
 used for sampling; it is an ordinary submodule, so it is saved in the same state_dict.
 """
 
@@ -12,7 +13,7 @@ import copy
 import torch
 from torch import nn
 
-from hmolqd.config import ModelConfig
+from hmolqd.config import Config, ModelConfig
 from hmolqd.models.latent_diffusion import LatentDiffusion
 from hmolqd.models.vqvae import VQVAE
 
@@ -42,19 +43,35 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
                 ema_value.copy_(value)
 
 
-class Generator(nn.Module):
-    """Holds `vqvae` (VQVAE), `diffusion` (LatentDiffusion on the VQ-VAE's latent grid) and `ema` (denoiser copy)."""
+class RoomModel(nn.Module):
+    """Holds `vqvae` (VQVAE), `diffusion` (LatentDiffusion on the VQ-VAE's latent grid) and `ema` (denoiser copy).
 
-    def __init__(self, cfg: ModelConfig, codebook_decay: float = 0.99) -> None:
+    `config` is the whole run Config the model belongs to (its `model` section equals `cfg`); a model built
+    from a ModelConfig alone gets the defaults of every other section.
+    """
+
+    def __init__(self, cfg: ModelConfig, codebook_decay: float = 0.99, config: Config | None = None) -> None:
         super().__init__()
+        config = config if config is not None else Config(model=cfg)
+        if config.model != cfg:
+            raise ValueError("RoomModel: config.model must equal the ModelConfig the model is built from")
         self.cfg = cfg
+        self.config = config
         self.vqvae = VQVAE(cfg, codebook_decay=codebook_decay)
         self.diffusion = LatentDiffusion(cfg, self.vqvae.latent_shape)
         self.ema = copy.deepcopy(self.diffusion.denoiser)
         self.ema.requires_grad_(False)
         self.ema.eval()
 
-    def train(self, mode: bool = True) -> Generator:
+    @classmethod
+    def from_config(cls, config: Config) -> RoomModel:
+        return cls(config.model, codebook_decay=config.train.codebook_decay, config=config)
+
+    def parts(self) -> dict[str, nn.Module]:
+        """The modules a checkpoint or export holds, by name (the one definition of that list)."""
+        return {"vqvae": self.vqvae, "diffusion": self.diffusion, "ema": self.ema}
+
+    def train(self, mode: bool = True) -> RoomModel:
         super().train(mode)
         self.ema.eval()  # the EMA copy only ever samples
         return self

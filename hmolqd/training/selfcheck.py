@@ -31,24 +31,26 @@ from typing import Any
 import numpy as np
 import torch
 
-from hmolqd.checkpoint import (
-    INFERENCE_FORMAT, LATEST, CheckpointManager, CheckpointPolicy, capture_rng_state, find_resume_checkpoint,
-    load_checkpoint, load_training_state, restore_rng_state,
-)
+from hmolqd.checkpointing.compare import assert_same, compare_states
+from hmolqd.checkpointing.export import load_model
+from hmolqd.checkpointing.fileformat import INFERENCE_FORMAT, LATEST, load_checkpoint
+from hmolqd.checkpointing.manager import CheckpointManager, CheckpointPolicy
+from hmolqd.checkpointing.restore import load_training_state
+from hmolqd.checkpointing.resume import find_resume_checkpoint
+from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import Config
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W
-from hmolqd.models.generator import Generator
-from hmolqd.optim import make_optimizer
-from hmolqd.outputs import FINAL_MODEL, export_final, load_generator
-from hmolqd.runtime import setup_runtime
-from hmolqd.sample import generate
-from hmolqd.state_compare import Comparison, assert_same, compare_states
-from hmolqd.stages import JointObjective, set_train_mode, trainable
-from hmolqd.train import train
+from hmolqd.models.room_model import RoomModel
+from hmolqd.sampling.generate import generate
+from hmolqd.training.loop import train
+from hmolqd.training.optim import LRSchedule, Optimization
+from hmolqd.training.outputs import FINAL_MODEL, export_final
+from hmolqd.training.runtime import setup_runtime
+from hmolqd.training.stages import JointObjective, set_train_mode, trainable
 
 __all__ = [
-    "CheckResult", "Comparison", "assert_same", "check_checkpoint_files", "check_corrupt_fallback", "check_inference_export",
-    "check_rng_round_trip", "check_rotation", "check_state_round_trip", "check_training_resume", "compare_states", "run_all",
+    "CheckResult", "check_checkpoint_files", "check_corrupt_fallback", "check_inference_export", "check_rng_round_trip",
+    "check_rotation", "check_state_round_trip", "check_training_resume", "run_all",
 ]
 
 # A model small enough that every state round trip takes milliseconds; all three submodules are real.
@@ -67,13 +69,12 @@ _RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config")
 
 @dataclass
 class Trainee:
-    """The real Generator with the trainer's optimizer, schedule, scaler and EMA, on tiny sizes."""
+    """The real RoomModel with the trainer's optimizer step, schedule, scaler and EMA, on tiny sizes."""
 
     cfg: Config
-    gen: Generator
-    opt: torch.optim.Optimizer
-    sched: torch.optim.lr_scheduler.LambdaLR
-    scaler: torch.amp.GradScaler
+    gen: RoomModel
+    o: Optimization
+    schedule: LRSchedule
     device: torch.device
     steps: int = 0
 
@@ -81,11 +82,11 @@ class Trainee:
 def make_trainee(seed: int, device: torch.device) -> Trainee:
     torch.manual_seed(seed)
     cfg = Config.from_flat({**TINY_MODEL, "warmup_steps": 2, "weight_decay": 0.01})
-    gen = Generator(cfg.model).to(device)
+    gen = RoomModel.from_config(cfg).to(device)
     set_train_mode(gen, "joint")  # stage 3 trains the VQ-VAE and the denoiser: every parameter has optimizer state
-    opt, sched = make_optimizer(trainable(gen, "joint"), cfg.train.learning_rate, cfg.train.weight_decay, 50, 2, 0.1)
     # An enabled scaler on every device, so its state (scale, growth tracker) is non-trivial.
-    return Trainee(cfg, gen, opt, sched, torch.amp.GradScaler(device.type, enabled=True), device)
+    o = Optimization.create(trainable(gen, "joint"), cfg.train, device.type, use_scaler=True)
+    return Trainee(cfg, gen, o, LRSchedule.from_config(cfg.train, total_steps=50), device)
 
 
 def train_steps(t: Trainee, n: int) -> None:
@@ -96,22 +97,15 @@ def train_steps(t: Trainee, n: int) -> None:
         doors = torch.from_numpy(np.random.rand(8, 4) < 0.5)  # (8, 4) bool
         stairs = torch.tensor([random.random() < 0.3 for _ in range(8)])  # (8,) bool
         cond = t.gen.diffusion.condition_tokens(doors, stairs, 8).to(t.device)  # (8, K)
-        loss, _ = objective(rooms, cond)
-        t.scaler.scale(loss).backward()
-        t.scaler.unscale_(t.opt)
-        torch.nn.utils.clip_grad_norm_(trainable(t.gen, "joint"), 1.0)
-        t.scaler.step(t.opt)
-        t.scaler.update()
-        t.opt.zero_grad(set_to_none=True)
-        t.sched.step()
+        t.o.step(objective, rooms, cond, t.schedule(t.steps))  # the trainer's own step
         t.gen.update_ema(0.9)
         t.steps += 1
 
 
 def _live(t: Trainee) -> dict[str, Any]:
     """The trainee's states as the trainer checkpoints them (state dicts alias the live tensors)."""
-    return {"models": {"vqvae": t.gen.vqvae.state_dict(), "diffusion": t.gen.diffusion.state_dict(), "ema": t.gen.ema.state_dict()},
-            "optimizer": t.opt.state_dict(), "scheduler": t.sched.state_dict(), "scaler": t.scaler.state_dict()}
+    return {"models": {name: part.state_dict() for name, part in t.gen.parts().items()},
+            "optimizer": t.o.optimizer.state_dict(), "scheduler": t.schedule.state_dict(), "scaler": t.o.scaler.state_dict()}
 
 
 def training_state(t: Trainee, stage: str, epoch: int) -> dict[str, Any]:
@@ -142,8 +136,7 @@ def _resume(folder: Path, seed: int, dev: torch.device) -> tuple[Trainee, dict[s
     found = find_resume_checkpoint(folder, kaggle_input=None)
     assert found.path == folder / LATEST and found.checkpoint is not None, f"resume picked {found.path}: {found.message}"
     ckpt = found.checkpoint
-    load_training_state(ckpt, models={"vqvae": t.gen.vqvae, "diffusion": t.gen.diffusion, "ema": t.gen.ema},
-                        optimizer=t.opt, scheduler=t.sched, scaler=t.scaler)
+    load_training_state(ckpt, models=t.gen.parts(), optimizer=t.o.optimizer, scaler=t.o.scaler)
     t.steps = ckpt["global_step"]
     return t, ckpt
 
@@ -333,7 +326,7 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
         _train_quietly(cfg("reference_again"))
         atol = 10 * compare_states(_final(root / "reference", True), _final(root / "reference_again", True), atol=float("inf")).max_abs_diff
     cmp = assert_same(_final(root / "resumed", True), _final(root / "reference", True), "resumed vs uninterrupted checkpoint_latest.pt", atol)
-    assert_same(load_generator(root / "resumed/out" / FINAL_MODEL).state_dict(), load_generator(root / "reference/out" / FINAL_MODEL).state_dict(),
+    assert_same(load_model(root / "resumed/out" / FINAL_MODEL).state_dict(), load_model(root / "reference/out" / FINAL_MODEL).state_dict(),
                 "model_final.pt", atol)
     noise = "bit-exact" if cmp.max_abs_diff == 0 else f"max |diff| {cmp.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
     return (f"stopped by time budget at step 1 and by SIGINT in diffusion epoch 2, resumed twice: {cmp.tensors} tensors "
@@ -352,12 +345,12 @@ def check_inference_export(workdir: str | Path, device: str | torch.device = "cp
     folder = _fresh(workdir, "export")
     t = make_trainee(0, torch.device(device))
     train_steps(t, 2)
-    path = export_final(t.gen, t.cfg, folder)
+    path = export_final(t.gen, folder)
     raw = torch.load(path, map_location="cpu", weights_only=True)  # plain torch, no hmolqd code involved
     assert raw["format"] == INFERENCE_FORMAT, f"{path.name} format {raw.get('format')!r}"
     extra = {"optimizer", "scheduler", "scaler", "rng"} & set(raw)
     assert not extra, f"{path.name} is inference-only but holds {sorted(extra)}"
-    gen = load_generator(path)
+    gen = load_model(path)
     assert_same(gen.state_dict(), t.gen.state_dict(), "exported generator")
     rooms = generate(gen, 2, doors="top,left", steps=3, seed=0)
     assert rooms.shape == (2, ROOM_H, ROOM_W) and rooms.dtype == torch.uint8, f"generated {rooms.dtype} {tuple(rooms.shape)}"

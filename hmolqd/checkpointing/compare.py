@@ -1,6 +1,6 @@
 """Tensor-by-tensor comparison of nested training states (checkpoints, state_dicts), naming each difference.
 
-Used by the checkpoint self-check (`hmolqd.selfcheck`) and by the tests: floats within `atol` (0 = exact),
+Used by the checkpoint self-check (`hmolqd.training.selfcheck`) and by the tests: floats within `atol` (0 = exact),
 everything else exactly; NaN in the same place counts as equal (the same run logs the same NaN).
 """
 

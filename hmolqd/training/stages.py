@@ -13,10 +13,8 @@ import torch
 from torch import nn
 
 from hmolqd.config import Config
-from hmolqd.models.generator import Generator
 from hmolqd.models.latent_diffusion import condition_tokens
-
-STAGE_ORDER = ("vqvae", "diffusion", "joint")
+from hmolqd.models.room_model import RoomModel
 
 
 @dataclass(frozen=True)
@@ -31,7 +29,7 @@ class StageData:
 
 
 class VQVAEObjective(nn.Module):
-    def __init__(self, gen: Generator, cfg: Config) -> None:
+    def __init__(self, gen: RoomModel, cfg: Config) -> None:
         super().__init__()
         self.vqvae = gen.vqvae
         self.rare_tile_weight, self.beta = cfg.train.rare_tile_weight, cfg.train.commitment_beta
@@ -41,7 +39,7 @@ class VQVAEObjective(nn.Module):
 
 
 class DiffusionObjective(nn.Module):
-    def __init__(self, gen: Generator, cfg: Config) -> None:
+    def __init__(self, gen: RoomModel, cfg: Config) -> None:
         super().__init__()
         self.diffusion = gen.diffusion
         self.drop_prob = cfg.train.cond_drop_prob
@@ -53,7 +51,7 @@ class DiffusionObjective(nn.Module):
 class JointObjective(nn.Module):
     """Stage 3: the reconstruction loss plus the diffusion loss on latents that now move with the encoder."""
 
-    def __init__(self, gen: Generator, cfg: Config) -> None:
+    def __init__(self, gen: RoomModel, cfg: Config) -> None:
         super().__init__()
         self.rec = VQVAEObjective(gen, cfg)
         self.diff = DiffusionObjective(gen, cfg)
@@ -72,16 +70,16 @@ def stage_epochs(cfg: Config, stage: str) -> int:
     return {"vqvae": cfg.train.vqvae_epochs, "diffusion": cfg.train.num_epochs, "joint": cfg.train.joint_epochs}[stage]
 
 
-def trained_modules(gen: Generator, stage: str) -> list[nn.Module]:
+def trained_modules(gen: RoomModel, stage: str) -> list[nn.Module]:
     """Stage 1 trains the VQ-VAE, stage 2 the denoiser on the frozen VQ-VAE, stage 3 both."""
     return {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]
 
 
-def trainable(gen: Generator, stage: str) -> list[nn.Parameter]:
+def trainable(gen: RoomModel, stage: str) -> list[nn.Parameter]:
     return [p for m in trained_modules(gen, stage) for p in m.parameters()]
 
 
-def set_train_mode(gen: Generator, stage: str) -> None:
+def set_train_mode(gen: RoomModel, stage: str) -> None:
     gen.eval()
     gen.vqvae.requires_grad_(stage != "diffusion")
     gen.diffusion.requires_grad_(stage != "vqvae")
@@ -91,7 +89,7 @@ def set_train_mode(gen: Generator, stage: str) -> None:
 
 
 @torch.no_grad()
-def encode_all(gen: Generator, rooms: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+def encode_all(gen: RoomModel, rooms: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Continuous VQ-VAE latents `(N, C, h, w)` of rooms `(N, 16, 11)`, in eval mode (no codebook updates)."""
     was_training = gen.vqvae.training
     gen.vqvae.eval()
@@ -100,7 +98,7 @@ def encode_all(gen: Generator, rooms: torch.Tensor, batch_size: int = 512) -> to
     return z
 
 
-def stage_data(gen: Generator, stage: str, rooms: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor) -> StageData:
+def stage_data(gen: RoomModel, stage: str, rooms: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor) -> StageData:
     cond = condition_tokens(doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs)
     x = encode_all(gen, rooms) if stage == "diffusion" else rooms.long()
     return StageData(x=x, cond=cond)

@@ -14,15 +14,15 @@ from typing import Any
 import torch
 
 from hmolqd.config import Config
-from hmolqd.models.generator import Generator
-from hmolqd.runtime import Runtime
-from hmolqd.stages import StageData, set_train_mode
+from hmolqd.models.room_model import RoomModel
+from hmolqd.training.runtime import Runtime
+from hmolqd.training.stages import StageData, set_train_mode
 
 VAL_SEED_OFFSET = 7919  # validation noise seed = run seed + this
 
 
 @contextlib.contextmanager
-def evaluating(gen: Generator, stage: str, rt: Runtime, seed: int) -> Iterator[None]:
+def evaluating(gen: RoomModel, stage: str, rt: Runtime, seed: int) -> Iterator[None]:
     """Eval mode (no codebook EMA updates, no dropout) and a private RNG stream; training mode after."""
     devices = [rt.device] if rt.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -34,7 +34,7 @@ def evaluating(gen: Generator, stage: str, rt: Runtime, seed: int) -> Iterator[N
             set_train_mode(gen, stage)
 
 
-def validate(gen: Generator, stage: str, val: StageData, cfg: Config, rt: Runtime) -> dict[str, float]:
+def validate(gen: RoomModel, stage: str, val: StageData, cfg: Config, rt: Runtime) -> dict[str, float]:
     """Held-out losses: reconstruction (+ VQ-VAE accuracy and codebook use) and/or diffusion loss."""
     out: dict[str, float] = {}
     with evaluating(gen, stage, rt, cfg.run.seed + VAL_SEED_OFFSET), rt.autocast():
@@ -52,9 +52,9 @@ def validate(gen: Generator, stage: str, val: StageData, cfg: Config, rt: Runtim
     return out
 
 
-def sample_metrics(gen: Generator, data: dict[str, Any], cfg: Config, stage: str, rt: Runtime) -> dict[str, Any]:
+def sample_metrics(gen: RoomModel, data: dict[str, Any], cfg: Config, stage: str, rt: Runtime) -> dict[str, Any]:
     """Generate `eval_samples` rooms (door conditions drawn from the training set) and score them."""
-    from hmolqd.evaluate import generation_metrics
+    from hmolqd.evaluation.report import generation_metrics
 
     with evaluating(gen, stage, rt, cfg.run.seed):
         metrics = generation_metrics(

@@ -1,7 +1,7 @@
 """Generation-quality metrics for sets of rooms: pure functions over `(N, 16, 11)` tile-index tensors.
 
 `evaluate_rooms` bundles them into one JSON-friendly dict; every other function is public so that
-notebooks and the renderer can use a single metric (`playable_mask` lives in `hmolqd.playability`).
+notebooks and the renderer can use a single metric (`playable_mask` lives in `hmolqd.data.playability`).
 
 Units and conventions:
 - Hamming distances count differing tiles out of 176 (`nearest_hamming`, `nearest_hamming_summary`);
@@ -22,8 +22,8 @@ import math
 
 import torch
 
+from hmolqd.data.playability import check_rooms, playable_mask
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, door_sides
-from hmolqd.playability import check_rooms, playable_mask
 
 __all__ = [
     "HAMMING_BIN_EDGES",

@@ -11,9 +11,8 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
-from hmolqd.io import atomic_write_bytes, atomic_write_text
-
-STAGES = ("vqvae", "diffusion", "joint")
+from hmolqd.atomic import atomic_write_bytes, atomic_write_text
+from hmolqd.config import STAGES
 
 
 def save_history(records: list[dict[str, Any]], path: str | Path) -> None:

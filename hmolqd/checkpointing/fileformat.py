@@ -5,8 +5,8 @@ reads it, nothing is unpickled as a class). `finalize` adds `format`, `format_ve
 `torch_version` and `integrity` = {"sha256": digest of every other key, value and tensor byte}; loading
 recomputes the digest, so a truncated or bit-flipped file is reported with the reason instead of resuming
 from damaged weights. The bytes are serialized once in memory (so their size is known before touching the
-disk and one payload can be written under several names) and written with `hmolqd.io.atomic_write`.
-See `hmolqd.checkpoint` for the file names and the manager that uses this.
+disk and one payload can be written under several names) and written with `hmolqd.atomic.atomic_write`.
+See `hmolqd.checkpointing.manager` for the file names and the manager that uses this.
 """
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from typing import Any, BinaryIO
 
 import torch
 
-from hmolqd.io import atomic_write
+from hmolqd.atomic import atomic_write
+from hmolqd.config import STAGES
 
 CHECKPOINT_FORMAT = "hmolqd-checkpoint"
 INFERENCE_FORMAT = "hmolqd-inference"
 FORMAT_VERSION = 1
-STAGES = ("vqvae", "diffusion", "joint")  # training order; also the tie-break when ranking checkpoints
 MAIN_STAGE = "diffusion"  # its files keep the seed's names (no stage in the name)
 LATEST = "checkpoint_latest.pt"
 REQUIRED_STATE_KEYS = ("stage", "epoch", "global_step", "models", "config")
@@ -38,8 +38,8 @@ _REQUIRED = {
     CHECKPOINT_FORMAT: ("format", "format_version", *REQUIRED_STATE_KEYS, "integrity"),
     INFERENCE_FORMAT: ("format", "format_version", "models", "config", "integrity"),
 }
-_NAME = re.compile(r"^checkpoint_(?:(?P<stage>vqvae|joint)_)?(?:(?P<kind>epoch|step)_(?P<n>\d+)|(?P<best>best))\.pt$")
-TEMP_GLOB = ".checkpoint_*.tmp"  # hmolqd.io.atomic_write's temp files for our names
+_NAME = re.compile(r"^checkpoint_(?:(?P<stage>" + "|".join(s for s in STAGES if s != MAIN_STAGE) + r")_)?(?:(?P<kind>epoch|step)_(?P<n>\d+)|(?P<best>best))\.pt$")
+TEMP_GLOB = ".checkpoint_*.tmp"  # hmolqd.atomic.atomic_write's temp files for our names
 
 
 class CheckpointError(RuntimeError):

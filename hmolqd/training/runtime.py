@@ -17,6 +17,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from hmolqd.device import resolve_device
+
 
 class UnsupportedGPUError(RuntimeError):
     """The installed torch has no kernels for this GPU (e.g. Kaggle's P100 with a build lacking sm_60)."""
@@ -86,16 +88,11 @@ def setup_runtime(device: str = "auto", use_amp: bool = True) -> Runtime:
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     local_rank = int(os.environ.get("LOCAL_RANK", "0"))
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise RuntimeError(f"config key 'device' = {device!r}, but torch.cuda.is_available() is False; use 'auto' or 'cpu'")
-        dev = torch.device("cuda", local_rank if world_size > 1 else torch.device(device).index or 0)
+    dev = resolve_device(device)
+    if dev.type == "cuda":
+        dev = torch.device("cuda", local_rank) if world_size > 1 else dev  # torchrun: one GPU per process
         torch.cuda.set_device(dev)
         check_gpu_supported(dev)
-    else:
-        dev = torch.device("cpu")
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     return Runtime(dev, rank, world_size, local_rank, amp_dtype_for(dev, use_amp))

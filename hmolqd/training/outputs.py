@@ -3,7 +3,7 @@
     config.json              the resolved config (nested, as in every checkpoint)
     training_history.json    one record per epoch (written atomically after each epoch by the trainer)
     training_curves.png      losses and learning rate per stage
-    model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `load_generator(path)`
+    model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `hmolqd.load_model(path)`
     sample_*.png             grids of generated rooms, each with the door condition it was asked for
     h_molqd_outputs.zip      all of the above plus the checkpoints
 """
@@ -17,14 +17,14 @@ from typing import Any
 
 import torch
 
-from hmolqd.checkpoint import export_inference, load_inference
+from hmolqd.atomic import atomic_write, atomic_write_text
+from hmolqd.checkpointing.export import export_model
 from hmolqd.config import Config
 from hmolqd.data.tiles import SIDES
-from hmolqd.history import plot_curves
-from hmolqd.io import atomic_write, atomic_write_text
-from hmolqd.models.generator import Generator
+from hmolqd.models.room_model import RoomModel
 from hmolqd.render import grid_to_rgb, save_png
-from hmolqd.sample import generate
+from hmolqd.sampling.generate import generate
+from hmolqd.training.history import plot_curves
 
 FINAL_MODEL = "model_final.pt"
 ZIP_NAME = "h_molqd_outputs.zip"
@@ -43,22 +43,11 @@ def write_config(cfg: Config, output_dir: str | Path) -> Path:
     return path
 
 
-def load_generator(path: str | Path, map_location: str | torch.device = "cpu") -> Generator:
-    """Rebuild the generator from `model_final.pt` (or any training checkpoint) with `weights_only=True`."""
-    obj = load_inference(path, map_location)
-    cfg = Config.from_dict(obj["config"])
-    gen = Generator(cfg.model, codebook_decay=cfg.train.codebook_decay)
-    for name in ("vqvae", "diffusion", "ema"):
-        getattr(gen, name).load_state_dict(obj["models"][name])
-    gen.config = cfg  # the run's whole config, for evaluation (split, sampling settings)
-    return gen.eval()
+def export_final(gen: RoomModel, output_dir: str | Path) -> Path:
+    return export_model(gen, Path(output_dir) / FINAL_MODEL)
 
 
-def export_final(gen: Generator, cfg: Config, output_dir: str | Path) -> Path:
-    return export_inference(Path(output_dir) / FINAL_MODEL, {"vqvae": gen.vqvae, "diffusion": gen.diffusion, "ema": gen.ema}, cfg)
-
-
-def write_samples(gen: Generator, cfg: Config, output_dir: str | Path, n: int = 24) -> list[Path]:
+def write_samples(gen: RoomModel, cfg: Config, output_dir: str | Path, n: int = 24) -> list[Path]:
     """One `sample_<condition>.png` grid per entry of SAMPLE_CONDITIONS, generated with the run's sampling keys."""
     paths = []
     for i, (name, doors) in enumerate(SAMPLE_CONDITIONS):
@@ -87,12 +76,12 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
     return path
 
 
-def finish(gen: Generator, cfg: Config, history: list[dict[str, Any]], *, final: bool, log: Callable[[str], None]) -> list[Path]:
+def finish(gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final: bool, log: Callable[[str], None]) -> list[Path]:
     """Curves always; after the last stage also the final model, sample grids and the zip."""
     out = Path(cfg.paths.output_dir)
     written = [plot_curves(history, out / "training_curves.png")]
     if final:
-        written.append(export_final(gen, cfg, out))
+        written.append(export_final(gen, out))
         written += write_samples(gen, cfg, out)
         written.append(zip_outputs(out, cfg.paths.checkpoint_dir))
     for path in written:

@@ -19,22 +19,38 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from hmolqd.checkpoint import CheckpointManager, capture_rng_state, check_resume_config, find_resume_checkpoint, load_training_state, restore_rng_state
-from hmolqd.config import Config
+from hmolqd.checkpointing.manager import CheckpointManager
+from hmolqd.checkpointing.restore import load_training_state
+from hmolqd.checkpointing.resume import check_resume_config, find_resume_checkpoint
+from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
+from hmolqd.config import STAGES, Config
 from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
-from hmolqd.history import save_history
-from hmolqd.models.generator import Generator
-from hmolqd.optim import make_optimizer
-from hmolqd.runtime import Clock, Runtime, StopFlag, setup_runtime, teardown_runtime
-from hmolqd.stages import OBJECTIVES, STAGE_ORDER, StageData, set_train_mode, stage_data, stage_epochs, trainable
-from hmolqd import outputs, validation
+from hmolqd.models.room_model import RoomModel
+from hmolqd.training import outputs, validation
+from hmolqd.training.history import save_history
+from hmolqd.training.optim import LRSchedule, Optimization
+from hmolqd.training.runtime import (
+    Clock,
+    Runtime,
+    StopFlag,
+    setup_runtime,
+    teardown_runtime,
+)
+from hmolqd.training.stages import (
+    OBJECTIVES,
+    StageData,
+    set_train_mode,
+    stage_data,
+    stage_epochs,
+    trainable,
+)
 
 
 @dataclass
 class Progress:
     """Where training stands; saved in every checkpoint and restored on resume."""
 
-    stage: str = STAGE_ORDER[0]
+    stage: str = STAGES[0]
     stage_step: int = 0  # optimizer steps done in this stage
     global_step: int = 0  # optimizer steps done in all stages
     epochs_done: int = 0  # epochs of this stage whose validation and epoch checkpoint are done
@@ -57,7 +73,7 @@ class Run:
 
     cfg: Config
     rt: Runtime
-    gen: Generator
+    gen: RoomModel
     data: dict[str, Any]  # train/val rooms, doors, stairs on the training device
     ckpt: CheckpointManager
     clock: Clock
@@ -75,12 +91,12 @@ class TrainResult:
     output_dir: Path
     resumed_from: Path | None
     history: list[dict[str, Any]]
-    generator: Generator
+    generator: RoomModel
 
 
 def epoch_permutation(seed: int, stage: str, epoch: int, n: int, rt: Runtime) -> torch.Tensor:
     """This rank's share of one epoch's data order: a pure function of (seed, stage, epoch)."""
-    g = torch.Generator().manual_seed(seed * 1_000_003 + STAGE_ORDER.index(stage) * 10_007 + epoch)
+    g = torch.Generator().manual_seed(seed * 1_000_003 + STAGES.index(stage) * 10_007 + epoch)
     perm = torch.randperm(n, generator=g)
     perm = perm[: n - n % rt.world_size][rt.rank :: rt.world_size]
     return perm.to(rt.device)  # one small copy per epoch, none per step
@@ -90,12 +106,12 @@ def batches_per_epoch(n: int, cfg: Config, rt: Runtime) -> int:
     return max(1, math.ceil((n // rt.world_size) / cfg.train.batch_size))
 
 
-def checkpoint_state(run: Run, opt, sched, scaler, pos: int) -> dict[str, Any]:
+def checkpoint_state(run: Run, o: Optimization, schedule: LRSchedule, pos: int) -> dict[str, Any]:
     p = run.progress
     return {
         "stage": p.stage, "epoch": p.epochs_done, "global_step": p.global_step, "progress": p.state(),
-        "models": {"vqvae": run.gen.vqvae.state_dict(), "diffusion": run.gen.diffusion.state_dict(), "ema": run.gen.ema.state_dict()},
-        "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "scaler": scaler.state_dict(),
+        "models": {name: part.state_dict() for name, part in run.gen.parts().items()},
+        "optimizer": o.optimizer.state_dict(), "scheduler": schedule.state_dict(), "scaler": o.scaler.state_dict(),
         "rng": capture_rng_state(), "data_order": {"seed": run.cfg.run.seed, "epoch": p.epochs_done, "position": pos},
         "history": p.history, "elapsed": run.clock.elapsed, "config": run.cfg.to_dict(),
     }
@@ -122,14 +138,12 @@ def run_stage(run: Run, stage: str) -> str | None:
         gen.reset_ema()
     per_epoch = batches_per_epoch(len(data), cfg, rt)
     total = stage_epochs(cfg, stage) * per_epoch
-    params = trainable(gen, stage)
-    opt, sched = make_optimizer(params, cfg.train.learning_rate, cfg.train.weight_decay, total, cfg.train.warmup_steps, cfg.train.min_lr_ratio)
-    scaler = torch.amp.GradScaler(rt.device.type, enabled=rt.use_scaler)
+    # The schedule is rebuilt from the config on resume too: a changed learning_rate or epoch count applies.
+    schedule = LRSchedule.from_config(cfg.train, total)
+    o = Optimization.create(trainable(gen, stage), cfg.train, rt.device.type, rt.use_scaler)
     if run.resume is not None and run.resume["stage"] == stage:
-        for note in load_training_state(run.resume, models={}, optimizer=opt, scheduler=sched, scaler=scaler, learning_rate=cfg.train.learning_rate):
+        for note in load_training_state(run.resume, models={}, optimizer=o.optimizer, scaler=o.scaler):
             run.log(note)
-        for rule in sched.lr_lambdas:
-            rule.total_steps = total  # the epoch count may have changed since the checkpoint
         restore_rng_state(run.resume["rng"])
         run.resume = None
     model = OBJECTIVES[stage](gen, cfg)
@@ -139,27 +153,18 @@ def run_stage(run: Run, stage: str) -> str | None:
     try:
         while True:
             epoch, pos = divmod(p.stage_step, per_epoch)
-            lr = sched.get_last_lr()[0]
+            lr = schedule(p.stage_step)
             if epoch > p.epochs_done:  # an epoch just ended: validate, log it, save latest / epoch / best
-                end_of_epoch(run, stage, val, lr, per_epoch, lambda: checkpoint_state(run, opt, sched, scaler, 0))
+                end_of_epoch(run, stage, val, lr, per_epoch, lambda: checkpoint_state(run, o, schedule, 0))
             elif run.ckpt.step_save_due(stage, p.global_step):
-                run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos))
+                run.ckpt.save_step(checkpoint_state(run, o, schedule, pos))
             if p.stage_step >= total:
                 bar.close()
                 return None
             if epoch != perm_epoch:
                 perm_epoch, perm = epoch, epoch_permutation(cfg.run.seed, stage, epoch, len(data), rt)
             idx = perm[pos * cfg.train.batch_size : (pos + 1) * cfg.train.batch_size]
-            with rt.autocast():
-                loss, _ = model(data.x[idx], data.cond[idx])
-            scaler.scale(loss).backward()
-            if cfg.train.grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(params, cfg.train.grad_clip)
-            scaler.step(opt)
-            scaler.update()
-            opt.zero_grad(set_to_none=True)
-            sched.step()
+            loss = o.step(model, data.x[idx], data.cond[idx], lr, rt.autocast)  # forward, backward, clip, step, zero_grad
             if stage != "vqvae":
                 gen.update_ema(cfg.train.ema_decay)
             p.loss_sum = p.loss_sum.to(loss.device) + loss.detach().float()
@@ -169,12 +174,12 @@ def run_stage(run: Run, stage: str) -> str | None:
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             # Under DDP the agreement is a collective (a sync), so ranks compare notes only at log steps.
             if (not rt.distributed or p.stage_step % cfg.run.log_every == 0) and (reason := stop_requested(run)):
-                run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos + 1))
+                run.ckpt.save_step(checkpoint_state(run, o, schedule, pos + 1))
                 bar.close()
                 return reason
     except torch.OutOfMemoryError:
-        opt.zero_grad(set_to_none=True)  # free the partial step; the weights are those of the last full step
-        run.ckpt.save_step(checkpoint_state(run, opt, sched, scaler, pos))
+        o.optimizer.zero_grad(set_to_none=True)  # free the partial step; the weights are those of the last full step
+        run.ckpt.save_step(checkpoint_state(run, o, schedule, pos))
         bar.close()
         raise
 
@@ -232,11 +237,11 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         say(rt.describe())
         seed_everything(cfg.run.seed + rt.rank)  # each DDP rank draws its own noise
         data = load_data(cfg, rt, say)
-        gen = Generator(cfg.model, codebook_decay=cfg.train.codebook_decay).to(rt.device)
+        gen = RoomModel.from_config(cfg).to(rt.device)
         manager = CheckpointManager.from_config(cfg, is_main=rt.is_main)
         run = Run(cfg, rt, gen, data, manager, Clock(), stop, say, Progress(), resume=ckpt)
         if ckpt:
-            load_training_state(ckpt, models={"vqvae": gen.vqvae, "diffusion": gen.diffusion, "ema": gen.ema})
+            load_training_state(ckpt, models=gen.parts())
             run.progress, run.clock = Progress.from_checkpoint(ckpt), Clock(float(ckpt["elapsed"]))
             manager.restore(ckpt)
         if rt.is_main:
@@ -259,7 +264,7 @@ def train_stages(run: Run) -> str | None:
     """Run the stages from the resumed one on; returns why training stopped early, or None when all are done."""
     p = run.progress
     with run.stop.installed():
-        for stage in STAGE_ORDER[STAGE_ORDER.index(p.stage):]:
+        for stage in STAGES[STAGES.index(p.stage):]:
             if stage != p.stage:  # entering a new stage: its counters start at zero
                 p.stage, p.stage_step, p.epochs_done, p.loss_sum = stage, 0, 0, torch.zeros(())
             if stage_epochs(run.cfg, stage) == 0 and p.stage_step == 0:

@@ -10,7 +10,7 @@
   4. otherwise "No checkpoint found - starting from scratch". Nothing is ever deleted here.
 
 `check_resume_config` lets training keys change on resume (logged; `learning_rate` with a warning, applied
-by `hmolqd.checkpoint.load_training_state`) and refuses any architecture (ModelConfig) change.
+by rebuilding the schedule from the config: `hmolqd.training.optim.LRSchedule`) and refuses any architecture (ModelConfig) change.
 """
 
 from __future__ import annotations
@@ -24,8 +24,13 @@ from typing import Any
 
 import torch
 
-from hmolqd.checkpoint_file import (
-    LATEST, STAGES, CheckpointError, list_checkpoint_files, try_load_checkpoint, write_atomic_from,
+from hmolqd.checkpointing.fileformat import (
+    LATEST,
+    STAGES,
+    CheckpointError,
+    list_checkpoint_files,
+    try_load_checkpoint,
+    write_atomic_from,
 )
 from hmolqd.config import Config, architecture_diff
 
@@ -154,7 +159,7 @@ def _used(result: ResumeResult) -> ResumeResult:
 # ---------------------------------------------------------------- config changes on resume
 
 _WARN_KEYS = {
-    "learning_rate": "applied: the optimizer's and scheduler's learning rates are rescaled to it",
+    "learning_rate": "applied: the learning-rate schedule is rebuilt with the new peak",
     "seed": "data order and random numbers will differ from an uninterrupted run",
     "val_dungeons": "another validation split: the best metric so far is not comparable",
     "mirror_augment": "another training set from here on",

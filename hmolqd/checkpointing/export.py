@@ -1,0 +1,67 @@
+"""The inference-only file (`model_final.pt`): weights and config, no optimizer or RNG state.
+
+`export_inference` / `load_inference` handle any {name: module or state_dict}; `export_model` / `load_model`
+do it for the room model, whose parts are `RoomModel.parts()` (the one list of what a file holds).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from hmolqd.checkpointing.fileformat import (
+    CHECKPOINT_FORMAT,
+    INFERENCE_FORMAT,
+    CheckpointError,
+    finalize,
+    load_checkpoint,
+    serialize,
+    write_atomic,
+)
+from hmolqd.checkpointing.restore import state_of
+from hmolqd.config import Config, ConfigError
+from hmolqd.models.room_model import RoomModel
+
+
+def export_inference(path: str | Path, model_states: Mapping[str, Any], config: Config | Mapping[str, Any]) -> Path:
+    """Weights-only file for sampling: {name: state_dict} (modules are unwrapped), config, format version."""
+    path = Path(path)
+    models = {name: state_of(m) for name, m in model_states.items()}
+    cfg = config.to_dict() if isinstance(config, Config) else dict(config)
+    write_atomic(path, serialize(finalize({"models": models, "config": cfg}, INFERENCE_FORMAT)))
+    return path
+
+
+def load_inference(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
+    """Load an export (or a training checkpoint: its models and config); raises CheckpointError."""
+    obj = load_checkpoint(path, map_location, (INFERENCE_FORMAT, CHECKPOINT_FORMAT))
+    return {"models": obj["models"], "config": obj["config"], "format": obj["format"], "format_version": obj["format_version"]}
+
+
+def export_model(model: RoomModel, path: str | Path) -> Path:
+    """Write `model` (every part, unwrapped) and its run's config as an inference-only file."""
+    return export_inference(path, model.parts(), model.config)
+
+
+def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> RoomModel:
+    """Rebuild the room model from `model_final.pt` (or any training checkpoint) with `weights_only=True`.
+
+    The returned model's `.config` is the run's whole Config (split, sampling settings), in eval mode.
+    """
+    obj = load_inference(path, map_location)
+    try:
+        cfg = Config.from_dict(obj["config"])
+    except ConfigError as err:
+        raise CheckpointError(f"{path}: its saved config cannot be used by this version: {err}") from err
+    model = RoomModel.from_config(cfg)
+    for name, part in model.parts().items():
+        if name not in obj["models"]:
+            raise CheckpointError(f"{path}: holds no {name!r} weights (it has {sorted(obj['models'])})")
+        try:
+            part.load_state_dict(obj["models"][name])
+        except (RuntimeError, KeyError, ValueError) as err:
+            raise CheckpointError(f"{path}: the {name!r} weights do not match the saved config's architecture: {err}") from err
+    return model.eval()

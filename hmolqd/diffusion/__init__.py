@@ -1,0 +1,7 @@
+"""Pure diffusion math: tensor functions with no model or training state (tested on their own).
+
+`gaussian`: noise schedules (Ho et al. 2020; Nichol & Dhariwal 2021), forward noising, eps / v targets
+(Salimans & Ho 2022) and DDIM steps (Song et al. 2021).
+
+May import: torch only. Imported by `hmolqd.models`.
+"""

@@ -1,0 +1,8 @@
+"""Training: `loop.train(cfg)` (the resumable loop over all stages), `stages` (loss modules and their data),
+`optim` (AdamW, the LR schedule and the one optimizer step), `validation`, `runtime` (device, AMP, DDP,
+signals, time budget), `history`, `outputs` (what a run leaves in output_dir) and `selfcheck` (the
+checkpoint self-check the second notebook runs).
+
+May import every layer below it: config, atomic, device, data, render, diffusion, models, sampling,
+checkpointing, evaluation.
+"""
