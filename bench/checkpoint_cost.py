@@ -1,7 +1,8 @@
-"""Checkpoint size and save time at the default config, and the share of training wall time spent saving.
+"""Checkpoint size and save cost at the notebook's default model and cadence, and the share of training wall time.
 
-Trains the DEFAULT model (Config() with only data/paths/epoch counts overridden) for a few epochs per stage
-on this machine and reads the trainer's own accounting (CheckpointManager.stats via the final log line).
+A thin entry point to the suite's checkpoint measurement (`hbench.ckptbench.checkpoint_costs`, also run by
+`python bench/run.py`): trains the notebook's CONFIG model for a few epochs per stage on this machine, sync
+and (once `checkpoint_async` exists) async, and reads the trainer's own accounting (`TrainResult.checkpoint_stats`).
 
     python bench/checkpoint_cost.py --data ../shared/data/vglc-zelda --epochs 2
 """
@@ -9,34 +10,35 @@ on this machine and reads the trainer's own accounting (CheckpointManager.stats 
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import sys
 import tempfile
-import time
 from pathlib import Path
 
-from hmolqd.config import Config
-from hmolqd.training.loop import train
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # the repo's hmolqd, also where it is not pip-installed
+
+from hbench.ckptbench import checkpoint_costs  # noqa: E402
+from hbench.sizes import QUICK  # noqa: E402
+from hbench.suite import Context, base_config  # noqa: E402
+
+from hmolqd.device import resolve_device  # noqa: E402
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default=None, help="VGLC Zelda folder (default: discover)")
-    parser.add_argument("--epochs", type=int, default=2, help="epochs of the VQ-VAE and diffusion stages each")
+    parser.add_argument("--epochs", type=int, default=2, help="diffusion epochs (after 1 VQ-VAE epoch)")
     parser.add_argument("--device", default="auto")
-    args = parser.parse_args()
-    lines: list[str] = []
-    with tempfile.TemporaryDirectory() as tmp:
-        cfg = Config.from_flat({
-            "data_dir": args.data, "checkpoint_dir": f"{tmp}/ckpt", "output_dir": f"{tmp}/out", "device": args.device,
-            "vqvae_epochs": args.epochs, "num_epochs": args.epochs, "sample_every": 0,
-        })
-        start = time.perf_counter()
-        train(cfg, log=lines.append)
-        wall = time.perf_counter() - start
-        sizes = {p.name: p.stat().st_size for p in Path(tmp, "ckpt").glob("*.pt")}
-    print(next(line for line in lines if line.startswith("checkpointing:")))
-    print(f"total wall time {wall:.1f} s (incl. final samples and zip)")
-    for name, size in sorted(sizes.items()):
-        print(f"  {name:36s} {size / 2**20:8.1f} MiB")
+    args = parser.parse_args(argv)
+    sizes = dataclasses.replace(QUICK, checkpoint_epochs=(1, args.epochs))
+    with tempfile.TemporaryDirectory(prefix="checkpoint_cost_") as tmp:
+        ctx = Context(Path(tmp), resolve_device(args.device, key="--device"), args.data, sizes)
+        result = checkpoint_costs(ctx, base_config("notebook"))
+    for mode in ("sync", "async"):
+        print(f"{mode}: " + json.dumps({k: v for k, v in result[mode].items() if k not in ("disk", "stats")}, indent=None))
 
 
 if __name__ == "__main__":

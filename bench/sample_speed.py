@@ -1,25 +1,33 @@
-"""Time hmolqd.sampling.generate.generate: rooms per second for DDIM sampling + decoding on this machine.
+"""Time hmolqd.sampling.generate.generate: rooms per second for sampling + decoding on this machine.
 
     python bench/sample_speed.py                       # default ModelConfig, untrained, 1000 rooms, DDIM-50
     python bench/sample_speed.py --set downsample=2 --threads 2 --n 200
     python bench/sample_speed.py --state-dict gen.pt   # a saved RoomModel.state_dict()
 
-On a CPU shared with other busy processes, `--threads 1` can be several times faster than 2 threads
-(the threads wait on each other at every op); compare both. Speed does not depend on the weights, so an
-untrained RoomModel times the same as a trained one. Each room gets a random door set (seeded), so
-classifier-free guidance runs its batched cond + uncond forward.
+A thin entry point to the suite's timing (`hbench.samplebench.timed_generate`); `python bench/run.py` measures
+every sampler, step count and batch with the quality at each. On a CPU shared with other busy processes,
+`--threads 1` can be several times faster than 2 threads; compare both. Speed does not depend on the
+weights, so an untrained RoomModel times the same as a trained one. Each room gets a random door set
+(seeded), so classifier-free guidance runs its batched cond + uncond forward.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
+import sys
+from pathlib import Path
 
 import torch
 
-from hmolqd.config import Config
-from hmolqd.models.room_model import RoomModel
-from hmolqd.sampling.generate import generate
+ROOT = str(Path(__file__).resolve().parents[1])
+if ROOT not in sys.path:
+    sys.path.insert(0, ROOT)  # the repo's hmolqd, also where it is not pip-installed
+
+from hbench.samplebench import timed_generate  # noqa: E402
+
+from hmolqd.config import Config  # noqa: E402
+from hmolqd.models.room_model import RoomModel  # noqa: E402
+from hmolqd.sampling.generate import generate  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -37,8 +45,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     overrides = dict(item.split("=", 1) for item in args.set)
-    cfg = Config.from_flat(overrides).model
-    model = RoomModel(cfg)
+    model = RoomModel(Config.from_flat(overrides).model)
     if args.state_dict:
         model.load_state_dict(torch.load(args.state_dict, map_location="cpu", weights_only=True))
     model.to(args.device)
@@ -47,11 +54,7 @@ def main(argv: list[str] | None = None) -> None:
     params = sum(p.numel() for p in model.diffusion.denoiser.parameters())
     print(f"latent grid {model.vqvae.latent_shape}, denoiser {params:,} params, threads {torch.get_num_threads()}, device {args.device}")
     generate(model, min(args.n, 8), doors=doors[:8], steps=2, guidance=args.guidance)  # warm-up
-    start = time.perf_counter()
-    rooms = generate(model, args.n, doors=doors, steps=args.steps, guidance=args.guidance, batch_size=args.batch_size)
-    if args.device.startswith("cuda"):
-        torch.cuda.synchronize()
-    seconds = time.perf_counter() - start
+    seconds, rooms = timed_generate(model, args.n, {"doors": doors}, args.steps, {"guidance": args.guidance}, batch_size=args.batch_size)
     print(f"{rooms.shape[0]} rooms, DDIM-{args.steps}, guidance {args.guidance}: {seconds:.1f} s, {rooms.shape[0] / seconds:.1f} rooms/s")
 
 

@@ -1,7 +1,8 @@
 """`python -m hmolqd ...`: the same functions the notebooks call, from a shell.
 
 Every subcommand listed by `--help` works; each returns exit status 0 on success and prints a one-line
-error (no traceback) with exit status 2 for bad input.
+error (no traceback) with exit status 2 for bad input, naming the argument and the rule; a Ctrl-C
+(SIGINT) that training does not turn into a clean stop ends with one line and exit status 130.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from hmolqd.config import Config, ConfigError
 
@@ -30,11 +32,16 @@ def _fetch_data(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
     import json
+    from functools import partial
 
+    from hmolqd.dungeon.api import evaluation_section
     from hmolqd.evaluation.report import format_report_table, run_evaluate
 
+    keys = {"steps": args.steps, "guidance": args.guidance, "eta": args.eta, "door_guidance": args.door_guidance}
+    sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
+    sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}
     report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance,
-                          eta=args.eta, device=args.device, door_guidance=args.door_guidance)
+                          eta=args.eta, device=args.device, door_guidance=args.door_guidance, sections=sections)
     print(format_report_table(report), file=sys.stderr)
     print(json.dumps(report, allow_nan=False))
     return 0
@@ -45,7 +52,7 @@ def _data_stats(args: argparse.Namespace) -> int:
     from hmolqd.data.stats import corpus_stats, format_stats
     from hmolqd.render import dungeon_to_rgb, save_png
 
-    data_dir = find_data_dir(args.data)
+    data_dir = find_data_dir(args.data, key="--data")
     corpus = load_corpus(data_dir)
     print(f"VGLC Zelda corpus: {data_dir}")
     print(format_stats(corpus_stats(corpus, load_graphs(data_dir))))
@@ -74,25 +81,80 @@ def _load_config(args: argparse.Namespace) -> Config:
 
 
 def _train(args: argparse.Namespace) -> int:
+    from hmolqd.device import resolve_device
     from hmolqd.training.loop import train
 
-    result = train(_load_config(args))
+    cfg = _load_config(args)
+    resolve_device(cfg.run.device)  # e.g. device=cuda without a GPU: a ConfigError before any training work
+    result = train(cfg, rewrite_outputs=args.rewrite_outputs)
     return 0 if result.finished else 3  # 3: stopped early (signal or time budget); re-run to resume
 
 
+def _checked(flag: str, value: str | None, parse: Callable[[str], Any]) -> Any:
+    """`parse(value)` (None stays None); a ValueError becomes a ConfigError naming the flag and its value."""
+    if value is None:
+        return None
+    try:
+        return parse(value)
+    except ValueError as err:
+        raise ConfigError(f"{flag} {value!r}: {err}") from err
+
+
+def _at_least(flag: str, value: int | None, low: int, what: str) -> None:
+    if value is not None and value < low:
+        raise ConfigError(f"{flag} {value}: must be >= {low} ({what})")
+
+
 def _sample(args: argparse.Namespace) -> int:
+    # Every argument is checked before the model is loaded, so a typo costs no time.
+    from hmolqd.sampling.generate import parse_doors, parse_stairs
+
+    _at_least("-n", args.n, 1, "rooms to generate")
+    _at_least("--steps", args.steps, 1, "DDIM steps")
+    _at_least("--ncols", args.ncols, 1, "rooms per row of the picture")
+    doors = _checked("--doors", args.doors, lambda v: parse_doors(v, 1)[0])  # (4,) bool in tiles.SIDES order
+    stairs = _checked("--stairs", args.stairs, lambda v: bool(parse_stairs(v, 1)[0]))
+    if not args.model.is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
+
     from hmolqd.checkpointing.export import load_model
-    from hmolqd.render import grid_to_rgb, save_png
+    from hmolqd.evaluation.report import save_sample_grid
     from hmolqd.sampling.generate import generate
+    from hmolqd.training.outputs import condition_caption
 
     gen = load_model(args.model)
+    if stairs is not None and not gen.config.model.cond_stairs:
+        raise ConfigError(f"--stairs {args.stairs!r}: {args.model} was trained without the stairs condition (cond_stairs = false); leave --stairs out")
     run = gen.config.run
-    rooms = generate(gen, args.n, doors=args.doors, stairs=args.stairs, steps=args.steps or run.sample_steps,
+    rooms = generate(gen, args.n, doors=doors, stairs=stairs, steps=args.steps or run.sample_steps,
                      guidance=run.guidance_scale if args.guidance is None else args.guidance, eta=run.ddim_eta, seed=args.seed,
                      door_guidance=run.door_guidance)
     out = args.out or Path(args.model).with_name("samples.png")
-    asked = f"doors {args.doors}" if args.doors else "unconditional"
-    print(f"wrote {save_png(grid_to_rgb(rooms, ncols=args.ncols), out, title=f'{args.n} generated rooms ({asked}, seed {args.seed})')}")
+    asked = condition_caption(None if doors is None else tuple(doors.tolist()))
+    asked += "" if stairs is None else f"; stairs {'yes' if stairs else 'no'}"
+    print(f"wrote {save_sample_grid(rooms, out, ncols=args.ncols, limit=None, title=f'{args.n} generated rooms: {asked} (seed {args.seed})')}")
+    return 0
+
+
+def _dungeon(args: argparse.Namespace) -> int:
+    from hmolqd.checkpointing.export import load_model
+    from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon
+    from hmolqd.dungeon.sampler import MIN_ROOMS
+
+    if args.graph is not None and args.rooms is not None:
+        raise ConfigError("give --graph FILE.dot or --rooms N (a sampled layout), not both")
+    if args.rooms is not None and args.rooms < MIN_ROOMS:
+        raise ConfigError(f"--rooms {args.rooms}: a dungeon needs at least {MIN_ROOMS} rooms (start, a room, boss, goal)")
+    if args.max_regenerations is not None and args.max_regenerations < 0:
+        raise ConfigError(f"--max-regenerations {args.max_regenerations}: must be >= 0 (0 keeps the first rooms)")
+    if not args.model.is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
+    out = args.out or args.model.with_name("dungeon")
+    sampling = {} if args.steps is None else {"steps": args.steps}
+    config = DungeonConfig() if args.max_regenerations is None else DungeonConfig(max_regenerations=args.max_regenerations)
+    dungeon = generate_dungeon(load_model(args.model), args.graph, rooms=args.rooms, seed=args.seed, out=out, config=config, **sampling)
+    print(format_summary(dungeon))
+    print(f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), dungeon.json (summary)")
     return 0
 
 
@@ -107,6 +169,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from hmolqd.data.fetch import DEFAULT_BASE_URL
+    from hmolqd.sampling.generate import DOOR_NAMES_HELP
 
     p = sub.add_parser("fetch-data", help="download the pinned VGLC Zelda files, verified by SHA-256")
     p.add_argument("dir", type=Path, help="folder to write the corpus into (created if missing)")
@@ -123,12 +186,14 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or resume) all stages; the notebook calls the same function")
     _add_config_arguments(p)
+    p.add_argument("--rewrite-outputs", action="store_true",
+                   help="when training is already finished, write model_final.pt, the pictures and the zip again (default: leave them)")
     p.set_defaults(run=_train)
 
     p = sub.add_parser("sample", help="generate rooms with model_final.pt and write a PNG grid")
     p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
     p.add_argument("-n", type=int, default=24, help="rooms to generate")
-    p.add_argument("--doors", default=None, help="door sides, e.g. 'top,left' (text sides; default unconditional)")
+    p.add_argument("--doors", default=None, help=f"door sides, {DOOR_NAMES_HELP}; default unconditional")
     p.add_argument("--stairs", default=None, help="'yes' / 'no' (default: unconditional)")
     p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the run's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the run's)")
@@ -136,6 +201,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ncols", type=int, default=6)
     p.add_argument("--out", type=Path, default=None, help="PNG path (default: samples.png beside the model)")
     p.set_defaults(run=_sample)
+
+    p = sub.add_parser("dungeon", help="generate one whole dungeon (VGLC graph or sampled layout) with model_final.pt")
+    p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
+    p.add_argument("--graph", type=Path, default=None, help="a room graph in the VGLC .dot format (default: sample a layout)")
+    p.add_argument("--rooms", type=int, default=None, help="rooms of the sampled layout (default: drawn like the real dungeons)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the layout, its placement and the rooms")
+    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    p.add_argument("--max-regenerations", type=int, default=None, help="rounds of regenerating rooms that fail their checks (default 4)")
+    p.add_argument("--out", type=Path, default=None, help="folder for dungeon.txt/.dot/.png/.json (default: dungeon/ beside the model)")
+    p.set_defaults(run=_dungeon)
 
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
 
@@ -151,20 +226,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
+    p.add_argument("--no-dungeons", action="store_true", help="leave out the dungeon section (the 18 real room graphs built once)")
     p.set_defaults(run=_evaluate)
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    from hmolqd.checkpointing.fileformat import CheckpointError
-    from hmolqd.data import VGLCFormatError
+INTERRUPTED = 130  # 128 + SIGINT: the shell's exit status for a Ctrl-C
 
-    try:
-        return args.run(args)
-    except (ConfigError, VGLCFormatError, CheckpointError, FileNotFoundError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+
+def main(argv: Sequence[str] | None = None) -> int:
+    command = None
+    try:  # a Ctrl-C anywhere, even while torch is still being imported, ends with one line, not a traceback
+        args = build_parser().parse_args(argv)
+        command = args.command
+        from hmolqd.checkpointing.fileformat import CheckpointError
+        from hmolqd.data import VGLCFormatError
+        from hmolqd.dungeon.layout import LayoutError
+
+        try:
+            return args.run(args)
+        except (ConfigError, VGLCFormatError, CheckpointError, LayoutError, FileNotFoundError) as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+    except KeyboardInterrupt:
+        # Training turns the first Ctrl-C into a clean stop with a checkpoint; this is one before it
+        # started (start-up) or a second one: files are written atomically, so none is left half-written.
+        after = "; re-run to go on (training resumes from its newest checkpoint, if any)" if command == "train" else ""
+        print(f"error: {command or 'python -m hmolqd'} interrupted by SIGINT (Ctrl-C){after}", file=sys.stderr)
+        return INTERRUPTED
 
 
 if __name__ == "__main__":

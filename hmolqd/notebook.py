@@ -3,8 +3,9 @@
 `train_h_molqd_kaggle.ipynb` uses, in cell order: `notebook_config` + `environment_report` (setup and
 configuration), `data_summary` + `render_dungeon` (the corpus), `resume_status` (which checkpoint a run
 will resume from), `training_summary` (after `hmolqd.training.loop.train`), `show_image` / `show_samples`
-(curves and sample grids inline) and `list_output_files` (what to download). Each returns text or a
-path; the notebook prints or shows it. Nothing here trains or deletes anything.
+(curves and sample grids inline), `draw_dungeon` (one whole generated dungeon) and `list_output_files`
+(what to download). Each returns text or a path; the notebook prints or shows it. Nothing here trains or
+deletes anything.
 """
 
 from __future__ import annotations
@@ -19,7 +20,13 @@ from typing import Any
 import torch
 
 from hmolqd.checkpointing.resume import find_resume_checkpoint
-from hmolqd.config import KAGGLE_WORKING, PRESETS_DIR, Config, ConfigError
+from hmolqd.config import (
+    COMMENT_PREFIX,
+    KAGGLE_WORKING,
+    PRESETS_DIR,
+    Config,
+    ConfigError,
+)
 from hmolqd.data import (
     DataNotFoundError,
     VGLCFormatError,
@@ -29,11 +36,16 @@ from hmolqd.data import (
     load_corpus,
     load_graphs,
 )
-from hmolqd.data.tiles import SIDES
 from hmolqd.data.vglc import Corpus
 from hmolqd.device import resolve_device
 from hmolqd.render import dungeon_to_rgb, save_png
-from hmolqd.training.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
+from hmolqd.training.outputs import (
+    FINAL_MODEL,
+    SAMPLE_CONDITIONS,
+    ZIP_NAME,
+    condition_caption,
+    zip_outputs,
+)
 from hmolqd.training.runtime import (
     UnsupportedGPUError,
     amp_dtype_for,
@@ -41,7 +53,7 @@ from hmolqd.training.runtime import (
 )
 
 __all__ = [
-    "data_summary", "environment_report", "list_output_files", "notebook_config", "render_dungeon", "resume_status",
+    "data_summary", "draw_dungeon", "environment_report", "list_output_files", "notebook_config", "render_dungeon", "resume_status",
     "sample_captions", "show_image", "show_samples", "training_summary",
 ]
 
@@ -61,7 +73,7 @@ def notebook_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | No
     if preset is not None:
         Config.preset(preset)  # validates the name (the error lists the available presets) and the values
         preset_keys = json.loads((PRESETS_DIR / f"{preset}.json").read_text(encoding="utf-8"))
-        flat.update({k: v for k, v in preset_keys.items() if k != "name"})
+        flat.update({k: v for k, v in preset_keys.items() if k != "name" and not k.startswith(COMMENT_PREFIX)})
         flat["name"] = preset_keys.get("name", preset)
     flat.update(overrides or {})
     return Config.from_flat(flat).resolved()
@@ -148,11 +160,13 @@ def render_dungeon(corpus: Corpus, dungeon: str, path: str | Path) -> Path:
 def resume_status(cfg: Config) -> str:
     """Which checkpoint a run of `cfg` would resume from, as `train` will report it, or why none.
 
-    Reads checkpoints only; as in `train`, a `checkpoint_latest.pt` found under /kaggle/input is copied into
-    checkpoint_dir. A missing or invalid `resume_from` raises CheckpointError (training would too).
+    Reads checkpoints only: nothing is copied, locked or written (a `checkpoint_latest.pt` under /kaggle/input
+    is reported where it lies; `train` copies it). A missing or invalid `resume_from`, or a directory holding
+    only another run's checkpoints, raises CheckpointError (training would too).
     """
     cfg = cfg.resolved()
-    found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume)
+    found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume,
+                                   is_main=False)
     if found.checkpoint is None:
         return found.message
     done = _epochs_by_stage(found.checkpoint.get("history", []))
@@ -171,6 +185,9 @@ def training_summary(result: Any) -> str:
     """One paragraph about a `hmolqd.training.loop.TrainResult`: finished or why it stopped, resume source, epochs."""
     head = "training finished: every stage ran to its last epoch" if result.finished else (
         f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - run the notebook again to resume")
+    if getattr(result, "already_finished", False):
+        head = ("training already finished before this run: nothing was trained, and outputs already written were left as "
+                "they are (train(cfg, rewrite_outputs=True) writes them again)")
     source = f"resumed from {result.resumed_from}" if result.resumed_from else "started from scratch"
     epochs = "; ".join(f"{s}: {len(e)} epoch(s)" for s, e in _epochs_by_stage(result.history).items()) or "no epoch finished"
     return f"{head}\n{source}\nhistory: {epochs}\ncheckpoints: {result.checkpoint_dir}\noutputs: {result.output_dir}"
@@ -199,8 +216,8 @@ def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
     """Each `sample_<condition>.png` of hmolqd.training.outputs.SAMPLE_CONDITIONS with the door condition it asked for."""
     out = []
     for name, doors in SAMPLE_CONDITIONS:
-        asked = "unconditional (no door condition)" if doors is None else (
-            "doors on " + ", ".join(s for s, d in zip(SIDES, doors) if d) + " (text-grid sides); none elsewhere")
+        asked = ("unconditional (no door condition)" if doors is None else condition_caption(doors) + " (sides as seen on screen)")
+        asked += "; red outline = not playable"
         out.append((Path(output_dir) / f"sample_{name}.png", f"sample_{name}.png: {asked}"))
     return out
 
@@ -213,6 +230,27 @@ def show_samples(output_dir: str | Path) -> None:
         return
     for path, caption in captions:
         show_image(path, caption)
+
+
+GENERATED_DUNGEON = "dungeon_generated"  # stem of the files draw_dungeon writes into output_dir
+
+
+def draw_dungeon(cfg: Config, rooms: int | None = 20, seed: int = 0) -> str:
+    """One whole dungeon from the trained model: a layout sampled like the real ones (`rooms` rooms, None =
+    drawn like them), its rooms from `model_final.pt` on the run's device, checked for walkability and the
+    key/lock mission (`hmolqd.dungeon`). Writes `dungeon_generated.txt/.dot/.png/.json` into output_dir,
+    adds them to the outputs zip, shows the map and returns the summary."""
+    from hmolqd.checkpointing.export import load_model
+    from hmolqd.dungeon import format_summary, generate_dungeon
+
+    out = Path(cfg.paths.output_dir)
+    if not (out / FINAL_MODEL).is_file():
+        return f"no dungeon yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
+    model = load_model(out / FINAL_MODEL).to(resolve_device(cfg.run.device))
+    dungeon = generate_dungeon(model, rooms=rooms, seed=seed, out=out, stem=GENERATED_DUNGEON)
+    zip_outputs(out, cfg.paths.checkpoint_dir)
+    show_image(out / f"{GENERATED_DUNGEON}.png")
+    return format_summary(dungeon)
 
 
 def _size(n: int) -> str:

@@ -13,6 +13,9 @@ screen sides as in `TEXT_TO_SCREEN_SIDE`:
     text left (columns 0-1)  -> screen north (top)
     text right (columns 9-10)-> screen south (bottom)
 
+Everything a person reads names the sides as on screen (north = top of the screen): `describe_doors`
+for titles and captions, and `--doors`, which also accepts the text names (the two sets do not overlap).
+
 Evidence (checked against the corpus, see tests/test_render.py::test_real_levels_read_in_game_orientation):
 
 * Level 1 "The Eagle" (`tloz1_1.txt`, 6 x 6 slots): the only room with a door on the outer edge of the
@@ -75,9 +78,27 @@ MARK_COLOR: tuple[int, int, int] = (255, 0, 0)  # outline of marked rooms in gri
 
 
 # Text side (tiles.SIDES names, used by every door vector) -> compass side on screen; see module docstring.
+# The compass names are how a player names the sides (north = top of the screen) and what pictures and
+# `--doors` use; they never collide with the text names, so both can be accepted where sides are read.
 TEXT_TO_SCREEN_SIDE: dict[str, str] = {"top": "west", "bottom": "east", "left": "north", "right": "south"}
 if set(TEXT_TO_SCREEN_SIDE) != set(SIDES):
     raise RuntimeError(f"TEXT_TO_SCREEN_SIDE must cover tiles.SIDES={SIDES}")
+SCREEN_SIDES: tuple[str, ...] = ("north", "east", "south", "west")  # the order door names are written in
+SCREEN_TO_TEXT_SIDE: dict[str, str] = {screen: text for text, screen in TEXT_TO_SCREEN_SIDE.items()}
+
+
+def describe_doors(doors: Sequence[bool] | np.ndarray | torch.Tensor) -> str:
+    """One door vector `(4,)` in tiles.SIDES order -> its sides as seen on screen, e.g. 'doors north, south; none east, west'."""
+    flags = [bool(d) for d in (doors.tolist() if isinstance(doors, (torch.Tensor, np.ndarray)) else doors)]
+    if len(flags) != len(SIDES):
+        raise ValueError(f"doors must hold {len(SIDES)} flags in tiles.SIDES order {SIDES}, got {len(flags)}")
+    on = {TEXT_TO_SCREEN_SIDE[side] for side, d in zip(SIDES, flags) if d}
+    if len(on) == len(SIDES):
+        return "doors on all four sides"
+    if not on:
+        return "no doors"
+    return f"doors {', '.join(s for s in SCREEN_SIDES if s in on)}; none {', '.join(s for s in SCREEN_SIDES if s not in on)}"
+
 
 def to_screen(grid: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
     """Turn tile grids from VGLC text orientation to the game's screen orientation.
@@ -228,28 +249,59 @@ def _check_rgb(rgb: np.ndarray) -> np.ndarray:
     return arr
 
 
-def _draw_figure(rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 100) -> Figure:
-    """A pyplot-free Figure showing `rgb` at one image pixel per screen pixel, plus legend/title."""
+_TITLE_SIZE = 11  # points
+_TITLE_LINE_H = 0.24  # inches per title line at _TITLE_SIZE
+
+
+def _wrap_title(fig: Figure, title: str, width_in: float) -> list[str]:
+    """`title` broken at spaces into lines that each fit `width_in` inches, measured with the figure's renderer."""
+    renderer = fig.canvas.get_renderer()
+
+    def fits(text: str) -> bool:
+        probe = fig.text(0, 0, text, fontsize=_TITLE_SIZE)
+        width = probe.get_window_extent(renderer).width / fig.dpi
+        probe.remove()
+        return width <= width_in
+
+    lines: list[str] = []
+    for word in title.split():
+        if lines and fits(f"{lines[-1]} {word}"):
+            lines[-1] = f"{lines[-1]} {word}"
+        else:
+            lines.append(word)  # a single word wider than the figure still gets its own line
+    return lines
+
+
+def _draw_figure(rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 100, mark_label: str | None = None) -> Figure:
+    """A pyplot-free Figure showing `rgb` at one image pixel per screen pixel, plus legend/title.
+
+    The title is wrapped to the figure's width (never cut off); `mark_label` adds a legend entry for the
+    `MARK_COLOR` outline that `grid_to_rgb` draws around marked rooms.
+    """
     h_in, w_in = rgb.shape[0] / dpi, rgb.shape[1] / dpi
     margin = 0.1
     legend_w = 2.3 if legend else 0.0
-    legend_h = 0.22 * NUM_TILES + 0.3 if legend else 0.0
-    title_h = 0.35 if title else 0.0
+    legend_h = 0.22 * (NUM_TILES + (mark_label is not None)) + 0.3 if legend else 0.0
     fig_w = w_in + legend_w + 2 * margin
-    fig_h = max(h_in, legend_h) + title_h + 2 * margin
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    fig = Figure(dpi=dpi)
     FigureCanvasAgg(fig)
+    lines = _wrap_title(fig, title, fig_w - 2 * margin) if title else []
+    title_h = _TITLE_LINE_H * len(lines) + 0.11 if lines else 0.0
+    fig_h = max(h_in, legend_h) + title_h + 2 * margin
+    fig.set_size_inches(fig_w, fig_h)
     # Axes placed in inches so the image is drawn at exactly its pixel size (no resampling blur).
     ax = fig.add_axes((margin / fig_w, (fig_h - margin - title_h - h_in) / fig_h, w_in / fig_w, h_in / fig_h))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
-    if title:
-        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, title, ha="center", va="center", fontsize=11)
+    if lines:
+        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, "\n".join(lines), ha="center", va="center", fontsize=_TITLE_SIZE)
     if legend:
         handles = [
             Patch(facecolor=np.array(TILE_COLORS[ch]) / 255, edgecolor="black", label=f"{ch}  {TILE_NAMES[ch]}")
             for ch in TILES
         ]
+        if mark_label is not None:
+            handles.append(Patch(facecolor="white", edgecolor=np.array(MARK_COLOR) / 255, linewidth=2, label=mark_label))
         fig.legend(
             handles=handles,
             loc="upper left",
@@ -260,11 +312,12 @@ def _draw_figure(rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 10
     return fig
 
 
-def save_png(rgb: np.ndarray, path: str | Path, legend: bool = False, title: str | None = None) -> Path:
+def save_png(rgb: np.ndarray, path: str | Path, legend: bool = False, title: str | None = None, mark_label: str | None = None) -> Path:
     """Write `rgb` `(H, W, 3)` uint8 as a PNG at `path`, atomically (temp file in the same folder + os.replace).
 
     Without legend and title the PNG is exactly the image's pixels; with them, the image is drawn at
-    its pixel size with the title above and a legend of every tile's colour and name to the right.
+    its pixel size with the title above (wrapped to the width) and a legend of every tile's colour and
+    name to the right, plus `mark_label` for the red outline of marked rooms when given.
     Parent folders are created. Returns the path written.
     """
     arr = _check_rgb(rgb)
@@ -274,7 +327,7 @@ def save_png(rgb: np.ndarray, path: str | Path, legend: bool = False, title: str
 
     def write(handle: BinaryIO) -> None:
         if legend or title:
-            _draw_figure(arr, legend, title).savefig(handle, format="png")
+            _draw_figure(arr, legend, title, mark_label=mark_label).savefig(handle, format="png")
         else:
             imsave(handle, arr, format="png")
 

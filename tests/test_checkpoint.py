@@ -117,8 +117,8 @@ def assert_same(a: Any, b: Any, where: str = "state") -> None:
         assert a == b, f"{where}: {a!r} != {b!r}"
 
 
-def manager(folder: Path, **policy: Any) -> CheckpointManager:
-    return CheckpointManager(folder, CheckpointPolicy(**policy))
+def manager(folder: Path, async_save: bool = False, **policy: Any) -> CheckpointManager:
+    return CheckpointManager(folder, CheckpointPolicy(**policy), async_save=async_save)
 
 
 def names(folder: Path) -> set[str]:
@@ -270,17 +270,21 @@ def test_rotation_keeps_last_n_per_stage_and_never_best_or_latest(tmp_path: Path
     assert load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == 1
 
 
-@pytest.mark.parametrize(("budget_files", "kept_epochs", "over"), [(3.5, [5], False), (4.5, [4, 5], False), (1.5, [], True)])
-def test_disk_budget_deletes_oldest_epoch_files(
-    tmp_path: Path, objs: SimpleNamespace, caplog: pytest.LogCaptureFixture, budget_files: float, kept_epochs: list[int], over: bool
-) -> None:
+# Epoch 1 is also best (one file, two names) and epoch 5 also latest: deleting either name would free nothing,
+# so they stay; the budget counts each file once however many names it has.
+@pytest.mark.parametrize(("budget_files", "kept_epochs", "over"), [(3.5, [1, 4, 5], False), (4.5, [1, 3, 4, 5], False), (1.5, [1, 5], True)])
+@pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
+def test_disk_budget_deletes_oldest_epoch_files(tmp_path: Path, objs: SimpleNamespace, caplog: pytest.LogCaptureFixture,
+                                                budget_files: float, kept_epochs: list[int], over: bool, async_save: bool) -> None:
     size = len(serialize(finalize({**make_state(objs), "best_metric": {"diffusion": 1.0}, "monitor": {"metric": "val_loss", "mode": "min"}})))
-    mgr = manager(tmp_path, keep_last_n=10, disk_budget_gb=budget_files * size / 1e9)
+    mgr = manager(tmp_path, async_save, keep_last_n=10, disk_budget_gb=budget_files * size / 1e9)
     with caplog.at_level(logging.WARNING, logger="hmolqd.checkpointing.manager"):
         for epoch in range(1, 6):
             mgr.save_epoch_end(make_state(objs, epoch=epoch, step=epoch), {"val_loss": 1.0})
+        mgr.flush()
     assert names(tmp_path) == {LATEST, "checkpoint_best.pt"} | {f"checkpoint_epoch_{e}.pt" for e in kept_epochs}
     assert ("over disk_budget_gb" in caplog.text) == over
+    assert mgr.on_disk()[2] == sum({p.stat().st_ino: p.stat().st_size for p in tmp_path.iterdir()}.values())
 
 
 # ---------------------------------------------------------------- failures while saving
@@ -416,8 +420,8 @@ def test_corrupt_newest_files_are_reported_and_skipped(
     mgr = manager(tmp_path)
     mgr.save_epoch_end(make_state(objs, epoch=1, step=10), {"val_loss": 2.0})
     mgr.save_epoch_end(make_state(objs, epoch=2, step=20), {"val_loss": 3.0})
-    for name in (LATEST, "checkpoint_epoch_2.pt"):
-        corrupt(tmp_path / name)
+    assert (tmp_path / LATEST).samefile(tmp_path / "checkpoint_epoch_2.pt")  # one save, one file, two names
+    corrupt(tmp_path / LATEST)  # damages both names of the second save; the first save's file is another file
     with caplog.at_level(logging.WARNING, logger="hmolqd.checkpointing.resume"):
         result = find_resume_checkpoint(tmp_path, kaggle_input=None)
     assert result.path == tmp_path / "checkpoint_epoch_1.pt" and result.checkpoint["global_step"] == 10
@@ -428,6 +432,29 @@ def test_corrupt_newest_files_are_reported_and_skipped(
     assert "checkpoint_epoch_1.pt" in result.message and "skipped checkpoint_" in result.message
     with pytest.raises(CheckpointError, match=re.escape(reason)):
         load_checkpoint(tmp_path / LATEST)
+
+
+class RunsCode:
+    """A hostile pickle: loading it with weights_only=False would call os.system."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_hostile_pickle_is_refused_naming_the_global_without_unsafe_advice(tmp_path: Path, objs: SimpleNamespace) -> None:
+    manager(tmp_path).save_epoch_end(make_state(objs), {"val_loss": 1.0})
+    obj = torch.load(tmp_path / LATEST, weights_only=True)
+    obj["history"].append(RunsCode(tmp_path / "pwned"))
+    torch.save(obj, tmp_path / "checkpoint_epoch_9.pt")
+    _, reason = checkpoint_file.try_load_checkpoint(tmp_path / "checkpoint_epoch_9.pt")
+    assert f"pickled reference to the global {os.system.__module__}.system" in reason  # posix.system on Linux
+    assert "weights_only=False" not in reason and "set to `False`" not in reason and "trust" not in reason
+    result = find_resume_checkpoint(tmp_path, kaggle_input=None)
+    assert result.path == tmp_path / LATEST and "checkpoint_epoch_9.pt (refused by torch.load(weights_only=True)" in result.message
+    assert not (tmp_path / "pwned").exists()
 
 
 def test_nothing_valid_starts_from_scratch(tmp_path: Path, objs: SimpleNamespace) -> None:
@@ -527,7 +554,7 @@ def test_architecture_change_lists_every_differing_key(objs: SimpleNamespace) ->
         assert text in str(err.value)
 
 
-def test_training_key_changes_are_allowed_and_logged(caplog: pytest.LogCaptureFixture) -> None:
+def test_training_key_changes_are_allowed_and_returned_once(caplog: pytest.LogCaptureFixture) -> None:
     saved = Config().to_dict()
     current = Config().with_overrides(batch_size=32, log_every=5, num_epochs=10, learning_rate=5e-4)
     with caplog.at_level(logging.INFO, logger="hmolqd.checkpointing.resume"):
@@ -537,7 +564,8 @@ def test_training_key_changes_are_allowed_and_logged(caplog: pytest.LogCaptureFi
     assert [m for m in messages if m.startswith("WARNING")] == [
         "WARNING: config key 'learning_rate' changed since the checkpoint: 0.001 -> 0.0005 (applied: the learning-rate schedule is rebuilt with the new peak)"
     ]
-    assert any(r.levelno == logging.WARNING and "learning_rate" in r.getMessage() for r in caplog.records)
+    # The caller prints the messages; logging them as well printed every warning twice (stdout and stderr).
+    assert not any("changed since the checkpoint" in r.getMessage() for r in caplog.records)
 
 
 def test_missing_model_in_checkpoint_is_an_error(tmp_path: Path, objs: SimpleNamespace) -> None:

@@ -136,3 +136,32 @@ def test_architecture_diff_lists_every_key_with_both_values() -> None:
     older = {k: v for k, v in ModelConfig().__dict__.items() if k != "cond_stairs"}
     assert architecture_diff(older, ModelConfig()) == []
     assert architecture_diff(older, ModelConfig(cond_stairs=False)) == ["cond_stairs: checkpoint=True config=False"]
+
+
+# ---------------------------------------------------------------- the README's configuration table
+
+
+def test_readme_configuration_table_is_generated_from_config_py() -> None:
+    """README.md's table between the config-table markers is exactly what tools/readme_config_table.py writes."""
+    import importlib.util
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = importlib.util.spec_from_file_location("readme_config_table", repo / "tools" / "readme_config_table.py")
+    tool = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tool)
+    readme = (repo / "README.md").read_text(encoding="utf-8")
+    assert tool.with_table(readme) == readme, "README.md's configuration table is out of date: run python tools/readme_config_table.py"
+    # The notebook's CONFIG cell points at that table by its heading.
+    assert "### Configuration table" in readme and '\\"Configuration table\\"' in (repo / "train_h_molqd_kaggle.ipynb").read_text()
+
+
+def test_config_table_lists_every_key_with_section_default_and_comment() -> None:
+    from hmolqd.config import config_table, key_docs
+
+    docs = key_docs()
+    assert [key for key, *_ in docs] == list(flat_keys())  # every key, once, in section order
+    defaults = Config().to_flat()
+    for key, section, default, comment in docs:
+        assert flat_keys()[key] == section and default == defaults[key] and comment, key
+        assert f"| `{key}` | {section} | `{default!r}` |" in config_table()

@@ -274,6 +274,26 @@ def test_configured_folder_without_rooms_is_named(tmp_path: Path) -> None:
     assert str(tmp_path / "nowhere") in str(info.value) and FETCH_COMMAND in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("make", "says"),
+    [
+        (lambda p: None, "does not exist"),
+        (lambda p: p.write_text("x"), "is not a folder"),
+        (lambda p: p.mkdir(), "holds no tloz*.txt"),
+    ],
+    ids=["missing", "file", "empty_folder"],
+)
+@pytest.mark.parametrize(("key", "hint"), [("data_dir", "or set data_dir to"), ("--data", "or pass --data FOLDER with")])
+def test_configured_folder_problem_is_named_with_the_callers_setting(tmp_path: Path, make, says: str, key: str, hint: str) -> None:
+    folder = tmp_path / "corpus"
+    make(folder)
+    with pytest.raises(DataNotFoundError) as info:
+        find_data_dir(str(folder), kaggle_root=tmp_path, default=tmp_path, key=key)
+    message = str(info.value)
+    assert message.startswith(f"{key} {str(folder)!r} {says}") and hint in message
+    assert ("holds no" in message) == (says == "holds no tloz*.txt")
+
+
 def test_find_on_kaggle_then_default(tmp_path: Path) -> None:
     kaggle = tmp_path / "kaggle" / "input"
     default = tmp_path / "data" / "vglc-zelda"

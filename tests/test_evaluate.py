@@ -153,15 +153,17 @@ def _red_pixels(path: Path) -> int:
 def test_save_sample_grid_marks_nonplayable(tmp_path: Path, train: SimpleNamespace) -> None:
     rooms = train.rooms[:4]  # rooms 0-2 playable, room 3 has no door
     assert playable_mask(rooms).tolist() == [True, True, True, False]
+    # The legend's "not playable" entry is a red outline too: counted once, in every marked picture.
+    legend = _red_pixels(ev.save_sample_grid(rooms[:3], tmp_path / "legend.png", ncols=2))
     marked = ev.save_sample_grid(rooms, tmp_path / "marked.png", ncols=2)
     plain = ev.save_sample_grid(rooms, tmp_path / "plain.png", ncols=2, marks_nonplayable=False)
-    one_frame = _red_pixels(marked)
-    assert one_frame > 0 and _red_pixels(plain) == 0
+    one_frame = _red_pixels(marked) - legend
+    assert legend > 0 and one_frame > 0 and _red_pixels(plain) == 0
     # Two non-playable rooms draw twice the frame pixels of one.
     two = ev.save_sample_grid(torch.cat([rooms, rooms[3:]]), tmp_path / "two.png", ncols=2)
-    assert _red_pixels(two) == 2 * one_frame
+    assert _red_pixels(two) - legend == 2 * one_frame
     # limit keeps the first rooms only: the non-playable 4th room is left out.
-    assert _red_pixels(ev.save_sample_grid(rooms, tmp_path / "limited.png", limit=3)) == 0
+    assert _red_pixels(ev.save_sample_grid(rooms, tmp_path / "limited.png", limit=3)) == legend
     with pytest.raises(ValueError, match="limit"):
         ev.save_sample_grid(rooms, tmp_path / "x.png", limit=0)
 

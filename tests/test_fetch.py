@@ -1,12 +1,22 @@
-"""fetch-data end to end against a fake raw.githubusercontent.com on 127.0.0.1 (never the real network)."""
+"""fetch-data end to end against a fake raw.githubusercontent.com on 127.0.0.1 (never the real network).
+
+The fake server serves the shared corpus under the file names of TheVGLC/TheVGLC at the pinned commit,
+written out here (not taken from the manifest) and matched case-sensitively, as GitHub does: a wrong
+remote name in the manifest is a 404 here as it is there.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import os
 import socket
+import subprocess
+import sys
 import threading
+import urllib.error
 import urllib.parse
+import urllib.request
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -26,6 +36,7 @@ from hmolqd.data.fetch import (
     IncompleteDownloadError,
     ManifestEntry,
     NetworkUnavailableError,
+    SizeMismatchError,
     build_manifest,
     fetch_vglc,
     file_url,
@@ -36,6 +47,21 @@ from hmolqd.data.fetch import (
 MANIFEST = load_manifest()
 ROOM_FILE = "Processed/tloz1_1.txt"
 FAST = {"timeout": 5.0, "progress": False, "retries": 1, "backoff_s": 0.0}
+REPO = Path(__file__).resolve().parents[1]
+# TheVGLC/TheVGLC at the pinned commit: the licence is "License.md" at the repository root (its SHA-256 is the
+# manifest's LICENSE-VGLC.md), the corpus lies under "The Legend of Zelda/" in the layout the loader reads.
+UPSTREAM_LICENCE = "License.md"
+UPSTREAM_ZELDA = "The Legend of Zelda"
+
+
+def upstream_files(vglc_dir: Path) -> dict[str, bytes]:
+    """The shared corpus under its upstream paths (SOURCE.md is our note about the copy, not an upstream file)."""
+    files = {}
+    for path in sorted(p for p in vglc_dir.rglob("*") if p.is_file()):
+        local = path.relative_to(vglc_dir).as_posix()
+        if local != "SOURCE.md":
+            files[UPSTREAM_LICENCE if local == "LICENSE-VGLC.md" else f"{UPSTREAM_ZELDA}/{local}"] = path.read_bytes()
+    return files
 
 
 @dataclass
@@ -47,6 +73,8 @@ class FakeRepo:
     truncate: set[str] = field(default_factory=set)  # full Content-Length, half the body, then close
     truncate_once: set[str] = field(default_factory=set)  # truncate only the first request
     missing: set[str] = field(default_factory=set)  # answer 404
+    extra: dict[str, bytes] = field(default_factory=dict)  # serve the bytes with these appended (oversized)
+    no_length: set[str] = field(default_factory=set)  # send no Content-Length (the body ends when the socket closes)
     requests: Counter = field(default_factory=Counter)
     lock: threading.Lock = field(default_factory=threading.Lock)
 
@@ -63,14 +91,17 @@ def make_handler(repo: FakeRepo, prefix: str) -> type[BaseHTTPRequestHandler]:
             with repo.lock:
                 repo.requests[remote] += 1
                 first = repo.requests[remote] == 1
+            # An exact, case-sensitive lookup: "LICENSE.md" is not "License.md" (GitHub answers 404 too).
             if remote not in repo.files or remote in repo.missing:
                 self.send_error(404)
                 return
             body = repo.files[remote]
             if remote in repo.tamper:
                 body = tampered(body)
+            body += repo.extra.get(remote, b"")
             self.send_response(200)
-            self.send_header("Content-Length", str(len(body)))
+            if remote not in repo.no_length:
+                self.send_header("Content-Length", str(len(body)))
             self.end_headers()
             if remote in repo.truncate or (first and remote in repo.truncate_once):
                 self.wfile.write(body[: len(body) // 2])
@@ -93,8 +124,8 @@ class Server:
 
 @pytest.fixture
 def server(vglc_dir: Path) -> Iterator[Server]:
-    """Serves the shared corpus under its manifest remote paths, like raw.githubusercontent.com/<repo>/<sha>/."""
-    repo = FakeRepo({e.remote: (vglc_dir / e.path).read_bytes() for e in MANIFEST})
+    """Serves the shared corpus under its upstream paths, like raw.githubusercontent.com/<repo>/<sha>/."""
+    repo = FakeRepo(upstream_files(vglc_dir))
     prefix = f"/TheVGLC/TheVGLC/{VGLC_COMMIT}/"
     httpd = HTTPServer(("127.0.0.1", 0), make_handler(repo, prefix))
     thread = threading.Thread(target=httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
@@ -144,11 +175,11 @@ def test_build_manifest_maps_licence_and_skips_extras(tmp_path: Path) -> None:
         ("Processed/tloz1_1.txt", "The Legend of Zelda/Processed/tloz1_1.txt"),
         ("Graph Processed/LoZ_1.dot", "The Legend of Zelda/Graph Processed/LoZ_1.dot"),
         ("zelda.json", "The Legend of Zelda/zelda.json"),
-        ("LICENSE-VGLC.md", "LICENSE.md"),
+        ("LICENSE-VGLC.md", "License.md"),
     ]
     assert files[3] == {
         "path": "LICENSE-VGLC.md",
-        "remote": "LICENSE.md",
+        "remote": "License.md",
         "sha256": hashlib.sha256(b"MIT").hexdigest(),
         "size": 3,
     }
@@ -303,3 +334,90 @@ def test_no_network_tells_user_about_offline_options(tmp_path: Path) -> None:
     with pytest.raises(NetworkUnavailableError, match=r"cannot reach http://127\.0\.0\.1:\d+/.*Kaggle dataset.*data dir"):
         fetch_vglc(tmp_path / "data", f"http://127.0.0.1:{port}", manifest=one, **FAST)
     assert part_files(tmp_path) == []
+
+
+# --- upstream file names (case-sensitive) ---------------------------------------------------------
+
+
+@pytest.mark.real_data
+def test_manifest_asks_for_the_upstream_names_and_bytes(vglc_dir: Path) -> None:
+    upstream = upstream_files(vglc_dir)
+    assert {e.remote for e in MANIFEST} == set(upstream)
+    for e in MANIFEST:
+        assert hashlib.sha256(upstream[e.remote]).hexdigest() == e.sha256, e.remote
+    assert entry("LICENSE-VGLC.md").remote == UPSTREAM_LICENCE
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize(
+    ("remote", "status"),
+    [(UPSTREAM_LICENCE, 200), ("LICENSE.md", 404), ("license.md", 404), ("the legend of zelda/zelda.json", 404)],
+)
+def test_fake_server_matches_names_case_sensitively(server: Server, remote: str, status: int) -> None:
+    url = file_url(server.base_url, ManifestEntry("x", remote, "0" * 64, 0))
+    try:
+        with urllib.request.urlopen(url, timeout=5) as response:
+            got = response.status
+    except urllib.error.HTTPError as err:
+        got = err.code
+    assert got == status
+
+
+@pytest.mark.real_data
+def test_old_licence_name_fails_against_the_upstream_names(server: Server, tmp_path: Path) -> None:
+    lic = entry("LICENSE-VGLC.md")
+    old = [ManifestEntry(lic.path, "LICENSE.md", lic.sha256, lic.size)]
+    with pytest.raises(FetchError, match=r"HTTP 404 .*/LICENSE\.md \(file LICENSE-VGLC\.md\)"):
+        fetch_vglc(tmp_path / "data", server.base_url, manifest=old, **FAST)
+    assert fetch_vglc(tmp_path / "data", server.base_url, manifest=[lic], **FAST).downloaded == (lic.path,)
+
+
+# --- oversized download -----------------------------------------------------------------------------
+
+
+@pytest.mark.real_data
+@pytest.mark.parametrize("extra", [b"\n", b"x" * 100_000], ids=["one_byte", "100k"])
+@pytest.mark.parametrize("content_length", [True, False], ids=["content_length", "no_length"])
+def test_oversized_download_is_a_size_mismatch_not_retried(server: Server, tmp_path: Path, extra: bytes, content_length: bool) -> None:
+    target = entry("zelda.json")
+    server.repo.extra[target.remote] = extra
+    if not content_length:
+        server.repo.no_length.add(target.remote)
+    dest = tmp_path / "data"
+    with pytest.raises(SizeMismatchError, match=rf"^zelda\.json: size mismatch: .*the manifest's file is {target.size} bytes") as info:
+        fetch_vglc(dest, server.base_url, manifest=[target], **FAST)
+    assert "connection closed" not in str(info.value)
+    assert server.repo.requests[target.remote] == 1  # a size mismatch is not retried as a network fault
+    assert not (dest / "zelda.json").exists() and part_files(dest) == []
+
+
+# --- README command (a) end to end -----------------------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.real_data
+def test_readme_command_a_fetches_then_trains(server: Server, tmp_path: Path) -> None:
+    """README command (a) against the fake upstream: `fetch-data DIR`, then `train --set data_dir=DIR`.
+
+    The server holds the real corpus under the upstream names (case included). Training uses the `smoke`
+    preset instead of the README's `cpu` preset to keep CI short: it is the same command and code path.
+    """
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    data = tmp_path / "data" / "vglc-zelda"
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "hmolqd", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+    fetched = run("fetch-data", str(data), "--base-url", server.base_url)
+    assert fetched.returncode == 0, fetched.stderr
+    assert verify_vglc(data) == [] and (data / "LICENSE-VGLC.md").is_file()
+    assert server.repo.requests[UPSTREAM_LICENCE] == 1 and sum(server.repo.requests.values()) == len(MANIFEST)
+
+    trained = run("train", "--preset", "smoke", "--set", f"data_dir={data}")
+    assert trained.returncode == 0, trained.stderr[-3000:]
+    assert f"data: {data}: 404 training rooms" in trained.stdout
+    final = tmp_path / "runs" / "smoke" / "outputs" / "model_final.pt"
+    assert final.is_file()
+    from hmolqd.checkpointing.export import load_model
+
+    assert load_model(final).config.data.data_dir == str(data)

@@ -76,7 +76,7 @@ def assert_outputs_valid(out: Path, ckpt: Path) -> list[dict[str, Any]]:
     """Every output file exists and is what it claims to be; returns the training history."""
     Config.from_json((out / "config.json").read_text())
     history = json.loads((out / "training_history.json").read_text())
-    pngs = ["training_curves.png", "dungeon_tloz1_1.png"] + [f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS]
+    pngs = ["training_curves.png", "dungeon_tloz1_1.png", "dungeon_generated.png"] + [f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS]
     for name in pngs:
         image = matplotlib.image.imread(out / name)
         assert image.ndim == 3 and min(image.shape[:2]) > 16, f"{name}: {image.shape}"
@@ -137,7 +137,8 @@ def test_training_notebook_runs_then_resumes_when_run_again(vglc_dir: Path, tmp_
     text = text_of(first)
     assert NO_CHECKPOINT in text and "device: cpu" in text and "AMP: off" in text
     assert "rooms: 459" in text  # the corpus statistics cell
-    assert images_shown(first) == 2 + len(SAMPLE_CONDITIONS), "dungeon map, curves and one grid per door condition"
+    assert images_shown(first) == 3 + len(SAMPLE_CONDITIONS), "real dungeon map, curves, one grid per door condition, generated dungeon"
+    assert "dungeon sampled_0 (sampled (seed 0, template " in text and "mission: " in text  # the generated dungeon's summary
     history = assert_outputs_valid(out, ckpt)
     assert epochs(history) == [("vqvae", 1), ("diffusion", 1)]
 

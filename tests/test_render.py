@@ -18,6 +18,7 @@ from hmolqd.render import (
     PALETTE,
     TEXT_TO_SCREEN_SIDE,
     TILE_COLORS,
+    describe_doors,
     dungeon_to_rgb,
     grid_to_rgb,
     room_to_rgb,
@@ -106,6 +107,29 @@ def test_door_on_a_text_side_lands_on_the_documented_screen_side(text_side: str)
 
 def test_text_to_screen_sides_pin() -> None:
     assert TEXT_TO_SCREEN_SIDE == {"top": "west", "bottom": "east", "left": "north", "right": "south"}
+
+
+@pytest.mark.parametrize(
+    ("doors", "text"),
+    [
+        ((True, True, False, False), "doors east, west; none north, south"),  # text top/bottom
+        ((False, False, True, True), "doors north, south; none east, west"),  # text left/right
+        ((False, False, True, False), "doors north; none east, south, west"),
+        ((True, True, True, True), "doors on all four sides"),
+        ((False, False, False, False), "no doors"),
+    ],
+)
+def test_describe_doors_names_sides_as_on_screen(doors: tuple[bool, ...], text: str) -> None:
+    assert describe_doors(doors) == text
+    assert describe_doors(torch.tensor(doors)) == text
+    # The names agree with the picture: each named door is drawn on that side of the screen room.
+    room = walled_room()
+    for side, d in zip(tiles.SIDES, doors):
+        if d:
+            room[TEXT_DOOR[side]] = tiles.DOOR
+    is_door = (room_to_rgb(room, scale=1) == TILE_COLORS["D"]).all(-1)
+    drawn = {side for side, where in SCREEN_DOOR.items() if is_door[where].all()}
+    assert drawn == {TEXT_TO_SCREEN_SIDE[s] for s, d in zip(tiles.SIDES, doors) if d}
 
 
 # --- colours -----------------------------------------------------------------------------------------
@@ -291,6 +315,24 @@ def test_save_png_with_legend_or_title_decodes_and_is_larger(tmp_path: Path, leg
         assert set(TILE_COLORS.values()) <= pixels
 
 
+@pytest.mark.parametrize("legend", [False, True])
+@pytest.mark.parametrize("ncols", [1, 6])
+def test_long_title_is_wrapped_inside_the_picture_not_cut_off(legend: bool, ncols: int) -> None:
+    rgb = grid_to_rgb(np.stack([walled_room()] * ncols), ncols=ncols)
+    title = "24 generated rooms: doors east, west; none north, south (seed 1) and a few more words to be long " * 2
+    fig = render._draw_figure(rgb, legend, title, mark_label="not playable" if legend else None)  # noqa: SLF001
+    renderer = fig.canvas.get_renderer()
+    (text,) = fig.texts
+    box, image = text.get_window_extent(renderer), fig.axes[0].get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, (box, fig.bbox)
+    assert box.y0 >= image.y1  # above the image, not over it
+    assert text.get_text().replace("\n", " ") == " ".join(title.split())  # every word kept
+    if legend:
+        labels = [t.get_text() for t in fig.legends[0].get_texts()]
+        assert labels[-1] == "not playable" and len(labels) == len(tiles.TILES) + 1
+        assert fig.legends[0].get_window_extent(renderer).x1 <= fig.bbox.width
+
+
 def test_save_png_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = save_png(room_to_rgb(walled_room()), tmp_path / "room.png")
     before = path.read_bytes()
@@ -345,3 +387,40 @@ def test_real_levels_read_in_game_orientation(vglc_dir: Path) -> None:
     # Second Quest Level 1 is shaped like the letter E: full column on the west, arms to the east.
     rooms, rows, cols = read_vglc(processed / "tloz1_2.txt")
     assert occupancy(dungeon_to_rgb(rooms, rows, cols, scale=1)) == ["##", "##", "#.", "##", "##", "#.", "##", "##"]
+
+
+# --- the sample pictures of a training run ------------------------------------------------------------
+
+
+def test_sample_pictures_have_screen_side_titles_a_legend_and_marked_unplayable_rooms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from hmolqd.config import Config
+    from hmolqd.evaluation import report
+    from hmolqd.training import outputs
+
+    playable = walled_room()
+    playable[TEXT_DOOR["top"]] = playable[TEXT_DOOR["bottom"]] = tiles.DOOR
+    blocked = playable.copy()
+    blocked[8, 2:9] = tiles.BLOCK  # a wall of blocks between the two doors: not playable
+    rooms = torch.from_numpy(np.stack([playable, blocked, playable]))
+    monkeypatch.setattr(outputs, "generate", lambda gen, n, **kw: rooms[:n])
+    saved: list[dict] = []
+    real_save_png = report.save_png
+    monkeypatch.setattr(report, "save_png", lambda rgb, path, **kw: saved.append(kw) or real_save_png(rgb, path, **kw))
+    marks: list[list[bool]] = []
+    real_grid = report.grid_to_rgb
+    monkeypatch.setattr(report, "grid_to_rgb", lambda r, **kw: marks.append(kw["marks"].tolist()) or real_grid(r, **kw))
+
+    paths = outputs.write_samples(None, Config(), tmp_path, n=3)  # type: ignore[arg-type]  # generate is replaced
+    assert [p.name for p in paths] == [f"sample_{name}.png" for name, _ in outputs.SAMPLE_CONDITIONS]
+    assert [p.name for p in paths] == ["sample_unconditional.png", "sample_west_east.png", "sample_north_south.png", "sample_all_sides.png"]
+    assert [kw["title"] for kw in saved] == [
+        "3 generated rooms: unconditional (any doors) (seed 0)",
+        "3 generated rooms: doors east, west; none north, south (seed 1)",
+        "3 generated rooms: doors north, south; none east, west (seed 2)",
+        "3 generated rooms: doors on all four sides (seed 3)",
+    ]
+    assert all(kw["legend"] and kw["mark_label"] == "not playable" for kw in saved)
+    assert marks == [[False, True, False]] * 4  # the blocked room is outlined in red, as in evaluation_samples.png
+    for path in paths:
+        colours = {tuple(p) for p in np.rint(imread(path)[..., :3] * 255).astype(np.uint8).reshape(-1, 3).tolist()}
+        assert set(TILE_COLORS.values()) <= colours and MARK_COLOR in colours  # the legend's swatches, the red outline

@@ -137,7 +137,7 @@ def test_parse_doors_and_stairs() -> None:
     assert torch.equal(parse_doors(torch.tensor([True, False, True, False]), 3), both)
     assert parse_doors("", 2).tolist() == [[False] * 4] * 2
     assert parse_doors(None, 2) is None
-    with pytest.raises(ValueError, match="unknown side"):
+    with pytest.raises(ValueError, match="unknown door side"):
         parse_doors("up", 2)
     with pytest.raises(ValueError, match="shape"):
         parse_doors(torch.ones(2, 3, dtype=torch.bool), 2)
@@ -149,6 +149,16 @@ def test_parse_doors_and_stairs() -> None:
     assert parse_stairs(None, 2) is None
     with pytest.raises(ValueError, match="not one of"):
         parse_stairs("maybe", 2)
+
+
+@pytest.mark.parametrize(
+    ("screen", "text"),
+    [("north", "left"), ("south", "right"), ("west", "top"), ("east", "bottom"), ("North, EAST", "left,bottom"), ("north,west,south,east", "top,bottom,left,right")],
+)
+def test_parse_doors_takes_on_screen_names(screen: str, text: str) -> None:
+    # On screen = the text grid transposed (hmolqd.render.TEXT_TO_SCREEN_SIDE): text left is the north side.
+    assert torch.equal(parse_doors(screen, 2), parse_doors(text, 2))
+    assert parse_doors("north,left", 1).tolist() == [[False, False, True, False]]  # two names of one side
 
 
 def test_generate_rejects_stairs_without_stairs_input() -> None:

@@ -230,18 +230,19 @@ def test_show_image_displays_or_says_what_is_missing(tmp_path: Path, monkeypatch
     assert "training_curves.png: not written yet" in capsys.readouterr().out and not shown
     notebook.show_samples(tmp_path)
     assert "no sample grids yet" in capsys.readouterr().out and not shown
-    png = tmp_path / "sample_top_bottom.png"
+    png = tmp_path / "sample_west_east.png"
     matplotlib.image.imsave(png, torch.zeros(4, 4, 3).numpy())
     notebook.show_samples(tmp_path)
     out = capsys.readouterr().out
-    assert "sample_top_bottom.png: doors on top, bottom" in out and "sample_unconditional.png: not written yet" in out
+    assert "sample_west_east.png: doors east, west; none north, south (sides as seen on screen)" in out
+    assert "sample_unconditional.png: not written yet" in out
     assert len(shown) == 1 and shown[0].data == png.read_bytes()
 
 
 def test_sample_captions_follow_the_sample_conditions(tmp_path: Path) -> None:
     captions = notebook.sample_captions(tmp_path)
     assert [p.name for p, _ in captions] == [f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS]
-    assert captions[0][1] == "sample_unconditional.png: unconditional (no door condition)"
+    assert captions[0][1] == "sample_unconditional.png: unconditional (no door condition); red outline = not playable"
 
 
 def test_list_output_files_gives_sizes_and_zip_contents(tmp_path: Path) -> None:

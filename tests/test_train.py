@@ -29,6 +29,7 @@ TINY = {
     "denoiser_dim": 32, "denoiser_depth": 1, "num_timesteps": 100,
     "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 1, "batch_size": 128, "warmup_steps": 4,
     "log_every": 3, "sample_every": 1, "eval_samples": 8, "sample_steps": 4, "checkpoint_every_steps": 4,
+    "checkpoint_every": 1, "val_every": 1,
 }
 # Single-threaded so that the reference and the interrupted processes reduce floats in the same order.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}

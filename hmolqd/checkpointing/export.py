@@ -22,7 +22,7 @@ from hmolqd.checkpointing.fileformat import (
     write_atomic,
 )
 from hmolqd.checkpointing.restore import state_of
-from hmolqd.config import Config, ConfigError
+from hmolqd.config import STAGES, Config, ConfigError
 from hmolqd.models.room_model import RoomModel
 
 
@@ -36,9 +36,13 @@ def export_inference(path: str | Path, model_states: Mapping[str, Any], config: 
 
 
 def load_inference(path: str | Path, map_location: Any = "cpu") -> dict[str, Any]:
-    """Load an export (or a training checkpoint: its models and config); raises CheckpointError."""
+    """Load an export (or a training checkpoint: its models, config and stage); raises CheckpointError.
+
+    "stage" is the training stage a checkpoint was saved in, None for an export (written after the last stage).
+    """
     obj = load_checkpoint(path, map_location, (INFERENCE_FORMAT, CHECKPOINT_FORMAT))
-    return {"models": obj["models"], "config": obj["config"], "format": obj["format"], "format_version": obj["format_version"]}
+    return {"models": obj["models"], "config": obj["config"], "format": obj["format"], "format_version": obj["format_version"],
+            "stage": obj.get("stage")}
 
 
 def export_model(model: RoomModel, path: str | Path) -> Path:
@@ -46,12 +50,20 @@ def export_model(model: RoomModel, path: str | Path) -> Path:
     return export_inference(path, model.parts(), model.config)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu") -> RoomModel:
+def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, allow_untrained: bool = False) -> RoomModel:
     """Rebuild the room model from `model_final.pt` (or any training checkpoint) with `weights_only=True`.
 
     The returned model's `.config` is the run's whole Config (split, sampling settings), in eval mode.
+    A checkpoint of the first stage (VQ-VAE) holds a denoiser that was never trained, so sampling it gives
+    noise: it is refused with that reason unless `allow_untrained` (e.g. to look at its VQ-VAE).
     """
     obj = load_inference(path, map_location)
+    if obj["stage"] == STAGES[0] and not allow_untrained:
+        raise CheckpointError(
+            f"{path}: the checkpoint's stage is {STAGES[0]!r}, so its denoiser was never trained and the rooms it "
+            f"generates would be noise; use model_final.pt or a checkpoint of the {STAGES[1]!r} stage "
+            "(checkpoint_latest.pt / checkpoint_best.pt once that stage has started)"
+        )
     try:
         cfg = Config.from_dict(obj["config"])
     except ConfigError as err:

@@ -5,7 +5,10 @@ reads it, nothing is unpickled as a class). `finalize` adds `format`, `format_ve
 `torch_version` and `integrity` = {"sha256": digest of every other key, value and tensor byte}; loading
 recomputes the digest, so a truncated or bit-flipped file is reported with the reason instead of resuming
 from damaged weights. The bytes are serialized once in memory (so their size is known before touching the
-disk and one payload can be written under several names) and written with `hmolqd.atomic.atomic_write`.
+disk) and written once with `hmolqd.atomic.atomic_write`; `write_linked` gives the other names of the same
+save (latest / epoch_N / best) as hard links to that file, each moved into place with `os.replace` (a new
+directory entry, never a write into an existing inode), and falls back to one copy per name, logged once,
+where the file system has no hard links.
 See `hmolqd.checkpointing.manager` for the file names and the manager that uses this.
 """
 
@@ -14,6 +17,8 @@ from __future__ import annotations
 import errno
 import hashlib
 import io
+import logging
+import os
 import re
 import shutil
 from collections import OrderedDict
@@ -25,8 +30,10 @@ from typing import Any, BinaryIO
 
 import torch
 
-from hmolqd.atomic import atomic_write
+from hmolqd.atomic import TEMP_SUFFIX, atomic_write, fsync_dir
 from hmolqd.config import STAGES
+
+log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "hmolqd-checkpoint"
 INFERENCE_FORMAT = "hmolqd-inference"
@@ -40,6 +47,10 @@ _REQUIRED = {
 }
 _NAME = re.compile(r"^checkpoint_(?:(?P<stage>" + "|".join(s for s in STAGES if s != MAIN_STAGE) + r")_)?(?:(?P<kind>epoch|step)_(?P<n>\d+)|(?P<best>best))\.pt$")
 TEMP_GLOB = ".checkpoint_*.tmp"  # hmolqd.atomic.atomic_write's temp files for our names
+_SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+# os.link failures that mean "this file system (or this many links) cannot": copy instead.
+_NO_LINK_ERRNOS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+_copy_fallback_logged: set[str] = set()  # folders where "no hard links" was already logged
 
 
 class CheckpointError(RuntimeError):
@@ -69,6 +80,19 @@ class CheckpointFile:
     kind: str  # "latest", "best", "epoch" or "step"
     stage: str | None  # None for latest (any stage)
     n: int | None  # epoch or global step number
+
+
+def is_checkpoint_name(name: str) -> bool:
+    return name == LATEST or _NAME.match(name) is not None
+
+
+def not_regular_entries(folder: str | Path, extra_names: Sequence[str] = ()) -> list[Path]:
+    """Entries of `folder` named like a checkpoint (or one of `extra_names`) that are not regular files,
+    e.g. a directory called checkpoint_latest.pt: saving under that name would fail."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return []
+    return [p for p in sorted(folder.iterdir()) if (is_checkpoint_name(p.name) or p.name in extra_names) and p.exists() and not p.is_file()]
 
 
 def list_checkpoint_files(folder: str | Path) -> list[CheckpointFile]:
@@ -148,8 +172,10 @@ def _feed(h: Any, obj: Any, where: str) -> None:
 def try_load_checkpoint(path: str | Path, map_location: Any = "cpu", formats: Sequence[str] = (CHECKPOINT_FORMAT,)) -> tuple[dict | None, str | None]:
     """(checkpoint, None) for a valid file, (None, reason) otherwise. Only `torch.load(weights_only=True)`."""
     path = Path(path)
+    if path.is_dir():
+        return None, "is a directory, not a checkpoint file"
     if not path.is_file():
-        return None, "no such file"
+        return None, "no such file" if not path.exists() else "not a regular file"
     if path.stat().st_size == 0:
         return None, "empty file (0 bytes)"
     try:
@@ -179,16 +205,27 @@ def _truncated(path: Path) -> str | None:
     return None
 
 
+_GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
+# Sentences of torch's message that advise turning the protection off (or allow-listing): never repeated.
+_UNSAFE_ADVICE = ("weights_only` set to `False`", "weights_only=False", "safe_globals", "trusted source", "trust the source",
+                  "two options", "Check the documentation", "file an issue", "Weights only load failed", "Alternatively")
+
+
 def load_error_reason(err: Exception) -> str:
-    """A one-line reason for a failed `torch.load(weights_only=True)` (which wraps its cause in boilerplate)."""
+    """A one-line reason for a failed `torch.load(weights_only=True)`, without torch's boilerplate.
+
+    A pickle that references a global (a class or function such as `posix.system`) names it; torch's advice
+    to re-run with `weights_only=False` (which would run that code) is never repeated.
+    """
     text = str(err)
-    if "WeightsUnpickler error:" in text:
-        detail = " ".join(text.split("WeightsUnpickler error:", 1)[1].split("Check the documentation", 1)[0].split())
-        if "Unsupported global" in detail:
-            return f"refused by torch.load(weights_only=True): it holds a pickled object that is not plain data ({detail.split('. Please')[0]})"
-        return f"unreadable, truncated or not a torch file (weights-only unpickler: {detail})"
-    first = text.strip().splitlines()[0] if text.strip() else ""
-    return f"unreadable, truncated or not a torch file ({type(err).__name__}: {first})"
+    if m := _GLOBAL.search(text):
+        return f"refused by torch.load(weights_only=True): it holds a pickled reference to the global {m[1]}, which is not plain data (nothing in the file was run)"
+    parts = re.split(r"(?<=[.:])\s+|\n+", text.split("WeightsUnpickler error:", 1)[-1])
+    detail = " ".join(p.strip() for p in parts if p.strip() and not any(a in p for a in _UNSAFE_ADVICE))
+    detail = re.sub(r"\x1b\[[0-9;]*m", "", detail).strip()
+    if "Weights only load failed" in text or "WeightsUnpickler" in text:
+        return f"unreadable, truncated or not a torch file (weights-only unpickler: {detail or type(err).__name__})"
+    return f"unreadable, truncated or not a torch file ({type(err).__name__}: {detail.splitlines()[0] if detail else ''})"
 
 
 def _invalid_reason(obj: Any, formats: Sequence[str]) -> str | None:
@@ -242,6 +279,46 @@ def write_atomic_from(path: Path, source: Path) -> None:
     _atomic(path, Path(source).stat().st_size, copy)
 
 
+def write_linked(folder: Path, names: Sequence[str], data: memoryview) -> int:
+    """Write `data` once as `folder/names[0]` and give it the other `names` as hard links; returns the bytes
+    written (len(data), or a multiple where links fail and copies are written instead).
+
+    Each name is moved into place with `os.replace` of a fresh link (or copy), so a name that shared an inode
+    with an older save (epoch_N with the previous latest) keeps its contents. Raises CheckpointError.
+    """
+    first = folder / names[0]
+    write_atomic(first, data)
+    written = len(data)
+    for name in names[1:]:
+        if not _link_into_place(first, folder / name):
+            write_atomic(folder / name, data)
+            written += len(data)
+    fsync_dir(folder)
+    return written
+
+
+def _link_into_place(source: Path, target: Path) -> bool:
+    """Atomically make `target` another name of `source`'s file; False where this file system has no links."""
+    tmp = target.with_name(f".{target.name}.{os.getpid()}-link{TEMP_SUFFIX}")
+    tmp.unlink(missing_ok=True)
+    try:
+        os.link(source, tmp)
+    except OSError as err:
+        if err.errno not in _NO_LINK_ERRNOS:
+            raise CheckpointError(f"saving {target} (a hard link to {source.name}) failed: {err.strerror or err}; "
+                                  "earlier checkpoints are untouched") from err
+        if str(target.parent) not in _copy_fallback_logged:
+            _copy_fallback_logged.add(str(target.parent))
+            log.info("no hard links in %s (%s): each checkpoint name of a save is written as its own copy", target.parent, err.strerror or err)
+        return False
+    try:
+        os.replace(tmp, target)
+    except OSError as err:
+        tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"saving {target} failed: {err.strerror or err}; earlier checkpoints are untouched") from err
+    return True
+
+
 def _atomic(path: Path, size: int, write: Callable[[BinaryIO], None]) -> None:
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
@@ -251,11 +328,10 @@ def _atomic(path: Path, size: int, write: Callable[[BinaryIO], None]) -> None:
     try:
         atomic_write(path, write)
     except OSError as err:
-        full = " (disk full)" if err.errno in (errno.ENOSPC, errno.EDQUOT) else ""
-        raise CheckpointError(
-            f"saving {path} failed{full}: {err.strerror or err}; {_space(size, _free_bytes(folder), folder)}; "
-            "earlier checkpoints are untouched and the temp file was removed"
-        ) from err
+        # Free-space figures only where space is the cause; otherwise the cause alone (read-only, permissions).
+        cause = (f" (disk full): {err.strerror or err}; {_space(size, _free_bytes(folder), folder)}" if err.errno in _SPACE_ERRNOS
+                 else f": {err.strerror or err} ({folder})")
+        raise CheckpointError(f"saving {path} failed{cause}; earlier checkpoints are untouched and the temp file was removed") from err
 
 
 def _free_bytes(folder: Path) -> int | None:

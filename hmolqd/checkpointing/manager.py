@@ -20,15 +20,18 @@ passes `state` with at least `stage`, `epoch` (epochs done in the stage), `globa
 `optimizer`, `scheduler`, `scaler` (state dicts), `rng` (`capture_rng_state()`), `data_order` (epoch seed
 and position in the epoch), `history` (metrics per epoch) and `elapsed` (training seconds). The manager
 adds `format`, `format_version`, `timestamp`, `torch_version`, `best_metric` ({stage: best value}, owned by
-the manager: a `best_metric` in `state` is replaced), `monitor` and `integrity` (sha256 over every key,
-value and tensor byte, so a truncated or bit-flipped file is detected).
+the manager: a `best_metric` in `state` is replaced), `monitor`, `run_id` (the run the file belongs to,
+`hmolqd.checkpointing.identity`) and `integrity` (sha256 over every key, value and tensor byte, so a
+truncated or bit-flipped file is detected).
 
-Usage (main rank saves, every rank may load)::
+Usage (main rank saves under the directory lock, every rank may load)::
 
+    lock = DirLock(check_checkpoint_dir(cfg.paths.checkpoint_dir)).acquire()   # main rank, until exit
     result = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from,
                                     auto_resume=cfg.run.auto_resume, is_main=rt.is_main)
     log(result.message)
-    mgr = CheckpointManager.from_config(cfg, is_main=rt.is_main)
+    if result.run_info is not None: write_run_info(cfg.paths.checkpoint_dir, result.run_info)   # a new run
+    mgr = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=result.run_id)
     if result.checkpoint is not None:
         for msg in check_resume_config(result.checkpoint["config"], cfg): log(msg)
         load_training_state(result.checkpoint, models=model.parts(), optimizer=opt, scaler=scaler)
@@ -36,27 +39,42 @@ Usage (main rank saves, every rank may load)::
     ... each epoch:     mgr.save_epoch_end(state, metrics)   # epoch_N if due, best if improved, + latest
     ... each step:      if mgr.step_save_due(stage, global_step): mgr.save_step(state)   # step_N + latest
     ... on stop / end of stage:  mgr.save_latest(state)
+    ... before exiting, however training ends:  mgr.flush()   # waits for the write in flight, raises its error
 
-Each name is a separate, complete copy (no hard links), so one damaged file leaves the others usable;
-serialization happens once per save. Writes are atomic and durable (`hmolqd.atomic.atomic_write`: temp file, fsync, os.replace, fsync folder): an
-earlier file is never touched until its replacement is on disk, and any failure raises `CheckpointError`.
+One save writes its bytes once: the first name (latest) is written atomically (`hmolqd.atomic.atomic_write`:
+temp file, fsync, os.replace, fsync folder) and the save's other names (epoch_N, step_N, best) are hard
+links to that file, each moved into place with `os.replace` of a fresh link (`fileformat.write_linked`).
+Replacing latest later never writes into the inode epoch_N shares: it gets a new file, and deleting
+epoch_N (rotation, disk budget) only removes a name. Where the file system has no hard links each name
+is its own copy (logged once). An earlier file is never touched until its replacement is on disk, and
+any failure raises `CheckpointError`.
+
+With `async_save=True` (`checkpoint_async`, the default in training) the training thread only snapshots the
+state into reused host buffers (`hmolqd.checkpointing.writer`) and a background thread serialises,
+checksums, fsyncs, renames and rotates. At most one save is in flight: the next save waits for it, or a
+periodic step save is skipped (logged) while it runs. A write error is raised in the training thread at
+the next save or at `flush()`, which the trainer calls before it exits (signal, time budget, OOM, end).
+`stats` (`SaveStats`) tells what saving cost: time the training thread was blocked and time spent writing.
 Resume logic lives in `hmolqd.checkpointing.resume`, loading into live objects in `.restore`, RNG capture
-in `.rng`, the inference-only export in `.export`.
+in `.rng`, the inference-only export in `.export`, the directory lock in `.lock`, the run identity in `.identity`.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
+
+from hmolqd.atomic import TEMP_SUFFIX, stale_temp_files, temp_writer_pid
 from hmolqd.checkpointing.fileformat import (
     LATEST,
     REQUIRED_STATE_KEYS,
-    TEMP_GLOB,
     CheckpointError,
     CheckpointFile,
     checkpoint_name,
@@ -64,12 +82,13 @@ from hmolqd.checkpointing.fileformat import (
     list_checkpoint_files,
     mib,
     serialize,
-    write_atomic,
+    write_linked,
 )
+from hmolqd.checkpointing.lock import LOCK_NAME
+from hmolqd.checkpointing.writer import BackgroundWriter, Snapshot
 from hmolqd.config import STAGES, Config, RunConfig
 
 log = logging.getLogger(__name__)
-
 
 
 @dataclass(frozen=True)
@@ -92,12 +111,32 @@ class CheckpointPolicy:
 
 @dataclass
 class SaveStats:
-    """What saving has cost in this process (for the share of training time spent checkpointing)."""
+    """What saving has cost in this process (the trainer's end-of-run line and bench/ read these fields).
+
+    saves                saves written (one per save call that was not skipped; links and copies included)
+    skipped              periodic step saves skipped because the previous save was still being written (async)
+    files                names written: each of latest / epoch_N / step_N / best counts once per save
+    bytes_written        bytes that reached the disk: one payload per save, plus one per name where a hard
+                         link was impossible and a copy was written
+    blocked_seconds      time the training thread spent in save calls: the snapshot plus any wait for the
+                         previous write (async), or the whole save (sync). Per save: blocked_seconds / saves
+    max_blocked_seconds  the longest single block
+    wait_seconds         the part of blocked_seconds spent waiting for the previous write to finish (async)
+    write_seconds        time spent serialising, checksumming, writing, fsyncing, renaming and rotating: on the
+                         background thread (async) or inside blocked_seconds (sync)
+    flush_seconds        time `flush()` waited for the last write before the trainer exited
+    last_size            bytes of the last payload (one checkpoint file)
+    """
 
     saves: int = 0
+    skipped: int = 0
     files: int = 0
     bytes_written: int = 0
-    seconds: float = 0.0
+    blocked_seconds: float = 0.0
+    max_blocked_seconds: float = 0.0
+    wait_seconds: float = 0.0
+    write_seconds: float = 0.0
+    flush_seconds: float = 0.0
     last_size: int = 0
 
 
@@ -105,36 +144,45 @@ class CheckpointManager:
     """Writes latest / epoch / step / best files, rotates them and keeps the disk budget.
 
     With `is_main=False` (a non-zero DDP rank) every save is a no-op and no step save is ever due.
+    With `async_save=True` saves are written by a background thread (see the module docstring); call
+    `flush()` before reading the files or exiting.
     """
 
     def __init__(self, checkpoint_dir: str | Path, policy: CheckpointPolicy | None = None, *, is_main: bool = True,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, async_save: bool = False, run_id: str | None = None) -> None:
         self.dir = Path(checkpoint_dir)
         self.policy = policy or CheckpointPolicy()
         if self.policy.monitor_mode not in ("min", "max"):
             raise CheckpointError(f"monitor_mode {self.policy.monitor_mode!r}: must be 'min' or 'max'")
         self.is_main = is_main
+        self.run_id = run_id
+        self.async_save = async_save
         self.best: dict[str, float] = {}  # stage -> best monitored value so far
         self.stats = SaveStats()
         self._clock = clock
         self._last_save = clock()
         self._last_step_saved: tuple[str, int] | None = None
+        self._writer = BackgroundWriter()
+        self._snapshot = Snapshot()
+        self._stats_lock = threading.Lock()
+        self._skip_logged = False
         if is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
-            for tmp in self.dir.glob(TEMP_GLOB):  # left by a process killed mid-write; the real files are intact
-                log.info("removing stale temp file %s (a save interrupted by a kill)", tmp)
+            for tmp in stale_temp_files(self.dir, f".*{TEMP_SUFFIX}"):  # a writer killed mid-write; the real files are intact
+                log.info("removing stale temp file %s (its writer, pid %s, is gone: a save interrupted by a kill)", tmp, temp_writer_pid(tmp.name))
                 tmp.unlink(missing_ok=True)
 
     @classmethod
-    def from_config(cls, cfg: Config, *, is_main: bool = True) -> CheckpointManager:
-        return cls(cfg.resolved().paths.checkpoint_dir, CheckpointPolicy.from_run_config(cfg.run), is_main=is_main)
+    def from_config(cls, cfg: Config, *, is_main: bool = True, run_id: str | None = None) -> CheckpointManager:
+        return cls(cfg.resolved().paths.checkpoint_dir, CheckpointPolicy.from_run_config(cfg.run), is_main=is_main,
+                   async_save=cfg.run.checkpoint_async, run_id=run_id)
 
     def restore(self, checkpoint: Mapping[str, Any]) -> None:
-        """Adopt the best values of a resumed checkpoint (forgotten, with a warning, if the monitor changed)."""
+        """Adopt the best values of a resumed checkpoint (forgotten if the monitor changed: the config check warns)."""
         monitor = checkpoint.get("monitor", {})
         if monitor.get("metric") != self.policy.monitor_metric or monitor.get("mode") != self.policy.monitor_mode:
-            log.warning("the checkpoint monitored %s/%s, now %s/%s: the best value starts over",
-                        monitor.get("metric"), monitor.get("mode"), self.policy.monitor_metric, self.policy.monitor_mode)
+            log.info("the checkpoint monitored %s/%s, now %s/%s: the best value starts over",
+                     monitor.get("metric"), monitor.get("mode"), self.policy.monitor_metric, self.policy.monitor_mode)
             self.best = {}
             return
         self.best = {str(k): float(v) for k, v in dict(checkpoint.get("best_metric") or {}).items()}
@@ -146,9 +194,10 @@ class CheckpointManager:
             return True
         return value < self.best[stage] if self.policy.monitor_mode == "min" else value > self.best[stage]
 
-    def save_epoch_end(self, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None) -> list[Path]:
+    def save_epoch_end(self, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None, *, last: bool = False) -> list[Path]:
         """Write epoch_N (every `every_epochs`) and best (if `metrics[monitor_metric]` improved), each time
-        with latest; an epoch with neither writes nothing. Returns the paths written."""
+        with latest; an epoch with neither writes nothing, except the stage's `last` epoch, which writes latest
+        alone (so a finished stage is never resumed from an earlier epoch). Returns the paths written (or being written)."""
         if not self.is_main:
             return []
         stage, epoch = _check_state(state)
@@ -160,7 +209,7 @@ class CheckpointManager:
         if value is not None and self.improves(stage, float(value)):
             best[stage] = float(value)
             names.append(checkpoint_name(stage, "best"))
-        if not names:
+        if not names and not last:
             return []
         paths = self.write(state, [LATEST, *names], best)
         self.best = best
@@ -182,39 +231,97 @@ class CheckpointManager:
         by_time = p.every_minutes > 0 and self._clock() - self._last_save >= p.every_minutes * 60.0
         return by_steps or by_time
 
-    def save_step(self, state: Mapping[str, Any]) -> list[Path]:
-        """Write checkpoint_step_N.pt (N = state's global_step) and latest."""
+    def save_step(self, state: Mapping[str, Any], *, skippable: bool = False) -> list[Path]:
+        """Write checkpoint_step_N.pt (N = state's global_step) and latest.
+
+        `skippable=True` (periodic saves): while the previous save is still being written, skip this one
+        (logged once per write in flight) instead of waiting. Stop and OOM saves are never skipped.
+        """
         if not self.is_main:
             return []
         stage, _ = _check_state(state)
         step = int(state["global_step"])
+        if skippable and self._writer.busy:
+            self.stats.skipped += 1
+            if not self._skip_logged:
+                self._skip_logged = True
+                log.info("step checkpoint at %s step %d skipped: the previous save is still being written", stage, step)
+            return []
         paths = self.write(state, [checkpoint_name(stage, "step", step), LATEST], dict(self.best))
         self._last_step_saved = (stage, step)
         return paths
 
     def write(self, state: Mapping[str, Any], names: Sequence[str], best: Mapping[str, float]) -> list[Path]:
-        """Serialize once, write each name atomically (latest first), then rotate and keep the budget."""
+        """Write one save under `names` (bytes once, the other names linked), then rotate and keep the budget:
+        inline, or on the background thread after a snapshot (async)."""
         start = time.perf_counter()
         monitor = {"metric": self.policy.monitor_metric, "mode": self.policy.monitor_mode}
-        data = serialize(finalize({**state, "best_metric": dict(best), "monitor": monitor}))
-        paths = []
-        for name in names:
-            write_atomic(self.dir / name, data)
-            paths.append(self.dir / name)
+        payload = {**state, "best_metric": dict(best), "monitor": monitor}
+        if self.run_id is not None:
+            payload["run_id"] = self.run_id
+        waited = 0.0
+        if self.async_save:
+            waited = self._writer.wait()  # at most one in flight; raises the previous write's error here
+            snap, event = self._snapshot.take(payload)
+            self._skip_logged = False
+            self._writer.submit(lambda: self._write_files(snap, list(names), event))
+        else:
+            self._write_files(payload, list(names), None)
+        blocked = time.perf_counter() - start
+        with self._stats_lock:
+            st = self.stats
+            st.blocked_seconds += blocked
+            st.max_blocked_seconds = max(st.max_blocked_seconds, blocked)
+            st.wait_seconds += waited
+        self._last_save = self._clock()
+        return [self.dir / name for name in names]
+
+    def _write_files(self, payload: Mapping[str, Any], names: list[str], event: torch.cuda.Event | None) -> None:
+        start = time.perf_counter()
+        if event is not None:
+            event.synchronize()  # the device-to-host copies of the snapshot are done
+        data = serialize(finalize(payload))
+        written = write_linked(self.dir, names, data)
         self.rotate()
         self.enforce_disk_budget()
         seconds = time.perf_counter() - start
-        self.stats.saves += 1
-        self.stats.files += len(names)
-        self.stats.bytes_written += len(data) * len(names)
-        self.stats.seconds += seconds
-        self.stats.last_size = len(data)
-        self._last_save = self._clock()
-        log.info("saved %s (%s each, %.2f s)", ", ".join(names), mib(len(data)), seconds)
-        return paths
+        with self._stats_lock:
+            st = self.stats
+            st.saves += 1
+            st.files += len(names)
+            st.bytes_written += written
+            st.write_seconds += seconds
+            st.last_size = len(data)
+        how = "linked" if written == len(data) else "copied"
+        log.info("saved %s (%s written once, other names %s, %.2f s%s)", ", ".join(names), mib(len(data)), how, seconds,
+                 " in the background" if self.async_save else "")
+
+    def flush(self) -> None:
+        """Wait for the save in flight (async) and raise its error, if any; a no-op when nothing is in flight."""
+        waited = self._writer.wait()
+        with self._stats_lock:
+            self.stats.flush_seconds += waited
+
+    def on_disk(self) -> tuple[int, int, int]:
+        """(files, distinct files, bytes) in checkpoint_dir now: hard links count once in the bytes; the lock
+        and temp files are left out."""
+        seen: dict[tuple[int, int], int] = {}
+        files = 0
+        for path in sorted(self.dir.iterdir()) if self.dir.is_dir() else []:
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            if not path.is_file() or path.name == LOCK_NAME or path.name.endswith(TEMP_SUFFIX):
+                continue
+            files += 1
+            seen[(st.st_dev, st.st_ino)] = st.st_size
+        return files, len(seen), sum(seen.values())
 
     def rotate(self) -> list[Path]:
-        """Keep the newest `keep_last_n` epoch files and step files of each stage; never latest or best."""
+        """Keep the newest `keep_last_n` epoch files and step files of each stage; never latest or best.
+
+        Deleting a name that shares its file with latest or best (a hard link) removes only that name."""
         groups: dict[tuple[str | None, str], list[CheckpointFile]] = {}
         for f in list_checkpoint_files(self.dir):
             if f.kind in ("epoch", "step"):
@@ -226,24 +333,41 @@ class CheckpointManager:
         return removed
 
     def enforce_disk_budget(self) -> list[Path]:
-        """Delete the oldest epoch/step files until checkpoint files fit `disk_budget_gb`; warn if they cannot."""
+        """Delete the oldest epoch/step files until checkpoint files fit `disk_budget_gb`; warn if they cannot.
+
+        Bytes are counted once per file on disk (hard links share them). A name whose file is also latest or
+        best frees nothing, so it is kept; the names of one file are deleted together."""
         budget = self.policy.disk_budget_gb * 1e9
         if budget <= 0:
             return []
         files = list_checkpoint_files(self.dir)
-        total = sum(_size(f.path) for f in files)
-        removable = sorted((f for f in files if f.kind in ("epoch", "step")), key=lambda f: (_mtime_ns(f.path), f.path.name))
+        inode: dict[Path, tuple[int, int]] = {}
+        size: dict[tuple[int, int], int] = {}
+        for f in files:
+            try:
+                st = f.path.stat()
+            except FileNotFoundError:
+                continue
+            inode[f.path] = (st.st_dev, st.st_ino)
+            size[inode[f.path]] = st.st_size
+        protected = {inode[f.path] for f in files if f.kind in ("latest", "best") and f.path in inode}
+        groups: dict[tuple[int, int], list[CheckpointFile]] = {}
+        for f in files:
+            if f.kind in ("epoch", "step") and f.path in inode and inode[f.path] not in protected:
+                groups.setdefault(inode[f.path], []).append(f)
+        total = sum(size.values())
         removed = []
-        for f in removable:
+        for key, names in sorted(groups.items(), key=lambda kv: min((_mtime_ns(f.path), f.path.name) for f in kv[1])):
             if total <= budget:
                 break
-            size = _size(f.path)
-            if _remove(f.path, f"disk budget {self.policy.disk_budget_gb} GB"):
-                total -= size
-                removed.append(f.path)
+            gone = [f.path for f in names if _remove(f.path, f"disk budget {self.policy.disk_budget_gb} GB")]
+            removed += gone
+            if len(gone) == len(names):
+                total -= size[key]
         if total > budget:
-            log.warning("checkpoint files in %s use %.3f GB, over disk_budget_gb=%s, with only latest and best left "
-                        "(they are never deleted); raise the budget or free space", self.dir, total / 1e9, self.policy.disk_budget_gb)
+            log.warning("checkpoint files in %s use %.3f GB, over disk_budget_gb=%s, with only latest and best (and names "
+                        "of their files) left; they are never deleted: raise the budget or free space", self.dir, total / 1e9,
+                        self.policy.disk_budget_gb)
         return removed
 
 
@@ -259,13 +383,6 @@ def _check_state(state: Mapping[str, Any]) -> tuple[str, int]:
 def _mtime_ns(path: Path) -> int:
     try:
         return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0
-
-
-def _size(path: Path) -> int:
-    try:
-        return path.stat().st_size
     except FileNotFoundError:
         return 0
 

@@ -61,19 +61,24 @@ def _search(root: Path) -> Path | None:
     return None
 
 
-def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path = KAGGLE_INPUT, default: Path = DEFAULT_DATA_DIR) -> Path:
+def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path = KAGGLE_INPUT, default: Path = DEFAULT_DATA_DIR, key: str = "data_dir") -> Path:
     """Where the corpus is: `configured` if given, else a Kaggle input holding tloz*.txt, else `default`.
 
     Returns the folder containing Processed/ (being pointed at Processed/ itself is accepted). A
-    configured folder without tloz*.txt is an error naming it; nothing found is an error that prints
-    the download command.
+    configured folder that does not exist, is not a folder, or holds no tloz*.txt is an error naming it;
+    nothing found is an error that prints the download command. `key` is how the caller's user names the
+    setting in those messages: the config key "data_dir", or a command-line flag such as "--data".
     """
     if configured is not None:
         folder = Path(configured)
+        if not folder.exists():
+            raise DataNotFoundError(f"{key} {str(folder)!r} does not exist. {_download_hint(key)}")
+        if not folder.is_dir():
+            raise DataNotFoundError(f"{key} {str(folder)!r} is not a folder. {_download_hint(key)}")
         try:
             return zelda_root(folder)
         except VGLCFormatError as err:
-            raise DataNotFoundError(f"data_dir {str(folder)!r} holds no {ROOM_GLOB} (nor its {PROCESSED}/ subfolder). {_download_hint()}") from err
+            raise DataNotFoundError(f"{key} {str(folder)!r} holds no {ROOM_GLOB} (nor its {PROCESSED}/ subfolder). {_download_hint(key)}") from err
     found = _search(kaggle_root)
     if found is not None:
         return zelda_root(found)
@@ -81,14 +86,16 @@ def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path = KAGG
         return zelda_root(default)
     except VGLCFormatError:
         pass  # fall through to the error that lists every place searched
+    unset = f"{key} is not given" if key.startswith("--") else f"{key} is not set"
     raise DataNotFoundError(
-        f"VGLC Zelda corpus not found: data_dir is not set, no {ROOM_GLOB} under {kaggle_root}, "
-        f"and none in {default} or {default / PROCESSED}. {_download_hint()}"
+        f"VGLC Zelda corpus not found: {unset}, no {ROOM_GLOB} under {kaggle_root}, "
+        f"and none in {default} or {default / PROCESSED}. {_download_hint(key)}"
     )
 
 
-def _download_hint() -> str:
-    return f"Download it with:\n    {FETCH_COMMAND}\nor set data_dir to the VGLC 'The Legend of Zelda' folder."
+def _download_hint(key: str = "data_dir") -> str:
+    where = f"pass {key} FOLDER with" if key.startswith("--") else f"set {key} to"
+    return f"Download it with:\n    {FETCH_COMMAND}\nor {where} the VGLC 'The Legend of Zelda' folder."
 
 
 def split_corpus(corpus: Corpus, val_dungeons: Iterable[str]) -> tuple[Corpus, Corpus]:

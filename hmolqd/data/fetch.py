@@ -31,7 +31,8 @@ VGLC_COMMIT = "0e86a8f31f20ecad4eaa5741ff061af88767f7fb"
 DEFAULT_BASE_URL = f"https://raw.githubusercontent.com/{VGLC_REPO}/{VGLC_COMMIT}"
 ZELDA_FOLDER = "The Legend of Zelda"
 LICENSE_LOCAL = "LICENSE-VGLC.md"
-LICENSE_REMOTE = "LICENSE.md"
+# The licence's name at the pinned commit, exactly (GitHub paths are case-sensitive); stored locally as LICENSE_LOCAL.
+LICENSE_REMOTE = "License.md"
 MANIFEST_PATH = Path(__file__).with_name("vglc_manifest.json")
 
 _CHUNK = 64 * 1024
@@ -47,6 +48,10 @@ class FetchError(RuntimeError):
 
 class HashMismatchError(FetchError):
     """The downloaded bytes do not match the manifest (tampered or wrong file)."""
+
+
+class SizeMismatchError(HashMismatchError):
+    """The server sends more (or other) bytes than the manifest's size: not the pinned file; never retried."""
 
 
 class IncompleteDownloadError(FetchError):
@@ -199,6 +204,8 @@ def _stream_to(response: http.client.HTTPResponse, url: str, entry: ManifestEntr
     """Copy the body into `out` (a temp file that atomic_write moves into place only if this returns)."""
     declared = response.headers.get("Content-Length")
     expected_len = int(declared) if declared is not None and declared.isdigit() else None
+    if expected_len is not None and expected_len > entry.size:  # announced too big: not the pinned file
+        raise _size_mismatch(entry, url, f"the server announces {expected_len} bytes (Content-Length)")
     digest, received = hashlib.sha256(), 0
     try:
         # Read at most one byte past the manifest size: enough to detect an oversized body.
@@ -211,6 +218,8 @@ def _stream_to(response: http.client.HTTPResponse, url: str, entry: ManifestEntr
             received += len(chunk)
     except (http.client.HTTPException, OSError) as err:  # reset, timeout (socket.timeout is OSError)
         raise IncompleteDownloadError(f"{entry.path}: connection failed after {received} bytes from {url}: {err}") from err
+    if received > entry.size:  # more bytes than the pinned file has (no Content-Length to say so up front)
+        raise _size_mismatch(entry, url, f"the server sent more than {entry.size} bytes")
     # http.client's read(amt) returns short data instead of raising when the server closes
     # early, so the length has to be checked here.
     if expected_len is not None and received < expected_len:
@@ -222,9 +231,15 @@ def _stream_to(response: http.client.HTTPResponse, url: str, entry: ManifestEntr
         raise HashMismatchError(
             f"{entry.path}: downloaded file does not match the manifest (from {url}): "
             f"expected sha256 {entry.sha256} ({entry.size} bytes), "
-            f"got sha256 {actual} ({'more than ' if received > entry.size else ''}"
-            f"{min(received, entry.size)} bytes)"
+            f"got sha256 {actual} ({received} bytes)"
         )
+
+
+def _size_mismatch(entry: ManifestEntry, url: str, what: str) -> SizeMismatchError:
+    return SizeMismatchError(
+        f"{entry.path}: size mismatch: {what}, but the manifest's file is {entry.size} bytes (from {url}); "
+        "this is not the pinned file, so it is not downloaded and not retried"
+    )
 
 
 def _download(url: str, entry: ManifestEntry, target: Path, timeout: float, retries: int, backoff_s: float) -> int:

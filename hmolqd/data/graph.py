@@ -135,11 +135,14 @@ def dungeon_of(path: Path) -> str:
     return f"tloz{match.group(2)}_{2 if match.group(1) else 1}"
 
 
-def parse_dot(path: str | Path, text: str | None = None) -> DungeonGraph:
-    """Parse one room graph; a malformed statement raises `VGLCFormatError` naming file:line."""
+def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = True) -> DungeonGraph:
+    """Parse one room graph; a malformed statement raises `VGLCFormatError` naming file:line.
+
+    `corpus_name=False` accepts any file name (a graph a user wrote): `dungeon` is then the file stem.
+    """
     path = Path(path)
     text = read_text(path) if text is None else text
-    dungeon = dungeon_of(path)
+    dungeon = dungeon_of(path) if corpus_name else path.stem
     nodes: dict[int, Node] = {}
     node_lines: dict[int, int] = {}
     edges: list[tuple[Edge, int]] = []

@@ -19,11 +19,13 @@ from __future__ import annotations
 import json
 import math
 import time
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 
+from hmolqd.config import ConfigError
 from hmolqd.data.playability import check_rooms, playable_mask
 from hmolqd.device import resolve_device
 from hmolqd.evaluation.baselines import MarkovRoomGenerator
@@ -41,6 +43,8 @@ COLUMNS: tuple[tuple[str, str], ...] = (("model", "ours"), ("training_set", "tra
 DEFAULT_PNG = "evaluation_samples.png"
 DEFAULT_JSON = "evaluation_report.json"
 GRID_LIMIT = 128  # rooms drawn in the sample PNG (the metrics use all of them)
+# A report part computed above this layer: (loaded model, data folder) -> JSON-able dict (see run_evaluate).
+ReportSection = Callable[[RoomModel, Path], dict[str, Any]]
 
 
 class DoorSource(Protocol):
@@ -160,7 +164,8 @@ def _cell(value: Any) -> str:
 
 
 def format_report_table(report: dict[str, Any]) -> str:
-    """Markdown table: one row per metric of `TABLE_ROWS`, columns ours / training set / Markov."""
+    """Markdown table: one row per metric of `TABLE_ROWS`, columns ours / training set / Markov; then one
+    small table per extra section (`run_evaluate`'s `sections`) with its numbers and flags."""
     missing = [key for key, _ in COLUMNS if key not in report]
     if missing:
         raise ValueError(f"format_report_table: report lacks column(s) {missing}; expected keys {[k for k, _ in COLUMNS]}")
@@ -169,6 +174,12 @@ def format_report_table(report: dict[str, Any]) -> str:
     lines.append("| rooms | " + " | ".join(str(counts.get(k, "n/a")) for k, _ in COLUMNS) + " |")
     for key in TABLE_ROWS:
         lines.append(f"| {key} | " + " | ".join(_cell(report[col].get(key)) for col, _ in COLUMNS) + " |")
+    for name in report.get("sections", []):
+        lines += ["", f"| {name} | value |", "|---|---:|"]
+        for key, value in report[name].items():
+            if isinstance(value, (bool, int, float, str)) or value is None:
+                shown = value if isinstance(value, (bool, str)) else _cell(value) if isinstance(value, float) or value is None else value
+                lines.append(f"| {key} | {shown} |")
     return "\n".join(lines)
 
 
@@ -181,7 +192,8 @@ def save_sample_grid(
     limit: int | None = GRID_LIMIT,
     title: str | None = None,
 ) -> Path:
-    """PNG of the first `limit` rooms (None = all), `ncols` per row, non-playable ones outlined in red."""
+    """PNG of the first `limit` rooms (None = all), `ncols` per row, non-playable ones outlined in red;
+    a legend of the tiles (and of the red outline) beside it. `sample_*.png` and `samples.png` use it too."""
     rooms = check_rooms(rooms)
     if limit is not None:
         if limit < 1:
@@ -190,7 +202,8 @@ def save_sample_grid(
     marks = ~playable_mask(rooms) if marks_nonplayable else None
     if title is None:
         title = f"{rooms.shape[0]} rooms" + ("; red outline = not playable" if marks_nonplayable else "")
-    return save_png(grid_to_rgb(rooms, ncols=ncols, marks=marks), path, legend=True, title=title)
+    return save_png(grid_to_rgb(rooms, ncols=ncols, marks=marks), path, legend=True, title=title,
+                    mark_label="not playable" if marks_nonplayable else None)
 
 
 def run_evaluate(
@@ -205,12 +218,15 @@ def run_evaluate(
     eta: float | None = None,
     device: str = "auto",
     door_guidance: float | None = None,
+    sections: Mapping[str, ReportSection] | None = None,
 ) -> dict[str, Any]:
     """Load `model_final.pt`, rebuild its training split, write the sample PNG and the report JSON.
 
     steps / guidance / eta default (None) to the saved config's sample_steps / guidance_scale /
     ddim_eta; out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
-    the model; data_dir None discovers the corpus (`find_data_dir`).
+    the model; data_dir None discovers the corpus (`find_data_dir`). `sections` adds report parts that
+    layers above this one compute (the CLI adds `hmolqd.dungeon`'s "dungeon"): each is called with the
+    loaded model and the data folder and its dict is stored under its name (names listed in "sections").
     """
     from hmolqd.atomic import atomic_write_text
     from hmolqd.checkpointing.export import load_model
@@ -219,14 +235,18 @@ def run_evaluate(
     model_path = Path(model_path)
     if not model_path.is_file():
         raise FileNotFoundError(f"--model {model_path}: no such file (expected model_final.pt from training)")
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ConfigError(f"--samples {samples!r}: must be an integer >= 2 (diversity needs pairs of rooms)")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"--steps {steps!r}: must be >= 1 (DDIM steps)")
     target = resolve_device(device, key="--device")
+    root = find_data_dir(data_dir, key="--data")  # before the model is loaded: a wrong --data costs no time
     generator = load_model(model_path)
     cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
     steps = cfg.run.sample_steps if steps is None else steps
     guidance = cfg.run.guidance_scale if guidance is None else guidance
     eta = cfg.run.ddim_eta if eta is None else eta
     door_guidance = cfg.run.door_guidance if door_guidance is None else door_guidance
-    root = find_data_dir(data_dir)
     train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)
@@ -236,6 +256,9 @@ def run_evaluate(
     out_json = Path(out_json) if out_json else model_path.parent / DEFAULT_JSON
     report["settings"].update(model=str(model_path), data_dir=str(root), val_dungeons=list(cfg.data.val_dungeons), mirror_augment=cfg.data.mirror_augment, device=str(target))
     report["files"] = {"png": str(out_png), "json": str(out_json)}
+    for name, section in (sections or {}).items():
+        report[name] = json_safe(section(generator, root))
+    report["sections"] = list(sections or {})
     save_sample_grid(rooms, out_png, title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); red outline = not playable")
     atomic_write_text(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")
     return report

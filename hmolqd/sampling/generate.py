@@ -10,23 +10,35 @@ import torch
 
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
 from hmolqd.models.room_model import RoomModel
+from hmolqd.render import SCREEN_SIDES, SCREEN_TO_TEXT_SIDE
 from hmolqd.sampling.door_guidance import decoder_logits, door_guide
 
 TRUE_WORDS = ("1", "true", "yes", "y")
 FALSE_WORDS = ("0", "false", "no", "n")
 
 
+DOOR_NAMES_HELP = (
+    f"comma-separated sides as seen on screen: {', '.join(SCREEN_SIDES)} (e.g. 'north,west'; '' = no doors); "
+    "the text-grid names are accepted too (text " + ", ".join(f"{t} = {s}" for s, t in SCREEN_TO_TEXT_SIDE.items()) + ")"
+)
+
+
 def parse_doors(doors: torch.Tensor | str | None, n: int) -> torch.Tensor | None:
-    """None (unconditional), a `(4,)` / `(n, 4)` bool tensor, or a string of sides such as "top,left"
-    ("" = a room without doors) -> `(n, 4)` bool in SIDES order, or None."""
+    """None (unconditional), a `(4,)` / `(n, 4)` bool tensor, or a string of sides -> `(n, 4)` bool in SIDES order, or None.
+
+    A string names the sides as seen on screen, "north,west" (see `hmolqd.render.TEXT_TO_SCREEN_SIDE`),
+    or by their text-grid names "left,top" (the same room: text left = north, text top = west); the
+    two vocabularies do not overlap. "" = a room without doors.
+    """
     if doors is None:
         return None
     if isinstance(doors, str):
         names = [s.strip().lower() for s in doors.split(",") if s.strip()]
-        unknown = [s for s in names if s not in SIDES]
+        unknown = [s for s in names if s not in SIDES and s not in SCREEN_TO_TEXT_SIDE]
         if unknown:
-            raise ValueError(f"doors: unknown side(s) {unknown}; use comma-separated names from {SIDES}, e.g. 'top,left'")
-        doors = torch.tensor([side in names for side in SIDES])
+            raise ValueError(f"unknown door side(s) {unknown}; use {DOOR_NAMES_HELP}")
+        text = {SCREEN_TO_TEXT_SIDE.get(name, name) for name in names}
+        doors = torch.tensor([side in text for side in SIDES])
     doors = torch.as_tensor(doors)
     if doors.dtype != torch.bool:
         raise TypeError(f"doors must be a bool tensor (sides {SIDES}), got dtype {doors.dtype}")
@@ -44,7 +56,7 @@ def parse_stairs(stairs: torch.Tensor | bool | str | None, n: int) -> torch.Tens
     if isinstance(stairs, str):
         word = stairs.strip().lower()
         if word not in TRUE_WORDS + FALSE_WORDS:
-            raise ValueError(f"stairs: {stairs!r} is not one of {TRUE_WORDS + FALSE_WORDS}")
+            raise ValueError(f"stairs {stairs!r} is not one of {', '.join(TRUE_WORDS + FALSE_WORDS)}")
         stairs = word in TRUE_WORDS
     stairs = torch.as_tensor(stairs)
     if stairs.dtype != torch.bool:

@@ -4,6 +4,10 @@ Whatever stops a run (SIGKILL, SIGTERM, "Interrupt kernel", the time budget, CUD
 from the newest valid checkpoint and ends with the same weights as a run that never stopped (bit-exact on
 CPU): the data order is a permutation seeded by (seed, stage, epoch), and each checkpoint holds every RNG,
 the optimizer, scheduler, scaler and EMA state, the position within the epoch and the running epoch loss.
+The position is counted in rooms, so a changed `batch_size` continues the same epoch with the same rooms
+left (the learning-rate schedule is rescaled to the steps left). The checkpoint directory is locked for
+the whole run (`hmolqd.training.session`); every save is waited for before `train` returns or raises.
+A re-run of a finished training says so and leaves the outputs as they are unless `rewrite_outputs`.
 """
 
 from __future__ import annotations
@@ -19,9 +23,10 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from hmolqd.checkpointing.manager import CheckpointManager
+from hmolqd.checkpointing.fileformat import CheckpointError
+from hmolqd.checkpointing.manager import CheckpointManager, SaveStats
 from hmolqd.checkpointing.restore import load_training_state
-from hmolqd.checkpointing.resume import check_resume_config, find_resume_checkpoint
+from hmolqd.checkpointing.resume import check_resume_config
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import STAGES, Config
 from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
@@ -36,6 +41,7 @@ from hmolqd.training.runtime import (
     setup_runtime,
     teardown_runtime,
 )
+from hmolqd.training.session import checkpoint_report, open_checkpoints
 from hmolqd.training.stages import (
     OBJECTIVES,
     StageData,
@@ -56,15 +62,22 @@ class Progress:
     epochs_done: int = 0  # epochs of this stage whose validation and epoch checkpoint are done
     loss_sum: torch.Tensor = field(default_factory=lambda: torch.zeros(()))  # running train loss of the epoch
     history: list[dict[str, Any]] = field(default_factory=list)
+    epoch_samples: int = 0  # rooms of this rank's share of the current epoch already trained on (any batch size)
+    epoch_batches: int = 0  # optimizer steps in the current epoch (the mean train loss divides by it)
 
     def state(self) -> dict[str, Any]:
         return {"stage": self.stage, "stage_step": self.stage_step, "global_step": self.global_step,
-                "epochs_done": self.epochs_done, "loss_sum": self.loss_sum.detach().cpu()}
+                "epochs_done": self.epochs_done, "loss_sum": self.loss_sum.detach().cpu(),
+                "epoch_samples": self.epoch_samples, "epoch_batches": self.epoch_batches}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
         p = ckpt["progress"]
-        return cls(p["stage"], int(p["stage_step"]), int(p["global_step"]), int(p["epochs_done"]), p["loss_sum"], list(ckpt["history"]))
+        # Files of hmolqd <= 0.1.0 count the position in batches of the batch size they were written with.
+        position = int(ckpt.get("data_order", {}).get("position", 0))
+        samples = p.get("epoch_samples", position * int(ckpt["config"]["train"]["batch_size"]))
+        return cls(p["stage"], int(p["stage_step"]), int(p["global_step"]), int(p["epochs_done"]), p["loss_sum"], list(ckpt["history"]),
+                   int(samples), int(p.get("epoch_batches", position)))
 
 
 @dataclass
@@ -92,6 +105,8 @@ class TrainResult:
     resumed_from: Path | None
     history: list[dict[str, Any]]
     generator: RoomModel
+    checkpoint_stats: SaveStats = field(default_factory=SaveStats)  # what saving cost in this call (bench/)
+    already_finished: bool = False  # the resumed checkpoint was the end of training: nothing was trained
 
 
 def epoch_permutation(seed: int, stage: str, epoch: int, n: int, rt: Runtime) -> torch.Tensor:
@@ -106,15 +121,55 @@ def batches_per_epoch(n: int, cfg: Config, rt: Runtime) -> int:
     return max(1, math.ceil((n // rt.world_size) / cfg.train.batch_size))
 
 
-def checkpoint_state(run: Run, o: Optimization, schedule: LRSchedule, pos: int) -> dict[str, Any]:
+def rank_share(n: int, rt: Runtime) -> int:
+    """Rooms of one epoch that this rank trains on (`epoch_permutation`'s length)."""
+    return (n - n % rt.world_size) // rt.world_size
+
+
+def stage_total_steps(p: Progress, n: int, epochs: int, cfg: Config, rt: Runtime) -> int:
+    """The stage's optimizer steps: those done plus those left at the current batch size (the rest of this
+    epoch's rooms, then whole epochs). With an unchanged batch size this is epochs * batches_per_epoch."""
+    if p.epochs_done >= epochs:
+        return p.stage_step
+    left = math.ceil((rank_share(n, rt) - p.epoch_samples) / cfg.train.batch_size) + (epochs - p.epochs_done - 1) * batches_per_epoch(n, cfg, rt)
+    return p.stage_step + max(0, left)
+
+
+def checkpoint_state(run: Run, o: Optimization, schedule: LRSchedule) -> dict[str, Any]:
     p = run.progress
+    order = {"seed": run.cfg.run.seed, "epoch": p.epochs_done, "position": p.epoch_batches, "samples": p.epoch_samples,
+             "batch_size": run.cfg.train.batch_size}
     return {
         "stage": p.stage, "epoch": p.epochs_done, "global_step": p.global_step, "progress": p.state(),
         "models": {name: part.state_dict() for name, part in run.gen.parts().items()},
         "optimizer": o.optimizer.state_dict(), "scheduler": schedule.state_dict(), "scaler": o.scaler.state_dict(),
-        "rng": capture_rng_state(), "data_order": {"seed": run.cfg.run.seed, "epoch": p.epochs_done, "position": pos},
-        "history": p.history, "elapsed": run.clock.elapsed, "config": run.cfg.to_dict(),
+        "rng": capture_rng_state(), "data_order": order, "history": p.history, "elapsed": run.clock.elapsed, "config": run.cfg.to_dict(),
     }
+
+
+_EPOCH_KEYS = {"vqvae": "vqvae_epochs", "diffusion": "num_epochs", "joint": "joint_epochs"}
+
+
+def training_complete(cfg: Config, p: Progress) -> bool:
+    """Nothing left to train: the current stage is at (or past) its last epoch and no later stage has epochs."""
+    later = STAGES[STAGES.index(p.stage) + 1 :]
+    return p.epochs_done >= stage_epochs(cfg, p.stage) and all(stage_epochs(cfg, s) == 0 for s in later)
+
+
+def past_end_notes(cfg: Config, p: Progress) -> list[str]:
+    """What a lowered (or raised, too late) epoch count means for a resumed run."""
+    notes = []
+    for stage in STAGES[: STAGES.index(p.stage)]:
+        done = sum(1 for r in p.history if r.get("stage") == stage)
+        if stage_epochs(cfg, stage) > done:
+            notes.append(f"{_EPOCH_KEYS[stage]}={stage_epochs(cfg, stage)} but stage {stage} ended after {done} epochs and the run "
+                         f"is already in stage {p.stage}: the extra {stage} epochs are not trained")
+    end = stage_epochs(cfg, p.stage)
+    if p.epochs_done > end or (p.epochs_done == end and p.epoch_samples > 0):
+        notes.append(f"the run is already past the new end of stage {p.stage}: it trained {p.epochs_done} epochs"
+                     f"{' and part of the next' if p.epoch_samples else ''}, and {_EPOCH_KEYS[p.stage]} is now {end}; "
+                     f"nothing more is trained in stage {p.stage}")
+    return notes
 
 
 def stop_requested(run: Run) -> str | None:
@@ -136,9 +191,10 @@ def run_stage(run: Run, stage: str) -> str | None:
     if stage == "diffusion" and p.stage_step == 0 and (run.resume is None or run.resume["stage"] != stage):
         gen.diffusion.set_latent_scale(data.x)  # fresh stage: unit-variance latents (Rombach et al. 2022)
         gen.reset_ema()
-    per_epoch = batches_per_epoch(len(data), cfg, rt)
-    total = stage_epochs(cfg, stage) * per_epoch
-    # The schedule is rebuilt from the config on resume too: a changed learning_rate or epoch count applies.
+    n, epochs, bs = rank_share(len(data), rt), stage_epochs(cfg, stage), cfg.train.batch_size
+    p.epoch_samples = min(p.epoch_samples, n)
+    total = stage_total_steps(p, len(data), epochs, cfg, rt)
+    # The schedule is rebuilt from the config on resume too: a changed learning_rate, epoch count or batch size applies.
     schedule = LRSchedule.from_config(cfg.train, total)
     o = Optimization.create(trainable(gen, stage), cfg.train, rt.device.type, rt.use_scaler)
     if run.resume is not None and run.resume["stage"] == stage:
@@ -152,50 +208,50 @@ def run_stage(run: Run, stage: str) -> str | None:
     perm_epoch, perm = -1, None
     try:
         while True:
-            epoch, pos = divmod(p.stage_step, per_epoch)
             lr = schedule(p.stage_step)
-            if epoch > p.epochs_done:  # an epoch just ended: validate, log it, save latest / epoch / best
-                end_of_epoch(run, stage, val, lr, per_epoch, lambda: checkpoint_state(run, o, schedule, 0))
+            if p.epoch_samples >= n:  # every room of the epoch is trained: validate, log it, save latest / epoch / best
+                end_of_epoch(run, stage, val, lr, lambda: checkpoint_state(run, o, schedule))
             elif run.ckpt.step_save_due(stage, p.global_step):
-                run.ckpt.save_step(checkpoint_state(run, o, schedule, pos))
-            if p.stage_step >= total:
+                run.ckpt.save_step(checkpoint_state(run, o, schedule), skippable=True)
+            if p.epochs_done >= epochs:
                 bar.close()
                 return None
-            if epoch != perm_epoch:
-                perm_epoch, perm = epoch, epoch_permutation(cfg.run.seed, stage, epoch, len(data), rt)
-            idx = perm[pos * cfg.train.batch_size : (pos + 1) * cfg.train.batch_size]
+            if p.epochs_done != perm_epoch:
+                perm_epoch, perm = p.epochs_done, epoch_permutation(cfg.run.seed, stage, p.epochs_done, len(data), rt)
+            idx = perm[p.epoch_samples : p.epoch_samples + bs]
             loss = o.step(model, data.x[idx], data.cond[idx], lr, rt.autocast)  # forward, backward, clip, step, zero_grad
             if stage != "vqvae":
                 gen.update_ema(cfg.train.ema_decay)
             p.loss_sum = p.loss_sum.to(loss.device) + loss.detach().float()
+            p.epoch_samples, p.epoch_batches = p.epoch_samples + len(idx), p.epoch_batches + 1
             p.stage_step, p.global_step = p.stage_step + 1, p.global_step + 1
             bar.update()
             if p.stage_step % cfg.run.log_every == 0:  # the only host sync in the step
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             # Under DDP the agreement is a collective (a sync), so ranks compare notes only at log steps.
             if (not rt.distributed or p.stage_step % cfg.run.log_every == 0) and (reason := stop_requested(run)):
-                run.ckpt.save_step(checkpoint_state(run, o, schedule, pos + 1))
+                run.ckpt.save_step(checkpoint_state(run, o, schedule))
                 bar.close()
                 return reason
     except torch.OutOfMemoryError:
         o.optimizer.zero_grad(set_to_none=True)  # free the partial step; the weights are those of the last full step
-        run.ckpt.save_step(checkpoint_state(run, o, schedule, pos))
+        run.ckpt.save_step(checkpoint_state(run, o, schedule))  # the position before the failed batch
         bar.close()
         raise
 
 
-def end_of_epoch(run: Run, stage: str, val: StageData, lr: float, per_epoch: int, state: Callable[[], dict]) -> None:
+def end_of_epoch(run: Run, stage: str, val: StageData, lr: float, state: Callable[[], dict]) -> None:
     cfg, p = run.cfg, run.progress
     record: dict[str, Any] = {"stage": stage, "epoch": p.epochs_done + 1, "step": p.global_step, "lr": lr,
-                              "train_loss": float(p.loss_sum) / per_epoch}
+                              "train_loss": float(p.loss_sum) / max(1, p.epoch_batches)}
     if (p.epochs_done + 1) % cfg.run.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
         record.update(validation.validate(run.gen, stage, val, cfg, run.rt))
     if stage != "vqvae" and cfg.run.sample_every and (p.epochs_done + 1) % cfg.run.sample_every == 0:
         record.update(validation.sample_metrics(run.gen, run.data, cfg, stage, run.rt))
     p.history.append(record)
-    p.epochs_done += 1
+    p.epochs_done, p.epoch_samples, p.epoch_batches = p.epochs_done + 1, 0, 0
     p.loss_sum = torch.zeros((), device=p.loss_sum.device)
-    run.ckpt.save_epoch_end(state(), record)
+    run.ckpt.save_epoch_end(state(), record, last=p.epochs_done == stage_epochs(cfg, stage))
     if run.rt.is_main:
         save_history(p.history, Path(cfg.paths.output_dir) / "training_history.json")
         run.log(validation.format_record(record))
@@ -222,14 +278,20 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | None = None) -> TrainResult:
-    """Train (or resume) every stage, then write the outputs; see the module docstring."""
+def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | None = None, rewrite_outputs: bool = False) -> TrainResult:
+    """Train (or resume) every stage, then write the outputs; see the module docstring.
+
+    A re-run of a finished training trains nothing and leaves the outputs as they are, unless
+    `rewrite_outputs` (or an output is missing: then the final outputs are written).
+    """
     cfg = cfg.resolved()
+    find_data_dir(cfg.data.data_dir)  # a missing or empty data_dir is reported before any other start-up line
     rt = setup_runtime(cfg.run.device, cfg.train.use_amp)
     say = log if rt.is_main else (lambda msg: None)
     stop = stop if stop is not None else StopFlag()
+    lock, manager = None, None
     try:
-        found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume, is_main=rt.is_main)
+        lock, found = open_checkpoints(cfg, rt, say)  # checked and locked before any training
         say(found.message)
         ckpt = found.checkpoint
         for msg in check_resume_config(ckpt["config"], cfg) if ckpt else []:
@@ -238,26 +300,54 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         seed_everything(cfg.run.seed + rt.rank)  # each DDP rank draws its own noise
         data = load_data(cfg, rt, say)
         gen = RoomModel.from_config(cfg).to(rt.device)
-        manager = CheckpointManager.from_config(cfg, is_main=rt.is_main)
+        manager = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=found.run_id)
         run = Run(cfg, rt, gen, data, manager, Clock(), stop, say, Progress(), resume=ckpt)
         if ckpt:
             load_training_state(ckpt, models=gen.parts())
             run.progress, run.clock = Progress.from_checkpoint(ckpt), Clock(float(ckpt["elapsed"]))
             manager.restore(ckpt)
-        if rt.is_main:
+            for note in past_end_notes(cfg, run.progress):
+                say(note)
+        p = run.progress
+        done_before = ckpt is not None and training_complete(cfg, p)
+        if done_before:
+            say(f"training already finished (stage {p.stage}, epoch {p.epochs_done}): nothing to train")
+        final_outputs = [Path(cfg.paths.output_dir) / name for name in (outputs.FINAL_MODEL, outputs.ZIP_NAME)]
+        write_outputs = rt.is_main and (not done_before or rewrite_outputs or not all(f.is_file() for f in final_outputs))
+        if write_outputs:
             outputs.write_config(cfg, cfg.paths.output_dir)
         session = Clock()
-        reason = train_stages(run)
-        st = manager.stats
-        say(f"checkpointing: {st.saves} saves, {st.files} files of {st.last_size / 2**20:.1f} MiB, {st.seconds:.1f} s = "
-            f"{100 * st.seconds / max(session.elapsed, 1e-9):.1f} % of this session's {session.elapsed:.0f} s")
-        if rt.is_main:
-            outputs.finish(run.gen, cfg, run.progress.history, final=reason is None, log=say)
+        reason = None if done_before else train_stages(run)
+        manager.flush()  # the last save is on disk (its write error raised here) before anything says so
+        if not done_before:
+            say(checkpoint_report(manager, session.elapsed))
+        if write_outputs:
+            if done_before and not rewrite_outputs:
+                say(f"writing the final outputs that are missing from {cfg.paths.output_dir}")
+            outputs.finish(run.gen, cfg, p.history, final=reason is None, log=say)
+        elif done_before:
+            say(f"outputs in {cfg.paths.output_dir} left as they are (rewrite_outputs=True, or --rewrite-outputs, writes them again)")
         if reason:
-            say(f"stopped ({reason}) at {run.progress.stage} step {run.progress.stage_step}; checkpoint_latest.pt saved - re-run to resume")
-        return TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, run.progress.history, gen)
+            say(f"stopped ({reason}) at {p.stage} step {p.stage_step}; checkpoint_latest.pt saved - re-run to resume")
+        return TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, p.history,
+                           gen, manager.stats, done_before)
     finally:
-        teardown_runtime(rt)
+        try:
+            _wait_for_last_save(manager, say)
+        finally:
+            if lock is not None:
+                lock.release()
+            teardown_runtime(rt)
+
+
+def _wait_for_last_save(manager: CheckpointManager | None, say: Callable[[str], None]) -> None:
+    """On the way out of an exception (OOM, a second Ctrl-C, a crash): the save in flight still completes."""
+    if manager is None:
+        return
+    try:
+        manager.flush()
+    except CheckpointError as err:  # the exception already on its way out is the one reported; this one is said here
+        say(f"the last checkpoint save failed too: {err}")
 
 
 def train_stages(run: Run) -> str | None:
@@ -267,6 +357,7 @@ def train_stages(run: Run) -> str | None:
         for stage in STAGES[STAGES.index(p.stage):]:
             if stage != p.stage:  # entering a new stage: its counters start at zero
                 p.stage, p.stage_step, p.epochs_done, p.loss_sum = stage, 0, 0, torch.zeros(())
+                p.epoch_samples, p.epoch_batches = 0, 0
             if stage_epochs(run.cfg, stage) == 0 and p.stage_step == 0:
                 continue
             try:

@@ -61,7 +61,7 @@ TINY_TRAIN = {**TINY_MODEL, "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 
               "log_every": 2, "sample_every": 0, "sample_steps": 2, "checkpoint_every_steps": 3, "keep_last_n": 2,
               "max_runtime_hours": 0.0}
 # Keys of a checkpoint that legitimately differ between two runs reaching the same state (config: its paths).
-_RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config")
+_RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config", "run_id")
 
 
 # ---------------------------------------------------------------- a tiny trainee with every kind of state
@@ -245,6 +245,8 @@ def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cp
         train_steps(t, 1)
         snaps[epoch] = training_state(t, "diffusion", epoch)
         mgr.save_epoch_end(snaps[epoch])
+    train_steps(t, 1)  # latest alone (a stop mid-epoch): its own file, not a hard link of epoch_3's
+    mgr.save_latest(training_state(t, "diffusion", 3))
     damage = {LATEST: ("truncate", "truncated"), "checkpoint_epoch_3.pt": ("alter", "checksum mismatch"),
               "checkpoint_epoch_2.pt": ("garbage", "unreadable")}
     for name, (how, _) in damage.items():

@@ -1,0 +1,109 @@
+"""Saving off the training thread: a snapshot into reused host buffers, written by one background thread.
+
+The training thread only copies the state (`Snapshot.take`): every tensor into a host buffer kept from the
+previous save (same key path, shape and dtype: no allocation, no page faults after the first save), pinned
+when the source is on a GPU so the device-to-host copies run asynchronously behind a CUDA event. On the
+CPU a copy is still needed, because training mutates its tensors in place. Plain values are rebuilt into
+new containers (the history list keeps growing in the live state). The buffers are reused only after the
+previous save is written, which `BackgroundWriter` guarantees: at most one save is in flight, `wait()`
+joins it and re-raises its error (a `CheckpointError` with the usual message) in the calling thread.
+
+The writer thread is not a daemon: a process that ends normally still finishes the file it is writing.
+A SIGKILL mid-write leaves a temp file (removed by the next start, `hmolqd.atomic.stale_temp_files`)
+and the previous checkpoints untouched, as a synchronous save would.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import torch
+
+
+class Snapshot:
+    """Host copies of a state's tensors in buffers reused from one save to the next."""
+
+    def __init__(self) -> None:
+        self._buffers: dict[str, torch.Tensor] = {}
+
+    def take(self, state: Mapping[str, Any]) -> tuple[dict[str, Any], torch.cuda.Event | None]:
+        """(a copy of `state` that shares no tensor or container with it, an event marking the end of the
+        device-to-host copies or None). Read the copy only after `event.synchronize()`."""
+        used: set[str] = set()
+        on_gpu = [False]
+
+        def copy(obj: Any, path: str) -> Any:
+            if isinstance(obj, torch.Tensor):
+                src = obj.detach()
+                buf = self._buffers.get(path)
+                if buf is None or buf.shape != src.shape or buf.dtype != src.dtype:
+                    buf = torch.empty(src.shape, dtype=src.dtype, device="cpu", pin_memory=src.is_cuda)
+                    self._buffers[path] = buf
+                buf.copy_(src, non_blocking=src.is_cuda)
+                on_gpu[0] |= src.is_cuda
+                used.add(path)
+                return buf
+            if isinstance(obj, dict):  # OrderedDict state dicts keep their type and torch's _metadata
+                out = type(obj)((k, copy(v, f"{path}/{k!r}")) for k, v in obj.items()) if isinstance(obj, OrderedDict) else {
+                    k: copy(v, f"{path}/{k!r}") for k, v in obj.items()}
+                if isinstance(out, OrderedDict) and hasattr(obj, "_metadata"):
+                    out._metadata = {k: dict(v) for k, v in obj._metadata.items()}  # type: ignore[attr-defined]
+                return out
+            if isinstance(obj, list):
+                return [copy(v, f"{path}/{i}") for i, v in enumerate(obj)]
+            if isinstance(obj, tuple):
+                return tuple(copy(v, f"{path}/{i}") for i, v in enumerate(obj))
+            return obj  # int, float, str, bool, None, dtype: immutable
+
+        snap = {k: copy(v, repr(k)) for k, v in state.items()}
+        for stale in set(self._buffers) - used:  # a new stage's optimizer: free the old stage's buffers
+            del self._buffers[stale]
+        event = None
+        if on_gpu[0]:
+            event = torch.cuda.Event()
+            event.record()
+        return snap, event
+
+    @property
+    def nbytes(self) -> int:
+        return sum(b.numel() * b.element_size() for b in self._buffers.values())
+
+
+class BackgroundWriter:
+    """Runs one job at a time on a background thread; `wait()` joins it and re-raises its error."""
+
+    def __init__(self) -> None:
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+
+    @property
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def submit(self, job: Callable[[], None]) -> None:
+        self.wait()  # at most one in flight: its buffers may be reused only after it is written
+
+        def run() -> None:
+            try:
+                job()
+            except BaseException as err:  # handed to the training thread by wait(): nothing is swallowed
+                self._error = err
+
+        self._thread = threading.Thread(target=run, name="hmolqd-checkpoint-writer", daemon=False)
+        self._thread.start()
+
+    def wait(self) -> float:
+        """Block until the job in flight is done; returns the seconds waited, raises the job's error."""
+        start = time.perf_counter()
+        if self._thread is not None:
+            self._thread.join()
+            self._thread = None
+        waited = time.perf_counter() - start
+        if self._error is not None:
+            err, self._error = self._error, None
+            raise err
+        return waited

@@ -1,0 +1,211 @@
+"""From layouts to finished dungeons: embed, ask the room source for every room in batched calls, regenerate
+the rooms that fail their checks a bounded number of times, then walk each dungeon and check its mission.
+
+A room passes its checks when (1) it is playable (`hmolqd.data.playability`), (2) its door sides are
+exactly the ones its grid neighbours require, (3) it has stairs exactly when it has a stair link, and
+(4) each of its doors lines up with the facing door of the neighbouring room (`hmolqd.dungeon.walk`).
+All rooms of all dungeons go to the source in one call; then, for up to `max_regenerations` rounds, the
+rooms still failing (of every dungeon at once) go in one more call each round. A room is thus generated
+at most `1 + max_regenerations` times. Rooms that still fail are kept and reported.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from hmolqd.data.playability import playable_mask, walkable_components
+from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES, door_sides, has_stairs
+from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
+from hmolqd.dungeon.layout import Layout
+from hmolqd.dungeon.mission import MissionResult, check_mission
+from hmolqd.dungeon.source import RoomSource, room_attributes
+from hmolqd.dungeon.walk import WalkResult, door_positions, walk_dungeon
+
+MONSTER_LABELS = frozenset({"e", "m", "b"})  # node labels of rooms with enemies (enemy, mini-boss, boss)
+_ROUND_SEED = 1_000_003  # seed of regeneration round r: seed + r * _ROUND_SEED
+
+
+@dataclass(frozen=True)
+class DungeonConfig:
+    """How dungeons are built (defaults are the ones the bench measures)."""
+
+    max_regenerations: int = 4  # rounds of regenerating failing rooms; 0 = keep the first rooms
+    max_stair_links: int = 2  # stair links one room may hold
+    embed_attempts: int = 64  # greedy placements tried per graph (the best one is kept)
+    mission_max_states: int = 200_000  # bound of the key-order search
+    request_attributes: bool = True  # ask the source for monsters in e/m/b rooms and for playable rooms
+
+    def __post_init__(self) -> None:
+        for name in ("max_regenerations", "max_stair_links", "embed_attempts", "mission_max_states"):
+            value = getattr(self, name)
+            low = 0 if name in ("max_regenerations", "max_stair_links") else 1
+            if isinstance(value, bool) or not isinstance(value, int) or value < low:
+                raise ValueError(f"DungeonConfig.{name} must be an int >= {low}, got {value!r}")
+
+
+@dataclass(frozen=True, eq=False)
+class Plan:
+    """A layout on the grid and what each of its rooms asks for (in `layout.rooms` order)."""
+
+    layout: Layout
+    embedding: Embedding
+    doors: torch.Tensor  # (n, 4) bool
+    stairs: torch.Tensor  # (n,) bool
+    attributes: dict[str, torch.Tensor]  # name -> (n,) bool
+
+
+@dataclass(frozen=True, eq=False)
+class Dungeon:
+    plan: Plan
+    rooms: torch.Tensor  # (n, 16, 11) uint8, layout.rooms order
+    generated: torch.Tensor  # (n,) int64: times each room was generated (1 = first try passed)
+    failures: dict[int, tuple[str, ...]]  # room id -> reasons, for rooms still failing
+    walk_before: WalkResult  # the first rooms, before any regeneration
+    walk: WalkResult
+    mission: MissionResult
+    source: str = ""  # name of the room source
+
+    @property
+    def layout(self) -> Layout:
+        return self.plan.layout
+
+    @property
+    def embedding(self) -> Embedding:
+        return self.plan.embedding
+
+    def summary(self) -> dict[str, Any]:
+        """Plain-JSON summary: rooms, regeneration counts, mission check, walkability."""
+        layout, emb = self.layout, self.embedding
+        n = len(layout.rooms)
+        shown = room_attributes(self.rooms)
+        asked_monsters = self.plan.attributes.get("monsters")
+        return {
+            "name": layout.name,
+            "source": layout.source,
+            "room_source": self.source,
+            "rooms": n,
+            "grid": list(emb.shape),
+            "start": layout.start,
+            "goal": layout.goal,
+            "boss": layout.boss,
+            "door_links": len(emb.door_links),
+            "stair_links": len(emb.stair_links),
+            "locked_doors": sum(1 for link in layout.links if link.locked),
+            "regeneration": {
+                "rooms_regenerated": int((self.generated > 1).sum()),
+                "share_regenerated": float((self.generated > 1).float().mean()) if n else 0.0,
+                "extra_generations": int((self.generated - 1).sum()),
+                "rooms_failing": len(self.failures),
+                "failing": {str(k): list(v) for k, v in sorted(self.failures.items())},
+            },
+            "playable": int(playable_mask(self.rooms).sum()),
+            "monsters_where_asked": None if asked_monsters is None or not asked_monsters.any() else
+            float(shown["monsters"][asked_monsters].float().mean()),
+            "walk_before_regeneration": self.walk_before.to_json(),
+            "walk": self.walk.to_json(),
+            "mission": self.mission.to_json(),
+            "notes": list(layout.notes),
+        }
+
+
+def plan(layout: Layout, config: DungeonConfig = DungeonConfig(), seed: int = 0) -> Plan:
+    """Embed `layout` and derive each room's request (doors from grid neighbours, stairs from stair links,
+    monsters from the e/m/b labels, playable always)."""
+    emb = embed(layout, seed=seed, attempts=config.embed_attempts, max_stair_links=config.max_stair_links)
+    doors = torch.tensor([emb.doors[room.id] for room in layout.rooms], dtype=torch.bool).view(-1, len(SIDES))
+    stairs = torch.tensor([emb.stairs[room.id] for room in layout.rooms], dtype=torch.bool)
+    attributes = {}
+    if config.request_attributes:
+        attributes = {
+            "monsters": torch.tensor([bool(room.labels & MONSTER_LABELS) for room in layout.rooms], dtype=torch.bool),
+            "playable": torch.ones(len(layout.rooms), dtype=torch.bool),
+        }
+    return Plan(layout, emb, doors, stairs, attributes)
+
+
+def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str, ...]]:
+    """Reasons each room of the concatenated dungeons `rooms` `(N, 16, 11)` fails its checks (module docstring)."""
+    doors = torch.cat([p.doors for p in plans])
+    stairs = torch.cat([p.stairs for p in plans])
+    playable = playable_mask(rooms)
+    got_doors = door_sides(rooms)
+    got_stairs = has_stairs(rooms)
+    positions = door_positions(rooms.long())
+    reasons: list[list[str]] = [[] for _ in range(rooms.shape[0])]
+    for i in (~playable).nonzero().flatten().tolist():
+        reasons[i].append("not playable")
+    for i in (got_doors != doors).any(1).nonzero().flatten().tolist():
+        want = ",".join(s for s, d in zip(SIDES, doors[i].tolist()) if d) or "none"
+        got = ",".join(s for s, d in zip(SIDES, got_doors[i].tolist()) if d) or "none"
+        reasons[i].append(f"doors {got}, asked {want}")
+    for i in (got_stairs != stairs).nonzero().flatten().tolist():
+        reasons[i].append("no stairs, asked for stairs" if stairs[i] else "stairs, asked for none")
+    base = 0
+    for p in plans:
+        at_slot = {p.embedding.slots[room.id]: base + k for k, room in enumerate(p.layout.rooms)}
+        for (r, c), i in at_slot.items():
+            for side in (1, 3):
+                j = at_slot.get((r + SIDE_OFFSETS[side][0], c + SIDE_OFFSETS[side][1]))
+                opp = OPPOSITE[side]
+                if j is None or not (got_doors[i, side] and got_doors[j, opp]):
+                    continue
+                if not (positions[side][i] & positions[opp][j]).any():
+                    reasons[i].append(f"{SIDES[side]} door does not line up with its neighbour's")
+                    reasons[j].append(f"{SIDES[opp]} door does not line up with its neighbour's")
+        base += len(p.layout.rooms)
+    return [tuple(r) for r in reasons]
+
+
+def _generate(plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, seed: int) -> torch.Tensor:
+    """One batched source call for the rooms `index` of the concatenated plans -> `(len(index), 16, 11)` uint8."""
+    doors = torch.cat([p.doors for p in plans])[index]
+    stairs = torch.cat([p.stairs for p in plans])[index]
+    names = set.intersection(*(set(p.attributes) for p in plans)) & set(source.attributes)
+    attributes = {name: torch.cat([p.attributes[name] for p in plans])[index] for name in sorted(names)}
+    rooms = source.rooms(doors, stairs, attributes, seed=seed)
+    if tuple(rooms.shape) != (index.numel(), ROOM_H, ROOM_W):
+        raise ValueError(f"room source {source.name!r} returned shape {tuple(rooms.shape)} for {index.numel()} rooms")
+    return rooms.to(torch.uint8)
+
+
+def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor) -> list[WalkResult]:
+    labels = walkable_components(rooms)  # (N, 16, 11): all rooms of all dungeons in one batch
+    out, base = [], 0
+    for p in plans:
+        n = len(p.layout.rooms)
+        out.append(walk_dungeon(p.layout, p.embedding, rooms[base : base + n], labels[base : base + n]))
+        base += n
+    return out
+
+
+def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonConfig = DungeonConfig(), seed: int = 0) -> list[Dungeon]:
+    """Generate the rooms of every plan in batched calls with bounded regeneration (module docstring)."""
+    if not plans:
+        return []
+    total = sum(len(p.layout.rooms) for p in plans)
+    rooms = _generate(plans, torch.arange(total), source, seed)  # (N, 16, 11), all dungeons in one call
+    generated = torch.ones(total, dtype=torch.int64)
+    walks_before = _walk_all(plans, rooms)
+    reasons = room_failures(plans, rooms)
+    for round_ in range(1, config.max_regenerations + 1):
+        failing = torch.tensor([i for i, r in enumerate(reasons) if r], dtype=torch.long)
+        if failing.numel() == 0:
+            break
+        rooms[failing] = _generate(plans, failing, source, seed + round_ * _ROUND_SEED)
+        generated[failing] += 1
+        reasons = room_failures(plans, rooms)
+    walks = _walk_all(plans, rooms)
+    out, base = [], 0
+    for p, before, after in zip(plans, walks_before, walks):
+        n = len(p.layout.rooms)
+        failures = {room.id: reasons[base + k] for k, room in enumerate(p.layout.rooms) if reasons[base + k]}
+        out.append(Dungeon(
+            plan=p, rooms=rooms[base : base + n].clone(), generated=generated[base : base + n].clone(), failures=failures,
+            walk_before=before, walk=after, mission=check_mission(p.layout, config.mission_max_states), source=source.name,
+        ))
+        base += n
+    return out

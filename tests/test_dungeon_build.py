@@ -1,0 +1,179 @@
+"""hmolqd.dungeon.build and the room sources: batched calls, bounded regeneration, honest failure reports."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import pytest
+import torch
+
+from hmolqd.config import ModelConfig
+from hmolqd.data.tiles import DOOR, ROOM_H, ROOM_W, SIDES, WALL, door_sides, has_stairs
+from hmolqd.dungeon.build import DungeonConfig, build_dungeons, plan
+from hmolqd.dungeon.sampler import sample_layout
+from hmolqd.dungeon.source import (
+    CorpusRoomSource,
+    MarkovRoomSource,
+    ModelRoomSource,
+    PlainRoomSource,
+    RoomSource,
+    plain_rooms,
+)
+from hmolqd.models.room_model import RoomModel
+
+LEFT = SIDES.index("left")
+
+
+class Recorder:
+    """Plain rooms, with the rooms of the first `bad_calls` calls broken by `breaker`; records each call's size."""
+
+    name = "recorder"
+    attributes: frozenset[str] = frozenset({"monsters"})
+
+    def __init__(self, breaker, bad_calls: int = 1, every: int = 3) -> None:  # type: ignore[no-untyped-def]
+        self.breaker, self.bad_calls, self.every = breaker, bad_calls, every
+        self.calls: list[int] = []
+        self.seen_attributes: list[set[str]] = []
+
+    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+        self.calls.append(doors.shape[0])
+        self.seen_attributes.append(set(attributes or {}))
+        rooms = plain_rooms(doors, stairs)
+        if len(self.calls) <= self.bad_calls:
+            for i in range(0, rooms.shape[0], self.every):
+                self.breaker(rooms[i])
+        return rooms
+
+
+def no_doors(room: torch.Tensor) -> None:
+    room[room == DOOR] = WALL
+
+
+def shift_left_door(room: torch.Tensor) -> None:
+    if bool((room[7:9, 1] == DOOR).all()):
+        room[7:9, 1] = WALL
+        room[3:5, 1] = DOOR
+
+
+@pytest.fixture
+def plans():  # type: ignore[no-untyped-def]
+    return [plan(sample_layout(seed, rooms=12)) for seed in range(3)]
+
+
+def test_all_rooms_of_all_dungeons_in_one_call_then_one_call_per_round(plans) -> None:  # type: ignore[no-untyped-def]
+    source = Recorder(no_doors)
+    dungeons = build_dungeons(plans, source, DungeonConfig(max_regenerations=4))
+    total = sum(len(p.layout.rooms) for p in plans)
+    broken = len(range(0, total, 3))
+    assert source.calls == [total, broken]  # batched: not one call per room or per dungeon
+    assert source.seen_attributes[0] == {"monsters"}  # only the attributes the source offers are passed
+    assert sum(int((d.generated == 2).sum()) for d in dungeons) == broken
+    assert not all(d.walk_before.walkable for d in dungeons)
+    for d in dungeons:
+        assert d.walk.walkable and d.walk.doors_agree and d.failures == {}
+        s = d.summary()["regeneration"]
+        assert s["rooms_regenerated"] == int((d.generated > 1).sum())
+        assert s["share_regenerated"] == pytest.approx(s["rooms_regenerated"] / len(d.layout.rooms))
+
+
+def test_regeneration_is_bounded_and_failures_are_reported(plans) -> None:  # type: ignore[no-untyped-def]
+    source = Recorder(no_doors, bad_calls=100, every=1)  # never gets better
+    config = DungeonConfig(max_regenerations=2)
+    dungeons = build_dungeons(plans, source, config)
+    assert len(source.calls) == 1 + config.max_regenerations
+    for d in dungeons:
+        assert bool((d.generated == 1 + config.max_regenerations).all())
+        assert set(d.failures) == {room.id for room in d.layout.rooms}
+        assert all("not playable" in reasons and any(r.startswith("doors none, asked ") for r in reasons) for reasons in d.failures.values())
+        assert not d.walk.walkable
+        assert d.summary()["regeneration"]["rooms_failing"] == len(d.layout.rooms)
+
+
+def test_no_regeneration_when_bound_is_zero(plans) -> None:  # type: ignore[no-untyped-def]
+    source = Recorder(no_doors)
+    dungeons = build_dungeons(plans, source, DungeonConfig(max_regenerations=0))
+    assert len(source.calls) == 1
+    assert sum(len(d.failures) for d in dungeons) > 0
+
+
+def test_doors_that_do_not_line_up_are_regenerated(plans) -> None:  # type: ignore[no-untyped-def]
+    source = Recorder(shift_left_door, every=1)
+    dungeons = build_dungeons(plans, source)
+    regenerated = sum(int((d.generated > 1).sum()) for d in dungeons)
+    assert regenerated > 0 and len(source.calls) == 2
+    # The shifted rooms are still playable with the right door sides: only the pair check catches them.
+    assert any(d.walk_before.misaligned for d in dungeons)
+    assert all(d.walk.walkable and not d.walk.misaligned and d.failures == {} for d in dungeons)
+
+
+def test_config_is_validated() -> None:
+    with pytest.raises(ValueError, match="DungeonConfig.max_regenerations must be an int >= 0"):
+        DungeonConfig(max_regenerations=-1)
+    with pytest.raises(ValueError, match="DungeonConfig.embed_attempts must be an int >= 1"):
+        DungeonConfig(embed_attempts=0)
+
+
+def request(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    gen = torch.Generator().manual_seed(0)
+    doors = torch.rand(n, 4, generator=gen) < 0.5
+    doors[:, 0] |= ~doors.any(1)  # at least one door each
+    return doors, torch.arange(n) % 2 == 0
+
+
+@pytest.fixture(scope="module")
+def training_rooms() -> torch.Tensor:
+    """Plain rooms with every door combination and both stair states: enough for the Markov chain."""
+    combos = torch.tensor([[bool(k >> s & 1) for s in range(4)] for k in range(1, 16)])
+    return torch.cat([plain_rooms(combos, torch.zeros(15, dtype=torch.bool)), plain_rooms(combos, torch.ones(15, dtype=torch.bool))])
+
+
+def tiny_model() -> RoomModel:
+    model = RoomModel(ModelConfig(num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=1, num_timesteps=50))
+    return model.eval()
+
+
+@pytest.mark.parametrize("kind", ["markov", "corpus", "plain", "model"])
+def test_sources_follow_the_protocol_and_are_seeded(kind: str, training_rooms: torch.Tensor) -> None:
+    source: RoomSource = {
+        "markov": lambda: MarkovRoomSource(training_rooms),
+        "corpus": lambda: CorpusRoomSource(training_rooms),
+        "plain": PlainRoomSource,
+        "model": lambda: ModelRoomSource(tiny_model(), steps=3),
+    }[kind]()
+    assert isinstance(source, RoomSource)
+    doors, stairs = request()
+    a = source.rooms(doors, stairs, None, seed=1)
+    assert a.dtype == torch.uint8 and tuple(a.shape) == (6, ROOM_H, ROOM_W)
+    assert torch.equal(a, source.rooms(doors, stairs, None, seed=1))
+    if kind != "model":  # the untrained model follows no request
+        assert torch.equal(door_sides(a), doors) and torch.equal(has_stairs(a), stairs)
+
+
+def test_request_is_checked() -> None:
+    with pytest.raises(ValueError, match=r"doors must be \(n, 4\) bool"):
+        PlainRoomSource().rooms(torch.zeros(2, 3, dtype=torch.bool), torch.zeros(2, dtype=torch.bool), None, 0)
+    with pytest.raises(ValueError, match="unknown attribute 'lava'"):
+        PlainRoomSource().rooms(torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2, dtype=torch.bool), {"lava": torch.zeros(2, dtype=torch.bool)}, 0)
+
+
+def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Sampler keys of `generate` come from the model's run config under the same name; stairs only where taken."""
+    from types import SimpleNamespace
+
+    import hmolqd.sampling.generate as sampling
+
+    calls: list[dict] = []
+
+    def fake_generate(model, n, doors=None, stairs=None, steps=50, guidance=2.0, eta=0.0, seed=0, batch_size=256, use_ema=True,  # type: ignore[no-untyped-def]
+                      door_guidance=0.0, sampler="confidence"):
+        calls.append({"stairs": stairs, "steps": steps, "seed": seed, "sampler": sampler, "door_guidance": door_guidance})
+        return plain_rooms(doors, torch.zeros(n, dtype=torch.bool))
+
+    monkeypatch.setattr(sampling, "generate", fake_generate)
+    run = SimpleNamespace(sample_steps=12, guidance_scale=2.0, ddim_eta=0.0, door_guidance=0.0, sampler="random", seed=99)
+    model = SimpleNamespace(config=SimpleNamespace(run=run), cfg=SimpleNamespace(cond_stairs=False))
+    doors, stairs = request()
+    ModelRoomSource(model).rooms(doors, stairs, None, seed=5)
+    ModelRoomSource(model, steps=4, sampler="confidence").rooms(doors, stairs, None, seed=6)
+    assert calls == [{"stairs": None, "steps": 12, "seed": 5, "sampler": "random", "door_guidance": 0.0},
+                     {"stairs": None, "steps": 4, "seed": 6, "sampler": "confidence", "door_guidance": 0.0}]
