@@ -12,7 +12,7 @@ Measures (all rooms of a group of dungeons in batched calls, as `hmolqd.dungeon.
 - time for one 20-room dungeon (sampled layout, including regeneration; median and max over 5 seeds) and
   for 100 dungeons of 20 rooms in one batched build;
 - the layout statistics of the sampled layouts next to the real graphs (and the real maps' extents).
-`--steps` overrides the model's DDIM steps (default: the model's `sample_steps`).
+`--steps` / `--guidance` / `--temperature` override the model's sampling settings (default: those stored with the model).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def make_source(args: argparse.Namespace, data_dir: Path) -> Any:
     if args.model:
         from hmolqd.checkpointing.export import load_model
 
-        sampling = {} if args.steps is None else {"steps": args.steps}
+        sampling = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("temperature", args.temperature)) if v is not None}
         return as_source(load_model(args.model), **sampling)
     corpus = load_corpus(data_dir)
     rooms = augment_mirror(corpus).rooms
@@ -160,7 +160,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
     p.add_argument("--seeds", type=int, default=10, help="seeds per real graph")
     p.add_argument("--sampled", type=int, default=200, help="sampled layouts")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
+    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
+    p.add_argument("--temperature", type=float, default=None, help="temperature of the code draws (default: the model's sample_temperature)")
     p.add_argument("--max-regenerations", type=int, default=DungeonConfig().max_regenerations)
     p.add_argument("--skip", nargs="*", default=(), choices=("real", "sampled", "timing"), help="parts to leave out")
     p.add_argument("--out", type=Path, default=None, help="JSON results file")

@@ -52,7 +52,7 @@ from hmolqd.evaluation.report import json_safe  # noqa: E402
 from hmolqd.models.room_model import RoomModel  # noqa: E402
 from hmolqd.training.optim import LRSchedule, Optimization  # noqa: E402
 from hmolqd.training.runtime import Runtime, UnsupportedGPUError, check_gpu_supported  # noqa: E402
-from hmolqd.training.stages import OBJECTIVES, set_train_mode, stage_data, trainable  # noqa: E402
+from hmolqd.training.stages import OBJECTIVES, set_train_mode, stage_data, start_diffusion_stage, trainable  # noqa: E402
 
 PARTS = ("env", "autocast", "resume", "suite")
 # Checkpoint keys that differ between two runs reaching the same state (config: only its paths), as in selfcheck.
@@ -126,7 +126,7 @@ def _stage_steps(gen: RoomModel, cfg: Config, stage: str, corpus: Any, rt: Runti
     set_train_mode(gen, stage)
     data = stage_data(gen, stage, corpus.rooms.to(dev), corpus.doors.to(dev), corpus.stairs.to(dev))
     if stage == "diffusion":
-        gen.diffusion.set_latent_scale(data.x)
+        start_diffusion_stage(gen, data, corpus.rooms.to(dev))
     o = Optimization.create(trainable(gen, stage), cfg.train, dev.type, rt.use_scaler)
     objective = OBJECTIVES[stage](gen, cfg)
     schedule = LRSchedule.from_config(cfg.train, steps)

@@ -1,13 +1,13 @@
-"""hmolqd: a VQ-VAE + diffusion generator of The Legend of Zelda dungeon rooms (VGLC), trained for real.
+"""hmolqd: a VQ-VAE + diffusion generator of The Legend of Zelda dungeons and rooms (VGLC), trained for real.
 
 Subpackages, bottom to top (a layer imports only the layers above it in this list):
 
     config.py, atomic.py, device.py   the frozen Config; atomic file writes; device resolution
-    data/            VGLC parsers, corpus discovery and download, split, augmentation, room facts (playability)
+    data/            VGLC parsers, corpus discovery and download, split, augmentation, room facts (playability, attributes)
     render.py        pictures of rooms and dungeon maps
-    diffusion/       pure diffusion math (noise schedules, DDPM / DDIM steps)
-    models/          VQ-VAE, denoiser, latent diffusion, RoomModel
-    sampling/        generate(model, n, ...) and its guidance
+    diffusion/       pure diffusion math (absorbing [MASK] process; noise schedules, DDPM / DDIM steps)
+    models/          VQ-VAE, denoiser, discrete code diffusion, latent diffusion, RoomModel
+    sampling/        generate(model, n, ...): the discrete sampler, door guidance of the continuous one
     checkpointing/   checkpoint files, manager and background writer, directory lock, run identity, resume, restore, RNG, inference export
     evaluation/      metrics, Markov reference, the quality report
     training/        the training loop, its checkpoint session, stages, validation, runtime, outputs, self-check

@@ -37,11 +37,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hmolqd.dungeon.api import evaluation_section
     from hmolqd.evaluation.report import format_report_table, run_evaluate
 
-    keys = {"steps": args.steps, "guidance": args.guidance, "eta": args.eta, "door_guidance": args.door_guidance}
+    keys = {"steps": args.steps, "guidance": args.guidance, "eta": args.eta, "door_guidance": args.door_guidance,
+            "sampler": args.sampler, "temperature": args.temperature}
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}
     report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance,
-                          eta=args.eta, device=args.device, door_guidance=args.door_guidance, sections=sections)
+                          eta=args.eta, device=args.device, door_guidance=args.door_guidance, sections=sections,
+                          sampler=args.sampler, temperature=args.temperature)
     print(format_report_table(report), file=sys.stderr)
     print(json.dumps(report, allow_nan=False))
     return 0
@@ -105,15 +107,30 @@ def _at_least(flag: str, value: int | None, low: int, what: str) -> None:
         raise ConfigError(f"{flag} {value}: must be >= {low} ({what})")
 
 
+def _parse_attributes(text: str) -> dict[str, str]:
+    """'monsters=yes,water=no' -> {name: word}; names and words are checked by `generate`."""
+    pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
+    if any(len(pair) != 2 for pair in pairs):
+        raise ValueError("write NAME=yes|no|open pairs separated by commas, e.g. 'monsters=yes,water=no'")
+    from hmolqd.data.attributes import ASK_WORDS, ATTRIBUTES
+
+    out = {name.strip(): word.strip().lower() for name, word in pairs}
+    for name, word in out.items():
+        if name not in ATTRIBUTES or word not in ASK_WORDS:
+            raise ValueError(f"{name}={word}: names are {', '.join(ATTRIBUTES)}; values {', '.join(ASK_WORDS)}")
+    return out
+
+
 def _sample(args: argparse.Namespace) -> int:
     # Every argument is checked before the model is loaded, so a typo costs no time.
     from hmolqd.sampling.generate import parse_doors, parse_stairs
 
     _at_least("-n", args.n, 1, "rooms to generate")
-    _at_least("--steps", args.steps, 1, "DDIM steps")
+    _at_least("--steps", args.steps, 1, "sampling steps")
     _at_least("--ncols", args.ncols, 1, "rooms per row of the picture")
     doors = _checked("--doors", args.doors, lambda v: parse_doors(v, 1)[0])  # (4,) bool in tiles.SIDES order
     stairs = _checked("--stairs", args.stairs, lambda v: bool(parse_stairs(v, 1)[0]))
+    attributes = _checked("--attributes", args.attributes, _parse_attributes)
     if not args.model.is_file():
         raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
 
@@ -125,13 +142,12 @@ def _sample(args: argparse.Namespace) -> int:
     gen = load_model(args.model)
     if stairs is not None and not gen.config.model.cond_stairs:
         raise ConfigError(f"--stairs {args.stairs!r}: {args.model} was trained without the stairs condition (cond_stairs = false); leave --stairs out")
-    run = gen.config.run
-    rooms = generate(gen, args.n, doors=doors, stairs=stairs, steps=args.steps or run.sample_steps,
-                     guidance=run.guidance_scale if args.guidance is None else args.guidance, eta=run.ddim_eta, seed=args.seed,
-                     door_guidance=run.door_guidance)
+    rooms = generate(gen, args.n, doors=doors, stairs=stairs, attributes=attributes, seed=args.seed,
+                     steps=args.steps, guidance=args.guidance)  # None = the model's own setting
     out = args.out or Path(args.model).with_name("samples.png")
     asked = condition_caption(None if doors is None else tuple(doors.tolist()))
     asked += "" if stairs is None else f"; stairs {'yes' if stairs else 'no'}"
+    asked += "".join(f"; {name} {word}" for name, word in (attributes or {}).items())
     print(f"wrote {save_sample_grid(rooms, out, ncols=args.ncols, limit=None, title=f'{args.n} generated rooms: {asked} (seed {args.seed})')}")
     return 0
 
@@ -165,10 +181,11 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hmolqd", description="Zelda dungeon-room generator (VQ-VAE + latent diffusion) on VGLC.")
+    parser = argparse.ArgumentParser(prog="python -m hmolqd", description="Zelda dungeon and room generator (VQ-VAE + discrete diffusion over its codes) on VGLC.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from hmolqd.data.fetch import DEFAULT_BASE_URL
+    from hmolqd.dungeon.build import DungeonConfig
     from hmolqd.sampling.generate import DOOR_NAMES_HELP
 
     p = sub.add_parser("fetch-data", help="download the pinned VGLC Zelda files, verified by SHA-256")
@@ -195,7 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", type=int, default=24, help="rooms to generate")
     p.add_argument("--doors", default=None, help=f"door sides, {DOOR_NAMES_HELP}; default unconditional")
     p.add_argument("--stairs", default=None, help="'yes' / 'no' (default: unconditional)")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the run's sample_steps)")
+    p.add_argument("--attributes", default=None, help="room attributes of a discrete model, e.g. 'monsters=yes,water=no' "
+                   "(names: monsters, water, playable, symmetric, mirror_rows, mirror_cols; yes / no / open); default: the model's own requests")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the run's)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--ncols", type=int, default=6)
@@ -207,8 +226,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--graph", type=Path, default=None, help="a room graph in the VGLC .dot format (default: sample a layout)")
     p.add_argument("--rooms", type=int, default=None, help="rooms of the sampled layout (default: drawn like the real dungeons)")
     p.add_argument("--seed", type=int, default=0, help="seed of the layout, its placement and the rooms")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
-    p.add_argument("--max-regenerations", type=int, default=None, help="rounds of regenerating rooms that fail their checks (default 4)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
+    p.add_argument("--max-regenerations", type=int, default=None, help=f"rounds of regenerating rooms that fail their checks (default {DungeonConfig().max_regenerations})")
     p.add_argument("--out", type=Path, default=None, help="folder for dungeon.txt/.dot/.png/.json (default: dungeon/ beside the model)")
     p.set_defaults(run=_dungeon)
 
@@ -219,10 +238,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
     p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
-    p.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's sample_steps)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
-    p.add_argument("--eta", type=float, default=None, help="DDIM eta (default: the model's ddim_eta)")
-    p.add_argument("--door-guidance", type=float, default=None, help="door guidance strength (default: the model's door_guidance)")
+    p.add_argument("--sampler", choices=("random", "confidence"), default=None, help="discrete model: unmasking order (default: the model's sampler)")
+    p.add_argument("--temperature", type=float, default=None, help="discrete model: temperature of the code draws (default: the model's sample_temperature)")
+    p.add_argument("--eta", type=float, default=None, help="continuous model: DDIM eta (default: the model's ddim_eta)")
+    p.add_argument("--door-guidance", type=float, default=None, help="continuous model: door guidance strength (default: the model's door_guidance)")
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")

@@ -27,6 +27,7 @@ KAGGLE_WORKING = Path("/kaggle/working")
 # Checkpoint file names, the trainer and the history plots all take the names from here.
 STAGES: tuple[str, ...] = ("vqvae", "diffusion", "joint")
 PRESETS_DIR = Path(__file__).parent / "presets"
+MODEL_KINDS: tuple[str, ...] = ("discrete", "continuous")
 COMMENT_PREFIX = "//"  # a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
 
 
@@ -44,9 +45,11 @@ class DataConfig:
     data_dir: str | None = None  # VGLC "The Legend of Zelda" folder; None = discover (see hmolqd.data)
     val_dungeons: tuple[str, ...] = ("tloz4_1", "tloz8_2")  # whole dungeons held out for validation
     mirror_augment: bool = True  # add left-right / top-bottom mirrored training rooms (doors follow)
+    door_augment: int = 1  # add this many copies of every training room with its doors redrawn (interior kept, attributes re-measured)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "val_dungeons", tuple(self.val_dungeons))
+        _check(isinstance(self.door_augment, int) and self.door_augment >= 0, "door_augment", "must be an integer >= 0", self.door_augment)
         _check(len(self.val_dungeons) >= 1, "val_dungeons", "hold out at least one dungeon", self.val_dungeons)
 
 
@@ -54,16 +57,23 @@ class DataConfig:
 class ModelConfig:
     """Architecture. Changing any of these on resume is an error."""
 
-    num_embeddings: int = 512  # VQ codebook size
+    model_kind: str = "discrete"  # "discrete": absorbing-state [MASK] diffusion on code indices; "continuous": Gaussian diffusion on latents
+    num_embeddings: int = 128  # VQ codebook size
     latent_dim: int = 64  # size of one code vector (channels of the latent grid)
-    embedding_dim: int = 256  # hidden width of the VQ-VAE encoder/decoder
+    embedding_dim: int = 64  # hidden width of the VQ-VAE encoder/decoder
     downsample: int = 2  # room (16x11, padded to 16x12) -> latent grid 8x6 (2), 4x3 (4) or 16x12 (1)
-    num_timesteps: int = 1000  # DDPM training steps T
-    schedule: str = "cosine"  # noise schedule: "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
-    prediction: str = "v"  # denoiser target: "eps" or "v" (Salimans & Ho 2022)
-    denoiser_dim: int = 256  # width of the latent denoiser
-    denoiser_depth: int = 6  # number of denoiser blocks
+    vq_local: bool = True  # VQ-VAE encoder sees only each code's own downsample x downsample patch (a code is a patch type)
+    codebook_restart: str = "farthest"  # codebook init / dead-code restarts: "farthest" (farthest point, k-means++ draws) or "uniform" batch rows
+    column_pad: str = "center"  # 16x11 -> 16x12: "center" duplicates column 5 (mirrored rooms get mirrored codes) or "zero" column at the right
+    num_timesteps: int = 1000  # continuous: DDPM training steps T
+    schedule: str = "cosine"  # continuous: noise schedule "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    prediction: str = "v"  # continuous: denoiser target "eps" or "v" (Salimans & Ho 2022)
+    mask_schedule: str = "cosine"  # discrete: masked fraction m(t): "linear" m = t (D3PM absorbing) or "cosine" m = sin(pi t / 2) (MaskGIT)
+    denoiser_dim: int = 128  # width of the denoiser
+    denoiser_depth: int = 1  # number of denoiser blocks
+    attn_radius: int = 1  # discrete: a code cell attends to the cells within this Chebyshev distance (0 = all cells)
     cond_stairs: bool = True  # condition on has-stairs as well as the 4 door sides
+    cond_attributes: bool = True  # discrete: also condition on room attributes (monsters, water, playable, symmetric, mirror axes)
     cond_in_context: bool = False  # also feed each condition as a token the latent tokens attend to (DiT sec. 3.2)
 
     def __post_init__(self) -> None:
@@ -75,20 +85,25 @@ class ModelConfig:
         _check(self.schedule in ("linear", "cosine"), "schedule", "must be 'linear' or 'cosine'", self.schedule)
         _check(self.prediction in ("eps", "v"), "prediction", "must be 'eps' or 'v'", self.prediction)
         _check(isinstance(self.cond_in_context, bool), "cond_in_context", "must be true or false", self.cond_in_context)
+        _check(self.model_kind in MODEL_KINDS, "model_kind", f"must be one of {MODEL_KINDS}", self.model_kind)
+        _check(self.codebook_restart in ("farthest", "uniform"), "codebook_restart", "must be 'farthest' or 'uniform'", self.codebook_restart)
+        _check(self.column_pad in ("center", "zero"), "column_pad", "must be 'center' or 'zero'", self.column_pad)
+        _check(self.mask_schedule in ("linear", "cosine"), "mask_schedule", "must be 'linear' or 'cosine'", self.mask_schedule)
+        _check(isinstance(self.attn_radius, int) and self.attn_radius >= 0, "attn_radius", "must be an integer >= 0", self.attn_radius)
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    batch_size: int = 64  # rooms per optimizer step (per process under DDP)
-    vqvae_epochs: int = 300  # stage 1: VQ-VAE epochs
-    num_epochs: int = 400  # stage 2: latent diffusion epochs (the seed's key)
-    joint_epochs: int = 0  # stage 3: optional joint fine-tuning
-    learning_rate: float = 1e-3  # peak AdamW learning rate (all stages)
+    batch_size: int = 32  # rooms per optimizer step (per process under DDP)
+    vqvae_epochs: int = 35  # stage 1: VQ-VAE epochs
+    num_epochs: int = 150  # stage 2: diffusion epochs (the seed's key)
+    joint_epochs: int = 0  # stage 3: optional joint fine-tuning (continuous model only)
+    learning_rate: float = 1.5e-3  # peak AdamW learning rate (all stages)
     weight_decay: float = 0.0  # AdamW weight decay
     warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * learning_rate
     min_lr_ratio: float = 0.1  # the cosine decay ends at min_lr_ratio * learning_rate
     grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    ema_decay: float = 0.999  # EMA of the denoiser used for sampling
+    ema_decay: float = 0.998  # EMA of the denoiser used for sampling
     codebook_decay: float = 0.99  # EMA codebook update rate
     commitment_beta: float = 0.25  # VQ commitment loss weight (van den Oord et al. 2017)
     rare_tile_weight: float = 4.0  # cross-entropy weight of the rare tiles D and S
@@ -141,12 +156,20 @@ class RunConfig:
     max_runtime_hours: float = 11.5  # cumulative training time budget across resumes (0 = off)
     log_every: int = 10  # batches between logged losses
     val_every: int = 25  # epochs between validations (and chances to write checkpoint_best.pt); the last epoch is always validated
-    sample_every: int = 0  # epochs between generation metrics in diffusion training (0 = off)
-    eval_samples: int = 256  # rooms generated at each sample_every evaluation
-    sample_steps: int = 50  # DDIM steps
-    ddim_eta: float = 0.0  # DDIM stochasticity (0 = deterministic)
-    guidance_scale: float = 2.0  # classifier-free guidance scale (1 = conditional only)
-    door_guidance: float = 0.0  # decoder-gradient door guidance strength per DDIM step (hmolqd.sampling.door_guidance; 0 = off)
+    sample_every: int = 25  # epochs between generation metrics in diffusion training (0 = off)
+    eval_samples: int = 300  # rooms generated at each sample_every evaluation
+    sample_steps: int = 8  # sampling steps: unmasking steps (discrete) or DDIM steps (continuous)
+    guidance_scale: float = 1.25  # classifier-free guidance scale (1 = conditional only; 1.25 measured best with temperature 1.1, bench/QUALITY.md)
+    sampler: str = "random"  # discrete: "random" (ancestral unmasking, Austin et al. 2021) or "confidence" (MaskGIT, Chang et al. 2022)
+    sample_temperature: float = 1.1  # discrete: softmax temperature of the code draws
+    mask_noise: float = 1.0  # discrete "confidence" sampler: Gumbel noise on the confidence, annealed linearly to 0 (MaskGIT)
+    guide_attributes: bool = True  # discrete: guidance contrasts with the room attributes left open (doors and stairs stay given)
+    tie_mirrors: bool = True  # discrete: a requested mirror axis is made exact (mirrored codes copied while sampling)
+    ask_playable: str = "yes"  # discrete: what generate asks for when not told: "yes", "no" or "open"
+    ask_symmetric: str = "yes"  # discrete: what generate asks for when not told: "yes", "no" or "open"
+    ask_mirror: str = "one"  # discrete: mirror-axis request when not told: "one" (an axis drawn 50/50 per room), "both" or "open"
+    ddim_eta: float = 0.0  # continuous: DDIM stochasticity (0 = deterministic)
+    door_guidance: float = 0.0  # continuous: decoder-gradient door guidance strength per DDIM step (hmolqd.sampling.door_guidance; 0 = off)
 
     def __post_init__(self) -> None:
         _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'", self.name)
@@ -157,8 +180,22 @@ class RunConfig:
         _check(self.keep_last_n >= 1, "keep_last_n", "must be >= 1", self.keep_last_n)
         _check(isinstance(self.checkpoint_async, bool), "checkpoint_async", "must be true or false", self.checkpoint_async)
         _check(self.monitor_mode in ("min", "max"), "monitor_mode", "must be 'min' or 'max'", self.monitor_mode)
+        _check(self.sampler in ("random", "confidence"), "sampler", "must be 'random' or 'confidence'", self.sampler)
+        _check(self.sample_temperature > 0, "sample_temperature", "must be > 0", self.sample_temperature)
+        _check(self.mask_noise >= 0, "mask_noise", "must be >= 0", self.mask_noise)
+        for key in ("ask_playable", "ask_symmetric"):
+            _check(getattr(self, key) in ("yes", "no", "open"), key, "must be 'yes', 'no' or 'open'", getattr(self, key))
+        _check(self.ask_mirror in ("one", "both", "open"), "ask_mirror", "must be 'one', 'both' or 'open'", self.ask_mirror)
         _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
 
+
+# What a saved config (config.json, a checkpoint) written before a key existed meant: the behaviour of the
+# version that wrote it. Keys not listed here had their current default then.
+LEGACY_VALUES: dict[str, dict[str, Any]] = {
+    "data": {"door_augment": 0},
+    "model": {"model_kind": "continuous", "vq_local": False, "codebook_restart": "uniform", "column_pad": "zero",
+              "attn_radius": 0, "cond_attributes": False},
+}
 
 SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "paths": PathsConfig, "run": RunConfig}
 
@@ -170,6 +207,10 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     paths: PathsConfig = field(default_factory=PathsConfig)
     run: RunConfig = field(default_factory=RunConfig)
+
+    def __post_init__(self) -> None:
+        _check(self.train.joint_epochs == 0 or self.model.model_kind == "continuous", "joint_epochs",
+               "must be 0 with model_kind 'discrete' (code indices carry no gradient to the VQ-VAE)", self.train.joint_epochs)
 
     # ---- flat form (the notebook's CONFIG dict, the CLI's --set key=value) ----
     @classmethod
@@ -214,6 +255,12 @@ class Config:
                 flat[key] = value
         return cls.from_flat(flat)
 
+    @classmethod
+    def from_saved(cls, nested: dict[str, Any]) -> Config:
+        """`from_dict` for a config a run wrote (config.json, a checkpoint): a key it lacks was written by an
+        older version and takes that version's value (`LEGACY_VALUES`), not today's default."""
+        return cls.from_dict(with_legacy_values(nested))
+
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), indent=2, sort_keys=True)
 
@@ -228,7 +275,7 @@ class Config:
         nested = {k: v for k, v in nested.items() if not str(k).startswith(COMMENT_PREFIX)}  # JSON has no comments
         # A config file may be flat (like the notebook's CONFIG) or nested (like config.json).
         if nested and all(isinstance(v, dict) for v in nested.values()) and set(nested) <= set(SECTIONS):
-            return cls.from_dict(nested)
+            return cls.from_saved(nested)  # the nested form is what a run saves (config.json)
         return cls.from_flat(nested)
 
     @classmethod
@@ -261,42 +308,6 @@ class Config:
         return dataclasses.replace(self, paths=paths)
 
 
-def key_docs() -> list[tuple[str, str, Any, str]]:
-    """(flat key, section, default, the comment beside its field in this file) for every key, in section order.
-
-    The comments are read from this module's source, so the README's configuration table (generated
-    from this list, see tests/test_config.py) cannot drift from them. A key without a comment is an error.
-    """
-    import ast
-    import io
-    import tokenize
-
-    source = Path(__file__).read_text(encoding="utf-8")
-    comments = {tok.start[0]: tok.string.lstrip("#").strip()
-                for tok in tokenize.generate_tokens(io.StringIO(source).readline) if tok.type == tokenize.COMMENT}
-    classes = {node.name: node for node in ast.parse(source).body if isinstance(node, ast.ClassDef)}
-    rows = []
-    for section, cls in SECTIONS.items():
-        lines = {node.target.id: node.lineno for node in classes[cls.__name__].body
-                 if isinstance(node, ast.AnnAssign) and isinstance(node.target, ast.Name)}
-        for f in fields(cls):
-            comment = comments.get(lines[f.name], "")
-            if not comment:
-                raise AssertionError(f"config key {f.name!r} ({cls.__name__}) has no comment beside its field in {__file__}")
-            default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
-            rows.append((f.name, section, default, comment))
-    return rows
-
-
-def config_table() -> str:
-    """Markdown table of every key: key, section, default, what it does (the comments of this file)."""
-    lines = ["| key | section | default | what it sets |", "|---|---|---|---|"]
-    for key, section, default, comment in key_docs():
-        text = comment.replace("|", "\\|").replace("<", "&lt;").replace(">", "&gt;")  # markdown table cell, no HTML tags
-        lines.append(f"| `{key}` | {section} | `{default!r}` | {text} |")
-    return "\n".join(lines)
-
-
 def flat_keys() -> dict[str, str]:
     """Map every flat key to its section; flat keys are unique across sections."""
     owner: dict[str, str] = {}
@@ -307,11 +318,20 @@ def flat_keys() -> dict[str, str]:
     return owner
 
 
+def with_legacy_values(nested: dict[str, Any]) -> dict[str, Any]:
+    """A saved nested config with every key it lacks from `LEGACY_VALUES` filled in (see `Config.from_saved`)."""
+    out = {name: dict(values) if isinstance(values, dict) else values for name, values in nested.items()}
+    for section, legacy in LEGACY_VALUES.items():
+        if isinstance(out.get(section), dict):
+            out[section] = {**legacy, **out[section]}
+    return out
+
+
 def architecture_diff(saved: dict[str, Any], current: ModelConfig) -> list[str]:
     """Differences between a checkpoint's `model` section and the current one, as 'key: saved -> current'."""
     now = dataclasses.asdict(current)
-    # A key added after the checkpoint was written means its default: the model it describes had that behaviour.
-    saved = {**dataclasses.asdict(ModelConfig()), **saved}
+    # A key added after the checkpoint was written means what that version did (LEGACY_VALUES), else its default.
+    saved = {**dataclasses.asdict(ModelConfig()), **with_legacy_values({"model": saved})["model"]}
     keys = sorted(set(saved) | set(now))
     return [f"{k}: checkpoint={saved.get(k, '<absent>')!r} config={now.get(k, '<absent>')!r}" for k in keys if saved.get(k, "<absent>") != now.get(k, "<absent>")]
 

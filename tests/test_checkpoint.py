@@ -550,19 +550,19 @@ def test_architecture_change_lists_every_differing_key(objs: SimpleNamespace) ->
     current = Config().with_overrides(latent_dim=32, denoiser_depth=4, schedule="linear")
     with pytest.raises(CheckpointError, match="differs from the checkpoint in 3 key") as err:
         check_resume_config(saved, current)
-    for text in ("denoiser_depth: checkpoint=6 config=4", "latent_dim: checkpoint=64 config=32", "schedule: checkpoint='cosine' config='linear'"):
+    for text in ("denoiser_depth: checkpoint=1 config=4", "latent_dim: checkpoint=64 config=32", "schedule: checkpoint='cosine' config='linear'"):
         assert text in str(err.value)
 
 
 def test_training_key_changes_are_allowed_and_returned_once(caplog: pytest.LogCaptureFixture) -> None:
     saved = Config().to_dict()
-    current = Config().with_overrides(batch_size=32, log_every=5, num_epochs=10, learning_rate=5e-4)
+    current = Config().with_overrides(batch_size=64, log_every=5, num_epochs=10, learning_rate=5e-4)
     with caplog.at_level(logging.INFO, logger="hmolqd.checkpointing.resume"):
         messages = check_resume_config(saved, current)
     assert len(messages) == 4
-    assert "config key 'batch_size' changed since the checkpoint: 64 -> 32 (allowed: it does not change the model)" in messages
+    assert "config key 'batch_size' changed since the checkpoint: 32 -> 64 (allowed: it does not change the model)" in messages
     assert [m for m in messages if m.startswith("WARNING")] == [
-        "WARNING: config key 'learning_rate' changed since the checkpoint: 0.001 -> 0.0005 (applied: the learning-rate schedule is rebuilt with the new peak)"
+        "WARNING: config key 'learning_rate' changed since the checkpoint: 0.0015 -> 0.0005 (applied: the learning-rate schedule is rebuilt with the new peak)"
     ]
     # The caller prints the messages; logging them as well printed every warning twice (stdout and stderr).
     assert not any("changed since the checkpoint" in r.getMessage() for r in caplog.records)

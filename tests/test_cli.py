@@ -58,7 +58,9 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
         (["--stairs", "maybe"], "error: --stairs 'maybe': stairs 'maybe' is not one of 1, true, yes, y, 0, false, no, n"),
         (["-n", "0"], "error: -n 0: must be >= 1 (rooms to generate)"),
         (["-n", "-3"], "error: -n -3: must be >= 1"),
-        (["--steps", "0"], "error: --steps 0: must be >= 1 (DDIM steps)"),
+        (["--steps", "0"], "error: --steps 0: must be >= 1 (sampling steps)"),
+        (["--attributes", "enemies=yes"], "error: --attributes 'enemies=yes': enemies=yes: names are monsters, water, playable"),
+        (["--attributes", "monsters"], "error: --attributes 'monsters': write NAME=yes|no|open pairs"),
         (["--ncols", "0"], "error: --ncols 0: must be >= 1"),
     ],
 )
@@ -110,6 +112,12 @@ def test_sample_takes_on_screen_door_names(run_dir: Path, tmp_path: Path, capsys
     assert main(["sample", "--model", model, "-n", "3", "--doors", "left,top", "--out", str(text)]) == 0  # the same sides, text names
     assert "wrote" in capsys.readouterr().out
     assert (imread(screen) == imread(text)).all()
+
+
+def test_sample_asks_for_room_attributes(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = str(run_dir / "out" / "model_final.pt")
+    assert main(["sample", "--model", model, "-n", "4", "--attributes", "monsters=yes,mirror_rows=yes", "--out", str(tmp_path / "a.png")]) == 0
+    assert "wrote" in capsys.readouterr().out and (tmp_path / "a.png").is_file()
 
 
 # ---------------------------------------------------------------- messages that name the real problem

@@ -7,7 +7,8 @@ import torch
 from model_helpers import randomize_zero_init
 
 from hmolqd.config import Config, ConfigError, ModelConfig
-from hmolqd.models.denoiser import ABSENT, PRESENT, Denoiser
+from hmolqd.data.attributes import ABSENT, PRESENT
+from hmolqd.models.denoiser import Denoiser
 from hmolqd.models.latent_diffusion import LatentDiffusion
 
 LATENT = (4, 4, 3)  # (C, h, w)

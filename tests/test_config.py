@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
-from hmolqd.config import Config, ConfigError, ModelConfig, architecture_diff, flat_keys
+from hmolqd.config import LEGACY_VALUES, Config, ConfigError, ModelConfig, architecture_diff, flat_keys
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The seed notebook's CONFIG exactly as users write it.
 SEED_CONFIG = {
@@ -128,28 +131,46 @@ def test_default_paths_local_and_kaggle(tmp_path, monkeypatch) -> None:
 
 
 def test_architecture_diff_lists_every_key_with_both_values() -> None:
-    saved = ModelConfig().__dict__ | {"latent_dim": 32, "num_embeddings": 128}
+    saved = ModelConfig().__dict__ | {"latent_dim": 32, "num_embeddings": 512}
     diff = architecture_diff(saved, ModelConfig())
-    assert diff == ["latent_dim: checkpoint=32 config=64", "num_embeddings: checkpoint=128 config=512"]
+    assert diff == ["latent_dim: checkpoint=32 config=64", "num_embeddings: checkpoint=512 config=128"]
     assert architecture_diff(dict(ModelConfig().__dict__), ModelConfig()) == []
     # A checkpoint written before a model key existed had that key's default behaviour.
     older = {k: v for k, v in ModelConfig().__dict__.items() if k != "cond_stairs"}
     assert architecture_diff(older, ModelConfig()) == []
     assert architecture_diff(older, ModelConfig(cond_stairs=False)) == ["cond_stairs: checkpoint=True config=False"]
+    # A checkpoint written before model_kind existed holds a continuous model with the VQ-VAE of that time.
+    v010 = {k: v for k, v in ModelConfig().__dict__.items() if k not in LEGACY_VALUES["model"]}
+    assert architecture_diff(v010, ModelConfig(**LEGACY_VALUES["model"])) == []
+    assert "model_kind: checkpoint='continuous' config='discrete'" in architecture_diff(v010, ModelConfig())
+
+
+def test_saved_configs_without_a_key_mean_what_their_version_did() -> None:
+    nested = Config().to_dict()
+    for section, keys in LEGACY_VALUES.items():
+        for key in keys:
+            del nested[section][key]
+    old = Config.from_saved(nested)
+    assert (old.model.model_kind, old.model.vq_local, old.data.door_augment) == ("continuous", False, 0)
+    assert Config.from_json(json.dumps(nested)) == old  # config.json of an older run reads the same way
+    assert Config.from_saved(Config().to_dict()) == Config()
 
 
 # ---------------------------------------------------------------- the README's configuration table
 
 
-def test_readme_configuration_table_is_generated_from_config_py() -> None:
-    """README.md's table between the config-table markers is exactly what tools/readme_config_table.py writes."""
+def _table_tool():  # type: ignore[no-untyped-def]
     import importlib.util
-    from pathlib import Path
 
-    repo = Path(__file__).resolve().parents[1]
-    spec = importlib.util.spec_from_file_location("readme_config_table", repo / "tools" / "readme_config_table.py")
+    spec = importlib.util.spec_from_file_location("readme_config_table", REPO / "tools" / "readme_config_table.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
+    return tool
+
+
+def test_readme_configuration_table_is_generated_from_config_py() -> None:
+    """README.md's table between the config-table markers is exactly what tools/readme_config_table.py writes."""
+    repo, tool = REPO, _table_tool()
     readme = (repo / "README.md").read_text(encoding="utf-8")
     assert tool.with_table(readme) == readme, "README.md's configuration table is out of date: run python tools/readme_config_table.py"
     # The notebook's CONFIG cell points at that table by its heading.
@@ -157,9 +178,8 @@ def test_readme_configuration_table_is_generated_from_config_py() -> None:
 
 
 def test_config_table_lists_every_key_with_section_default_and_comment() -> None:
-    from hmolqd.config import config_table, key_docs
-
-    docs = key_docs()
+    tool = _table_tool()
+    docs, config_table = tool.key_docs(), tool.config_table
     assert [key for key, *_ in docs] == list(flat_keys())  # every key, once, in section order
     defaults = Config().to_flat()
     for key, section, default, comment in docs:

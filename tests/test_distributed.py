@@ -17,6 +17,7 @@ from hmolqd.sampling.generate import generate
 pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.real_data]
 
 TINY = {
+    "door_augment": 0,  # 1212 rooms per epoch: the step counts below
     "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4, "denoiser_dim": 32, "denoiser_depth": 1,
     "num_timesteps": 100, "vqvae_epochs": 1, "num_epochs": 2, "batch_size": 128, "warmup_steps": 2, "log_every": 3,
     "sample_every": 0, "sample_steps": 4,

@@ -84,9 +84,30 @@ def test_regeneration_is_bounded_and_failures_are_reported(plans) -> None:  # ty
     for d in dungeons:
         assert bool((d.generated == 1 + config.max_regenerations).all())
         assert set(d.failures) == {room.id for room in d.layout.rooms}
-        assert all("not playable" in reasons and any(r.startswith("doors none, asked ") for r in reasons) for reasons in d.failures.values())
+        assert all(any(r.startswith("doors none, asked ") for r in reasons) for reasons in d.failures.values())
+        stair_rooms = {room.id for k, room in enumerate(d.layout.rooms) if bool(d.plan.stairs[k])}  # their stair is a way in
+        assert all("not playable" in reasons for rid, reasons in d.failures.items() if rid not in stair_rooms)
         assert not d.walk.walkable
         assert d.summary()["regeneration"]["rooms_failing"] == len(d.layout.rooms)
+
+
+def test_from_the_second_regeneration_a_failing_room_is_asked_only_to_be_playable(plans) -> None:  # type: ignore[no-untyped-def]
+    source = Recorder(no_doors, bad_calls=100, every=1)
+    source.attributes = frozenset({"monsters", "playable"})
+    build_dungeons(plans, source, DungeonConfig(max_regenerations=3))
+    full = {"monsters", "playable"}
+    assert source.seen_attributes == [full, full, {"playable"}, {"playable"}]  # e.g. stairs + monsters: no real room has both
+
+
+def test_a_room_entered_only_by_its_stair_link_needs_no_door() -> None:
+    from hmolqd.data.playability import playable_mask
+    from hmolqd.data.tiles import STAIR
+
+    room = plain_rooms(torch.zeros(1, 4, dtype=torch.bool), torch.ones(1, dtype=torch.bool))  # no doors, a stair
+    assert bool((room == STAIR).any()) and not bool(playable_mask(room)[0])  # the room rule wants a door
+    assert bool(playable_mask(room, stairs_as_entry=True)[0])  # the dungeon's check: the stair is its way in
+    closed = plain_rooms(torch.zeros(1, 4, dtype=torch.bool), torch.zeros(1, dtype=torch.bool))
+    assert not bool(playable_mask(closed, stairs_as_entry=True)[0])  # no door and no stair: no way in
 
 
 def test_no_regeneration_when_bound_is_zero(plans) -> None:  # type: ignore[no-untyped-def]
@@ -157,23 +178,30 @@ def test_request_is_checked() -> None:
 
 
 def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Sampler keys of `generate` come from the model's run config under the same name; stairs only where taken."""
+    """Sampling settings not given are the model's own (generate resolves them); given ones win; stairs only
+    where taken; the model's attributes are passed on, others dropped."""
+    import dataclasses
     from types import SimpleNamespace
 
     import hmolqd.sampling.generate as sampling
+    from hmolqd.config import Config
 
     calls: list[dict] = []
 
-    def fake_generate(model, n, doors=None, stairs=None, steps=50, guidance=2.0, eta=0.0, seed=0, batch_size=256, use_ema=True,  # type: ignore[no-untyped-def]
-                      door_guidance=0.0, sampler="confidence"):
-        calls.append({"stairs": stairs, "steps": steps, "seed": seed, "sampler": sampler, "door_guidance": door_guidance})
+    def fake_generate(model, n, doors=None, stairs=None, attributes=None, *, seed=0, batch_size=256, use_ema=True, **kw):  # type: ignore[no-untyped-def]
+        calls.append({"stairs": stairs, "seed": seed, "attributes": sorted(attributes or {}), **kw})
         return plain_rooms(doors, torch.zeros(n, dtype=torch.bool))
 
     monkeypatch.setattr(sampling, "generate", fake_generate)
-    run = SimpleNamespace(sample_steps=12, guidance_scale=2.0, ddim_eta=0.0, door_guidance=0.0, sampler="random", seed=99)
-    model = SimpleNamespace(config=SimpleNamespace(run=run), cfg=SimpleNamespace(cond_stairs=False))
+    run = dataclasses.replace(Config().run, sample_steps=12, sampler="random")
+    model = SimpleNamespace(config=SimpleNamespace(run=run), cfg=SimpleNamespace(cond_stairs=False, model_kind="discrete"),
+                            attribute_names=("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols"))
     doors, stairs = request()
-    ModelRoomSource(model).rooms(doors, stairs, None, seed=5)
+    monsters = {"monsters": torch.ones(len(doors), dtype=torch.bool)}
+    ModelRoomSource(model).rooms(doors, stairs, monsters, seed=5)
     ModelRoomSource(model, steps=4, sampler="confidence").rooms(doors, stairs, None, seed=6)
-    assert calls == [{"stairs": None, "steps": 12, "seed": 5, "sampler": "random", "door_guidance": 0.0},
-                     {"stairs": None, "steps": 4, "seed": 6, "sampler": "confidence", "door_guidance": 0.0}]
+    assert calls == [{"stairs": None, "seed": 5, "attributes": ["monsters"]},
+                     {"stairs": None, "seed": 6, "attributes": [], "steps": 4, "sampler": "confidence"}]
+    assert ModelRoomSource(model).name == f"model (discrete, 12 sampling steps, guidance {run.guidance_scale})"
+    with pytest.raises(TypeError, match="unknown sampling setting"):
+        ModelRoomSource(model, stepz=3)

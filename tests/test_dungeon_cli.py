@@ -53,7 +53,7 @@ def test_dungeon_command_with_a_sampled_layout(model_path: Path, tmp_path: Path,
     code, out, err = run(["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--out", str(tmp_path / "a")], capsys)
     assert code == 0 and err == ""
     assert out.startswith("dungeon sampled_3 (sampled (seed 3, template ")
-    for line in ("rooms from model (2 sampling steps, ", "walkable: ", "mission: beatable"):
+    for line in ("rooms from model (discrete, 2 sampling steps, ", "walkable: ", "mission: beatable"):
         assert line in out
     summary = json.loads((tmp_path / "a" / "dungeon.json").read_text())
     assert summary["rooms"] == 8 and summary["regeneration"]["rooms_regenerated"] >= summary["regeneration"]["rooms_failing"]

@@ -19,7 +19,7 @@ from hmolqd.data.tiles import door_sides, has_stairs
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import MARK_COLOR
 
-TINY = dict(num_embeddings=16, latent_dim=8, embedding_dim=32, denoiser_dim=32, denoiser_depth=1, num_timesteps=50)
+TINY = dict(model_kind="continuous", num_embeddings=16, latent_dim=8, embedding_dim=32, denoiser_dim=32, denoiser_depth=1, num_timesteps=50)
 FAST = dict(steps=3, guidance=2.0, eta=0.0)
 METRICS = list(ev.TABLE_ROWS)
 
@@ -181,7 +181,7 @@ def test_generation_metrics_scores_doors_against_the_requested_ones(monkeypatch:
 
     model = SimpleNamespace(cfg=ModelConfig(**TINY, cond_stairs=cond_stairs))
     monkeypatch.setattr(ev, "generate", obeying)
-    out = ev.generation_metrics(model, train.rooms, train.doors, train.stairs, 200, seed=5, **FAST)
+    out = ev.generation_metrics(model, train.rooms, train.doors, train.stairs, 200, seed=5, sampling=FAST)
     assert out["door_adherence"] == 1.0
     drawn_doors, drawn_stairs = ev.draw_conditions(train, 200, seed=5)
     assert torch.equal(calls[0]["doors"], drawn_doors)
@@ -191,16 +191,16 @@ def test_generation_metrics_scores_doors_against_the_requested_ones(monkeypatch:
     assert {k: calls[0][k] for k in ("steps", "guidance", "eta", "seed")} == {**FAST, "seed": 5}
 
     monkeypatch.setattr(ev, "generate", lambda model, n, **kw: fixed.expand(n, -1, -1).clone())
-    out = ev.generation_metrics(model, train.rooms, train.doors, train.stairs, 200, seed=5, **FAST)
+    out = ev.generation_metrics(model, train.rooms, train.doors, train.stairs, 200, seed=5, sampling=FAST)
     expected = (drawn_doors == torch.tensor([True, False, False, False])).all(1).double().mean()
     assert 0 < float(expected) < 1 and out["door_adherence"] == pytest.approx(float(expected))
 
 
 def test_generation_metrics_with_a_model(tiny_generator: RoomModel, train: SimpleNamespace) -> None:
-    out = ev.generation_metrics(tiny_generator, train.rooms, train.doors, train.stairs, 16, seed=0, **FAST)
+    out = ev.generation_metrics(tiny_generator, train.rooms, train.doors, train.stairs, 16, seed=0, sampling=FAST)
     assert set(METRICS) <= set(out) and out["generation_seconds"] > 0
     json.dumps(out, allow_nan=False)
-    single = ev.generation_metrics(tiny_generator, train.rooms, train.doors, train.stairs, 1, seed=0, **FAST)
+    single = ev.generation_metrics(tiny_generator, train.rooms, train.doors, train.stairs, 1, seed=0, sampling=FAST)
     assert single["diversity"] is None  # no pairs: NaN becomes JSON null
 
 
@@ -235,10 +235,11 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     assert "| metric | ours | training set | Markov |" in captured.err
     # The model column is the exported generator's, on the training split plus its two mirrors.
     train = augment_mirror(split_corpus(load_corpus(data), ["tloz4_1"])[0])
-    direct = ev.evaluation_report(model, train, n=20, seed=1, steps=2, guidance=2.0, eta=0.0)
+    guidance = model.config.run.guidance_scale  # the saved config's
+    direct = ev.evaluation_report(model, train, n=20, seed=1, steps=2, guidance=guidance, eta=0.0)
     assert report["model"] == direct["model"] and report["markov"] == direct["markov"]
     # Steps come from the saved config; the reference set is the training split plus its two mirrors.
-    assert report["settings"] == {**report["settings"], "n": 20, "seed": 1, "steps": 2, "guidance": 2.0, "train_rooms": 12, "mirror_augment": True}
+    assert report["settings"] == {**report["settings"], "n": 20, "seed": 1, "steps": 2, "guidance": guidance, "train_rooms": 12, "mirror_augment": True}
     assert json.loads((tmp_path / "run" / ev.DEFAULT_JSON).read_text()) == report
     assert imread(tmp_path / "run" / ev.DEFAULT_PNG).shape[2] in (3, 4)
     assert report["training_set"]["door_adherence"] == 1.0 and report["markov"]["door_adherence"] == 1.0

@@ -10,19 +10,16 @@ from model_helpers import randomize_zero_init
 from torch import nn
 
 from hmolqd.config import ModelConfig
-from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN, Denoiser
-from hmolqd.models.latent_diffusion import (
-    LatentDiffusion,
-    condition_tokens,
-    drop_condition,
-)
+from hmolqd.data.attributes import ABSENT, PRESENT, UNKNOWN, condition_groups, condition_tokens, drop_condition
+from hmolqd.models.denoiser import Denoiser
+from hmolqd.models.latent_diffusion import LatentDiffusion
 
 LATENT = (4, 4, 3)  # (C, h, w) of a downsample-4 grid with a tiny latent_dim
 
 
 @pytest.fixture
 def cfg() -> ModelConfig:
-    return ModelConfig(latent_dim=4, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
+    return ModelConfig(model_kind="continuous", latent_dim=4, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
 
 
 @pytest.fixture
@@ -39,8 +36,8 @@ def _doors(rows: list[str]) -> torch.Tensor:
 
 
 def test_default_denoiser_size() -> None:
-    """Regression pin of the default architecture (DiT, width 256, depth 6, on the 4x3x64 grid)."""
-    cfg = ModelConfig()
+    """Regression pin of the continuous model's former default (DiT, width 256, depth 6, on the 4x3x64 grid)."""
+    cfg = ModelConfig(model_kind="continuous", denoiser_dim=256, denoiser_depth=6)
     denoiser = Denoiser((cfg.latent_dim, 4, 3), cfg.denoiser_dim, cfg.denoiser_depth, 5)
     assert sum(p.numel() for p in denoiser.parameters()) == 7_404_096
 
@@ -88,8 +85,8 @@ def test_room_condition(cfg: ModelConfig, cond_stairs: bool) -> None:
 def test_drop_condition_rates(cond_stairs: bool) -> None:
     K = 4 + int(cond_stairs)
     cond = torch.randint(0, 2, (20000, K))
-    assert torch.equal(drop_condition(cond, 0.0, cond_stairs), cond)
-    dropped = drop_condition(cond, 0.2, cond_stairs) == UNKNOWN  # (B, K)
+    assert torch.equal(drop_condition(cond, 0.0, condition_groups(cond_stairs, False)), cond)
+    dropped = drop_condition(cond, 0.2, condition_groups(cond_stairs, False)) == UNKNOWN  # (B, K)
     doors_gone, stairs_gone = dropped[:, :4].all(1), dropped[:, -1]
     assert bool((dropped[:, :4].any(1) == doors_gone).all())  # door sides drop together
     if cond_stairs:
@@ -100,7 +97,7 @@ def test_drop_condition_rates(cond_stairs: bool) -> None:
     else:
         assert doors_gone.float().mean().item() == pytest.approx(0.2, abs=0.02)
     with pytest.raises(ValueError, match="cond_drop_prob"):
-        drop_condition(cond, 1.0, cond_stairs)
+        drop_condition(cond, 1.0, condition_groups(cond_stairs, False))
 
 
 def test_latent_scale_buffer(cfg: ModelConfig) -> None:

@@ -34,7 +34,8 @@ SEED_KEYS = {"batch_size", "num_epochs", "learning_rate", "weight_decay", "check
              "use_amp", "log_every", "val_every"}
 # 5 optimizer steps per epoch on the 1212 training rooms (mirrors included); a couple of seconds per stage on CPU.
 TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "num_timesteps": 50, "denoiser_dim": 16, "denoiser_depth": 1,
-        "vqvae_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2, "sample_steps": 2, "eval_samples": 8}
+        "vqvae_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2, "sample_steps": 2, "eval_samples": 8,
+        "door_augment": 0}
 
 
 def read(path: Path) -> nbformat.NotebookNode:

@@ -20,9 +20,10 @@ def test_preset_loads_and_holds_no_paths(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", ["cpu", "gpu"])
-def test_quality_presets_use_the_measured_tokenizer_and_in_context_conditions(name: str) -> None:
+def test_quality_presets_are_the_measured_room_model(name: str) -> None:
     cfg = Config.preset(name)
-    # The VQ-VAE that meets the held-out bar (bench/vqvae_bar.py): 8x6 grid of 64-dim codes, 512 codes.
-    assert (cfg.model.downsample, cfg.model.latent_dim, cfg.model.num_embeddings) == (2, 64, 512)
-    assert cfg.model.cond_in_context is True
+    # The best model of bench/QUALITY.md: discrete codes of a patch-local 8x6 VQ-VAE (128 codes), attributes asked for.
+    assert (cfg.model.model_kind, cfg.model.downsample, cfg.model.num_embeddings, cfg.model.vq_local) == ("discrete", 2, 128, True)
+    assert cfg.model == Config().model, "the presets train the default (best measured) architecture"
+    assert (cfg.run.sample_steps, cfg.run.sampler, cfg.run.tie_mirrors) == (Config().run.sample_steps, Config().run.sampler, True)
     assert cfg.train.use_amp is (name == "gpu")

@@ -8,11 +8,11 @@ from torch import nn
 
 from hmolqd.config import ModelConfig
 from hmolqd.data.tiles import NUM_TILES, SIDES
-from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN
+from hmolqd.data.attributes import ABSENT, PRESENT, UNKNOWN
 from hmolqd.models.room_model import RoomModel, ema_update
 from hmolqd.sampling.generate import generate, parse_doors, parse_stairs
 
-TINY = dict(num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
+TINY = dict(model_kind="continuous", num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
 
 
 def _randomize_zero_init(module: nn.Module) -> None:

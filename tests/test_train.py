@@ -25,12 +25,15 @@ from hmolqd.training.runtime import StopFlag
 pytestmark = pytest.mark.real_data
 
 TINY = {
+    "model_kind": "continuous",  # the three-stage model; DISCRETE switches to the default kind (no joint stage)
     "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4,
     "denoiser_dim": 32, "denoiser_depth": 1, "num_timesteps": 100,
     "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 1, "batch_size": 128, "warmup_steps": 4,
     "log_every": 3, "sample_every": 1, "eval_samples": 8, "sample_steps": 4, "checkpoint_every_steps": 4,
     "checkpoint_every": 1, "val_every": 1,
 }
+DISCRETE = {"model_kind": "discrete", "joint_epochs": 0}
+KINDS = {"continuous": {}, "discrete": DISCRETE}
 # Single-threaded so that the reference and the interrupted processes reduce floats in the same order.
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 
@@ -87,17 +90,19 @@ def write_config(vglc_dir: Path, root: Path, **extra: object) -> Path:
     return path
 
 
-def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path) -> None:
-    result = train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None)
+@pytest.mark.parametrize("kind", KINDS)
+def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path, kind: str) -> None:
+    result = train(tiny_config(vglc_dir, tmp_path, **KINDS[kind]), log=lambda msg: None)
     assert result.finished and result.stopped is None and result.resumed_from is None
     out = tmp_path / "out"
     for name in ("config.json", "training_history.json", "training_curves.png", "model_final.pt", "h_molqd_outputs.zip",
                  "sample_unconditional.png", "sample_all_sides.png"):
         assert (out / name).is_file(), name
     history = json.loads((out / "training_history.json").read_text())
-    assert [(r["stage"], r["epoch"]) for r in history] == [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2), ("joint", 1)]
-    assert all("val_loss" in r for r in history) and "novel_playable" in history[2]
-    assert Config.from_json((out / "config.json").read_text()) == tiny_config(vglc_dir, tmp_path)
+    joint = [("joint", 1)] if kind == "continuous" else []
+    assert [(r["stage"], r["epoch"]) for r in history] == [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2), *joint]
+    assert all("val_loss" in r for r in history) and "novel_playable_symmetric" in history[2]
+    assert Config.from_json((out / "config.json").read_text()) == tiny_config(vglc_dir, tmp_path, **KINDS[kind])
     names = {p.name for p in (tmp_path / "ckpt").iterdir()}
     assert {"checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_epoch_2.pt", "checkpoint_vqvae_epoch_2.pt"} <= names
     assert set(torch.load(out / "model_final.pt", weights_only=True)["models"]) == {"vqvae", "diffusion", "ema"}
@@ -105,13 +110,14 @@ def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path) -> None:
     rooms = generate(gen, 3, doors="top,left", steps=3, seed=1)
     assert rooms.shape == (3, 16, 11) and rooms.dtype == torch.uint8
     # A re-run finds the finished run and trains nothing more.
-    again = train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None)
+    again = train(tiny_config(vglc_dir, tmp_path, **KINDS[kind]), log=lambda msg: None)
     assert again.resumed_from is not None and again.history == result.history
 
 
-def test_time_budget_stops_with_checkpoint_and_resumes_exactly(vglc_dir: Path, tmp_path: Path) -> None:
-    reference = train(tiny_config(vglc_dir, tmp_path / "ref", joint_epochs=0), log=lambda msg: None)
-    cfg = tiny_config(vglc_dir, tmp_path / "run", joint_epochs=0, max_runtime_hours=1e-9)
+@pytest.mark.parametrize("kind", KINDS)
+def test_time_budget_stops_with_checkpoint_and_resumes_exactly(vglc_dir: Path, tmp_path: Path, kind: str) -> None:
+    reference = train(tiny_config(vglc_dir, tmp_path / "ref", joint_epochs=0, model_kind=kind), log=lambda msg: None)
+    cfg = tiny_config(vglc_dir, tmp_path / "run", joint_epochs=0, model_kind=kind, max_runtime_hours=1e-9)
     stopped = train(cfg, log=lambda msg: None)
     assert not stopped.finished and stopped.stopped == "time budget"
     assert final_state(tmp_path / "run")["global_step"] == 1  # one step, then a clean stop with latest saved
@@ -170,12 +176,13 @@ def test_sigkill_at_several_points_resumes_bit_exact(vglc_dir: Path, tmp_path: P
 
 
 @pytest.mark.slow
-def test_sigterm_saves_latest_and_resumes_bit_exact(vglc_dir: Path, tmp_path: Path) -> None:
-    ref_cfg = write_config(vglc_dir, tmp_path / "ref", joint_epochs=0)
+@pytest.mark.parametrize(("kind", "stop_at", "stage"), [("continuous", "checkpoint_vqvae_step_4.pt", "vqvae"), ("discrete", "checkpoint_step_*.pt", "diffusion")])
+def test_sigterm_saves_latest_and_resumes_bit_exact(vglc_dir: Path, tmp_path: Path, kind: str, stop_at: str, stage: str) -> None:
+    ref_cfg = write_config(vglc_dir, tmp_path / "ref", joint_epochs=0, model_kind=kind)
     assert run_cli(ref_cfg) == 0
-    cfg = write_config(vglc_dir, tmp_path / "run", joint_epochs=0)
-    assert run_cli(cfg, ("checkpoint_vqvae_step_4.pt", 0.0), sig=signal.SIGTERM) == 3  # clean stop, exit 3
-    assert final_state(tmp_path / "run")["stage"] == "vqvae"
+    cfg = write_config(vglc_dir, tmp_path / "run", joint_epochs=0, model_kind=kind)
+    assert run_cli(cfg, (stop_at, 0.0), sig=signal.SIGTERM) == 3  # clean stop, exit 3
+    assert final_state(tmp_path / "run")["stage"] == stage
     assert run_cli(cfg) == 0
     assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
 

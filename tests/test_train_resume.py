@@ -39,7 +39,7 @@ REPO = Path(__file__).resolve().parents[1]
 TINY = {
     "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4, "denoiser_dim": 32, "denoiser_depth": 1,
     "num_timesteps": 100, "vqvae_epochs": 2, "num_epochs": 0, "joint_epochs": 0, "batch_size": 64, "warmup_steps": 4,
-    "log_every": 3, "sample_every": 0, "sample_steps": 4, "checkpoint_every": 1, "val_every": 1,
+    "log_every": 3, "sample_every": 0, "sample_steps": 4, "checkpoint_every": 1, "val_every": 1, "door_augment": 0,
 }
 ROOMS = 1212  # training rooms per epoch (mirrors included)
 

@@ -19,11 +19,11 @@ from hmolqd.models.vqvae import VQVAE, tile_class_weights, vqvae_loss
 from hmolqd.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(num_embeddings=16, latent_dim=8, embedding_dim=16)
+TINY = dict(num_embeddings=16, latent_dim=8, embedding_dim=16, codebook_restart="uniform", column_pad="zero")
 
 
-def tiny_model(downsample: int = 2, decay: float = 0.99) -> VQVAE:
-    return VQVAE(ModelConfig(downsample=downsample, **TINY), codebook_decay=decay)
+def tiny_model(downsample: int = 2, decay: float = 0.99, **keys: object) -> VQVAE:
+    return VQVAE(ModelConfig(downsample=downsample, **{**TINY, **keys}), codebook_decay=decay)
 
 
 @pytest.fixture
@@ -73,6 +73,34 @@ def test_one_hot_pads_one_empty_column(rooms: torch.Tensor) -> None:
     assert torch.equal(x[..., :ROOM_W].argmax(1), rooms.long())
     assert torch.equal(x[..., :ROOM_W].sum(1), torch.ones(6, ROOM_H, ROOM_W))
     assert torch.count_nonzero(x[..., ROOM_W:]) == 0  # the padding column is "outside the room"
+
+
+@pytest.mark.parametrize("pad", ["center", "zero"])
+def test_center_pad_makes_a_mirrored_room_a_mirrored_grid(rooms: torch.Tensor, pad: str) -> None:
+    model = tiny_model(column_pad=pad)
+    x = model.one_hot(rooms)  # (B, 10, 16, 12)
+    mirrored_is_flipped = torch.equal(model.one_hot(rooms.flip(2)), x.flip(3))
+    assert mirrored_is_flipped is (pad == "center")  # 11 columns: only the duplicated centre column makes it exact
+    if pad == "center":
+        assert torch.equal(x[..., 6], x[..., 5]) and torch.equal(x.argmax(1)[..., 6:], rooms.long()[..., 5:])
+        assert model.decode(model.quantize(model.encode(rooms)).z_q).shape == (6, NUM_TILES, ROOM_H, ROOM_W)
+
+
+def test_local_encoder_codes_see_only_their_own_patch(rooms: torch.Tensor) -> None:
+    model = tiny_model(vq_local=True, column_pad="zero").eval()
+    changed = rooms.clone()
+    changed[:, 4, 7] = (changed[:, 4, 7] + 1) % NUM_TILES  # a tile of the patch of code cell (2, 3)
+    diff = (model.encode(rooms) - model.encode(changed)).abs().amax(1) > 0  # (B, 8, 6)
+    assert bool(diff[:, 2, 3].all()) and int(diff.sum()) == rooms.shape[0]
+
+
+def test_farthest_point_initialisation_gives_distinct_inputs_distinct_codes() -> None:
+    vq = VectorQuantizerEMA(4, 2, restart="farthest").train()
+    points = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]).repeat(25, 1)  # 4 distinct rows, 100 vectors
+    q = vq(points.view(100, 2, 1, 1))
+    assert sorted(q.indices.flatten().unique().tolist()) == [0, 1, 2, 3]  # each distinct input got a code of its own
+    with pytest.raises(ValueError, match="codebook_restart"):
+        VectorQuantizerEMA(4, 2, restart="nearest")
 
 
 @pytest.mark.parametrize(

@@ -82,7 +82,8 @@ class Context:
         return self._corpus[key]
 
     def training_rooms(self, cfg: Config) -> int:
-        return len(self.training_corpus(cfg).rooms)
+        """Rooms per training epoch: the training corpus and its `door_augment` redrawn-door copies."""
+        return len(self.training_corpus(cfg).rooms) * (1 + cfg.data.door_augment)
 
     def amp_name(self, amp: bool) -> str:
         return str(amp_dtype_for(self.device, amp)).replace("torch.", "") if amp_dtype_for(self.device, amp) else "off (fp32)"

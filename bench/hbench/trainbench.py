@@ -91,14 +91,15 @@ def training_throughput(ctx: Context, base: Config, amp: bool) -> dict[str, Any]
     """One run of every stage for `throughput_epochs` epochs; nothing but training between the timed epochs
     (validation only at each stage's last epoch, no evaluation, no checkpoint before it)."""
     e = ctx.sizes.throughput_epochs
-    cfg = ctx.config(base, f"throughput_amp_{'on' if amp else 'off'}", vqvae_epochs=e, num_epochs=e, joint_epochs=e,
+    joint = e if base.model.model_kind == "continuous" else 0  # the discrete model has no joint stage
+    cfg = ctx.config(base, f"throughput_amp_{'on' if amp else 'off'}", vqvae_epochs=e, num_epochs=e, joint_epochs=joint,
                      val_every=10**6, sample_every=0, checkpoint_every=10**6, checkpoint_every_steps=0,
                      checkpoint_every_minutes=0.0, sample_steps=2, use_amp=amp)
     run = timed_train(cfg)
     n = ctx.training_rooms(cfg)
     return {
         "use_amp": amp, "amp_dtype": ctx.amp_name(amp), "batch_size": cfg.train.batch_size, "rooms_per_epoch": n,
-        "stages": {stage: stage_throughput(run, stage, n) for stage in STAGES},
+        "stages": {stage: stage_throughput(run, stage, n) for stage in STAGES if stage != "joint" or joint},
         "train_wall_s": run.wall_s,
     }
 

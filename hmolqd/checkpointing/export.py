@@ -65,7 +65,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, al
             "(checkpoint_latest.pt / checkpoint_best.pt once that stage has started)"
         )
     try:
-        cfg = Config.from_dict(obj["config"])
+        cfg = Config.from_saved(obj["config"])
     except ConfigError as err:
         raise CheckpointError(f"{path}: its saved config cannot be used by this version: {err}") from err
     model = RoomModel.from_config(cfg)

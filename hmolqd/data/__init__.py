@@ -1,5 +1,6 @@
 """The VGLC Zelda data pipeline: room and graph parsers, corpus discovery and pinned download (`fetch`),
-split, augmentation, statistics, and facts about a single room (`tiles`: doors, stairs; `playability`).
+split, augmentation (mirrors, redrawn doors), statistics, and facts about a single room (`tiles`: doors,
+stairs, mirror axes; `playability`; `attributes`: the condition tokens of doors, stairs and room attributes).
 
 May import: `hmolqd.config`, `hmolqd.atomic` (the bottom layer: nothing else in hmolqd).
 
@@ -20,6 +21,7 @@ from hmolqd.data.dataset import (
     KAGGLE_INPUT,
     MIRRORS,
     DataNotFoundError,
+    augment_doors,
     augment_mirror,
     find_data_dir,
     mirror_corpus,
@@ -50,6 +52,7 @@ __all__ = [
     "MIRRORS",
     "Corpus",
     "DataNotFoundError",
+    "augment_doors",
     "DungeonGraph",
     "Edge",
     "Node",

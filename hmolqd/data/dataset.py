@@ -162,3 +162,29 @@ def augment_mirror(corpus: Corpus, mirrors: Iterable[str] = ("rows", "cols")) ->
         offset = len(meta)
         meta.extend(replace(m, neighbors=tuple(n + offset if n >= 0 else -1 for n in m.neighbors)) for m in part.meta)
     return Corpus(rooms=torch.cat([p.rooms for p in parts]), meta=tuple(meta))
+
+
+def with_doors(rooms: torch.Tensor, doors: torch.Tensor) -> torch.Tensor:
+    """Rooms `(N, 16, 11)` with the door tiles of every side (`tiles.DOOR_TILES`) set to door D where
+    `doors (N, 4)` is True and to wall W elsewhere."""
+    out = rooms.clone()
+    for side, (rows, cols) in enumerate(tiles.DOOR_TILES):
+        # every side's door is one row or column of tiles: out[:, rows, cols] is (N, tiles of that side)
+        out[:, rows, cols] = torch.where(doors[:, side], tiles.DOOR, tiles.WALL).to(out.dtype).view(-1, 1)
+    return out
+
+
+def augment_doors(corpus: Corpus, copies: int, seed: int) -> Corpus:
+    """The corpus followed by `copies` variants of every room with its door sides redrawn uniformly from the
+    16 door sets (seeded), the interior kept: an interior is seen with many door sets, so the model learns
+    doors as a condition rather than as part of a memorised room (DataConfig.door_augment; 0 = as is).
+    Variants have no neighbours (-1)."""
+    if copies < 0:
+        raise ValueError(f"augment_doors: copies must be >= 0 (config key door_augment), got {copies}")
+    g = torch.Generator().manual_seed(seed)
+    rooms, meta = [corpus.rooms], list(corpus.meta)
+    for _ in range(copies):
+        doors = torch.rand(len(corpus), 4, generator=g) < 0.5  # (N, 4)
+        rooms.append(with_doors(corpus.rooms, doors))
+        meta += [replace(m, doors=tuple(d), neighbors=(-1,) * len(m.neighbors)) for m, d in zip(corpus.meta, doors.tolist())]
+    return Corpus(rooms=torch.cat(rooms), meta=tuple(meta))

@@ -110,8 +110,12 @@ def walkable_components(rooms: torch.Tensor) -> torch.Tensor:
         labels = new
 
 
-def playable_mask(rooms: torch.Tensor) -> torch.Tensor:
-    """`(N, 16, 11)` tile indices -> `(N,)` bool: the room passes the playability rule (module docstring)."""
+def playable_mask(rooms: torch.Tensor, stairs_as_entry: bool = False) -> torch.Tensor:
+    """`(N, 16, 11)` tile indices -> `(N,)` bool: the room passes the playability rule (module docstring).
+
+    `stairs_as_entry`: a room without doors also passes rule 2 when it has a stair, as in a dungeon where a
+    stair link is its only way in (the game's underground rooms); the dungeon checks use this.
+    """
     rooms = check_rooms(rooms)
     band = band_mask()  # (16, 11)
     band_tiles = rooms[:, band]  # (N, 60)
@@ -124,4 +128,5 @@ def playable_mask(rooms: torch.Tensor) -> torch.Tensor:
     hi = torch.where(targets, labels, torch.zeros_like(labels)).amax(1)
     lo = torch.where(targets, labels, torch.full_like(labels, big)).amin(1)
     connected = hi == lo  # every target carries the same component label (a room without doors fails has_door)
-    return band_ok & has_door & connected
+    entry = has_door | ((rooms == STAIR).flatten(1).any(1) if stairs_as_entry else has_door)
+    return band_ok & entry & connected

@@ -18,20 +18,17 @@ can be plugged in:
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from hmolqd.data.attributes import has_monsters, has_water
 from hmolqd.data.playability import BAND_WIDTH, check_rooms
 from hmolqd.data.tiles import (
     DOOR,
-    ELEMENT,
-    ELEMENT_BLOCK,
-    ELEMENT_FLOOR,
+    DOOR_TILES,
     FLOOR,
-    MONSTER,
     ROOM_H,
     ROOM_W,
     SIDES,
@@ -44,11 +41,6 @@ from hmolqd.data.tiles import (
 # Room attributes a dungeon may ask for: monsters (rooms whose node carries e, m or b), water (element
 # tiles P/O/I), playable (the playability rule) and symmetric (as `hmolqd.evaluation.metrics`).
 ATTRIBUTES: tuple[str, ...] = ("monsters", "water", "playable", "symmetric")
-# Door tiles of each side (rows, cols of the text grid) where every real room has them: the inner band
-# row or column, centred (top: row 1, columns 4-6; left: rows 7-8, column 1; ...), SIDES order.
-DOOR_TILES: tuple[tuple[slice | int, slice | int], ...] = (
-    (1, slice(4, 7)), (ROOM_H - 2, slice(4, 7)), (slice(7, 9), 1), (slice(7, 9), ROOM_W - 2),
-)
 STAIR_TILE: tuple[int, int] = (ROOM_H // 2, ROOM_W // 2)  # where plain rooms put their stair
 
 
@@ -80,53 +72,32 @@ def check_request(doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping
 def room_attributes(rooms: torch.Tensor) -> dict[str, torch.Tensor]:
     """The attributes the tiles show: monsters (an M tile), water (an element tile P/O/I); `(n,)` bool each."""
     rooms = check_rooms(rooms)
-    flat = rooms.flatten(1)
-    water = (flat == ELEMENT) | (flat == ELEMENT_FLOOR) | (flat == ELEMENT_BLOCK)
-    return {"monsters": (flat == MONSTER).any(1), "water": water.any(1)}
+    return {"monsters": has_monsters(rooms), "water": has_water(rooms)}
 
 
 class ModelRoomSource:
     """A trained room model (`hmolqd.models.room_model.RoomModel`) as a room source.
 
-    `steps`, `guidance`, `eta` and `door_guidance` default to the model's run config (the sampling keys
-    it was trained with), and so does any other keyword of `generate` that the run config holds under the
-    same name (a sampler's keys); `options` go to `generate` as they are and win. Stairs are asked only of
-    a model that takes them (`cond_stairs`). Attributes are passed on only to a `generate` that takes them
-    and a model that lists them in `attribute_names`.
+    Sampling settings not given here are the model's own (its run config, resolved by `generate`); those
+    given (`generate`'s sampling keywords: steps, guidance, sampler, ...) win. Stairs are asked only of a model
+    that takes them (`cond_stairs`); attributes only where the model lists them in `attribute_names`.
     """
 
-    _SET_HERE = frozenset({"model", "n", "doors", "stairs", "steps", "guidance", "eta", "seed", "batch_size", "door_guidance", "attributes"})
+    def __init__(self, model: Any, *, batch_size: int = 256, **sampling: Any) -> None:
+        from hmolqd.sampling.generate import generate, sampling_settings
 
-    def __init__(self, model: Any, *, steps: int | None = None, guidance: float | None = None, eta: float | None = None,
-                 door_guidance: float | None = None, batch_size: int = 256, **options: Any) -> None:
-        from hmolqd.sampling.generate import generate
-
-        run = model.config.run
-        self.model = model
-        self._generate = generate
-        self.steps = run.sample_steps if steps is None else steps
-        self.guidance = run.guidance_scale if guidance is None else guidance
-        self.eta = run.ddim_eta if eta is None else eta
-        self.door_guidance = run.door_guidance if door_guidance is None else door_guidance
-        self.batch_size = batch_size
-        params = inspect.signature(generate).parameters
-        from_run = {k: getattr(run, k) for k in params if k not in self._SET_HERE and hasattr(run, k)}
-        self.options = {**from_run, **options}
-        self.cond_stairs = bool(getattr(model.cfg, "cond_stairs", True))
-        self.name = f"model ({self.steps} sampling steps, guidance {self.guidance}, door guidance {self.door_guidance})"
-        takes = "attributes" in params
-        self.attributes = frozenset(getattr(model, "attribute_names", ())) & frozenset(ATTRIBUTES) if takes else frozenset()
+        self.model, self._generate, self.batch_size = model, generate, batch_size
+        self.sampling = {k: v for k, v in sampling.items() if v is not None}
+        settings = sampling_settings(model.config.run, **self.sampling)  # an unknown keyword is an error here
+        self.cond_stairs = bool(model.cfg.cond_stairs)
+        self.name = f"model ({model.cfg.model_kind}, {settings['steps']} sampling steps, guidance {settings['guidance']})"
+        self.attributes = frozenset(model.attribute_names) & frozenset(ATTRIBUTES)
 
     def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
         n = check_request(doors, stairs, attributes)
-        extra: dict[str, Any] = dict(self.options)
         asked = {k: v for k, v in (attributes or {}).items() if k in self.attributes}
-        if asked:
-            extra["attributes"] = asked
-        return self._generate(
-            self.model, n, doors=doors, stairs=stairs if self.cond_stairs else None, steps=self.steps, guidance=self.guidance, eta=self.eta, seed=seed,
-            batch_size=self.batch_size, door_guidance=self.door_guidance, **extra,
-        )
+        return self._generate(self.model, n, doors=doors, stairs=stairs if self.cond_stairs else None, attributes=asked or None,
+                              seed=seed, batch_size=self.batch_size, **self.sampling)
 
 
 class MarkovRoomSource:

@@ -23,7 +23,7 @@ import math
 import torch
 
 from hmolqd.data.playability import check_rooms, playable_mask
-from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, door_sides
+from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, door_sides, mirror_axes
 
 __all__ = [
     "HAMMING_BIN_EDGES",
@@ -118,10 +118,8 @@ def diversity(rooms: torch.Tensor) -> float:
 
 def symmetric_mask(rooms: torch.Tensor) -> torch.Tensor:
     """`(N, 16, 11)` -> `(N,)` bool: the interior (rows 2-13, columns 2-8) equals its mirror about either axis."""
-    inner = check_rooms(rooms)[:, 2 : ROOM_H - 2, 2 : ROOM_W - 2]  # (N, 12, 7)
-    rows_flipped = (inner == inner.flip(1)).flatten(1).all(1)
-    cols_flipped = (inner == inner.flip(2)).flatten(1).all(1)
-    return rows_flipped | cols_flipped
+    rows, cols = mirror_axes(check_rooms(rooms))
+    return rows | cols
 
 
 def _pattern_codes(rooms: torch.Tensor, size: int) -> torch.Tensor:
@@ -175,7 +173,7 @@ def evaluate_rooms(
     """Every metric of a generated set against the training rooms, as JSON-friendly values.
 
     Shares are fractions of the generated rooms: playable, novel (no exact training copy),
-    novel_playable (both), distinct, symmetric, door_adherence (only when `requested_doors` `(N, 4)` is
+    novel_playable (both), novel_playable_symmetric (all three), distinct, symmetric, door_adherence (only when `requested_doors` `(N, 4)` is
     given). diversity: mean pairwise Hamming / 176. tile_kl_* / pattern_kl_* (2 x 2): KL in nats, both
     directions. nearest_hamming: summary of each room's distance (tiles) to its nearest training room.
     """
@@ -186,13 +184,15 @@ def evaluate_rooms(
     playable = playable_mask(gen)
     nearest = nearest_hamming(gen, train)
     novel = nearest > 0
+    symmetric = symmetric_mask(gen)
     out: dict[str, float | dict] = {
         "playable": float(playable.double().mean()),
         "novel": float(novel.double().mean()),
         "novel_playable": float((novel & playable).double().mean()),
+        "novel_playable_symmetric": float((novel & playable & symmetric).double().mean()),
         "distinct": distinct_share(gen),
         "diversity": diversity(gen),
-        "symmetric": float(symmetric_mask(gen).double().mean()),
+        "symmetric": float(symmetric.double().mean()),
         "tile_kl_train_gen": pattern_kl(train, gen, size=1),
         "tile_kl_gen_train": pattern_kl(gen, train, size=1),
         "pattern_kl_train_gen": pattern_kl(train, gen, size=2),

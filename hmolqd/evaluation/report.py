@@ -32,11 +32,11 @@ from hmolqd.evaluation.baselines import MarkovRoomGenerator
 from hmolqd.evaluation.metrics import evaluate_rooms
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import grid_to_rgb, save_png
-from hmolqd.sampling.generate import generate
+from hmolqd.sampling.generate import generate, sampling_settings
 
 # Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
 TABLE_ROWS: tuple[str, ...] = (
-    "playable", "novel_playable", "novel", "distinct", "diversity", "symmetric", "door_adherence",
+    "playable", "novel_playable", "novel_playable_symmetric", "novel", "distinct", "diversity", "symmetric", "door_adherence",
     "tile_kl_train_gen", "pattern_kl_train_gen", "pattern_kl_gen_train",
 )
 COLUMNS: tuple[tuple[str, str], ...] = (("model", "ours"), ("training_set", "training set"), ("markov", "Markov"))
@@ -80,11 +80,12 @@ def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor,
     return _draw(train.doors, train.stairs, n, seed)
 
 
-def _sample_model(generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[torch.Tensor, float]:
-    """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them."""
+def _sample_model(generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, sampling: Mapping[str, Any]) -> tuple[torch.Tensor, float]:
+    """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them.
+    `sampling` overrides the model's own sampling settings (generate's keywords; None = the model's)."""
     cond_stairs = stairs if generator.cfg.cond_stairs else None
     start = time.perf_counter()
-    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, steps=steps, guidance=guidance, eta=eta, seed=seed, door_guidance=door_guidance)
+    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, seed=seed, **sampling)
     return rooms, time.perf_counter() - start  # generate returns CPU rooms, so device work is finished
 
 
@@ -107,34 +108,32 @@ def generation_metrics(
     n: int,
     *,
     seed: int,
-    steps: int,
-    guidance: float,
-    eta: float,
-    door_guidance: float = 0.0,
+    sampling: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """`evaluate_rooms` of `n` generated rooms (conditions drawn from the training rooms, door adherence
-    against them), plus `generation_seconds`. For the training loop's `sample_every` evaluations."""
+    against them), plus `generation_seconds`. For the training loop's `sample_every` evaluations; the
+    model samples with its run config's settings unless `sampling` overrides them."""
     if n < 1:
         raise ValueError(f"generation_metrics: n must be >= 1 (config key eval_samples), got {n}")
     doors, stairs = _draw(train_doors, train_stairs, n, seed)
-    rooms, seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)
+    rooms, seconds = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling or {})
     out = evaluate_rooms(rooms, train_rooms, requested_doors=doors)
     out["generation_seconds"] = seconds
     return json_safe(out)
 
 
-def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: int, seed: int, steps: int, guidance: float, eta: float, door_guidance: float = 0.0) -> tuple[dict[str, Any], torch.Tensor]:
+def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: int, seed: int, sampling: Mapping[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
     if n < 2:
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
     doors, stairs = draw_conditions(corpus_train, n, seed)
-    rooms, gen_seconds = _sample_model(generator, doors, stairs, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)
+    rooms, gen_seconds = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling)
     start = time.perf_counter()
     markov_rooms = MarkovRoomGenerator().fit(train).sample(n, doors=doors, seed=seed)
     markov_seconds = time.perf_counter() - start
     report = {
         "settings": {
-            "n": n, "seed": seed, "steps": steps, "guidance": guidance, "eta": eta, "door_guidance": door_guidance,
+            "n": n, "seed": seed, "model_kind": generator.cfg.model_kind, **sampling_settings(generator.config.run, **sampling),
             "train_rooms": int(train.shape[0]),
             "conditions": "door sides" + (" and stairs" if generator.cfg.cond_stairs else "") + " of training rooms drawn with replacement",
         },
@@ -151,12 +150,13 @@ def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: i
     return json_safe(report), rooms
 
 
-def evaluation_report(generator: RoomModel, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, steps: int = 50, guidance: float = 2.0, eta: float = 0.0, door_guidance: float = 0.0) -> dict[str, Any]:
+def evaluation_report(generator: RoomModel, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, **sampling: Any) -> dict[str, Any]:
     """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts.
 
-    `corpus_train` needs `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`).
+    `corpus_train` needs `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`);
+    `sampling` overrides the model's own sampling settings (generate's keywords).
     """
-    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)[0]
+    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, sampling=sampling)[0]
 
 
 def _cell(value: Any) -> str:
@@ -219,11 +219,13 @@ def run_evaluate(
     device: str = "auto",
     door_guidance: float | None = None,
     sections: Mapping[str, ReportSection] | None = None,
+    sampler: str | None = None,
+    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Load `model_final.pt`, rebuild its training split, write the sample PNG and the report JSON.
 
-    steps / guidance / eta default (None) to the saved config's sample_steps / guidance_scale /
-    ddim_eta; out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
+    steps / guidance / eta / door_guidance / sampler / temperature default (None) to the saved config's
+    sampling settings; out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
     the model; data_dir None discovers the corpus (`find_data_dir`). `sections` adds report parts that
     layers above this one compute (the CLI adds `hmolqd.dungeon`'s "dungeon"): each is called with the
     loaded model and the data folder and its dict is stored under its name (names listed in "sections").
@@ -238,20 +240,17 @@ def run_evaluate(
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ConfigError(f"--samples {samples!r}: must be an integer >= 2 (diversity needs pairs of rooms)")
     if steps is not None and steps < 1:
-        raise ConfigError(f"--steps {steps!r}: must be >= 1 (DDIM steps)")
+        raise ConfigError(f"--steps {steps!r}: must be >= 1 (sampling steps)")
     target = resolve_device(device, key="--device")
     root = find_data_dir(data_dir, key="--data")  # before the model is loaded: a wrong --data costs no time
     generator = load_model(model_path)
     cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
-    steps = cfg.run.sample_steps if steps is None else steps
-    guidance = cfg.run.guidance_scale if guidance is None else guidance
-    eta = cfg.run.ddim_eta if eta is None else eta
-    door_guidance = cfg.run.door_guidance if door_guidance is None else door_guidance
+    sampling = {"steps": steps, "guidance": guidance, "eta": eta, "door_guidance": door_guidance, "sampler": sampler, "temperature": temperature}
     train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)
     generator.to(target)
-    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, steps=steps, guidance=guidance, eta=eta, door_guidance=door_guidance)
+    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, sampling=sampling)
     out_png = Path(out_png) if out_png else model_path.parent / DEFAULT_PNG
     out_json = Path(out_json) if out_json else model_path.parent / DEFAULT_JSON
     report["settings"].update(model=str(model_path), data_dir=str(root), val_dungeons=list(cfg.data.val_dungeons), mirror_augment=cfg.data.mirror_augment, device=str(target))

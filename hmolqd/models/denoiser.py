@@ -6,7 +6,8 @@ in every block; the modulation and output layers start at zero, so a fresh denoi
 each block starts as the identity (DiT, section 3.2).
 
 The condition is a `(B, K)` long tensor of tokens, one per attribute (the 4 door sides in the order of
-`hmolqd.data.tiles.SIDES`, then has-stairs when `cond_stairs`): ABSENT=0, PRESENT=1, UNKNOWN=2.
+`hmolqd.data.tiles.SIDES`, then has-stairs when `cond_stairs`, then the room attributes when
+`cond_attributes`; hmolqd.data.attributes): ABSENT=0, PRESENT=1, UNKNOWN=2.
 UNKNOWN is the dropped condition of classifier-free guidance (Ho & Salimans 2022); all-UNKNOWN is
 unconditional. Each (attribute, value) pair has its own learned embedding, summed over attributes.
 
@@ -25,8 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-ABSENT, PRESENT, UNKNOWN = 0, 1, 2
-COND_VALUES = 3
+from hmolqd.data.attributes import COND_VALUES
+
 HEAD_DIM = 64  # attention heads = width // 64 (at least 1)
 MLP_RATIO = 4
 
@@ -40,7 +41,7 @@ def timestep_embedding(t: torch.Tensor, dim: int, max_period: float = 10000.0) -
     return F.pad(emb, (0, dim % 2))
 
 
-def _modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
+def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
     return x * (1 + scale[:, None]) + shift[:, None]  # x: (B, N, D), shift/scale: (B, D)
 
 
@@ -61,14 +62,15 @@ class DiTBlock(nn.Module):
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
 
-    def forward(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, c: torch.Tensor, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """x `(B, N, D)`, c `(B, D)`; attn_mask `(N, N)` bool (True = may attend) or None for full attention."""
         B, N, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)  # each (B, D)
-        h = _modulate(self.norm1(x), shift1, scale1)
+        h = modulate(self.norm1(x), shift1, scale1)
         q, k, v = self.qkv(h).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # each (B, H, N, D/H)
-        h = F.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(B, N, D)
+        h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).transpose(1, 2).reshape(B, N, D)
         x = x + gate1[:, None] * self.proj(h)
-        h = _modulate(self.norm2(x), shift2, scale2)
+        h = modulate(self.norm2(x), shift2, scale2)
         return x + gate2[:, None] * self.mlp(h)
 
 
@@ -121,5 +123,5 @@ class Denoiser(nn.Module):
             tokens = block(tokens, c)
         tokens = tokens[:, : h * w]  # (B, h*w, D): the condition tokens carry no output
         shift, scale = self.ada_out(c).chunk(2, dim=1)
-        out = self.out(_modulate(self.norm_out(tokens), shift, scale))  # (B, h*w, C)
+        out = self.out(modulate(self.norm_out(tokens), shift, scale))  # (B, h*w, C)
         return out.transpose(1, 2).reshape(B, C, h, w)

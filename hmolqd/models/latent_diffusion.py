@@ -5,7 +5,7 @@ diffusion works on roughly unit-variance data, as in latent diffusion (Rombach e
 4.3.2 / appendix G). Training is the DDPM simple loss (Ho et al. 2020) on eps or v (Salimans & Ho
 2022); sampling is DDIM (Song et al. 2021) with classifier-free guidance (Ho & Salimans 2022).
 
-Condition tokens `(B, K)` (see hmolqd.models.denoiser): K = 4 door sides (hmolqd.data.tiles.SIDES
+Condition tokens `(B, K)` (see hmolqd.data.attributes): K = 4 door sides (hmolqd.data.tiles.SIDES
 order) + 1 has-stairs when `ModelConfig.cond_stairs`; values ABSENT / PRESENT / UNKNOWN.
 """
 
@@ -18,56 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from hmolqd.config import ModelConfig
-from hmolqd.data.tiles import SIDES, door_sides, has_stairs
+from hmolqd.data.attributes import UNKNOWN, cond_size, condition_groups, condition_tokens, drop_condition, room_condition
 from hmolqd.diffusion import gaussian
-from hmolqd.models.denoiser import ABSENT, PRESENT, UNKNOWN, Denoiser
-
-
-def cond_size(cfg: ModelConfig) -> int:
-    """K: the 4 door sides, plus has-stairs when `cfg.cond_stairs`."""
-    return len(SIDES) + int(cfg.cond_stairs)
-
-
-def condition_tokens(doors: torch.Tensor | None, stairs: torch.Tensor | None, *, n: int, cond_stairs: bool) -> torch.Tensor:
-    """Build `(n, K)` long condition tokens; None means UNKNOWN (dropped) for that group.
-
-    doors: `(n, 4)` bool in SIDES order, or None. stairs: `(n,)` bool, or None (must be None when
-    `cond_stairs` is False, since the model has no stairs input then).
-    """
-    size = len(SIDES) + int(cond_stairs)
-    device = doors.device if doors is not None else (stairs.device if stairs is not None else None)
-    tokens = torch.full((n, size), UNKNOWN, dtype=torch.long, device=device)
-    if doors is not None:
-        if doors.shape != (n, len(SIDES)):
-            raise ValueError(f"condition_tokens: doors must be ({n}, {len(SIDES)}) bool (sides {SIDES}), got {tuple(doors.shape)}")
-        tokens[:, : len(SIDES)] = torch.where(doors.bool(), PRESENT, ABSENT)
-    if stairs is not None:
-        if not cond_stairs:
-            raise ValueError("condition_tokens: stairs given but ModelConfig.cond_stairs is False (the model has no stairs input)")
-        if stairs.shape != (n,):
-            raise ValueError(f"condition_tokens: stairs must be ({n},) bool, got {tuple(stairs.shape)}")
-        tokens[:, len(SIDES)] = torch.where(stairs.bool().to(tokens.device), PRESENT, ABSENT)
-    return tokens
-
-
-def drop_condition(cond: torch.Tensor, drop_prob: float, cond_stairs: bool) -> torch.Tensor:
-    """Classifier-free guidance dropout (Ho & Salimans 2022) on `(B, K)` tokens, using the global RNG.
-
-    With prob `drop_prob` the whole row becomes UNKNOWN (unconditional). When the model also sees
-    stairs, each surviving row additionally drops its door group and its stairs group independently with
-    the same prob, so partial queries (doors given, stairs left open) are in the training distribution.
-    """
-    if not 0 <= drop_prob < 1:
-        raise ValueError(f"drop_condition: drop_prob must be in [0, 1) (config key cond_drop_prob), got {drop_prob}")
-    if drop_prob == 0:
-        return cond
-    B = cond.shape[0]
-    drop = torch.rand(B, 1, device=cond.device) < drop_prob  # (B, 1) whole row
-    if cond_stairs:
-        groups = torch.rand(B, 2, device=cond.device) < drop_prob  # (B, 2): doors, stairs
-        group_cols = torch.cat([groups[:, :1].expand(B, len(SIDES)), groups[:, 1:]], dim=1)  # (B, K)
-        drop = drop | group_cols
-    return torch.where(drop, UNKNOWN, cond)
+from hmolqd.models.denoiser import Denoiser
 
 
 class LatentDiffusion(nn.Module):
@@ -79,7 +32,7 @@ class LatentDiffusion(nn.Module):
         self.latent_shape = tuple(latent_shape)
         self.prediction = cfg.prediction
         self.num_timesteps = cfg.num_timesteps
-        self.cond_size = cond_size(cfg)
+        self.cond_size = cond_size(cfg.cond_stairs, False)
         betas, alphas_cumprod = gaussian.make_schedule(cfg.schedule, cfg.num_timesteps)
         self.register_buffer("betas", betas)  # (T,) float64
         self.register_buffer("alphas_cumprod", alphas_cumprod)  # (T,) float64
@@ -96,12 +49,12 @@ class LatentDiffusion(nn.Module):
         return float(self.latent_scale)
 
     def condition_tokens(self, doors: torch.Tensor | None, stairs: torch.Tensor | None, n: int) -> torch.Tensor:
+        """`(n, K)` CPU tokens of door sides (+ stairs); None leaves a group open (hmolqd.data.attributes)."""
         return condition_tokens(doors, stairs, n=n, cond_stairs=self.cfg.cond_stairs)
 
     def room_condition(self, rooms: torch.Tensor) -> torch.Tensor:
         """The condition tokens `(B, K)` that describe real rooms `(B, 16, 11)`: their door sides (+ stairs)."""
-        stairs = has_stairs(rooms) if self.cfg.cond_stairs else None
-        return condition_tokens(door_sides(rooms), stairs, n=rooms.shape[0], cond_stairs=self.cfg.cond_stairs)
+        return room_condition(rooms, self.cfg.cond_stairs, False).to(rooms.device)
 
     def forward(self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Same as `loss`, so that a DistributedDataParallel wrapper sees the training computation in forward."""
@@ -122,7 +75,7 @@ class LatentDiffusion(nn.Module):
         t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = gaussian.q_sample(x0, t, noise, self.alphas_cumprod)
-        cond = drop_condition(cond.long(), drop_prob, self.cfg.cond_stairs)
+        cond = drop_condition(cond.long(), drop_prob, condition_groups(self.cfg.cond_stairs, False))
         out = self.denoiser(x_t, t, cond).float()
         target = gaussian.training_target(x0, noise, t, self.prediction, self.alphas_cumprod).float()
         loss = F.mse_loss(out, target)

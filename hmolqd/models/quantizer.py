@@ -20,6 +20,11 @@ Math (van den Oord et al. 2017, "Neural Discrete Representation Learning", secti
   that an EMA step without assignments keeps it in place.
 * On the first training update the whole codebook is initialised the same way (data-dependent
   initialisation), so no code starts far from the encoder outputs.
+* `restart="farthest"` (ModelConfig.codebook_restart) draws those rows by distance instead: the first
+  initialisation is farthest-point sampling of the batch (Gonzalez 1985), so K >= the number of distinct
+  inputs gives each its own code, and a restart draws rows with probability ~ squared distance to their
+  nearest code (k-means++ seeding, Arthur & Vassilvitskii 2007), so a rare patch that shares a code with a
+  common one gets a code of its own. It costs a host sync per training update (the tokenizer is small).
 
 The codebook and all EMA statistics are registered buffers: `state_dict()` holds the whole quantizer state.
 Under DDP (torch.distributed initialised) n_i and s_i are all-reduced before the EMA step, and restarted codes
@@ -85,6 +90,17 @@ def ema_codebook_step(
     return new_size, new_sum, new_sum / smoothed[:, None]
 
 
+def farthest_point_picks(flat: torch.Tensor, k: int, first: int) -> torch.Tensor:
+    """`(k,)` row indices of `flat (N, D)`: row `first`, then each time the row farthest from those picked."""
+    chosen = [first]
+    d2 = (flat - flat[first]).square().sum(1)  # (N,) squared distance to the nearest pick
+    for _ in range(k - 1):
+        nxt = int(d2.argmax())
+        chosen.append(nxt)
+        d2 = torch.minimum(d2, (flat - flat[nxt]).square().sum(1))
+    return torch.tensor(chosen, device=flat.device)
+
+
 def _distributed() -> bool:
     return dist.is_available() and dist.is_initialized()
 
@@ -92,8 +108,11 @@ def _distributed() -> bool:
 class VectorQuantizerEMA(nn.Module):
     """`(B, D, h, w)` latents -> nearest of `num_embeddings` codes of size `dim`, EMA-updated codebook."""
 
-    def __init__(self, num_embeddings: int, dim: int, decay: float = 0.99, dead_code_steps: int = 50) -> None:
+    def __init__(self, num_embeddings: int, dim: int, decay: float = 0.99, dead_code_steps: int = 50, restart: str = "uniform") -> None:
         super().__init__()
+        if restart not in ("uniform", "farthest"):
+            raise ValueError(f"codebook_restart = {restart!r}: must be 'uniform' or 'farthest'")
+        self.restart = restart
         if num_embeddings < 2:
             raise ValueError(f"num_embeddings = {num_embeddings}: a codebook needs at least 2 codes")
         if not 0.0 <= decay < 1.0:
@@ -112,7 +131,7 @@ class VectorQuantizerEMA(nn.Module):
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))  # data-dependent init done
 
     def extra_repr(self) -> str:
-        return f"num_embeddings={self.num_embeddings}, dim={self.dim}, decay={self.decay}, dead_code_steps={self.dead_code_steps}"
+        return f"num_embeddings={self.num_embeddings}, dim={self.dim}, decay={self.decay}, dead_code_steps={self.dead_code_steps}, restart={self.restart}"
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) long -> (B, D, h, w) code vectors."""
@@ -168,6 +187,11 @@ class VectorQuantizerEMA(nn.Module):
         """
         dead = (self.unused_steps >= self.dead_code_steps) | ~self.initialized  # (K,)
         picks = torch.randint(0, flat.shape[0], (self.num_embeddings,), device=flat.device)  # (K,)
+        if self.restart == "farthest" and not bool(self.initialized):
+            picks = farthest_point_picks(flat, self.num_embeddings, int(picks[0]))
+        elif self.restart == "farthest":
+            d2 = torch.cdist(flat, self.embedding).amin(1).square()  # (N,) to the nearest code
+            picks = torch.multinomial(d2 + 1e-12, self.num_embeddings, replacement=True)  # (K,)
         fresh = flat[picks]  # (K, D)
         if _distributed():
             dist.broadcast(fresh, src=0)  # every rank restarts to rank 0's vectors

@@ -1,4 +1,7 @@
-"""The whole room model: VQ-VAE tokenizer + latent diffusion + an EMA copy of the denoiser.
+"""The whole room model: VQ-VAE tokenizer + a diffusion model over its latents + an EMA copy of the denoiser.
+
+`ModelConfig.model_kind` picks the diffusion model: "discrete" (CodeDiffusion, absorbing-state diffusion over
+the code indices) or "continuous" (LatentDiffusion, Gaussian diffusion over the pre-quantization latents).
 
 `RoomModel.from_config(cfg)` builds it from a run's Config (the architecture is `cfg.model` alone, so a
 checkpoint's `model` config section plus its state_dict restore it) and keeps that Config as `.config`, so
@@ -14,6 +17,8 @@ import torch
 from torch import nn
 
 from hmolqd.config import Config, ModelConfig
+from hmolqd.data.attributes import ATTRIBUTES
+from hmolqd.models.code_diffusion import CodeDiffusion
 from hmolqd.models.latent_diffusion import LatentDiffusion
 from hmolqd.models.vqvae import VQVAE
 
@@ -44,7 +49,7 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 class RoomModel(nn.Module):
-    """Holds `vqvae` (VQVAE), `diffusion` (LatentDiffusion on the VQ-VAE's latent grid) and `ema` (denoiser copy).
+    """Holds `vqvae` (VQVAE), `diffusion` (CodeDiffusion or LatentDiffusion on the VQ-VAE's grid) and `ema` (denoiser copy).
 
     `config` is the whole run Config the model belongs to (its `model` section equals `cfg`); a model built
     from a ModelConfig alone gets the defaults of every other section.
@@ -58,7 +63,11 @@ class RoomModel(nn.Module):
         self.cfg = cfg
         self.config = config
         self.vqvae = VQVAE(cfg, codebook_decay=codebook_decay)
-        self.diffusion = LatentDiffusion(cfg, self.vqvae.latent_shape)
+        self.diffusion: CodeDiffusion | LatentDiffusion
+        if cfg.model_kind == "discrete":
+            self.diffusion = CodeDiffusion(cfg, self.vqvae.latent_shape[1:])
+        else:
+            self.diffusion = LatentDiffusion(cfg, self.vqvae.latent_shape)
         self.ema = copy.deepcopy(self.diffusion.denoiser)
         self.ema.requires_grad_(False)
         self.ema.eval()
@@ -66,6 +75,11 @@ class RoomModel(nn.Module):
     @classmethod
     def from_config(cls, config: Config) -> RoomModel:
         return cls(config.model, codebook_decay=config.train.codebook_decay, config=config)
+
+    @property
+    def attribute_names(self) -> tuple[str, ...]:
+        """The room attributes `generate(..., attributes=...)` can ask this model for (none without cond_attributes)."""
+        return ATTRIBUTES if self.cfg.cond_attributes else ()
 
     def parts(self) -> dict[str, nn.Module]:
         """The modules a checkpoint or export holds, by name (the one definition of that list)."""

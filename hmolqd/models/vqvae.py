@@ -23,6 +23,13 @@ Architecture (shapes for C = embedding_dim, D = latent_dim, s = downsample):
            RES_BLOCKS residual blocks, ReLU, 1x1 conv C->D             -> z_e (B, D, 16/s, 12/s)
   decoder: 3x3 conv D->C, RES_BLOCKS residual blocks, log2(s) x [ReLU, 4x4 stride-2 transposed conv C->C],
            ReLU, 3x3 conv C->10 at 16x12, crop the padding column      -> logits (B, 10, 16, 11)
+With `vq_local` the encoder is one s x s stride-s conv (a linear, injective map of the one-hot patch) and
+RES_BLOCKS point-wise residual blocks: a code is a function of its own tile patch (a patch type), so the
+code model cannot memorise context-dependent symbols, and a mirrored patch maps to a fixed code. The
+decoder keeps its 3x3 context. With `column_pad = "center"` the 12th column is a copy of the centre column 5
+(columns 0..5, 5..10) instead of zeros: mirroring the room about its centre column then mirrors the code
+grid exactly (11 columns are odd, so no zero padding can), and the decoder's two copies of column 5 vote.
+
 Loss: class-weighted cross-entropy (door D and stair S weighted by `rare_tile_weight`) + commitment_beta *
 commitment loss; the codebook itself follows the EMA update, not the gradient.
 """
@@ -45,7 +52,8 @@ from hmolqd.models.quantizer import (
     codebook_usage,
 )
 
-PADDED_W = 12  # ROOM_W + 1 all-zero column: 16x12 divides by 2 and 4
+PADDED_W = 12  # ROOM_W + 1 padding column: 16x12 divides by 2 and 4
+CENTER_COLUMNS = list(range(ROOM_W // 2 + 1)) + list(range(ROOM_W // 2, ROOM_W))  # column_pad "center": 0..5, 5..10
 RES_BLOCKS = 2  # residual blocks at the latent resolution, in encoder and decoder
 DEAD_CODE_STEPS = 50  # training updates without an assignment before a code is restarted
 
@@ -73,8 +81,24 @@ class ResBlock(nn.Module):
         return x + self.body(x)
 
 
+class PointResBlock(nn.Module):
+    """x + 1x1conv(ReLU(1x1conv(ReLU(x)))): a residual block that mixes channels only (no spatial context)."""
+
+    def __init__(self, channels: int) -> None:
+        super().__init__()
+        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, channels, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.body(x)
+
+
 def _encoder(cfg: ModelConfig) -> nn.Sequential:
     c = cfg.embedding_dim
+    if cfg.vq_local:
+        # No ReLU outside the residual branches: the first conv is an injective linear map of the one-hot
+        # patch, and the residual blocks keep distinct patches apart.
+        s = cfg.downsample
+        return nn.Sequential(nn.Conv2d(NUM_TILES, c, s, stride=s), *[PointResBlock(c) for _ in range(RES_BLOCKS)], nn.Conv2d(c, cfg.latent_dim, 1))
     layers: list[nn.Module] = [nn.Conv2d(NUM_TILES, c, 3, padding=1)]
     for _ in range(int(math.log2(cfg.downsample))):
         layers += [nn.ReLU(), nn.Conv2d(c, c, 4, stride=2, padding=1)]  # halves h and w
@@ -125,7 +149,7 @@ class VQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = _encoder(cfg)
-        self.quantizer = VectorQuantizerEMA(cfg.num_embeddings, cfg.latent_dim, codebook_decay, DEAD_CODE_STEPS)
+        self.quantizer = VectorQuantizerEMA(cfg.num_embeddings, cfg.latent_dim, codebook_decay, DEAD_CODE_STEPS, cfg.codebook_restart)
         self.decoder = _decoder(cfg)
 
     @property
@@ -136,7 +160,7 @@ class VQVAE(nn.Module):
 
     # ---- pieces ----
     def one_hot(self, rooms: torch.Tensor) -> torch.Tensor:
-        """(B, 16, 11) integer tile indices -> (B, 10, 16, 12) float one-hot, last column all-zero padding."""
+        """(B, 16, 11) integer tile indices -> (B, 10, 16, 12) float one-hot, padded per `column_pad`."""
         if rooms.dim() != 3 or tuple(rooms.shape[1:]) != (ROOM_H, ROOM_W):
             raise ValueError(f"rooms must have shape (B, {ROOM_H}, {ROOM_W}) of tile indices, got {tuple(rooms.shape)}")
         if rooms.dtype.is_floating_point or rooms.dtype == torch.bool:
@@ -146,6 +170,8 @@ class VQVAE(nn.Module):
             # Checked on CPU only: on an accelerator this would force a host sync every step.
             raise ValueError(f"tile indices must lie in [0, {NUM_TILES}), got range [{int(rooms.min())}, {int(rooms.max())}]")
         x = F.one_hot(rooms, NUM_TILES).permute(0, 3, 1, 2).float()  # (B, 10, 16, 11)
+        if self.cfg.column_pad == "center":
+            return x[..., CENTER_COLUMNS]  # (B, 10, 16, 12)
         return F.pad(x, (0, PADDED_W - ROOM_W))  # (B, 10, 16, 12)
 
     def encode(self, rooms: torch.Tensor) -> torch.Tensor:
@@ -163,7 +189,12 @@ class VQVAE(nn.Module):
         """(B, latent_dim, h, w) -> tile logits (B, 10, 16, 11) (padding column cropped)."""
         if tuple(z_q.shape[1:]) != self.latent_shape:
             raise ValueError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z_q.shape)}")
-        return self.decoder(z_q)[..., :ROOM_W]
+        logits = self.decoder(z_q)  # (B, 10, 16, 12)
+        if self.cfg.column_pad == "center":  # the two copies of column 5 vote together
+            mid = ROOM_W // 2
+            both = 0.5 * (logits[..., mid : mid + 1] + logits[..., mid + 1 : mid + 2])
+            return torch.cat([logits[..., :mid], both, logits[..., mid + 2 :]], dim=-1)  # (B, 10, 16, 11)
+        return logits[..., :ROOM_W]
 
     @torch.no_grad()
     def decode_latents(self, z: torch.Tensor) -> torch.Tensor:

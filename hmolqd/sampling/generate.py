@@ -1,17 +1,32 @@
-"""Generate rooms from a trained RoomModel: DDIM in latent space, then snap to the codebook and decode.
+"""Generate rooms from a trained RoomModel: `generate(model, n)`.
 
-`generate` is deterministic for a seed (its own CPU torch.Generator, independent of the global RNG) and
-its output does not depend on `batch_size` (see LatentDiffusion.sample).
+A discrete model unmasks code indices (hmolqd.sampling.discrete); a continuous one runs DDIM in latent
+space, snaps to the codebook and decodes. Every sampling setting left None comes from the run config
+stored with the model (`model.config.run`: the settings it was trained and measured with), so
+`generate(model, n)` samples the way the model's own report did. `generate` is deterministic for a seed
+(its own CPU torch.Generator, independent of the global RNG) and its output does not depend on `batch_size`.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 import torch
 
+from hmolqd.config import RunConfig
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import SCREEN_SIDES, SCREEN_TO_TEXT_SIDE
+from hmolqd.sampling.discrete import generate_discrete
 from hmolqd.sampling.door_guidance import decoder_logits, door_guide
+
+# generate's sampling keywords and the RunConfig key each one defaults to.
+SAMPLING_KEYS: dict[str, str] = {
+    "steps": "sample_steps", "guidance": "guidance_scale", "eta": "ddim_eta", "door_guidance": "door_guidance",
+    "sampler": "sampler", "temperature": "sample_temperature", "noise": "mask_noise",
+    "tie_mirrors": "tie_mirrors", "guide_attributes": "guide_attributes",
+}
 
 TRUE_WORDS = ("1", "true", "yes", "y")
 FALSE_WORDS = ("0", "false", "no", "n")
@@ -68,32 +83,66 @@ def parse_stairs(stairs: torch.Tensor | bool | str | None, n: int) -> torch.Tens
     return stairs.cpu()
 
 
+def sampling_settings(run: RunConfig, **overrides: Any) -> dict[str, Any]:
+    """generate's sampling keywords (`SAMPLING_KEYS`) from a run config; an override that is not None wins."""
+    unknown = sorted(set(overrides) - set(SAMPLING_KEYS))
+    if unknown:
+        raise TypeError(f"unknown sampling setting(s) {unknown}; known: {', '.join(SAMPLING_KEYS)}")
+    return {key: getattr(run, field) if overrides.get(key) is None else overrides[key] for key, field in SAMPLING_KEYS.items()}
+
+
+def sampler_options(model: RoomModel) -> dict[str, dict[str, Any]]:
+    """Every sampler this model supports, by name -> the `generate` keywords that select it (for benchmarks
+    and sweeps; the model's own choice is its run config's `sampler` / `eta` / `door_guidance`)."""
+    if model.cfg.model_kind == "discrete":
+        return {"random": {"sampler": "random"}, "confidence": {"sampler": "confidence"}}
+    options = {"ddim": {"eta": 0.0, "door_guidance": 0.0}, "ddim_eta1": {"eta": 1.0, "door_guidance": 0.0}}
+    if model.config.run.door_guidance > 0:
+        options["ddim+door_guidance"] = {"eta": 0.0, "door_guidance": model.config.run.door_guidance}
+    return options
+
+
 def generate(
     model: RoomModel,
     n: int,
     doors: torch.Tensor | str | None = None,
     stairs: torch.Tensor | bool | str | None = None,
-    steps: int = 50,
-    guidance: float = 2.0,
-    eta: float = 0.0,
+    attributes: Mapping[str, Any] | None = None,
+    *,
     seed: int = 0,
     batch_size: int = 256,
     use_ema: bool = True,
-    door_guidance: float = 0.0,
+    **sampling: Any,
 ) -> torch.Tensor:
     """Generate `n` rooms -> `(n, 16, 11)` uint8 tile indices on the CPU (hmolqd.data.tiles.TILES order).
 
-    doors / stairs condition the rooms (None leaves that part unconditional); guidance is the
-    classifier-free guidance scale (1 = conditional only, 0 = unconditional). The model is put in eval
-    mode for the call and restored afterwards. door_guidance > 0 (with doors given) steers every DDIM
-    step towards the requested doors through the decoder (`hmolqd.sampling.door_guidance`); 0 leaves sampling as is.
+    doors / stairs condition the rooms (None leaves that part open). attributes (a discrete model with
+    `cond_attributes`): {name: True / False / "open" / an `(n,)` bool tensor} for names in
+    `model.attribute_names` (monsters, water, playable, symmetric, mirror_rows, mirror_cols); what is not
+    given follows the model's run config (`ask_playable`, `ask_symmetric`, `ask_mirror`: by default playable,
+    symmetric rooms about one mirror axis). `sampling` keywords (`SAMPLING_KEYS`: steps, guidance, eta,
+    door_guidance, sampler, temperature, noise, tie_mirrors, guide_attributes) override the model's run
+    config; guidance is the classifier-free guidance scale (1 = conditional only). The model is put in
+    eval mode for the call and restored afterwards.
     """
     if n < 0:
         raise ValueError(f"generate: n must be >= 0, got {n}")
     if batch_size < 1:
         raise ValueError(f"generate: batch_size must be >= 1, got {batch_size}")
-    door_mask = parse_doors(doors, n)
-    cond = model.diffusion.condition_tokens(door_mask, parse_stairs(stairs, n), n)  # (n, K) CPU
+    settings = sampling_settings(model.config.run, **sampling)
+    door_mask, stair_mask = parse_doors(doors, n), parse_stairs(stairs, n)
+    if model.cfg.model_kind == "discrete":
+        return generate_discrete(model, n, door_mask, stair_mask, attributes, settings, seed=seed, batch_size=batch_size, use_ema=use_ema)
+    if attributes:
+        raise ValueError(f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), got {sorted(attributes)}")
+    return _generate_continuous(model, n, door_mask, stair_mask, settings, seed=seed, batch_size=batch_size, use_ema=use_ema)
+
+
+def _generate_continuous(model: RoomModel, n: int, door_mask: torch.Tensor | None, stairs: torch.Tensor | None, settings: dict[str, Any],
+                         *, seed: int, batch_size: int, use_ema: bool) -> torch.Tensor:
+    """DDIM in latent space; door_guidance > 0 (with doors given) steers every step towards the requested
+    doors through the decoder (`hmolqd.sampling.door_guidance`)."""
+    cond = model.diffusion.condition_tokens(door_mask, stairs, n)  # (n, K) CPU
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(seed)
@@ -101,13 +150,13 @@ def generate(
     model.eval()
     try:
         guide = None
-        if door_guidance and door_mask is not None:
+        if settings["door_guidance"] and door_mask is not None:
             device = model.diffusion.alphas_cumprod.device
-            guide = door_guide(decoder_logits(model.vqvae), float(model.diffusion.latent_scale), door_mask.to(device), door_guidance)
+            guide = door_guide(decoder_logits(model.vqvae), float(model.diffusion.latent_scale), door_mask.to(device), settings["door_guidance"])
         # The door guide needs autograd through the decoder, which inference mode forbids.
         with torch.inference_mode() if guide is None else torch.no_grad():
             latents = model.diffusion.sample(
-                n, cond, steps=steps, eta=eta, guidance=guidance, generator=generator,
+                n, cond, steps=settings["steps"], eta=settings["eta"], guidance=settings["guidance"], generator=generator,
                 denoiser=model.sampling_denoiser(use_ema), batch_size=batch_size, x0_guide=guide,
             )  # (n, C, h, w), raw VQ-VAE latent units
             rooms = torch.cat([model.vqvae.decode_latents(z).cpu() for z in latents.split(batch_size)])

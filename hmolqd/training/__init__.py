@@ -1,7 +1,7 @@
 """Training: `loop.train(cfg)` (the resumable loop over all stages), `stages` (loss modules and their data),
 `optim` (AdamW, the LR schedule and the one optimizer step), `validation`, `runtime` (device, AMP, DDP,
-signals, time budget), `history`, `outputs` (what a run leaves in output_dir) and `selfcheck` (the
-checkpoint self-check the second notebook runs).
+signals, time budget), `history`, `outputs` (what a run leaves in output_dir), `selfcheck` (the
+checkpoint self-check the second notebook runs) and `trainee` (the tiny trainee those checks use).
 
 May import every layer below it: config, atomic, device, data, render, diffusion, models, sampling,
 checkpointing, evaluation.

@@ -39,12 +39,21 @@ def _series(records: list[dict[str, Any]], stage: str, key: str) -> tuple[np.nda
     return np.asarray(x), np.asarray(y, dtype=float)
 
 
+# Generation metrics (shares in [0, 1]) drawn in a third row when the run measured them (`sample_every`).
+QUALITY_KEYS: tuple[str, ...] = ("playable", "novel_playable", "novel_playable_symmetric", "symmetric", "distinct", "door_adherence")
+
+
 def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
-    """`training_curves.png`: train/val loss (log scale) and learning rate, one column per trained stage."""
+    """`training_curves.png`: train/val loss (log scale) and learning rate, one column per trained stage, and
+    the generation metrics over the epochs (a third row) where `sample_every` measured them."""
     stages = [s for s in STAGES if any(r.get("stage") == s for r in records)] or ["vqvae"]
-    fig = Figure(figsize=(4.5 * len(stages), 6), dpi=100)
-    axes = fig.subplots(2, len(stages), squeeze=False)
+    quality = any(isinstance(r.get(k), (int, float)) for r in records for k in QUALITY_KEYS)
+    rows = 3 if quality else 2
+    fig = Figure(figsize=(4.5 * len(stages), 3 * rows), dpi=100)
+    axes = fig.subplots(rows, len(stages), squeeze=False)
     for col, stage in enumerate(stages):
+        if quality:
+            _plot_quality(axes[2][col], records, stage)
         loss_ax, lr_ax = axes[0][col], axes[1][col]
         for key, style in (("train_loss", "-"), ("val_loss", "o-")):
             x, y = _series(records, stage, key)
@@ -66,3 +75,17 @@ def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     fig.savefig(buf, format="png")
     atomic_write_bytes(path, buf.getvalue())
     return path
+
+
+def _plot_quality(ax: Any, records: list[dict[str, Any]], stage: str) -> None:
+    for key in QUALITY_KEYS:
+        x, y = _series(records, stage, key)
+        if len(x):
+            ax.plot(x, y, "o-", label=key, markersize=3)
+    if not ax.lines:  # the VQ-VAE stage generates no rooms
+        ax.set_visible(False)
+        return
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("share of generated rooms")
+    ax.legend(loc="lower right", fontsize=7)

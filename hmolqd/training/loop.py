@@ -29,7 +29,7 @@ from hmolqd.checkpointing.restore import load_training_state
 from hmolqd.checkpointing.resume import check_resume_config
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import STAGES, Config
-from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
+from hmolqd.data import augment_doors, augment_mirror, find_data_dir, load_corpus, split_corpus
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training import outputs, validation
 from hmolqd.training.history import save_history
@@ -45,6 +45,7 @@ from hmolqd.training.session import checkpoint_report, open_checkpoints
 from hmolqd.training.stages import (
     OBJECTIVES,
     StageData,
+    start_diffusion_stage,
     set_train_mode,
     stage_data,
     stage_epochs,
@@ -189,8 +190,7 @@ def run_stage(run: Run, stage: str) -> str | None:
     data = stage_data(gen, stage, run.data["train_rooms"], run.data["train_doors"], run.data["train_stairs"])
     val = stage_data(gen, stage, run.data["val_rooms"], run.data["val_doors"], run.data["val_stairs"])
     if stage == "diffusion" and p.stage_step == 0 and (run.resume is None or run.resume["stage"] != stage):
-        gen.diffusion.set_latent_scale(data.x)  # fresh stage: unit-variance latents (Rombach et al. 2022)
-        gen.reset_ema()
+        start_diffusion_stage(gen, data, run.data["train_rooms"])
     n, epochs, bs = rank_share(len(data), rt), stage_epochs(cfg, stage), cfg.train.batch_size
     p.epoch_samples = min(p.epoch_samples, n)
     total = stage_total_steps(p, len(data), epochs, cfg, rt)
@@ -262,10 +262,12 @@ def load_data(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> dict[str,
     data_dir = find_data_dir(cfg.data.data_dir)
     train_c, val_c = split_corpus(load_corpus(data_dir), cfg.data.val_dungeons)
     aug = augment_mirror(train_c) if cfg.data.mirror_augment else train_c
-    say(f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors), {len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})")
+    fit = augment_doors(aug, cfg.data.door_augment, cfg.run.seed)
+    say(f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors, {len(fit)} trained on), "
+        f"{len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})")
     dev = rt.device
     return {
-        "train_rooms": aug.rooms.to(dev), "train_doors": aug.doors.to(dev), "train_stairs": aug.stairs.to(dev),
+        "train_rooms": fit.rooms.to(dev), "train_doors": fit.doors.to(dev), "train_stairs": fit.stairs.to(dev),
         "val_rooms": val_c.rooms.to(dev), "val_doors": val_c.doors.to(dev), "val_stairs": val_c.stairs.to(dev),
         # generation metrics compare against what the model trained on, mirrors included (as `evaluate` does)
         "ref_rooms": aug.rooms, "ref_doors": aug.doors, "ref_stairs": aug.stairs,

@@ -24,7 +24,7 @@ from hmolqd.config import Config
 from hmolqd.evaluation.report import save_sample_grid
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import describe_doors
-from hmolqd.sampling.generate import generate
+from hmolqd.sampling.generate import generate, sampling_settings
 from hmolqd.training.history import plot_curves
 
 FINAL_MODEL = "model_final.pt"
@@ -58,9 +58,8 @@ def write_samples(gen: RoomModel, cfg: Config, output_dir: str | Path, n: int = 
     """One `sample_<condition>.png` grid per entry of SAMPLE_CONDITIONS, generated with the run's sampling keys."""
     paths = []
     for i, (name, doors) in enumerate(SAMPLE_CONDITIONS):
-        rooms = generate(gen, n, doors=None if doors is None else torch.tensor(doors), steps=cfg.run.sample_steps,
-                         guidance=cfg.run.guidance_scale, eta=cfg.run.ddim_eta, seed=cfg.run.seed + i,
-                         door_guidance=cfg.run.door_guidance)
+        rooms = generate(gen, n, doors=None if doors is None else torch.tensor(doors), seed=cfg.run.seed + i,
+                         **sampling_settings(cfg.run))
         title = f"{n} generated rooms: {condition_caption(doors)} (seed {cfg.run.seed + i})"
         paths.append(save_sample_grid(rooms, Path(output_dir) / f"sample_{name}.png", ncols=6, limit=None, title=title))
     return paths

@@ -15,7 +15,6 @@ measure the run-to-run noise (two runs from the same start) and accept up to 10x
 from __future__ import annotations
 
 import contextlib
-import copy
 import io
 import logging
 import random
@@ -40,81 +39,23 @@ from hmolqd.checkpointing.resume import find_resume_checkpoint
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import Config
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W
-from hmolqd.models.room_model import RoomModel
 from hmolqd.sampling.generate import generate
 from hmolqd.training.loop import train
-from hmolqd.training.optim import LRSchedule, Optimization
 from hmolqd.training.outputs import FINAL_MODEL, export_final
 from hmolqd.training.runtime import setup_runtime
-from hmolqd.training.stages import JointObjective, set_train_mode, trainable
+from hmolqd.training.trainee import TINY_MODEL, Trainee, live_state, make_trainee, train_steps, training_state
 
 __all__ = [
     "CheckResult", "check_checkpoint_files", "check_corrupt_fallback", "check_inference_export", "check_rng_round_trip",
     "check_rotation", "check_state_round_trip", "check_training_resume", "run_all",
 ]
 
-# A model small enough that every state round trip takes milliseconds; all three submodules are real.
-TINY_MODEL = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "downsample": 4, "num_timesteps": 50,
-              "denoiser_dim": 16, "denoiser_depth": 1}
 # train() on the real corpus in a few seconds on CPU: 5 steps per epoch, every stage, step checkpoints.
-TINY_TRAIN = {**TINY_MODEL, "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 1, "batch_size": 256, "warmup_steps": 2,
+TINY_TRAIN = {**TINY_MODEL, "vqvae_epochs": 2, "num_epochs": 2, "door_augment": 0, "batch_size": 256, "warmup_steps": 2,
               "log_every": 2, "sample_every": 0, "sample_steps": 2, "checkpoint_every_steps": 3, "keep_last_n": 2,
               "max_runtime_hours": 0.0}
 # Keys of a checkpoint that legitimately differ between two runs reaching the same state (config: its paths).
 _RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config", "run_id")
-
-
-# ---------------------------------------------------------------- a tiny trainee with every kind of state
-
-
-@dataclass
-class Trainee:
-    """The real RoomModel with the trainer's optimizer step, schedule, scaler and EMA, on tiny sizes."""
-
-    cfg: Config
-    gen: RoomModel
-    o: Optimization
-    schedule: LRSchedule
-    device: torch.device
-    steps: int = 0
-
-
-def make_trainee(seed: int, device: torch.device) -> Trainee:
-    torch.manual_seed(seed)
-    cfg = Config.from_flat({**TINY_MODEL, "warmup_steps": 2, "weight_decay": 0.01})
-    gen = RoomModel.from_config(cfg).to(device)
-    set_train_mode(gen, "joint")  # stage 3 trains the VQ-VAE and the denoiser: every parameter has optimizer state
-    # An enabled scaler on every device, so its state (scale, growth tracker) is non-trivial.
-    o = Optimization.create(trainable(gen, "joint"), cfg.train, device.type, use_scaler=True)
-    return Trainee(cfg, gen, o, LRSchedule.from_config(cfg.train, total_steps=50), device)
-
-
-def train_steps(t: Trainee, n: int) -> None:
-    """n optimizer steps on random rooms; the batch draws from python, numpy and torch RNGs, so all must be restored."""
-    objective = JointObjective(t.gen, t.cfg)
-    for _ in range(n):
-        rooms = torch.randint(0, NUM_TILES, (8, ROOM_H, ROOM_W)).to(t.device)  # (8, 16, 11)
-        doors = torch.from_numpy(np.random.rand(8, 4) < 0.5)  # (8, 4) bool
-        stairs = torch.tensor([random.random() < 0.3 for _ in range(8)])  # (8,) bool
-        cond = t.gen.diffusion.condition_tokens(doors, stairs, 8).to(t.device)  # (8, K)
-        t.o.step(objective, rooms, cond, t.schedule(t.steps))  # the trainer's own step
-        t.gen.update_ema(0.9)
-        t.steps += 1
-
-
-def _live(t: Trainee) -> dict[str, Any]:
-    """The trainee's states as the trainer checkpoints them (state dicts alias the live tensors)."""
-    return {"models": {name: part.state_dict() for name, part in t.gen.parts().items()},
-            "optimizer": t.o.optimizer.state_dict(), "scheduler": t.schedule.state_dict(), "scaler": t.o.scaler.state_dict()}
-
-
-def training_state(t: Trainee, stage: str, epoch: int) -> dict[str, Any]:
-    """A deep copy (the live tensors keep training) of everything the trainer checkpoints."""
-    return copy.deepcopy({
-        "stage": stage, "epoch": epoch, "global_step": t.steps, **_live(t), "rng": capture_rng_state(),
-        "data_order": {"seed": 0, "epoch": epoch, "position": 0}, "elapsed": 1.5, "config": t.cfg.to_dict(),
-        "history": [{"stage": stage, "epoch": epoch, "val_loss": 1.0 / (1 + epoch)}],
-    })
 
 
 def _fresh(workdir: str | Path, name: str) -> Path:
@@ -151,7 +92,7 @@ def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cp
     train_steps(a, 3)  # the run that was never interrupted
 
     b, ckpt = _resume(folder, 1, dev)
-    loaded = assert_same(_live(b), {k: saved[k] for k in ("models", "optimizer", "scheduler", "scaler")}, "loaded state")
+    loaded = assert_same(live_state(b), {k: saved[k] for k in ("models", "optimizer", "scheduler", "scaler")}, "loaded state")
     files = assert_same({k: ckpt[k] for k in saved}, saved, "checkpoint file")
     restore_rng_state(ckpt["rng"])
     train_steps(b, 3)
@@ -160,8 +101,8 @@ def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cp
         c, _ = _resume(folder, 2, dev)
         restore_rng_state(ckpt["rng"])
         train_steps(c, 3)
-        atol = 10 * compare_states(_live(b), _live(c), atol=float("inf")).max_abs_diff
-    cont = assert_same(_live(b), _live(a), "continued training", atol)
+        atol = 10 * compare_states(live_state(b), live_state(c), atol=float("inf")).max_abs_diff
+    cont = assert_same(live_state(b), live_state(a), "continued training", atol)
     exact = "bit-exact" if cont.max_abs_diff == 0 else f"max |diff| {cont.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
     return (f"{loaded.tensors} tensors of model/optimizer/scheduler/scaler/EMA identical after load, {files.tensors} in the file "
             f"(RNG included); 3 more steps match the uninterrupted run ({exact})")
@@ -321,7 +262,7 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
     assert any(m.startswith("Resuming from ") for m in msgs), "the resumed run did not say which checkpoint it resumed from"
 
     epochs = [(r["stage"], r["epoch"]) for r in last.history]
-    expected = [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2), ("joint", 1)]
+    expected = [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2)]
     assert epochs == expected, f"history epochs {epochs}, expected {expected} (each exactly once)"
     atol = 0.0
     if next(ref.generator.parameters()).device.type == "cuda":  # measure the run-to-run noise of this GPU

@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from hmolqd.config import Config
-from hmolqd.models.latent_diffusion import condition_tokens
+from hmolqd.data.attributes import condition_tokens
 from hmolqd.models.room_model import RoomModel
 
 
@@ -21,8 +21,8 @@ from hmolqd.models.room_model import RoomModel
 class StageData:
     """A split held whole on the training device; batches are built by indexing (no DataLoader)."""
 
-    x: torch.Tensor  # (N, 16, 11) long rooms, or (N, C, h, w) latents for the diffusion stage
-    cond: torch.Tensor  # (N, K) long condition tokens: door sides (+ stairs)
+    x: torch.Tensor  # (N, 16, 11) long rooms, or for the diffusion stage (N, C, h, w) latents / (N, h, w) code indices
+    cond: torch.Tensor  # (N, K) long condition tokens: door sides (+ stairs) (+ room attributes)
 
     def __len__(self) -> int:
         return self.x.shape[0]
@@ -98,7 +98,26 @@ def encode_all(gen: RoomModel, rooms: torch.Tensor, batch_size: int = 512) -> to
     return z
 
 
+@torch.no_grad()
+def encode_codes(gen: RoomModel, rooms: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+    """VQ-VAE code indices `(N, h, w)` long of rooms `(N, 16, 11)`, in eval mode (no codebook updates)."""
+    return torch.cat([gen.vqvae.quantizer.nearest(z) for z in encode_all(gen, rooms, batch_size).split(batch_size)])
+
+
 def stage_data(gen: RoomModel, stage: str, rooms: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor) -> StageData:
-    cond = condition_tokens(doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs)
+    if gen.cfg.model_kind == "discrete":  # the condition is measured on each room, attributes included
+        x = encode_codes(gen, rooms) if stage == "diffusion" else rooms.long()
+        return StageData(x=x, cond=gen.diffusion.room_condition(rooms))
+    cond = condition_tokens(doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs).to(rooms.device)
     x = encode_all(gen, rooms) if stage == "diffusion" else rooms.long()
     return StageData(x=x, cond=cond)
+
+
+def start_diffusion_stage(gen: RoomModel, data: StageData, rooms: torch.Tensor) -> None:
+    """A fresh diffusion stage: latent scale (continuous: unit-variance latents, Rombach et al. 2022) or the
+    code permutations of the two mirrors (discrete), then the EMA starts from the denoiser."""
+    if gen.cfg.model_kind == "discrete":
+        gen.diffusion.set_mirror_maps(data.x, encode_codes(gen, rooms.flip(1)), encode_codes(gen, rooms.flip(2)))
+    else:
+        gen.diffusion.set_latent_scale(data.x)
+    gen.reset_ema()

@@ -55,18 +55,18 @@ def validate(gen: RoomModel, stage: str, val: StageData, cfg: Config, rt: Runtim
 def sample_metrics(gen: RoomModel, data: dict[str, Any], cfg: Config, stage: str, rt: Runtime) -> dict[str, Any]:
     """Generate `eval_samples` rooms (door conditions drawn from the training set) and score them."""
     from hmolqd.evaluation.report import generation_metrics
+    from hmolqd.sampling.generate import sampling_settings
 
     with evaluating(gen, stage, rt, cfg.run.seed):
         metrics = generation_metrics(
             gen, data["ref_rooms"], data["ref_doors"], data["ref_stairs"], cfg.run.eval_samples,
-            seed=cfg.run.seed, steps=cfg.run.sample_steps, guidance=cfg.run.guidance_scale, eta=cfg.run.ddim_eta,
-            door_guidance=cfg.run.door_guidance,
+            seed=cfg.run.seed, sampling=sampling_settings(cfg.run),  # this run's settings, even where gen.config is older
         )
     # Timings stay out of the history: an interrupted and resumed run must log the very same records.
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith("_seconds")}
 
 
 def format_record(record: dict[str, Any]) -> str:
-    keys = ["train_loss", "val_loss", "val_tile_accuracy", "val_room_accuracy", "val_codebook_usage", "playable", "novel_playable", "door_adherence"]
+    keys = ["train_loss", "val_loss", "val_tile_accuracy", "val_room_accuracy", "val_codebook_usage", "playable", "novel_playable", "novel_playable_symmetric", "symmetric", "door_adherence"]
     parts = [f"{k}={record[k]:.4g}" for k in keys if isinstance(record.get(k), (int, float))]
     return f"[{record['stage']}] epoch {record['epoch']} step {record['step']}: " + " ".join(parts)
