@@ -22,6 +22,7 @@ from hmolqd.data.tiles import (
     DOOR,
     ELEMENT_FLOOR,
     FLOOR,
+    INTERIOR,
     MONSTER,
     NUM_TILES,
     ROOM_H,
@@ -30,16 +31,16 @@ from hmolqd.data.tiles import (
     TILE_INDEX,
     TILES,
     WALL,
+    has_stairs,
 )
 
 WALKABLE: tuple[int, ...] = (FLOOR, DOOR, STAIR, MONSTER, ELEMENT_FLOOR)
-BAND_WIDTH: int = 2  # the wall band is two tiles thick on every side
 
 
 def band_mask() -> torch.Tensor:
     """`(16, 11)` bool: True on the outer two-tile band (rows 0-1, 14-15, columns 0-1, 9-10)."""
     mask = torch.ones(ROOM_H, ROOM_W, dtype=torch.bool)
-    mask[BAND_WIDTH : ROOM_H - BAND_WIDTH, BAND_WIDTH : ROOM_W - BAND_WIDTH] = False
+    mask[INTERIOR] = False
     return mask
 
 
@@ -128,5 +129,5 @@ def playable_mask(rooms: torch.Tensor, stairs_as_entry: bool = False) -> torch.T
     hi = torch.where(targets, labels, torch.zeros_like(labels)).amax(1)
     lo = torch.where(targets, labels, torch.full_like(labels, big)).amin(1)
     connected = hi == lo  # every target carries the same component label (a room without doors fails has_door)
-    entry = has_door | ((rooms == STAIR).flatten(1).any(1) if stairs_as_entry else has_door)
+    entry = (has_door | has_stairs(rooms)) if stairs_as_entry else has_door
     return band_ok & entry & connected

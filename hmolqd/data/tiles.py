@@ -49,6 +49,10 @@ def has_stairs(rooms: torch.Tensor) -> torch.Tensor:
     return (rooms == STAIR).flatten(1).any(1)
 
 
+BAND_WIDTH: int = 2  # the wall band is two tiles thick on every side
+# The tiles inside the band (rows 2-13, columns 2-8): index a room batch with `rooms[(slice(None), *INTERIOR)]`.
+INTERIOR: tuple[slice, slice] = (slice(BAND_WIDTH, ROOM_H - BAND_WIDTH), slice(BAND_WIDTH, ROOM_W - BAND_WIDTH))
+
 # Door tiles of each side (rows, cols of the text grid, SIDES order) where every real room has them: the
 # inner band row or column, centred (top: row 1, columns 4-6; left: rows 7-8, column 1; ...). The outer
 # band is wall, so a room's band is fixed by its door set.
@@ -60,5 +64,5 @@ DOOR_TILES: tuple[tuple[slice | int, slice | int], ...] = (
 def mirror_axes(rooms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """`(N, 16, 11)` -> two `(N,)` bool: the interior (rows 2-13, columns 2-8) equals its mirror across the
     rows (top <-> bottom of the text grid) / across the columns. A room is symmetric when either holds."""
-    inner = rooms[:, 2 : ROOM_H - 2, 2 : ROOM_W - 2]  # (N, 12, 7)
+    inner = rooms[(slice(None), *INTERIOR)]  # (N, 12, 7)
     return (inner == inner.flip(1)).flatten(1).all(1), (inner == inner.flip(2)).flatten(1).all(1)

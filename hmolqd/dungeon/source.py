@@ -24,11 +24,11 @@ from typing import Any, Protocol, runtime_checkable
 import torch
 
 from hmolqd.data.attributes import has_monsters, has_water
-from hmolqd.data.playability import BAND_WIDTH, check_rooms
+from hmolqd.data.dataset import with_doors
+from hmolqd.data.playability import check_rooms
 from hmolqd.data.tiles import (
-    DOOR,
-    DOOR_TILES,
     FLOOR,
+    INTERIOR,
     ROOM_H,
     ROOM_W,
     SIDES,
@@ -120,7 +120,7 @@ class MarkovRoomSource:
         gen = torch.Generator().manual_seed(seed + 1)
         rooms[(rooms == STAIR) & ~stairs.view(n, 1, 1)] = FLOOR
         inner = torch.zeros(ROOM_H, ROOM_W, dtype=torch.bool)
-        inner[BAND_WIDTH : ROOM_H - BAND_WIDTH, BAND_WIDTH : ROOM_W - BAND_WIDTH] = True
+        inner[INTERIOR] = True
         for i in (stairs & ~has_stairs(rooms)).nonzero().flatten().tolist():
             spots = ((rooms[i] == FLOOR) & inner).flatten().nonzero().flatten()
             if spots.numel():
@@ -162,12 +162,11 @@ class CorpusRoomSource:
 
 def plain_rooms(doors: torch.Tensor, stairs: torch.Tensor) -> torch.Tensor:
     """`(n, 4)` doors, `(n,)` stairs -> `(n, 16, 11)` uint8 rooms: wall band, floor inside, doors at
-    `DOOR_TILES`, a stair at `STAIR_TILE` where asked. Every such room with a door is playable."""
+    `tiles.DOOR_TILES` (`with_doors`), a stair at `STAIR_TILE` where asked. Every such room with a door is playable."""
     n = check_request(doors, stairs, None)
     rooms = torch.full((n, ROOM_H, ROOM_W), WALL, dtype=torch.uint8)
-    rooms[:, BAND_WIDTH : ROOM_H - BAND_WIDTH, BAND_WIDTH : ROOM_W - BAND_WIDTH] = FLOOR
-    for side, (rows, cols) in enumerate(DOOR_TILES):
-        rooms[doors[:, side], rows, cols] = DOOR
+    rooms[(slice(None), *INTERIOR)] = FLOOR
+    rooms = with_doors(rooms, doors)
     rooms[stairs, STAIR_TILE[0], STAIR_TILE[1]] = STAIR
     return rooms
 

@@ -26,8 +26,8 @@ from dataclasses import dataclass
 
 import torch
 
-from hmolqd.data.playability import BAND_WIDTH, walkable_components
-from hmolqd.data.tiles import DOOR, ROOM_H, ROOM_W, SIDES, STAIR, door_sides
+from hmolqd.data.playability import walkable_components
+from hmolqd.data.tiles import BAND_WIDTH, DOOR, ROOM_H, ROOM_W, SIDES, STAIR, door_sides
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding
 from hmolqd.dungeon.layout import Layout
 

@@ -14,8 +14,8 @@ from collections.abc import Sequence
 
 import torch
 
-from hmolqd.data.playability import BAND_WIDTH, check_rooms
-from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, SIDES, door_sides
+from hmolqd.data.playability import check_rooms
+from hmolqd.data.tiles import BAND_WIDTH, NUM_TILES, ROOM_H, ROOM_W, SIDES, door_sides
 
 _INNER_ROWS = range(BAND_WIDTH, ROOM_H - BAND_WIDTH)  # 2..13
 _INNER_COLS = range(BAND_WIDTH, ROOM_W - BAND_WIDTH)  # 2..8

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from hmolqd.data.attributes import ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
-from hmolqd.data.tiles import ROOM_H, ROOM_W
+from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W
 from hmolqd.models.room_model import RoomModel
 
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
@@ -58,11 +58,11 @@ def symmetrize_logits(logits: torch.Tensor, tie: torch.Tensor) -> torch.Tensor:
     interior (`tie (B, 2)`: rows, cols), so the argmax room is exactly symmetric: the symmetric room that
     maximises the summed log-probability of each mirrored pair of tiles."""
     lp = torch.log_softmax(logits.float(), dim=1)
-    inner = lp[:, :, 2 : ROOM_H - 2, 2 : ROOM_W - 2]  # (B, 10, 12, 7)
+    inner = lp[(slice(None), slice(None), *INTERIOR)]  # (B, 10, 12, 7)
     for axis, flag in ((2, tie[:, 0]), (3, tie[:, 1])):
         inner = torch.where(flag.view(-1, 1, 1, 1), 0.5 * (inner + inner.flip(axis)), inner)
     out = lp.clone()
-    out[:, :, 2 : ROOM_H - 2, 2 : ROOM_W - 2] = inner
+    out[(slice(None), slice(None), *INTERIOR)] = inner
     return out
 
 
