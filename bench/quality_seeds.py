@@ -42,6 +42,9 @@ TARGETS: tuple[tuple[str, str, float | None], ...] = (
 )
 
 
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # every train / evaluate runs on one CPU thread
+
+
 def run_seed(preset: str, seed: int, data: Path, root: Path, samples: int, extra: list[str], reuse: bool = False,
              evaluate_args: tuple[str, ...] = ()) -> dict[str, Any]:
     """Train (unless `reuse` finds the model) and evaluate one seed in `root/seed<S>`; returns the evaluate report
@@ -50,14 +53,13 @@ def run_seed(preset: str, seed: int, data: Path, root: Path, samples: int, extra
     folder.mkdir(parents=True, exist_ok=True)
     if reuse:
         return _evaluate(folder, seed, data, samples, evaluate_args, float((folder / "train_seconds.txt").read_text()))
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     sets = ["--set", f"seed={seed}", "--set", f"data_dir={data}", "--set", f"name=seed{seed}",
             "--set", f"checkpoint_dir={folder / 'ckpt'}", "--set", f"output_dir={folder / 'out'}"]
     for item in extra:
         sets += ["--set", item]
     with open(folder / "train.log", "w") as log:
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, "-m", "hmolqd", "train", "--preset", preset, *sets], env=env, cwd=folder,
+        code = subprocess.run([sys.executable, "-m", "hmolqd", "train", "--preset", preset, *sets], env={**os.environ, **ONE_THREAD}, cwd=folder,
                               stdout=log, stderr=subprocess.STDOUT).returncode
         train_seconds = time.perf_counter() - start
     if code != 0:
@@ -67,12 +69,11 @@ def run_seed(preset: str, seed: int, data: Path, root: Path, samples: int, extra
 
 
 def _evaluate(folder: Path, seed: int, data: Path, samples: int, evaluate_args: tuple[str, ...], train_seconds: float) -> dict[str, Any]:
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     start = time.perf_counter()
     proc = subprocess.run([sys.executable, "-m", "hmolqd", "evaluate", "--model", str(folder / "out" / "model_final.pt"),
                            "--data", str(data), "--samples", str(samples), "--seed", "0", "--device", "cpu",
                            "--json", str(folder / "evaluation_report.json"), "--png", str(folder / "evaluation_samples.png"), *evaluate_args],
-                          env=env, cwd=folder, capture_output=True, text=True)
+                          env={**os.environ, **ONE_THREAD}, cwd=folder, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed}: evaluate exited with {proc.returncode}: {proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)

@@ -41,9 +41,8 @@ def _evaluate(args: argparse.Namespace) -> int:
             "sampler": args.sampler, "temperature": args.temperature}
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}
-    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, args.steps, args.guidance,
-                          eta=args.eta, device=args.device, door_guidance=args.door_guidance, sections=sections,
-                          sampler=args.sampler, temperature=args.temperature)
+    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, sampling=sampling,
+                          device=args.device, sections=sections)
     print(format_report_table(report), file=sys.stderr)
     print(json.dumps(report, allow_nan=False))
     return 0

@@ -245,9 +245,9 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     assert report["training_set"]["door_adherence"] == 1.0 and report["markov"]["door_adherence"] == 1.0
 
     with pytest.raises(FileNotFoundError, match="no such file"):
-        ev.run_evaluate(tmp_path / "missing.pt", data, 4, 0, None, None, None, None)
+        ev.run_evaluate(tmp_path / "missing.pt", data, 4, 0, None, None)
     with pytest.raises(ConfigError, match="--device 'tpu'"):
-        ev.run_evaluate(model_path, data, 4, 0, None, None, None, None, device="tpu")
+        ev.run_evaluate(model_path, data, 4, 0, None, None, device="tpu")
 
 
 @pytest.mark.real_data

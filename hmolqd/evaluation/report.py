@@ -213,19 +213,15 @@ def run_evaluate(
     seed: int,
     out_png: str | Path | None,
     out_json: str | Path | None,
-    steps: int | None,
-    guidance: float | None,
-    eta: float | None = None,
+    *,
+    sampling: Mapping[str, Any] | None = None,
     device: str = "auto",
-    door_guidance: float | None = None,
     sections: Mapping[str, ReportSection] | None = None,
-    sampler: str | None = None,
-    temperature: float | None = None,
 ) -> dict[str, Any]:
     """Load `model_final.pt`, rebuild its training split, write the sample PNG and the report JSON.
 
-    steps / guidance / eta / door_guidance / sampler / temperature default (None) to the saved config's
-    sampling settings; out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
+    `sampling` overrides the saved config's sampling settings (generate's keywords: steps, guidance, eta,
+    door_guidance, sampler, temperature, ...; a key left out or None keeps the model's); out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
     the model; data_dir None discovers the corpus (`find_data_dir`). `sections` adds report parts that
     layers above this one compute (the CLI adds `hmolqd.dungeon`'s "dungeon"): each is called with the
     loaded model and the data folder and its dict is stored under its name (names listed in "sections").
@@ -239,13 +235,14 @@ def run_evaluate(
         raise FileNotFoundError(f"--model {model_path}: no such file (expected model_final.pt from training)")
     if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
         raise ConfigError(f"--samples {samples!r}: must be an integer >= 2 (diversity needs pairs of rooms)")
+    sampling = dict(sampling or {})
+    steps = sampling.get("steps")
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps {steps!r}: must be >= 1 (sampling steps)")
     target = resolve_device(device, key="--device")
     root = find_data_dir(data_dir, key="--data")  # before the model is loaded: a wrong --data costs no time
     generator = load_model(model_path)
     cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
-    sampling = {"steps": steps, "guidance": guidance, "eta": eta, "door_guidance": door_guidance, "sampler": sampler, "temperature": temperature}
     train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)

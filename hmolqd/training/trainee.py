@@ -70,9 +70,10 @@ def train_steps(t: Trainee, n: int) -> None:
         rooms = torch.randint(0, NUM_TILES, (8, ROOM_H, ROOM_W)).to(t.device)  # (8, 16, 11)
         doors = torch.from_numpy(np.random.rand(8, 4) < 0.5)  # (8, 4) bool
         stairs = torch.tensor([random.random() < 0.3 for _ in range(8)])  # (8,) bool
-        cond = t.gen.diffusion.room_condition(rooms)  # (8, K) doors, stairs (+ attributes) measured on the rooms
         if t.cfg.model.model_kind == "continuous":
-            cond = t.gen.diffusion.condition_tokens(doors, stairs, 8).to(t.device)
+            cond = t.gen.diffusion.condition_tokens(doors, stairs, 8).to(t.device)  # (8, K)
+        else:
+            cond = t.gen.diffusion.room_condition(rooms)  # (8, K) doors, stairs, attributes measured on the rooms
         t.o.step(objective, rooms, cond, t.schedule(t.steps))  # the trainer's own step
         t.gen.update_ema(0.9)
         t.steps += 1
