@@ -22,7 +22,23 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-KAGGLE_WORKING = Path("/kaggle/working")
+KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"  # the one setting for where the Kaggle tree is (tests point it at a temporary folder)
+
+
+def kaggle_root() -> Path:
+    """The Kaggle tree: `/kaggle`, or `$HMOLQD_KAGGLE_ROOT` where set. Its `input/` holds the attached (read-only)
+    data sets, its `working/` the notebook's output folder."""
+    return Path(os.environ.get(KAGGLE_ROOT_ENV) or "/kaggle")
+
+
+def kaggle_input() -> Path:
+    return kaggle_root() / "input"
+
+
+def kaggle_working() -> Path:
+    return kaggle_root() / "working"
+
+
 # The training stages in order: VQ-VAE, latent diffusion on the frozen VQ-VAE, optional joint fine-tuning.
 # Checkpoint file names, the trainer and the history plots all take the names from here.
 STAGES: tuple[str, ...] = ("vqvae", "diffusion", "joint")
@@ -132,6 +148,8 @@ class PathsConfig:
     checkpoint_dir: str | None = None  # checkpoint files; None = /kaggle/working/checkpoints or ./runs/<name>/checkpoints
     output_dir: str | None = None  # config.json, history, curves, model_final.pt, samples, zip; None = .../outputs like checkpoint_dir
     resume_from: str | None = None  # explicit checkpoint to resume from (missing file is an error)
+    # Used only when checkpoint_dir holds no checkpoint of its run (a new Kaggle session); never inside a package or repo tree.
+    resume_input: str = "auto"  # previous output to continue: "auto" = an hmolqd checkpoint folder (run.json) under /kaggle/input; "off"; or a path
 
 
 @dataclass(frozen=True)
@@ -300,7 +318,8 @@ class Config:
     # ---- derived values ----
     def resolved(self) -> Config:
         """Fill the path defaults for where this runs (Kaggle or local)."""
-        base = KAGGLE_WORKING if KAGGLE_WORKING.is_dir() else Path("runs") / self.run.name
+        working = kaggle_working()
+        base = working if working.is_dir() else Path("runs") / self.run.name
         paths = dataclasses.replace(
             self.paths,
             checkpoint_dir=self.paths.checkpoint_dir or str(base / "checkpoints"),

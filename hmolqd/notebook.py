@@ -22,10 +22,10 @@ import torch
 from hmolqd.checkpointing.resume import find_resume_checkpoint
 from hmolqd.config import (
     COMMENT_PREFIX,
-    KAGGLE_WORKING,
     PRESETS_DIR,
     Config,
     ConfigError,
+    kaggle_working,
 )
 from hmolqd.data import (
     DataNotFoundError,
@@ -115,7 +115,7 @@ def environment_report(cfg: Config) -> str:
     else:
         amp = _AMP_NAMES[amp_dtype_for(dev, cfg.train.use_amp)]
         lines += [f"device: {dev} (config device={cfg.run.device!r})", f"AMP: {amp} (use_amp={cfg.train.use_amp})"]
-    lines.append(f"on Kaggle: {'yes' if KAGGLE_WORKING.is_dir() else 'no'}")
+    lines.append(f"on Kaggle: {'yes' if kaggle_working().is_dir() else 'no'}")
     try:
         data = str(find_data_dir(cfg.data.data_dir))
     except DataNotFoundError as err:

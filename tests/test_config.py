@@ -118,12 +118,12 @@ def test_frozen() -> None:
 
 def test_default_paths_local_and_kaggle(tmp_path, monkeypatch) -> None:
     monkeypatch.chdir(tmp_path)
-    monkeypatch.setattr("hmolqd.config.KAGGLE_WORKING", tmp_path / "nope")
+    monkeypatch.setenv("HMOLQD_KAGGLE_ROOT", str(tmp_path / "nope"))
     paths = Config.from_flat({"name": "exp1"}).resolved().paths
     assert paths.checkpoint_dir == "runs/exp1/checkpoints" and paths.output_dir == "runs/exp1/outputs"
-    kaggle = tmp_path / "kaggle_working"
-    kaggle.mkdir()
-    monkeypatch.setattr("hmolqd.config.KAGGLE_WORKING", kaggle)
+    kaggle = tmp_path / "kaggle" / "working"
+    kaggle.mkdir(parents=True)
+    monkeypatch.setenv("HMOLQD_KAGGLE_ROOT", str(tmp_path / "kaggle"))
     paths = Config().resolved().paths
     assert paths.checkpoint_dir == str(kaggle / "checkpoints") and paths.output_dir == str(kaggle / "outputs")
     # An explicit value always wins.

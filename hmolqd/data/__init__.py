@@ -18,7 +18,6 @@ from __future__ import annotations
 from hmolqd.data.dataset import (
     DEFAULT_DATA_DIR,
     FETCH_COMMAND,
-    KAGGLE_INPUT,
     MIRRORS,
     DataNotFoundError,
     augment_doors,
@@ -48,7 +47,6 @@ from hmolqd.data.vglc import (
 __all__ = [
     "DEFAULT_DATA_DIR",
     "FETCH_COMMAND",
-    "KAGGLE_INPUT",
     "MIRRORS",
     "Corpus",
     "DataNotFoundError",

@@ -13,6 +13,7 @@ from typing import Iterable
 
 import torch
 
+from hmolqd.config import kaggle_input
 from hmolqd.data import tiles
 from hmolqd.data.vglc import (
     PROCESSED,
@@ -23,7 +24,6 @@ from hmolqd.data.vglc import (
     processed_dir,
 )
 
-KAGGLE_INPUT = Path("/kaggle/input")
 DEFAULT_DATA_DIR = Path("data/vglc-zelda")
 FETCH_COMMAND = "python -m hmolqd fetch-data ./data/vglc-zelda"
 MIRRORS = ("rows", "cols", "both")
@@ -61,7 +61,7 @@ def _search(root: Path) -> Path | None:
     return None
 
 
-def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path = KAGGLE_INPUT, default: Path = DEFAULT_DATA_DIR, key: str = "data_dir") -> Path:
+def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path | None = None, default: Path = DEFAULT_DATA_DIR, key: str = "data_dir") -> Path:
     """Where the corpus is: `configured` if given, else a Kaggle input holding tloz*.txt, else `default`.
 
     Returns the folder containing Processed/ (being pointed at Processed/ itself is accepted). A
@@ -79,6 +79,7 @@ def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path = KAGG
             return zelda_root(folder)
         except VGLCFormatError as err:
             raise DataNotFoundError(f"{key} {str(folder)!r} holds no {ROOM_GLOB} (nor its {PROCESSED}/ subfolder). {_download_hint(key)}") from err
+    kaggle_root = kaggle_input() if kaggle_root is None else kaggle_root
     found = _search(kaggle_root)
     if found is not None:
         return zelda_root(found)
