@@ -7,6 +7,7 @@ temp file whose writer is gone (`stale_temp_files`) from one that a live process
 
 from __future__ import annotations
 
+import errno
 import os
 import re
 import tempfile
@@ -36,6 +37,20 @@ def fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+# chmod failures that mean "this file system has no Unix modes" (FAT, exFAT, some network and FUSE mounts).
+_NO_CHMOD_ERRNOS = {errno.ENOSYS, errno.EPERM, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+
+
+def _set_mode(fd: int) -> None:
+    """mkstemp makes 0600 files; outputs get the usual permissions where the file system has modes at all."""
+    try:
+        os.fchmod(fd, 0o666 & ~_UMASK)
+    except OSError as err:
+        if err.errno not in _NO_CHMOD_ERRNOS:
+            raise
+        # The file keeps the mode the file system gives every file: nothing to set, the write goes on.
+
+
 def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     """Call `write(f)` on a temp file beside `path`, then atomically move it into place.
 
@@ -47,7 +62,7 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     with _IN_FLIGHT_LOCK:
         _IN_FLIGHT.add(tmp)
     try:
-        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes 0600 files; outputs get the usual permissions
+        _set_mode(fd)
         with os.fdopen(fd, "wb") as f:
             write(f)
             f.flush()

@@ -87,7 +87,12 @@ def _train(args: argparse.Namespace) -> int:
 
     cfg = _load_config(args)
     resolve_device(cfg.run.device)  # e.g. device=cuda without a GPU: a ConfigError before any training work
-    result = train(cfg, rewrite_outputs=args.rewrite_outputs)
+    from hmolqd.training.runtime import TrainingInterrupted
+
+    try:
+        result = train(cfg, rewrite_outputs=args.rewrite_outputs)
+    except TrainingInterrupted:  # a clean stop on a signal: its checkpoint is written and train said which file
+        return 3
     return 0 if result.finished else 3  # 3: stopped early (signal or time budget); re-run to resume
 
 

@@ -19,7 +19,7 @@ from typing import Any
 
 import torch
 
-from hmolqd.checkpointing.resume import find_resume_checkpoint
+from hmolqd.checkpointing.resume import find_for_config
 from hmolqd.config import (
     COMMENT_PREFIX,
     PRESETS_DIR,
@@ -41,6 +41,7 @@ from hmolqd.device import resolve_device
 from hmolqd.render import dungeon_to_rgb, save_png
 from hmolqd.training.outputs import (
     FINAL_MODEL,
+    GENERATED_DUNGEON,
     SAMPLE_CONDITIONS,
     ZIP_NAME,
     condition_caption,
@@ -160,13 +161,11 @@ def render_dungeon(corpus: Corpus, dungeon: str, path: str | Path) -> Path:
 def resume_status(cfg: Config) -> str:
     """Which checkpoint a run of `cfg` would resume from, as `train` will report it, or why none.
 
-    Reads checkpoints only: nothing is copied, locked or written (a `checkpoint_latest.pt` under /kaggle/input
-    is reported where it lies; `train` copies it). A missing or invalid `resume_from`, or a directory holding
+    Reads checkpoints only: nothing is copied, moved, locked or written (a previous output under the Kaggle input
+    is reported where it lies; `train` copies it in). A missing or invalid `resume_from`, or a directory holding
     only another run's checkpoints, raises CheckpointError (training would too).
     """
-    cfg = cfg.resolved()
-    found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume,
-                                   is_main=False)
+    found = find_for_config(cfg)
     if found.checkpoint is None:
         return found.message
     done = _epochs_by_stage(found.checkpoint.get("history", []))
@@ -232,7 +231,6 @@ def show_samples(output_dir: str | Path) -> None:
         show_image(path, caption)
 
 
-GENERATED_DUNGEON = "dungeon_generated"  # stem of the files draw_dungeon writes into output_dir
 
 
 def draw_dungeon(cfg: Config, rooms: int | None = 20, seed: int = 0) -> str:

@@ -29,6 +29,8 @@ from hmolqd.checkpointing.fileformat import (
     serialize,
     state_digest,
 )
+from hmolqd.checkpointing.identity import RunInfo, write_run_info
+from hmolqd.checkpointing.lineage import start_run
 from hmolqd.checkpointing.manager import CheckpointManager, CheckpointPolicy
 from hmolqd.checkpointing.restore import load_training_state, unwrap_model
 from hmolqd.checkpointing.resume import (
@@ -166,7 +168,7 @@ def test_round_trip_every_state_and_bit_exact_continuation(tmp_path: Path, scale
     train_steps(a, 4)  # the uninterrupted run
 
     b = make_objects(1, scaler_enabled)  # a fresh process with other weights
-    result = find_resume_checkpoint(tmp_path, kaggle_input=None)
+    result = find_resume_checkpoint(tmp_path)
     ckpt = result.checkpoint
     assert result.path == tmp_path / LATEST and ckpt is not None
     load_training_state(ckpt, models={"denoiser": b.model, "ema": b.ema}, optimizer=b.opt, scheduler=b.sched, scaler=b.scaler)
@@ -423,7 +425,7 @@ def test_corrupt_newest_files_are_reported_and_skipped(
     assert (tmp_path / LATEST).samefile(tmp_path / "checkpoint_epoch_2.pt")  # one save, one file, two names
     corrupt(tmp_path / LATEST)  # damages both names of the second save; the first save's file is another file
     with caplog.at_level(logging.WARNING, logger="hmolqd.checkpointing.resume"):
-        result = find_resume_checkpoint(tmp_path, kaggle_input=None)
+        result = find_resume_checkpoint(tmp_path)
     assert result.path == tmp_path / "checkpoint_epoch_1.pt" and result.checkpoint["global_step"] == 10
     skipped = {p.name: why for p, why in result.skipped}
     assert set(skipped) == {LATEST, "checkpoint_epoch_2.pt"}
@@ -452,7 +454,7 @@ def test_hostile_pickle_is_refused_naming_the_global_without_unsafe_advice(tmp_p
     _, reason = checkpoint_file.try_load_checkpoint(tmp_path / "checkpoint_epoch_9.pt")
     assert f"pickled reference to the global {os.system.__module__}.system" in reason  # posix.system on Linux
     assert "weights_only=False" not in reason and "set to `False`" not in reason and "trust" not in reason
-    result = find_resume_checkpoint(tmp_path, kaggle_input=None)
+    result = find_resume_checkpoint(tmp_path)
     assert result.path == tmp_path / LATEST and "checkpoint_epoch_9.pt (refused by torch.load(weights_only=True)" in result.message
     assert not (tmp_path / "pwned").exists()
 
@@ -461,7 +463,7 @@ def test_nothing_valid_starts_from_scratch(tmp_path: Path, objs: SimpleNamespace
     manager(tmp_path).save_epoch_end(make_state(objs), {"val_loss": 1.0})
     for p in tmp_path.iterdir():
         _truncate(p)
-    result = find_resume_checkpoint(tmp_path, kaggle_input=None)
+    result = find_resume_checkpoint(tmp_path)
     assert result.path is None and result.checkpoint is None
     assert result.message.startswith(NO_CHECKPOINT) and len(result.skipped) == 3
 
@@ -486,7 +488,7 @@ def test_newest_is_by_stage_then_global_step_not_mtime(tmp_path: Path, objs: Sim
     mgr.save_epoch_end(make_state(objs, "vqvae", 9, step=900), {"val_loss": 1.0})  # earlier stage, larger step
     os.utime(tmp_path / "checkpoint_vqvae_epoch_9.pt")
     os.remove(tmp_path / LATEST)
-    assert find_resume_checkpoint(tmp_path, kaggle_input=None).path.name == "checkpoint_step_15.pt"
+    assert find_resume_checkpoint(tmp_path).path.name == "checkpoint_step_15.pt"
 
 
 def test_explicit_resume_from_wins_and_must_exist(tmp_path: Path, objs: SimpleNamespace) -> None:
@@ -506,39 +508,43 @@ def test_explicit_resume_from_wins_and_must_exist(tmp_path: Path, objs: SimpleNa
 def test_auto_resume_off_starts_fresh_and_deletes_nothing(tmp_path: Path, objs: SimpleNamespace) -> None:
     manager(tmp_path).save_epoch_end(make_state(objs), {"val_loss": 1.0})
     before = names(tmp_path)
-    result = find_resume_checkpoint(tmp_path, auto_resume=False, kaggle_input=None)
-    assert result.checkpoint is None and result.message.startswith(NO_CHECKPOINT) and "are kept" in result.message
-    assert names(tmp_path) == before
+    result = find_resume_checkpoint(tmp_path, auto_resume=False)
+    assert result.checkpoint is None and result.message.startswith(NO_CHECKPOINT) and result.new_run
+    assert names(tmp_path) == before  # choosing writes nothing; lineage.start_run sets the files aside (test_lineage.py)
 
 
 def _kaggle_tree(root: Path, objs: SimpleNamespace) -> tuple[Path, Path]:
-    """/kaggle/input with an attached previous version (valid) and another source holding a corrupt latest."""
+    """/kaggle/input with an attached previous version (valid, with its run.json) and another source holding a corrupt latest."""
     good = root / "kaggle" / "input" / "my-notebook-v3" / "checkpoints"
     manager(good).save_epoch_end(make_state(objs, epoch=4, step=40), {"val_loss": 1.0})
+    write_run_info(good, RunInfo.new())
     bad = root / "kaggle" / "input" / "zz-other" / "run" / LATEST
     bad.parent.mkdir(parents=True)
     bad.write_bytes(b"not a checkpoint")
+    write_run_info(bad.parent, RunInfo.new())
     return root / "kaggle" / "input", good / LATEST
 
 
 def test_kaggle_input_checkpoint_is_copied_and_used(tmp_path: Path, objs: SimpleNamespace) -> None:
     kaggle_input, source = _kaggle_tree(tmp_path, objs)
     work = tmp_path / "working" / "checkpoints"
-    result = find_resume_checkpoint(work, kaggle_input=kaggle_input)
+    chosen = find_resume_checkpoint(work, resume_input=kaggle_input)
+    assert chosen.path == source and not work.exists()  # choosing copies nothing
+    result = start_run(work, chosen)
     assert result.path == work / LATEST and result.checkpoint["epoch"] == 4
     assert (work / LATEST).read_bytes() == source.read_bytes()
-    assert f"copied from {source}" in result.message and "zz-other" not in str(result.path)
-    assert [p.name for p, _ in result.skipped] == [LATEST]
+    assert f"from {source.parent} into {work}" in result.message and "zz-other" not in str(result.path)
+    assert [p.name for p, _ in result.skipped] == [LATEST] and "2 previous outputs found" in result.message
 
-    assert find_resume_checkpoint(tmp_path / "w2", auto_resume=False, kaggle_input=kaggle_input).checkpoint is None
-    assert find_resume_checkpoint(tmp_path / "w3", kaggle_input=kaggle_input, is_main=False).path == source
+    assert find_resume_checkpoint(tmp_path / "w2", auto_resume=False, resume_input=kaggle_input).checkpoint is None
+    assert find_resume_checkpoint(tmp_path / "w3", resume_input=kaggle_input).path == source
 
 
 def test_checkpoint_dir_wins_over_kaggle_input(tmp_path: Path, objs: SimpleNamespace) -> None:
     kaggle_input, _ = _kaggle_tree(tmp_path, objs)
     work = tmp_path / "working"
     manager(work).save_epoch_end(make_state(objs, epoch=1, step=10), {"val_loss": 1.0})
-    result = find_resume_checkpoint(work, kaggle_input=kaggle_input)
+    result = find_resume_checkpoint(work, resume_input=kaggle_input)
     assert result.path == work / LATEST and result.checkpoint["epoch"] == 1
 
 
@@ -608,7 +614,7 @@ def test_cuda_rng_and_cuda_state_round_trip(tmp_path: Path) -> None:
         {"stage": "diffusion", "epoch": 1, "global_step": 1, "models": {"denoiser": model.state_dict()}, "rng": capture_rng_state(),
          "config": Config().to_dict()}, {"val_loss": 1.0})
     first = torch.randn(5, device="cuda")
-    ckpt = find_resume_checkpoint(tmp_path, kaggle_input=None, map_location="cuda").checkpoint
+    ckpt = find_resume_checkpoint(tmp_path, map_location="cuda").checkpoint
     assert len(ckpt["rng"]["cuda"]) == torch.cuda.device_count() and ckpt["models"]["denoiser"]["weight"].is_cuda
     restore_rng_state(ckpt["rng"])  # its tensors were mapped to CUDA: restore moves them back to the CPU
     assert torch.equal(first, torch.randn(5, device="cuda"))

@@ -253,7 +253,7 @@ def test_sigkill_during_the_background_write_leaves_the_previous_checkpoint(tmp_
     assert load_checkpoint(folder / LATEST)["epoch"] == 1  # the previous save is intact and valid
     CheckpointManager(folder)  # the next start removes the temp file of the dead writer
     assert not any(p.name.endswith(".tmp") for p in folder.iterdir())
-    assert find_resume_checkpoint(folder, kaggle_input=None).checkpoint["global_step"] == 10
+    assert find_resume_checkpoint(folder).checkpoint["global_step"] == 10
 
 
 def test_stale_temp_cleanup_spares_a_live_writer(tmp_path: Path) -> None:

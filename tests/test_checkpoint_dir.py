@@ -24,6 +24,7 @@ from hmolqd.checkpointing.fileformat import (
     try_load_checkpoint,
 )
 from hmolqd.checkpointing.identity import RunInfo, read_run_info, write_run_info
+from hmolqd.checkpointing.lineage import start_run
 from hmolqd.checkpointing.lock import LOCK_NAME, DirLock, check_checkpoint_dir
 from hmolqd.checkpointing.manager import CheckpointManager, CheckpointPolicy
 from hmolqd.checkpointing.resume import find_resume_checkpoint
@@ -171,7 +172,7 @@ def test_real_read_only_places_are_refused_up_front(where: str) -> None:
 
 def _run_dir(folder: Path, objs: SimpleNamespace, run_id: str, epochs: int = 2) -> CheckpointManager:
     """A directory of run `run_id` (run.json and files carrying the id) with `epochs` epoch saves."""
-    found = find_resume_checkpoint(folder, kaggle_input=None)
+    found = find_resume_checkpoint(folder)
     assert found.run_info is not None
     write_run_info(folder, RunInfo(run_id, found.run_info.created, found.run_info.host))
     mgr = CheckpointManager(folder, CheckpointPolicy(keep_last_n=10), run_id=run_id)
@@ -185,7 +186,7 @@ def test_auto_resume_ignores_another_runs_newer_file(tmp_path: Path, objs: Simpl
     _run_dir(tmp_path / "b", objs, "b" * 32, epochs=5)
     os.replace(tmp_path / "b" / LATEST, tmp_path / "a" / LATEST)  # another run's newer latest dropped into run a's folder
     shutil.copy(tmp_path / "b" / "checkpoint_epoch_5.pt", tmp_path / "a" / "checkpoint_epoch_5.pt")
-    result = find_resume_checkpoint(tmp_path / "a", kaggle_input=None)
+    result = find_resume_checkpoint(tmp_path / "a")
     assert result.path == tmp_path / "a" / "checkpoint_epoch_2.pt" and result.checkpoint["run_id"] == "a" * 32
     assert result.run_id == "a" * 32 and result.run_info is None
     assert "ignored 2 file(s) of another run (checkpoint_epoch_5.pt, checkpoint_latest.pt)" in result.message
@@ -199,14 +200,14 @@ def test_only_another_runs_files_is_an_error_that_names_them(tmp_path: Path, obj
     shutil.copy(tmp_path / "b" / LATEST, tmp_path / "a" / LATEST)
     with pytest.raises(CheckpointError, match=r"holds only checkpoints of another run: checkpoint_latest\.pt \(run bbbbbbbb; "
                                               r"this directory is run aaaaaaaa.*set resume_from="):
-        find_resume_checkpoint(tmp_path / "a", kaggle_input=None)
+        find_resume_checkpoint(tmp_path / "a")
     assert find_resume_checkpoint(tmp_path / "a", resume_from=tmp_path / "a" / LATEST).checkpoint["run_id"] == "b" * 32
 
 
 def test_files_without_a_run_id_resume_and_the_run_gets_one(tmp_path: Path) -> None:
     fixture = Path(__file__).parent / "fixtures" / "v0_1_0" / "checkpoint_latest.pt"
     shutil.copy(fixture, tmp_path / LATEST)
-    result = find_resume_checkpoint(tmp_path, kaggle_input=None)
+    result = find_resume_checkpoint(tmp_path)
     assert result.path == tmp_path / LATEST and "written before run ids existed" in result.message
     assert result.run_info is not None and result.run_info.run_id == result.run_id and len(result.run_id) == 32
 
@@ -227,8 +228,7 @@ def test_resume_from_seeds_the_run_once(tmp_path: Path, objs: SimpleNamespace) -
     assert later.path == tmp_path / "new" / LATEST and later.checkpoint["global_step"] == 13
     assert f"resume_from={str(seed)!r} started this run" in later.message and "wins over resume_from" in later.message
     other = find_resume_checkpoint(tmp_path / "new", resume_from=tmp_path / "src" / "checkpoint_epoch_2.pt")  # another seed: a new run
-    assert other.checkpoint["global_step"] == 20 and other.run_id not in (first.run_id, "s" * 32)
-    assert "no longer resumed" in other.message
+    assert other.checkpoint["global_step"] == 20 and other.run_id not in (first.run_id, "s" * 32) and other.new_run
 
 
 # ---------------------------------------------------------------- Kaggle: a previous version's output as input
@@ -245,24 +245,25 @@ def test_kaggle_resume_brings_every_best_checkpoint_and_the_run(tmp_path: Path, 
     best = (source / "checkpoint_best.pt").read_bytes()
     work = tmp_path / "working" / "checkpoints"
     work.mkdir(parents=True)
-    result = find_resume_checkpoint(work, kaggle_input=tmp_path / "kaggle" / "input")
+    result = start_run(work, find_resume_checkpoint(work, resume_input=tmp_path / "kaggle" / "input"))
     assert result.path == work / LATEST and result.checkpoint["epoch"] == 2 and result.run_id == "k" * 32
     assert {"checkpoint_best.pt", "checkpoint_vqvae_best.pt"} <= {p.name for p in work.iterdir()}
-    assert "with checkpoint_best.pt, checkpoint_vqvae_best.pt" in result.message
-    write_run_info(work, result.run_info)
+    assert "copied checkpoint_latest.pt, checkpoint_best.pt, checkpoint_vqvae_best.pt, run.json" in result.message
+    assert read_run_info(work).run_id == "k" * 32
     # A new session that never improves still holds the best model so far.
     session = CheckpointManager(work, run_id=result.run_id)
     session.restore(result.checkpoint)
     session.save_epoch_end(make_state(objs, "diffusion", epoch=3, step=30), {"val_loss": 2.5})
     assert (work / "checkpoint_best.pt").read_bytes() == best and load_checkpoint(work / "checkpoint_best.pt")["epoch"] == 1
-    assert find_resume_checkpoint(work, kaggle_input=tmp_path / "kaggle" / "input").checkpoint["global_step"] == 30
+    assert find_resume_checkpoint(work, resume_input=tmp_path / "kaggle" / "input").checkpoint["global_step"] == 30
 
 
 def test_resume_status_style_lookup_copies_nothing(tmp_path: Path, objs: SimpleNamespace) -> None:
     source = tmp_path / "input" / "v1"
     CheckpointManager(source).save_epoch_end(make_state(objs), {"val_loss": 1.0})
+    write_run_info(source, RunInfo.new())
     work = tmp_path / "work"
-    result = find_resume_checkpoint(work, kaggle_input=tmp_path / "input", is_main=False)
+    result = find_resume_checkpoint(work, resume_input=tmp_path / "input")
     assert result.path == source / LATEST and not work.exists()
 
 

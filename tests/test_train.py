@@ -20,7 +20,7 @@ from hmolqd.config import Config, TrainConfig
 from hmolqd.sampling.generate import generate
 from hmolqd.training.loop import train
 from hmolqd.training.optim import lr_factor
-from hmolqd.training.runtime import StopFlag
+from hmolqd.training.runtime import StopFlag, TrainingInterrupted
 
 pytestmark = pytest.mark.real_data
 
@@ -143,9 +143,16 @@ def test_changed_learning_rate_on_resume_rebuilds_the_schedule(vglc_dir: Path, t
 def test_stop_flag_like_interrupt_kernel(vglc_dir: Path, tmp_path: Path) -> None:
     stop = StopFlag()
     stop.request("SIGINT")  # what the handler does on "Interrupt kernel"
-    result = train(tiny_config(vglc_dir, tmp_path), log=lambda msg: None, stop=stop)
+    messages: list[str] = []
+    with pytest.raises(TrainingInterrupted) as stopped:  # raised, so that "Run all" stops at the training cell
+        train(tiny_config(vglc_dir, tmp_path), log=messages.append, stop=stop)
+    result = stopped.value.result
     assert result.stopped == "SIGINT" and (tmp_path / "ckpt" / "checkpoint_latest.pt").is_file()
     assert not (tmp_path / "out" / "model_final.pt").exists()
+    # The message names the files the stop wrote, and they exist with the step it names.
+    step = load_checkpoint(tmp_path / "ckpt" / "checkpoint_latest.pt")["global_step"]
+    assert f"global step {step}; saved checkpoint_vqvae_step_{step}.pt and checkpoint_latest.pt" in str(stopped.value)
+    assert (tmp_path / "ckpt" / f"checkpoint_vqvae_step_{step}.pt").is_file() and messages[-1] == str(stopped.value)
 
 
 def test_architecture_change_on_resume_is_refused(vglc_dir: Path, tmp_path: Path) -> None:

@@ -31,7 +31,7 @@ from hmolqd.config import Config
 from hmolqd.training import loop
 from hmolqd.training.loop import train
 from hmolqd.training.optim import Optimization
-from hmolqd.training.runtime import StopFlag
+from hmolqd.training.runtime import StopFlag, TrainingInterrupted
 
 pytestmark = pytest.mark.real_data
 
@@ -239,7 +239,9 @@ def test_a_stopped_training_returns_only_after_its_last_save_is_written(vglc_dir
     monkeypatch.setattr(fileformat, "_write_payload", slow)
     stop = StopFlag()
     stop.request("SIGTERM")  # as the handler does; the loop stops after one step and saves latest
-    result = train(config(vglc_dir, tmp_path, checkpoint_async=checkpoint_async), log=quiet, stop=stop)
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train(config(vglc_dir, tmp_path, checkpoint_async=checkpoint_async), log=quiet, stop=stop)
+    result = stopped.value.result
     assert result.stopped == "SIGTERM" and result.checkpoint_stats.saves == 1
     assert load_checkpoint(tmp_path / "ckpt" / LATEST)["global_step"] == 1
     assert not stale_temp_files(tmp_path / "ckpt") and not (tmp_path / "ckpt" / LOCK_NAME).exists()

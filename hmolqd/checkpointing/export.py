@@ -26,12 +26,17 @@ from hmolqd.config import STAGES, Config, ConfigError
 from hmolqd.models.room_model import RoomModel
 
 
-def export_inference(path: str | Path, model_states: Mapping[str, Any], config: Config | Mapping[str, Any]) -> Path:
-    """Weights-only file for sampling: {name: state_dict} (modules are unwrapped), config, format version."""
+def export_inference(path: str | Path, model_states: Mapping[str, Any], config: Config | Mapping[str, Any],
+                     trained_epochs: Mapping[str, int] | None = None) -> Path:
+    """Weights-only file for sampling: {name: state_dict} (modules are unwrapped), config, format version and,
+    from a training, `trained_epochs` ({stage: epochs trained}), so that a model never trained is recognised."""
     path = Path(path)
     models = {name: state_of(m) for name, m in model_states.items()}
     cfg = config.to_dict() if isinstance(config, Config) else dict(config)
-    write_atomic(path, serialize(finalize({"models": models, "config": cfg}, INFERENCE_FORMAT)))
+    payload: dict[str, Any] = {"models": models, "config": cfg}
+    if trained_epochs is not None:
+        payload["trained_epochs"] = {str(k): int(v) for k, v in trained_epochs.items()}
+    write_atomic(path, serialize(finalize(payload, INFERENCE_FORMAT)))
     return path
 
 
@@ -42,12 +47,12 @@ def load_inference(path: str | Path, map_location: Any = "cpu") -> dict[str, Any
     """
     obj = load_checkpoint(path, map_location, (INFERENCE_FORMAT, CHECKPOINT_FORMAT))
     return {"models": obj["models"], "config": obj["config"], "format": obj["format"], "format_version": obj["format_version"],
-            "stage": obj.get("stage")}
+            "stage": obj.get("stage"), "trained_epochs": obj.get("trained_epochs")}
 
 
-def export_model(model: RoomModel, path: str | Path) -> Path:
+def export_model(model: RoomModel, path: str | Path, trained_epochs: Mapping[str, int] | None = None) -> Path:
     """Write `model` (every part, unwrapped) and its run's config as an inference-only file."""
-    return export_inference(path, model.parts(), model.config)
+    return export_inference(path, model.parts(), model.config, trained_epochs)
 
 
 def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, allow_untrained: bool = False) -> RoomModel:
@@ -63,6 +68,12 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, al
             f"{path}: the checkpoint's stage is {STAGES[0]!r}, so its denoiser was never trained and the rooms it "
             f"generates would be noise; use model_final.pt or a checkpoint of the {STAGES[1]!r} stage "
             "(checkpoint_latest.pt / checkpoint_best.pt once that stage has started)"
+        )
+    trained = obj["trained_epochs"]
+    if isinstance(trained, Mapping) and not trained.get(STAGES[1]) and not allow_untrained:
+        raise CheckpointError(
+            f"{path}: its denoiser was never trained (the {STAGES[1]!r} stage ran 0 epochs: num_epochs=0), so the rooms "
+            f"it generates would be noise; train with num_epochs >= 1 (epochs trained: {dict(trained)})"
         )
     try:
         cfg = Config.from_saved(obj["config"])

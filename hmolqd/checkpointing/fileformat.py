@@ -186,6 +186,20 @@ def try_load_checkpoint(path: str | Path, map_location: Any = "cpu", formats: Se
     return (None, reason) if reason else (obj, None)
 
 
+def read_head(path: str | Path) -> tuple[dict | None, str]:
+    """The file's dict read cheaply (memory-mapped: tensor bytes are not read nor verified), or the reason it cannot
+    be read. For ranking and ownership only: resume from a file only after `try_load_checkpoint` verified it."""
+    try:
+        head = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
+    except Exception:  # an untrusted file: the full load below gives the precise reason (mmap's own is vaguer)
+        head, reason = try_load_checkpoint(path)
+        if head is None:
+            return None, str(reason)
+    if not isinstance(head, dict):
+        return None, f"not an hmolqd checkpoint: holds a {type(head).__name__}, expected a dict"
+    return head, ""
+
+
 def load_checkpoint(path: str | Path, map_location: Any = "cpu", formats: Sequence[str] = (CHECKPOINT_FORMAT,)) -> dict:
     """Load and verify one checkpoint; raises CheckpointError('<path>: <reason>')."""
     obj, reason = try_load_checkpoint(path, map_location, formats)

@@ -42,15 +42,17 @@ RUN_INFO_NAME = "run.json"  # hmolqd.checkpointing.identity; checked here so a d
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 
 
-def check_checkpoint_dir(folder: str | Path) -> Path:
-    """Create `folder` if needed and prove it is a writable directory whose checkpoint names are free."""
+def check_checkpoint_dir(folder: str | Path, key: str = "checkpoint_dir") -> Path:
+    """Create `folder` if needed and prove it is a writable directory whose checkpoint names are free.
+
+    `key` is the config key the folder comes from (checkpoint_dir, output_dir), named in every error."""
     folder = Path(folder)
     if folder.exists() and not folder.is_dir():
-        raise CheckpointError(f"checkpoint_dir {folder} is a file, not a directory: set checkpoint_dir to a folder")
+        raise CheckpointError(f"{key} {folder} is a file, not a directory: set {key} to a folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as err:
-        raise CheckpointError(f"checkpoint_dir {folder} cannot be created: {_cause(err, folder)}") from err
+        raise CheckpointError(f"{key} {folder} cannot be created: {_cause(err, folder)}") from err
     try:
         fd, probe = tempfile.mkstemp(prefix=f".hmolqd-probe.{os.getpid()}-", suffix=".tmp", dir=folder)
         try:
@@ -60,7 +62,7 @@ def check_checkpoint_dir(folder: str | Path) -> Path:
             os.close(fd)
             Path(probe).unlink(missing_ok=True)
     except OSError as err:
-        raise CheckpointError(f"checkpoint_dir {folder} is not writable: {_cause(err, folder)}") from err
+        raise CheckpointError(f"{key} {folder} is not writable: {_cause(err, folder)}") from err
     for entry in not_regular_entries(folder, (LOCK_NAME, RUN_INFO_NAME)):
         kind = "a directory" if entry.is_dir() else "not a regular file"
         raise CheckpointError(f"{entry} is {kind}, not a checkpoint file: every save under that name would fail; move or delete it")
@@ -102,8 +104,9 @@ def _describe(info: dict[str, Any]) -> str:
 class DirLock:
     """Exclusive lock on a checkpoint directory (see the module docstring). Use as a context manager."""
 
-    def __init__(self, folder: str | Path) -> None:
+    def __init__(self, folder: str | Path, key: str = "checkpoint_dir") -> None:
         self.folder = Path(folder)
+        self.key = key  # the config key the folder comes from, named in every message
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
         self.took_over: str | None = None  # the message about a stale lock taken over, if any
@@ -115,16 +118,21 @@ class DirLock:
     def acquire(self) -> DirLock:
         for _ in range(5):  # retried only when the file was replaced between open and flock
             try:
-                fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+                # O_NOFOLLOW: a lock file that is a symlink would make us write the lock JSON into its target.
+                fd = os.open(self.path, os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
             except OSError as err:
-                raise CheckpointError(f"cannot lock checkpoint_dir {self.folder}: {_cause(err, self.folder)}") from err
+                if self.path.is_symlink():
+                    raise CheckpointError(
+                        f"cannot lock {self.key} {self.folder}: {self.path} is a symbolic link (to {os.readlink(self.path)}); "
+                        "a lock file must be a plain file, so nothing was written through it: delete the link and start again") from err
+                raise CheckpointError(f"cannot lock {self.key} {self.folder}: {_cause(err, self.folder)}") from err
             try:
                 if self._try_lock(fd):
                     return self
             except BaseException:
                 os.close(fd)
                 raise
-        raise CheckpointError(f"cannot lock checkpoint_dir {self.folder}: {self.path} keeps being replaced by another process")
+        raise CheckpointError(f"cannot lock {self.key} {self.folder}: {self.path} keeps being replaced by another process")
 
     def _try_lock(self, fd: int) -> bool:
         flocked = False
@@ -148,9 +156,9 @@ class DirLock:
         if previous:
             if previous.get("host") != host:
                 raise CheckpointError(
-                    f"checkpoint_dir {self.folder} is locked by {_describe(previous)}, another machine: this host cannot "
+                    f"{self.key} {self.folder} is locked by {_describe(previous)}, another machine: this host cannot "
                     f"tell whether that training still runs. If no training on {previous.get('host')!r} uses this directory "
-                    f"any more, delete {self.path} and start again; otherwise give this training another checkpoint_dir")
+                    f"any more, delete {self.path} and start again; otherwise give this training another {self.key}")
             if previous.get("pid") != os.getpid() and (not flocked or fcntl is None) and _holder_alive(previous):
                 raise CheckpointError(self._busy(previous))
             self.took_over = (f"took over the lock {self.path} of {_describe(previous)}: that process is gone "
@@ -166,9 +174,9 @@ class DirLock:
 
     def _busy(self, holder: dict[str, Any]) -> str:
         who = _describe(holder) if holder else "another process (its details are not written yet)"
-        return (f"checkpoint_dir {self.folder} is in use by another training: {who} holds {self.path}. "
-                "Two trainings on one directory would delete each other's files: wait for it to finish (or stop it), "
-                "or give this training another checkpoint_dir")
+        return (f"{self.key} {self.folder} is in use by another training: {who} holds {self.path}. "
+                "Two trainings on one directory would replace each other's files: wait for it to finish (or stop it), "
+                f"or give this training another {self.key}")
 
     def release(self) -> None:
         """Remove the lock file and unlock; safe to call twice."""

@@ -27,10 +27,8 @@ truncated or bit-flipped file is detected).
 Usage (main rank saves under the directory lock, every rank may load)::
 
     lock = DirLock(check_checkpoint_dir(cfg.paths.checkpoint_dir)).acquire()   # main rank, until exit
-    result = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from,
-                                    auto_resume=cfg.run.auto_resume, is_main=rt.is_main)
+    result = start_run(cfg.paths.checkpoint_dir, find_for_config(cfg))   # others' files set aside, run.json
     log(result.message)
-    if result.run_info is not None: write_run_info(cfg.paths.checkpoint_dir, result.run_info)   # a new run
     mgr = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=result.run_id)
     if result.checkpoint is not None:
         for msg in check_resume_config(result.checkpoint["config"], cfg): log(msg)
@@ -81,6 +79,7 @@ from hmolqd.checkpointing.fileformat import (
     finalize,
     list_checkpoint_files,
     mib,
+    read_head,
     serialize,
     write_linked,
 )
@@ -89,6 +88,8 @@ from hmolqd.checkpointing.writer import BackgroundWriter, Snapshot
 from hmolqd.config import STAGES, Config, RunConfig
 
 log = logging.getLogger(__name__)
+
+_UNREADABLE = "<unreadable>"  # the owner of a file whose head cannot be read: never this run
 
 
 @dataclass(frozen=True)
@@ -166,6 +167,7 @@ class CheckpointManager:
         self._snapshot = Snapshot()
         self._stats_lock = threading.Lock()
         self._skip_logged = False
+        self._owners: dict[tuple[int, int, int], str | None] = {}  # (dev, inode, mtime) -> run id, for rotation
         if is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
             for tmp in stale_temp_files(self.dir, f".*{TEMP_SUFFIX}"):  # a writer killed mid-write; the real files are intact
@@ -319,18 +321,31 @@ class CheckpointManager:
         return files, len(seen), sum(seen.values())
 
     def rotate(self) -> list[Path]:
-        """Keep the newest `keep_last_n` epoch files and step files of each stage; never latest or best.
+        """Keep the newest `keep_last_n` epoch files and step files of each stage; never latest or best, and never
+        a file of another run (or of none: hmolqd 0.1.0) that lies in the folder: only this run's files rotate.
 
         Deleting a name that shares its file with latest or best (a hard link) removes only that name."""
         groups: dict[tuple[str | None, str], list[CheckpointFile]] = {}
         for f in list_checkpoint_files(self.dir):
-            if f.kind in ("epoch", "step"):
+            if f.kind in ("epoch", "step") and self._owns(f.path):
                 groups.setdefault((f.stage, f.kind), []).append(f)
         removed = []
         for files in groups.values():
             files.sort(key=lambda f: (_mtime_ns(f.path), f.n))
             removed += [f.path for f in files[: -self.policy.keep_last_n] if _remove(f.path, "rotation")]
         return removed
+
+    def _owns(self, path: Path) -> bool:
+        """Whether `path` was written by this run (its run id; read once per file version, tensors not loaded)."""
+        try:
+            st = path.stat()
+        except FileNotFoundError:
+            return False
+        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
+        if key not in self._owners:
+            head, _ = read_head(path)
+            self._owners[key] = head.get("run_id") if head is not None else _UNREADABLE
+        return self._owners[key] == self.run_id
 
     def enforce_disk_budget(self) -> list[Path]:
         """Delete the oldest epoch/step files until checkpoint files fit `disk_budget_gb`; warn if they cannot.
@@ -353,7 +368,7 @@ class CheckpointManager:
         protected = {inode[f.path] for f in files if f.kind in ("latest", "best") and f.path in inode}
         groups: dict[tuple[int, int], list[CheckpointFile]] = {}
         for f in files:
-            if f.kind in ("epoch", "step") and f.path in inode and inode[f.path] not in protected:
+            if f.kind in ("epoch", "step") and f.path in inode and inode[f.path] not in protected and self._owns(f.path):
                 groups.setdefault(inode[f.path], []).append(f)
         total = sum(size.values())
         removed = []

@@ -1,23 +1,26 @@
 """Which checkpoint a run resumes from, and whether the current config may resume it.
 
-`find_resume_checkpoint` tries, in order:
+`find_resume_checkpoint` only chooses: it reads files and writes nothing (`hmolqd.checkpointing.lineage`
+then sets other runs' files aside, copies an input's files in and writes `run.json`). It tries, in order:
+  0. a folder holding a file written by a newer hmolqd (a newer `format_version`) is refused: this version
+     would neither read nor keep those files as their writer expects;
   1. `resume_from`, an explicit file (missing or invalid: an error naming the path and the reason). It seeds
-     a run once: the directory's `run.json` (`hmolqd.checkpointing.identity`) records it, and a re-run with
-     the same `resume_from` continues the run's own newer checkpoints instead (the message says which and why).
-     Another `resume_from` starts a new run in the directory;
+     a new run once: the directory's `run.json` (`hmolqd.checkpointing.identity`) records it, and a re-run with
+     the same `resume_from` continues the run's own newer checkpoints instead (the message says which and why);
   2. with `auto_resume`, the newest valid checkpoint of this directory's run (its run id in `run.json`): latest,
      step, epoch and best files ranked by (stage, global_step, mtime), latest first among equal steps; a file
      that cannot be loaded, lacks required keys or fails its checksum is logged with the reason and skipped.
      Files without a run id (hmolqd 0.1.0) count as the run's when it has none of its own. Files of another
      run are never picked automatically: when they are all there is, CheckpointError says so and names them
      (resuming one takes an explicit `resume_from`);
-  3. with `auto_resume`, a `checkpoint_latest.pt` under `/kaggle/input/**` (a previous notebook version's
-     output attached as input), copied atomically into `checkpoint_dir` first together with the best
-     checkpoint of every stage and its `run.json`, so the new output holds the best model so far;
-  4. otherwise "No checkpoint found - starting from scratch". Nothing is ever deleted here.
-The result carries the run id to record in every checkpoint and, for a new (or adopted) run, the `RunInfo`
-that the caller writes as `run.json` (nothing is written here but the Kaggle copies, and those only with
-`is_main`).
+  3. with `auto_resume`, a previous output named by `resume_input` (`hmolqd.checkpointing.inputs`: on Kaggle
+     an earlier session's output attached as input, recognised by its run.json): candidates of this
+     directory's run first, then the newest; one whose architecture differs from the config is reported and
+     skipped; every candidate is listed in the message with the choice;
+  4. otherwise "No checkpoint found - starting from scratch".
+The result says which run this training writes (`run_id`), whether that is a new run (`new_run`: every file
+of another run must leave the folder's top level before anything is written), the files the folder holds
+with their run ids (`owners`), those that failed to load (`skipped`) and, for an input, the files to copy in.
 
 `check_resume_config` lets training keys change on resume (`learning_rate` with a warning, applied by rebuilding
 the schedule from the config: `hmolqd.training.optim.LRSchedule`) and refuses any architecture (ModelConfig)
@@ -26,6 +29,7 @@ change. It returns its messages for the caller to print once (it does not log th
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import os
 from collections.abc import Mapping, Sequence
@@ -36,12 +40,12 @@ from typing import Any
 import torch
 
 from hmolqd.checkpointing.fileformat import (
-    LATEST,
+    FORMAT_VERSION,
     STAGES,
     CheckpointError,
     list_checkpoint_files,
+    read_head,
     try_load_checkpoint,
-    write_atomic_from,
 )
 from hmolqd.checkpointing.identity import (
     RunInfo,
@@ -49,14 +53,13 @@ from hmolqd.checkpointing.identity import (
     read_run_info,
     seed_record,
 )
+from hmolqd.checkpointing.inputs import companions, input_candidates
 from hmolqd.checkpointing.lock import RUN_INFO_NAME
-from hmolqd.config import Config, architecture_diff
+from hmolqd.config import Config, ModelConfig, architecture_diff
 
 log = logging.getLogger(__name__)
 
-KAGGLE_INPUT = Path("/kaggle/input")
 NO_CHECKPOINT = "No checkpoint found - starting from scratch"
-_KAGGLE_MAX_DEPTH = 6  # /kaggle/input/<source>/<...>/checkpoint_latest.pt; attached data sets can be huge
 
 
 @dataclass
@@ -66,7 +69,10 @@ class ResumeResult:
     message: str  # which checkpoint was used and why, or why none was
     skipped: list[tuple[Path, str]] = field(default_factory=list)  # invalid files and the reason for each
     run_id: str = ""  # the run this training continues (or starts): recorded in every checkpoint it writes
-    run_info: RunInfo | None = None  # a new or adopted run: the caller (main rank) writes it as run.json
+    run_info: RunInfo | None = None  # a new or adopted run: written as run.json (hmolqd.checkpointing.lineage)
+    new_run: bool = False  # a run starts here: the files of the directory's previous run are set aside first
+    owners: dict[Path, str | None] = field(default_factory=dict)  # the folder's readable files -> their run id
+    imports: tuple[Path, ...] = ()  # an input's latest, bests and run.json, to copy into checkpoint_dir
 
 
 @dataclass(frozen=True)
@@ -78,69 +84,72 @@ class _Head:
     mtime: int
     path: Path
     run_id: str | None
+    model: Mapping[str, Any] | None  # the config's model section: the architecture
 
 
 def find_resume_checkpoint(checkpoint_dir: str | Path, *, resume_from: str | Path | None = None, auto_resume: bool = True,
-                           kaggle_input: str | Path | None = KAGGLE_INPUT, map_location: Any = "cpu",
-                           is_main: bool = True) -> ResumeResult:
-    """Pick and load the checkpoint to resume from (see the module docstring for the order).
+                           resume_input: str | os.PathLike | None = None, model: ModelConfig | None = None,
+                           map_location: Any = "cpu") -> ResumeResult:
+    """Choose and load the checkpoint to resume from (see the module docstring for the order); writes nothing.
 
-    `is_main=False` (other DDP ranks, the notebook's status cell) never copies: it loads a Kaggle input
-    checkpoint where it lies.
+    `model` (the config's architecture) makes an input candidate of another architecture be skipped.
     """
     folder = Path(checkpoint_dir)
     info = read_run_info(folder)
+    heads, skipped, newer = _heads([f.path for f in list_checkpoint_files(folder)])
+    if newer:
+        raise CheckpointError(
+            f"checkpoint_dir {folder} holds files written by a newer hmolqd ({'; '.join(f'{p.name}: {r}' for p, r in newer)}). "
+            "This version does not train beside them (it could not keep them as their writer expects): upgrade hmolqd, "
+            "or use another checkpoint_dir. Nothing in the folder was changed")
+    owners = {h.path: h.run_id for h in heads}
     if resume_from:
-        return _used(_explicit(folder, Path(resume_from), info, map_location))
+        return _used(dataclasses.replace(_explicit(folder, Path(resume_from), info, heads, map_location), owners=owners))
     if not auto_resume:
-        kept = len(list_checkpoint_files(folder))
-        note = f"; the {kept} checkpoint file(s) in {folder} are kept and no longer resumed" if kept else ""
         new = RunInfo.new()
-        return _used(ResumeResult(None, None, f"{NO_CHECKPOINT} (auto_resume=False: a new run{note})", run_id=new.run_id, run_info=new))
-
-    heads, skipped = _heads([f.path for f in list_checkpoint_files(folder)])
+        return _used(ResumeResult(None, None, f"{NO_CHECKPOINT} (auto_resume=False: a new run {new.run_id[:8]})", skipped,
+                                  new.run_id, new, True, owners))
     found = _own_newest(folder, heads, skipped, info, map_location)
     if found is not None:
-        return _used(found)
+        return _used(dataclasses.replace(found, owners=owners))
     own = info.run_id if info else None
-
-    searched = str(folder)
-    if kaggle_input is not None and Path(kaggle_input).is_dir():
-        searched += f" or under {kaggle_input}"
-        candidates, more = _heads(find_named(Path(kaggle_input), LATEST))
-        skipped += more
-        same_run = [h for h in candidates if own is not None and h.run_id == own]
-        src, ckpt, more = _pick(same_run or candidates, map_location)
-        skipped += more
-        if ckpt is not None:
-            return _used(_from_kaggle(folder, src, ckpt, info, skipped, is_main))
+    candidates, where = input_candidates(resume_input)
+    if candidates:
+        found, more = _from_input(candidates, own, model, map_location)
+        skipped = skipped + more
+        if found is not None:
+            return _used(dataclasses.replace(found, skipped=skipped, owners=owners, new_run=own != found.run_id))
+    searched = str(folder) + (f" or {where}" if where else "")
     run_id = own or new_run_id()
     message = f"{NO_CHECKPOINT} (no valid checkpoint in {searched}){_skipped_text(skipped)}"
-    return _used(ResumeResult(None, None, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id)))
+    return _used(ResumeResult(None, None, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id),
+                              info is None, owners))
 
 
-def _explicit(folder: Path, path: Path, info: RunInfo | None, map_location: Any) -> ResumeResult:
+def _explicit(folder: Path, path: Path, info: RunInfo | None, heads: list[_Head], map_location: Any) -> ResumeResult:
     """`resume_from`: the file itself the first time; the run's own newer files once it seeded the run."""
     if info is not None and info.seeded_by(path):
-        heads, skipped = _heads([f.path for f in list_checkpoint_files(folder)])
-        own, ckpt, more = _pick([h for h in heads if h.run_id == info.run_id], map_location)
+        own, ckpt, skipped = _pick([h for h in heads if h.run_id == info.run_id], map_location)
         seed = info.seeded_from or {}
         if ckpt is not None and own is not None:
             return ResumeResult(own, ckpt, (
                 f"Resuming from {_describe(own, ckpt)}: resume_from={str(path)!r} started this run (run {info.run_id[:8]}, "
                 f"at {seed.get('stage')} global step {seed.get('global_step')}) and {own.name} is the run's newest valid "
                 f"checkpoint since, so it wins over resume_from (to start again from {path.name}, use another checkpoint_dir)"
-                f"{_skipped_text(skipped + more)}"), skipped + more, info.run_id)
+                f"{_skipped_text(skipped)}"), skipped, info.run_id)
+        # No save of the run yet: the seed itself, where it lies now (lineage may have set it aside with its run).
+        moved = Path(seed["moved_to"]) if seed.get("moved_to") and not path.is_file() else path
+        ckpt, reason = try_load_checkpoint(moved, map_location)
+        if ckpt is None:
+            raise CheckpointError(f"resume_from={str(path)!r}: {reason} (set resume_from=None to resume from checkpoint_dir)")
+        return ResumeResult(moved, ckpt, f"Resuming from {_describe(moved, ckpt)}: explicit resume_from (it started this run; "
+                            f"no checkpoint of the run in {folder} yet)", skipped, info.run_id)
     ckpt, reason = try_load_checkpoint(path, map_location)
     if ckpt is None:
         raise CheckpointError(f"resume_from={str(path)!r}: {reason} (set resume_from=None to resume from checkpoint_dir)")
-    if info is not None and info.seeded_by(path):
-        return ResumeResult(path, ckpt, f"Resuming from {_describe(path, ckpt)}: explicit resume_from (it started this run; "
-                            f"no checkpoint of the run in {folder} yet)", run_id=info.run_id)
     new = RunInfo.new(seeded_from=seed_record(path, ckpt))
-    note = f"; the files of the previous run {info.run_id[:8]} there are kept and no longer resumed" if info else ""
     return ResumeResult(path, ckpt, f"Resuming from {_describe(path, ckpt)}: explicit resume_from, which starts run "
-                        f"{new.run_id[:8]} in {folder}{note}", run_id=new.run_id, run_info=new)
+                        f"{new.run_id[:8]} in {folder}", run_id=new.run_id, run_info=new, new_run=True)
 
 
 def _own_newest(folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]], info: RunInfo | None,
@@ -157,69 +166,78 @@ def _own_newest(folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]
     foreign = [h for h in heads if h.run_id not in (own, None)]
     ignored = f"; ignored {len(foreign)} file(s) of another run ({', '.join(h.path.name for h in foreign)})" if foreign else ""
     adopted = f" ({RUN_INFO_NAME} was missing: the directory's checkpoints are run {own[:8]})" if info is None and own else ""
-    for group, note in (([h for h in heads if own and h.run_id == own], ""), ([h for h in heads if h.run_id is None], " (written before run ids existed)")):
+    groups = (([h for h in heads if own and h.run_id == own], ""), ([h for h in heads if h.run_id is None], " (written before run ids existed)"))
+    for group, note in groups:
         path, ckpt, more = _pick(group, map_location)
         skipped += more
         if ckpt is not None and path is not None:
             run_id = own or new_run_id()
-            message = f"Resuming from {_describe(path, ckpt)}: newest valid checkpoint of this run in {folder}{note}{adopted}{ignored}{_skipped_text(skipped)}"
+            message = (f"Resuming from {_describe(path, ckpt)}: newest valid checkpoint of this run in {folder}{note}{adopted}{ignored}"
+                       f"{_skipped_text(skipped)}")
             return ResumeResult(path, ckpt, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id))
     if foreign:
         newest = max(foreign, key=_order)
         raise CheckpointError(
             f"{folder} holds only checkpoints of another run: {', '.join(h.path.name for h in foreign)} (run {str(newest.run_id)[:8]}; "
             f"this directory is run {str(own)[:8]}, {RUN_INFO_NAME}). They are not resumed automatically: to continue from one, "
-            f"set resume_from={str(newest.path)!r}; to start afresh, set auto_resume=False (a new run here) or use another checkpoint_dir")
+            f"set resume_from={str(newest.path)!r}; to start afresh, set auto_resume=False (a new run here: those files are "
+            "set aside into previous_runs/, not deleted) or use another checkpoint_dir")
     return None
 
 
-def _from_kaggle(folder: Path, src: Path, ckpt: dict[str, Any], info: RunInfo | None, skipped: list[tuple[Path, str]],
-                 is_main: bool) -> ResumeResult:
-    """Resume from a previous version's output: copy latest, every stage's best and run.json into folder."""
+def _from_input(candidates: list[Path], own: str | None, model: ModelConfig | None,
+                map_location: Any) -> tuple[ResumeResult | None, list[tuple[Path, str]]]:
+    """(the input checkpoint to continue, or None; the candidates skipped and why): this directory's run first, then
+    the newest; one of another architecture is skipped."""
+    heads, skipped, newer = _heads(candidates)
+    skipped += newer
+    usable = []
+    for h in heads:
+        diff = architecture_diff(dict(h.model), model) if model is not None and h.model is not None else []
+        if diff:
+            skipped.append((h.path, f"another architecture than the config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''})"))
+            log.warning("skipping input checkpoint %s: another architecture (%s)", h.path, "; ".join(diff))
+        else:
+            usable.append(h)
+    mine = [h for h in usable if own is not None and h.run_id == own]
+    src, ckpt, more = _pick(mine or usable, map_location)
+    if ckpt is None and mine:  # none of this run's loads: the others, newest first
+        src, ckpt, extra = _pick([h for h in usable if h not in mine], map_location)
+        more += extra
+    skipped += more
+    if ckpt is None or src is None:
+        return None, skipped
     source_info = read_run_info(src.parent)
-    run_id = ckpt.get("run_id") or (source_info.run_id if source_info else None) or (info.run_id if info else None) or new_run_id()
-    run_info = None if info is not None and info.run_id == run_id else (
-        source_info if source_info is not None and source_info.run_id == run_id else RunInfo.new(run_id=run_id))
-    used, how = src, "a previous notebook version's output attached as input"
-    if is_main:
-        bests = [f.path.name for f in list_checkpoint_files(src.parent) if f.kind == "best"]
-        try:
-            write_atomic_from(folder / LATEST, src)
-            used, how = folder / LATEST, f"copied from {src} ({how})"
-        except CheckpointError as err:
-            log.warning("could not copy %s into %s, resuming from it where it lies: %s", src, folder, err)
-        copied = []
-        for name in bests:  # the best model so far must be in the new output even if this session never improves
-            try:
-                write_atomic_from(folder / name, src.parent / name)
-                copied.append(name)
-            except CheckpointError as err:
-                log.warning("could not copy %s into %s: %s", src.parent / name, folder, err)
-        if copied:
-            how += f", with {', '.join(copied)}"
-    return ResumeResult(used, ckpt, f"Resuming from {_describe(used, ckpt)}: {how}{_skipped_text(skipped)}", skipped, run_id, run_info)
+    run_id = ckpt.get("run_id") or (source_info.run_id if source_info else None) or own or new_run_id()
+    run_info = source_info if source_info is not None and source_info.run_id == run_id else RunInfo.new(run_id=run_id)
+    listed = ""
+    if len(candidates) > 1:
+        why = {p: reason for p, reason in skipped}
+        rows = [f"{p.parent} ({'chosen' if p == src else why.get(p, 'older')})" for p in candidates]
+        listed = f"; {len(candidates)} previous outputs found: " + ", ".join(rows)
+    message = f"Resuming from {_describe(src, ckpt)}: a previous session's output attached as input{listed}"
+    return ResumeResult(src, ckpt, message, run_id=run_id, run_info=run_info, imports=(src, *companions(src))), skipped
 
 
-def newest_valid(paths: Sequence[Path], map_location: Any = "cpu") -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:
-    """The newest file that fully verifies, ranked by (stage, global_step, kind, mtime); invalid ones are logged.
-
-    Files of equal step hold the same state (one save writes several names): latest is preferred, best last.
-    """
-    heads, skipped = _heads(paths)
-    path, ckpt, more = _pick(heads, map_location)
-    return path, ckpt, skipped + more
-
-
-def _heads(paths: Sequence[Path]) -> tuple[list[_Head], list[tuple[Path, str]]]:
-    heads, skipped = [], []
+def _heads(paths: Sequence[Path]) -> tuple[list[_Head], list[tuple[Path, str]], list[tuple[Path, str]]]:
+    """(rankable files, files that are not valid checkpoints with the reason, files of a newer format)."""
+    heads, skipped, newer = [], [], []
     for path in paths:
-        key, run_id, reason = _rank(path)
-        if key is None:
+        head, reason = read_head(path)
+        if head is None:
             skipped.append((path, reason))
             log.warning("skipping checkpoint %s: %s", path, reason)
+        elif type(head.get("format_version")) is int and head["format_version"] > FORMAT_VERSION:
+            newer.append((path, f"format_version {head['format_version']} > {FORMAT_VERSION}"))
+        elif head.get("stage") not in STAGES or not isinstance(head.get("global_step"), int):
+            skipped.append((path, "not an hmolqd checkpoint (no valid 'stage' / 'global_step')"))
         else:
-            heads.append(_Head(key, _tie_break(path), _mtime_ns(path), path, run_id))
-    return heads, skipped
+            run_id = head.get("run_id") if isinstance(head.get("run_id"), str) else None
+            config = head.get("config")
+            model = config.get("model") if isinstance(config, Mapping) and isinstance(config.get("model"), Mapping) else None
+            key = (STAGES.index(head["stage"]), head["global_step"])
+            heads.append(_Head(key, _tie_break(path), _mtime_ns(path), path, run_id, model))
+    return heads, skipped, newer
 
 
 def _order(h: _Head) -> tuple:
@@ -232,7 +250,7 @@ def _pick(heads: Sequence[_Head], map_location: Any) -> tuple[Path | None, dict 
         ckpt, reason = try_load_checkpoint(head.path, map_location)
         if ckpt is not None:
             return head.path, ckpt, skipped
-        skipped.append((head.path, reason))
+        skipped.append((head.path, str(reason)))
         log.warning("skipping checkpoint %s: %s", head.path, reason)
     return None, None, skipped
 
@@ -246,32 +264,7 @@ def _mtime_ns(path: Path) -> int:
 
 def _tie_break(path: Path) -> int:
     """Equal (stage, step): latest first, then step/epoch files, then best."""
-    return 2 if path.name == LATEST else 0 if path.name.endswith("best.pt") else 1
-
-
-def _rank(path: Path) -> tuple[tuple[int, int] | None, str | None, str]:
-    """((stage index, global_step), run id) read cheaply (memory-mapped: tensor bytes are not read), or a reason."""
-    try:
-        head = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
-    except Exception:  # an untrusted file: the full load below gives the precise reason (mmap's own is vaguer)
-        head, reason = try_load_checkpoint(path)
-        if head is None:
-            return None, None, reason
-    if not isinstance(head, dict) or head.get("stage") not in STAGES or not isinstance(head.get("global_step"), int):
-        return None, None, "not an hmolqd checkpoint (no valid 'stage' / 'global_step')"
-    run_id = head.get("run_id")
-    return (STAGES.index(head["stage"]), head["global_step"]), run_id if isinstance(run_id, str) else None, ""
-
-
-def find_named(root: Path, name: str, max_depth: int = _KAGGLE_MAX_DEPTH) -> list[Path]:
-    """Files called `name` under `root`, at most `max_depth` folders down (symlinks not followed)."""
-    found = []
-    for dirpath, dirnames, filenames in os.walk(root):
-        if name in filenames:
-            found.append(Path(dirpath) / name)
-        if len(Path(dirpath).relative_to(root).parts) >= max_depth:
-            dirnames.clear()
-    return sorted(found)
+    return 2 if path.name == "checkpoint_latest.pt" else 0 if path.name.endswith("best.pt") else 1
 
 
 def _describe(path: Path, ckpt: Mapping[str, Any]) -> str:
@@ -285,6 +278,13 @@ def _skipped_text(skipped: list[tuple[Path, str]]) -> str:
 def _used(result: ResumeResult) -> ResumeResult:
     log.info(result.message)
     return result
+
+
+def find_for_config(cfg: Config, map_location: Any = "cpu") -> ResumeResult:
+    """`find_resume_checkpoint` with the config's keys (checkpoint_dir, resume_from, auto_resume, resume_input, model)."""
+    cfg = cfg.resolved()
+    return find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume,
+                                  resume_input=cfg.paths.resume_input, model=cfg.model, map_location=map_location)
 
 
 # ---------------------------------------------------------------- config changes on resume

@@ -15,6 +15,7 @@ and the previous checkpoints untouched, as a synchronous save would.
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import OrderedDict
@@ -22,6 +23,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
+
+log = logging.getLogger(__name__)
 
 
 class Snapshot:
@@ -74,36 +77,70 @@ class Snapshot:
 
 
 class BackgroundWriter:
-    """Runs one job at a time on a background thread; `wait()` joins it and re-raises its error."""
+    """Runs one job at a time on a background thread; `wait()` blocks until it is done and re-raises its error.
+
+    `wait()` is not interrupted by Ctrl-C: a KeyboardInterrupt that arrives while a checkpoint is being written
+    is held until the file is complete (and re-raised then), so a second "Interrupt kernel" neither abandons
+    the save with a half-written temp file nor lets the caller release the directory lock while the writer
+    still runs. (`Thread.join` is not used for that wait: in CPython 3.11 a join interrupted by
+    KeyboardInterrupt marks the thread stopped, so later joins return at once.)
+    """
 
     def __init__(self) -> None:
         self._thread: threading.Thread | None = None
+        self._done = threading.Event()
+        self._done.set()
         self._error: BaseException | None = None
 
     @property
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return not self._done.is_set()
 
     def submit(self, job: Callable[[], None]) -> None:
         self.wait()  # at most one in flight: its buffers may be reused only after it is written
+        done = threading.Event()
 
         def run() -> None:
             try:
                 job()
             except BaseException as err:  # handed to the training thread by wait(): nothing is swallowed
                 self._error = err
+            finally:
+                done.set()
 
+        self._done = done
         self._thread = threading.Thread(target=run, name="hmolqd-checkpoint-writer", daemon=False)
         self._thread.start()
 
     def wait(self) -> float:
-        """Block until the job in flight is done; returns the seconds waited, raises the job's error."""
+        """Block until the job in flight is done; returns the seconds waited, raises the job's error (or a
+        KeyboardInterrupt that arrived meanwhile, once the job is done)."""
         start = time.perf_counter()
+        interrupted = _wait_through_interrupts(self._done)
         if self._thread is not None:
-            self._thread.join()
+            interrupted |= _wait_through_interrupts(self._thread.join)  # returns at once: the job is done
             self._thread = None
         waited = time.perf_counter() - start
         if self._error is not None:
             err, self._error = self._error, None
             raise err
+        if interrupted:
+            raise KeyboardInterrupt
         return waited
+
+
+def _wait_through_interrupts(done: threading.Event | Callable[[], Any]) -> bool:
+    """Wait for `done` (an Event, or a join) whatever Ctrl-C says meanwhile; True if a KeyboardInterrupt came."""
+    interrupted = False
+    while True:
+        try:
+            if isinstance(done, threading.Event):
+                while not done.wait(0.2):
+                    pass
+            else:
+                done()
+            return interrupted
+        except KeyboardInterrupt:
+            if not interrupted:
+                log.warning("interrupted again while a checkpoint is being written: the write is finished first, then training stops")
+            interrupted = True

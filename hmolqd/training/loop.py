@@ -35,13 +35,15 @@ from hmolqd.training import outputs, validation
 from hmolqd.training.history import save_history
 from hmolqd.training.optim import LRSchedule, Optimization
 from hmolqd.training.runtime import (
+    SIGNAL_STOPS,
     Clock,
     Runtime,
     StopFlag,
+    TrainingInterrupted,
     setup_runtime,
     teardown_runtime,
 )
-from hmolqd.training.session import checkpoint_report, open_checkpoints
+from hmolqd.training.session import checkpoint_report, open_checkpoints, release_all
 from hmolqd.training.stages import (
     OBJECTIVES,
     StageData,
@@ -95,6 +97,7 @@ class Run:
     log: Callable[[str], None]
     progress: Progress
     resume: dict[str, Any] | None = None  # the checkpoint being resumed; its stage consumes it
+    stop_files: list[Path] = field(default_factory=list)  # what the stop (or OOM) save wrote, for the message
 
 
 @dataclass(frozen=True)
@@ -230,12 +233,12 @@ def run_stage(run: Run, stage: str) -> str | None:
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             # Under DDP the agreement is a collective (a sync), so ranks compare notes only at log steps.
             if (not rt.distributed or p.stage_step % cfg.run.log_every == 0) and (reason := stop_requested(run)):
-                run.ckpt.save_step(checkpoint_state(run, o, schedule))
+                run.stop_files = run.ckpt.save_step(checkpoint_state(run, o, schedule))
                 bar.close()
                 return reason
     except torch.OutOfMemoryError:
         o.optimizer.zero_grad(set_to_none=True)  # free the partial step; the weights are those of the last full step
-        run.ckpt.save_step(checkpoint_state(run, o, schedule))  # the position before the failed batch
+        run.stop_files = run.ckpt.save_step(checkpoint_state(run, o, schedule))  # the position before the failed batch
         bar.close()
         raise
 
@@ -284,16 +287,17 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
     """Train (or resume) every stage, then write the outputs; see the module docstring.
 
     A re-run of a finished training trains nothing and leaves the outputs as they are, unless
-    `rewrite_outputs` (or an output is missing: then the final outputs are written).
+    `rewrite_outputs` (or an output is missing: then the final outputs are written). A stop by a signal
+    raises `TrainingInterrupted` after its checkpoint is written; the time budget returns (finished=False).
     """
     cfg = cfg.resolved()
     find_data_dir(cfg.data.data_dir)  # a missing or empty data_dir is reported before any other start-up line
     rt = setup_runtime(cfg.run.device, cfg.train.use_amp)
     say = log if rt.is_main else (lambda msg: None)
     stop = stop if stop is not None else StopFlag()
-    lock, manager = None, None
+    locks, manager = [], None
     try:
-        lock, found = open_checkpoints(cfg, rt, say)  # checked and locked before any training
+        locks, found = open_checkpoints(cfg, rt, say)  # checked and locked before any training
         say(found.message)
         ckpt = found.checkpoint
         for msg in check_resume_config(ckpt["config"], cfg) if ckpt else []:
@@ -314,6 +318,8 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         done_before = ckpt is not None and training_complete(cfg, p)
         if done_before:
             say(f"training already finished (stage {p.stage}, epoch {p.epochs_done}): nothing to train")
+        elif rt.is_main and (note := outputs.set_aside_final_outputs(cfg.paths.output_dir, found.run_id)):
+            say(note)
         final_outputs = [Path(cfg.paths.output_dir) / name for name in (outputs.FINAL_MODEL, outputs.ZIP_NAME)]
         write_outputs = rt.is_main and (not done_before or rewrite_outputs or not all(f.is_file() for f in final_outputs))
         if write_outputs:
@@ -329,16 +335,21 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
             outputs.finish(run.gen, cfg, p.history, final=reason is None, log=say)
         elif done_before:
             say(f"outputs in {cfg.paths.output_dir} left as they are (rewrite_outputs=True, or --rewrite-outputs, writes them again)")
+        result = TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, p.history,
+                             gen, manager.stats, done_before)
         if reason:
-            say(f"stopped ({reason}) at {p.stage} step {p.stage_step}; checkpoint_latest.pt saved - re-run to resume")
-        return TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, p.history,
-                           gen, manager.stats, done_before)
+            saved = " and ".join(f.name for f in run.stop_files) or "nothing new (the last save holds this state)"
+            message = (f"stopped ({reason}) at {p.stage} epoch {p.epochs_done + 1}, global step {p.global_step}; saved {saved} in "
+                       f"{cfg.paths.checkpoint_dir} - re-run to resume")
+            say(message)
+            if reason in SIGNAL_STOPS:
+                raise TrainingInterrupted(message, result)
+        return result
     finally:
         try:
             _wait_for_last_save(manager, say)
         finally:
-            if lock is not None:
-                lock.release()
+            release_all(locks)
             teardown_runtime(rt)
 
 

@@ -6,7 +6,8 @@
     model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `hmolqd.load_model(path)`
     sample_*.png             grids of generated rooms, each titled with the door condition it was asked for
                              (sides as seen on screen), a tile legend, and unplayable rooms outlined in red
-    h_molqd_outputs.zip      all of the above plus the checkpoints, each distinct file once (see `zip_outputs`)
+    h_molqd_outputs.zip      all of the above plus the checkpoints (see `zip_outputs`)
+    run.json                 the run these outputs belong to (another run's outputs are set aside first: `claim_output_dir`)
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import torch
 
 from hmolqd.atomic import atomic_write, atomic_write_text
 from hmolqd.checkpointing.export import export_model
-from hmolqd.config import Config
+from hmolqd.checkpointing.fileformat import LATEST
+from hmolqd.checkpointing.identity import RunInfo, read_run_info, write_run_info
+from hmolqd.checkpointing.lineage import set_aside
+from hmolqd.checkpointing.lock import LOCK_NAME, RUN_INFO_NAME
+from hmolqd.config import STAGES, Config
 from hmolqd.evaluation.report import save_sample_grid
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import describe_doors
@@ -50,8 +55,11 @@ def write_config(cfg: Config, output_dir: str | Path) -> Path:
     return path
 
 
-def export_final(gen: RoomModel, output_dir: str | Path) -> Path:
-    return export_model(gen, Path(output_dir) / FINAL_MODEL)
+def export_final(gen: RoomModel, output_dir: str | Path, history: list[dict[str, Any]] | None = None) -> Path:
+    """model_final.pt, with the epochs each stage trained where `history` is known (a model whose denoiser never
+    trained is then refused by load_model)."""
+    trained = None if history is None else {stage: sum(1 for r in history if r.get("stage") == stage) for stage in STAGES}
+    return export_model(gen, Path(output_dir) / FINAL_MODEL, trained)
 
 
 def write_samples(gen: RoomModel, cfg: Config, output_dir: str | Path, n: int = 24) -> list[Path]:
@@ -66,29 +74,38 @@ def write_samples(gen: RoomModel, cfg: Config, output_dir: str | Path, n: int = 
 
 
 SAME_FILES_NOTE = "checkpoints/SAME_FILES.txt"  # in the zip: checkpoint names that are hard links of a stored entry
-_CHECKPOINT_ORDER = ("checkpoint_latest.pt",)  # of several names of one file, latest is the one stored, then best, then the rest
 
 
 def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
-    """`h_molqd_outputs.zip`: every file of output_dir (but the zip), the checkpoint files and run.json, written atomically.
+    """`h_molqd_outputs.zip`: the run's outputs, its checkpoint files and run.json, written atomically.
 
-    Each distinct file is stored once: checkpoint names that are hard links of one file (latest / epoch_N / best
-    of one save) become one entry plus a line in checkpoints/SAME_FILES.txt. `.pt` files are stored, not deflated.
+    Every file is stored once, whichever folder lists it (output_dir may be checkpoint_dir); the lock files,
+    temp files and what `previous_runs/` keeps are never stored. `checkpoint_latest.pt` and every stage's
+    `checkpoint_*best.pt` are always entries under their own names, even where they are one file on disk (a
+    hard link): a zip entry cannot share another's bytes, and these are the names a user unzips to resume or
+    to keep the best model, so their bytes are stored twice then. An epoch or step file that is a hard link of
+    a stored entry is one line in checkpoints/SAME_FILES.txt instead. `.pt` files are stored, not deflated.
     """
     out, ckpt = Path(output_dir), Path(checkpoint_dir)
-    files = [(p, Path("outputs") / p.name) for p in sorted(out.iterdir()) if p.is_file() and p.name != ZIP_NAME and not p.name.startswith(".")]
-    names = sorted(ckpt.glob("checkpoint_*.pt"), key=lambda p: (p.name not in _CHECKPOINT_ORDER, not p.name.endswith("best.pt"), p.name))
+    names = sorted((p for p in ckpt.glob("checkpoint_*.pt") if p.is_file()), key=lambda p: (not _named_entry(p), p.name))
     stored: dict[tuple[int, int], Path] = {}
+    files: list[tuple[Path, Path]] = []
     same: list[str] = []
-    for src in names + [ckpt / "run.json"]:
+    for src in names + [ckpt / RUN_INFO_NAME]:
         if not src.is_file():
             continue
         st = src.stat()
-        if (st.st_dev, st.st_ino) in stored:
-            same.append(f"{src.name}: the same file as {stored[(st.st_dev, st.st_ino)].name} (a hard link in checkpoint_dir); copy it to restore the name")
+        first = stored.setdefault((st.st_dev, st.st_ino), src)
+        if first != src and not _named_entry(src):
+            same.append(f"{src.name}: the same file as {first.name} (a hard link in checkpoint_dir); copy it to restore the name")
+            continue
+        files.append((src, Path("checkpoints") / src.name))
+    for src in sorted(out.iterdir()):
+        st = src.stat() if src.is_file() else None
+        if st is None or src.name in (ZIP_NAME, LOCK_NAME) or src.name.startswith(".") or (st.st_dev, st.st_ino) in stored:
             continue
         stored[(st.st_dev, st.st_ino)] = src
-        files.append((src, Path("checkpoints") / src.name))
+        files.append((src, Path("outputs") / src.name))
 
     def write(f: Any) -> None:
         # .pt files are already compressed zip archives; storing them avoids minutes of deflate on Kaggle.
@@ -103,13 +120,63 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
     return path
 
 
+def _named_entry(path: Path) -> bool:
+    """latest and the bests: stored under their own names in the zip whatever they share on disk."""
+    return path.name == LATEST or path.name.endswith("best.pt")
+
+
+# ---------------------------------------------------------------- whose outputs these are
+
+GENERATED_DUNGEON = "dungeon_generated"  # stem of the files hmolqd.notebook.draw_dungeon writes into output_dir
+_RUN_OUTPUTS = ("config.json", "training_history.json", "training_curves.png", FINAL_MODEL, ZIP_NAME, "sample_*.png",
+                f"{GENERATED_DUNGEON}.*")
+_FINAL_OUTPUTS = (FINAL_MODEL, ZIP_NAME, "sample_*.png", f"{GENERATED_DUNGEON}.*")  # written once the last stage is done
+
+
+def _present(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
+    return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+
+
+def claim_output_dir(output_dir: str | Path, checkpoint_dir: str | Path, run_id: str, previous: RunInfo | None) -> list[str]:
+    """Before a training writes into output_dir: set aside another run's outputs (into previous_runs/, never
+    replaced; `previous` = output_dir's run.json as it was before this training started, None for none) and
+    record this run in output_dir/run.json. Returns what it did, to say."""
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    notes = []
+    if previous is None or previous.run_id != run_id:
+        files = _present(out, _RUN_OUTPUTS)
+        if files and (out / RUN_INFO_NAME).is_file() and previous is not None:
+            files.append(out / RUN_INFO_NAME)
+        label = previous.run_id[:8] if previous is not None else "earlier-outputs"
+        if (target := set_aside(out, files, label)) is not None:
+            notes.append(f"output_dir {out} held the outputs of {'run ' + label if previous else 'an earlier run'}: "
+                         f"set aside {len(files)} file(s) ({', '.join(p.name for p in files)}) into {target} (kept)")
+    if Path(checkpoint_dir).resolve() != out.resolve():
+        write_run_info(out, read_run_info(checkpoint_dir) or RunInfo.new(run_id=run_id))
+    return notes
+
+
+def set_aside_final_outputs(output_dir: str | Path, run_id: str) -> str | None:
+    """Training goes on after an earlier finish (more epochs): that finish's model, samples and zip no longer
+    describe the run, so they leave the top of output_dir (kept in previous_runs/) until the new finish."""
+    out = Path(output_dir)
+    files = _present(out, _FINAL_OUTPUTS)
+    target = set_aside(out, files, f"{run_id[:8]}-earlier-finish")
+    return None if target is None else (f"training continues after an earlier finish: its final outputs "
+                                         f"({', '.join(p.name for p in files)}) were set aside into {target} (kept)")
+
+
 def finish(gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final: bool, log: Callable[[str], None]) -> list[Path]:
     """Curves always; after the last stage also the final model, sample grids and the zip."""
     out = Path(cfg.paths.output_dir)
     written = [plot_curves(history, out / "training_curves.png")]
     if final:
-        written.append(export_final(gen, out))
-        written += write_samples(gen, cfg, out)
+        written.append(export_final(gen, out, history))
+        if any(r.get("stage") == STAGES[1] for r in history):
+            written += write_samples(gen, cfg, out)
+        else:  # num_epochs=0: a denoiser that never trained draws noise, not rooms
+            log(f"no sample grids: the {STAGES[1]} stage trained 0 epochs (num_epochs=0), so {FINAL_MODEL} cannot generate rooms")
         written.append(zip_outputs(out, cfg.paths.checkpoint_dir))
     for path in written:
         log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -103,6 +103,20 @@ def teardown_runtime(rt: Runtime) -> None:
         dist.destroy_process_group()
 
 
+class TrainingInterrupted(KeyboardInterrupt):
+    """`train` stopped on a signal (SIGINT: "Interrupt kernel" or Ctrl-C; SIGTERM: a shutdown) after its checkpoint
+    was written. Raised, not returned, so that a notebook's "Run all" stops at the training cell instead of
+    showing older pictures and models as if they were this run's. A KeyboardInterrupt, so that code catching
+    `Exception` does not swallow a user's interrupt; `.result` is the TrainResult, the message names the files."""
+
+    def __init__(self, message: str, result: object) -> None:
+        super().__init__(message)
+        self.result = result
+
+
+SIGNAL_STOPS = ("SIGINT", "SIGTERM", "another rank stopped")  # the stop reasons that raise TrainingInterrupted
+
+
 class StopFlag:
     """Turns SIGTERM / SIGINT (Kaggle's shutdown, Ctrl-C, the notebook's "Interrupt kernel") into a request
     that the loop honours at its stop check, after saving `latest`. A second SIGINT interrupts at once."""

@@ -42,7 +42,7 @@ from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W
 from hmolqd.sampling.generate import generate
 from hmolqd.training.loop import train
 from hmolqd.training.outputs import FINAL_MODEL, export_final
-from hmolqd.training.runtime import setup_runtime
+from hmolqd.training.runtime import TrainingInterrupted, setup_runtime
 from hmolqd.training.trainee import TINY_MODEL, Trainee, live_state, make_trainee, train_steps, training_state
 
 __all__ = [
@@ -74,7 +74,7 @@ def _names(folder: Path) -> set[str]:
 def _resume(folder: Path, seed: int, dev: torch.device) -> tuple[Trainee, dict[str, Any]]:
     """A fresh process (other weights, other RNG state) resuming from `folder` as the trainer does."""
     t = make_trainee(seed, dev)
-    found = find_resume_checkpoint(folder, kaggle_input=None)
+    found = find_resume_checkpoint(folder)
     assert found.path == folder / LATEST and found.checkpoint is not None, f"resume picked {found.path}: {found.message}"
     ckpt = found.checkpoint
     load_training_state(ckpt, models=t.gen.parts(), optimizer=t.o.optimizer, scaler=t.o.scaler)
@@ -193,7 +193,7 @@ def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cp
     for name, (how, _) in damage.items():
         _damage(folder / name, how)
     with _quiet("hmolqd"):  # the skip warnings are expected here; they are checked below instead
-        found = find_resume_checkpoint(folder, kaggle_input=None)
+        found = find_resume_checkpoint(folder)
     assert found.path == folder / "checkpoint_epoch_1.pt", f"resumed from {found.path}, expected checkpoint_epoch_1.pt: {found.message}"
     reasons = {p.name: why for p, why in found.skipped}
     for name, (_, word) in damage.items():
@@ -224,7 +224,10 @@ def _train_quietly(cfg: Config, on_log: Callable[[str], None] | None = None) -> 
             on_log(msg)
 
     with contextlib.redirect_stderr(io.StringIO()), _quiet("hmolqd"):
-        result = train(cfg, log=log)
+        try:
+            result = train(cfg, log=log)
+        except TrainingInterrupted as stopped:  # the SIGINT check: its checkpoint is written, the result comes with it
+            result = stopped.result
     return result, messages
 
 
@@ -247,7 +250,8 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
 
     def cfg(name: str, **extra: Any) -> Config:
         return Config.from_flat({**TINY_TRAIN, "data_dir": None if data_dir is None else str(data_dir), "device": device,
-                                 "checkpoint_dir": str(root / name / "ckpt"), "output_dir": str(root / name / "out"), **extra})
+                                 "checkpoint_dir": str(root / name / "ckpt"), "output_dir": str(root / name / "out"),
+                                 "resume_input": "off", **extra})  # never a previous output attached under /kaggle/input
 
     ref, _ = _train_quietly(cfg("reference"))
     assert ref.finished, f"the reference run did not finish: {ref.stopped}"

@@ -2,8 +2,10 @@
 the checkpoint to resume (and the run it belongs to), and report what checkpointing cost.
 
 `open_checkpoints` runs before any training. On the main rank: `check_checkpoint_dir` (exists or creatable,
-writable, no directory under a checkpoint name), `DirLock` (one training per directory; a stale lock of a
-dead process is taken over and said so), `find_resume_checkpoint` and, for a new run, `run.json`. Under DDP
+writable, no directory under a checkpoint name) for checkpoint_dir and output_dir, a `DirLock` on each (one
+training per directory; a stale lock of a dead process is taken over and said so), `find_resume_checkpoint`,
+then `hmolqd.checkpointing.lineage.start_run` (other runs' files set aside, an input's files copied in,
+`run.json` for a new run) and `outputs.claim_output_dir` (another run's outputs set aside). Under DDP
 the main rank's choice (file and run id, or its error) is broadcast, so every rank loads the same file and
 no rank waits forever for a main rank that refused to start.
 """
@@ -16,29 +18,36 @@ from pathlib import Path
 import torch.distributed as dist
 
 from hmolqd.checkpointing.fileformat import CheckpointError, load_checkpoint
-from hmolqd.checkpointing.identity import write_run_info
+from hmolqd.checkpointing.identity import read_run_info
+from hmolqd.checkpointing.lineage import start_run
 from hmolqd.checkpointing.lock import DirLock, check_checkpoint_dir
 from hmolqd.checkpointing.manager import CheckpointManager
-from hmolqd.checkpointing.resume import ResumeResult, find_resume_checkpoint
+from hmolqd.checkpointing.resume import ResumeResult, find_for_config
 from hmolqd.config import Config
+from hmolqd.training import outputs
 from hmolqd.training.runtime import Runtime
 
 
-def open_checkpoints(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> tuple[DirLock | None, ResumeResult]:
-    """(the directory lock, held by the main rank until `DirLock.release`, or None; the resume choice)."""
-    lock, found, error = None, None, None
+def open_checkpoints(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> tuple[list[DirLock], ResumeResult]:
+    """(the directory locks, held by the main rank until `release_all`, or []; the resume choice)."""
+    locks: list[DirLock] = []
+    found, error = None, None
+    paths = cfg.paths
     if rt.is_main:
         try:
-            lock = DirLock(check_checkpoint_dir(cfg.paths.checkpoint_dir)).acquire()
-            if lock.took_over:
-                say(lock.took_over)
-            found = find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume)
-            if found.run_info is not None:
-                write_run_info(cfg.paths.checkpoint_dir, found.run_info)
+            locks.append(DirLock(check_checkpoint_dir(paths.checkpoint_dir)).acquire())
+            if not _same_folder(paths.output_dir, paths.checkpoint_dir):  # two trainings must not write one output_dir either
+                locks.append(DirLock(check_checkpoint_dir(paths.output_dir, "output_dir"), "output_dir").acquire())
+            for lock in locks:
+                if lock.took_over:
+                    say(lock.took_over)
+            previous_outputs = read_run_info(paths.output_dir)  # before run.json is rewritten (output_dir may be checkpoint_dir)
+            found = start_run(paths.checkpoint_dir, find_for_config(cfg))
+            for note in outputs.claim_output_dir(paths.output_dir, paths.checkpoint_dir, found.run_id, previous_outputs):
+                say(note)
         except Exception as err:  # re-raised below, after the other ranks have heard of it
             error = err
-            if lock is not None:
-                lock.release()
+            release_all(locks)
     if rt.distributed:
         choice = [str(found.path) if found and found.path else None, found.run_id if found else None, str(error) if error else None]
         dist.broadcast_object_list(choice, src=0)
@@ -47,11 +56,20 @@ def open_checkpoints(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> tu
             if message is not None:
                 raise CheckpointError(f"the main rank could not start: {message}")
             ckpt = load_checkpoint(path) if path else None
-            return None, ResumeResult(Path(path) if path else None, ckpt, "", run_id=run_id or "")
+            return [], ResumeResult(Path(path) if path else None, ckpt, "", run_id=run_id or "")
     if error is not None:
         raise error
     assert found is not None
-    return lock, found
+    return locks, found
+
+
+def release_all(locks: list[DirLock]) -> None:
+    for lock in reversed(locks):
+        lock.release()
+
+
+def _same_folder(a: str | Path, b: str | Path) -> bool:
+    return Path(a).resolve() == Path(b).resolve()
 
 
 def checkpoint_report(manager: CheckpointManager, session_seconds: float) -> str:
