@@ -1,7 +1,6 @@
 """The two notebooks, executed headless with nbclient on the real corpus (tiny configs), and their structure.
 
-Parameters are injected papermill-style: a cell tagged "injected-parameters" is inserted after the cell
-tagged "parameters". Kernels run single-threaded (OMP_NUM_THREADS=1): CI has two shared cores.
+Executing them (parameters injected papermill-style, single-threaded kernels) is in tests/notebook_helpers.py.
 """
 
 from __future__ import annotations
@@ -16,14 +15,13 @@ from typing import Any
 import matplotlib.image
 import nbformat
 import pytest
-from nbclient import NotebookClient
-from nbformat.v4 import new_code_cell
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import Config
 from hmolqd.sampling.generate import generate
 from hmolqd.training.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
+from notebook_helpers import execute, inject, read, text_of
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"
@@ -36,33 +34,6 @@ SEED_KEYS = {"batch_size", "num_epochs", "learning_rate", "weight_decay", "check
 TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "num_timesteps": 50, "denoiser_dim": 16, "denoiser_depth": 1,
         "vqvae_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2, "sample_steps": 2, "eval_samples": 8,
         "door_augment": 0}
-
-
-def read(path: Path) -> nbformat.NotebookNode:
-    return nbformat.read(path, as_version=4)
-
-
-def inject(nb: nbformat.NotebookNode, **params: Any) -> nbformat.NotebookNode:
-    """A copy of `nb` with `NAME = value` lines in a new cell right after the one tagged "parameters"."""
-    nb = nbformat.from_dict(json.loads(json.dumps(nb)))
-    index = next(i for i, c in enumerate(nb.cells) if "parameters" in c.metadata.get("tags", []))
-    source = "\n".join(f"{name} = {value!r}" for name, value in params.items())
-    nb.cells.insert(index + 1, new_code_cell(source, metadata={"tags": ["injected-parameters"]}))
-    return nb
-
-
-def execute(nb: nbformat.NotebookNode, cwd: Path, monkeypatch: pytest.MonkeyPatch) -> nbformat.NotebookNode:
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits this environment
-    NotebookClient(nb, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(cwd)}}).execute()
-    return nb
-
-
-def text_of(nb: nbformat.NotebookNode) -> str:
-    parts = []
-    for cell in nb.cells:
-        for out in cell.get("outputs", []):
-            parts.append(out.get("text", "") if out.output_type == "stream" else out.get("data", {}).get("text/plain", ""))
-    return "\n".join(parts)
 
 
 def images_shown(nb: nbformat.NotebookNode) -> int:
