@@ -311,7 +311,8 @@ def check_resume_config(saved: Mapping[str, Any], current: Config) -> list[str]:
     if diff:
         raise CheckpointError(
             f"the model architecture differs from the checkpoint in {len(diff)} key(s): {'; '.join(diff)}. Model keys "
-            "cannot change on resume: use the checkpoint's values, or start a new run (another checkpoint_dir or auto_resume=False)"
+            "cannot change on resume: use the checkpoint's values, or start a new run (auto_resume=False: the run's files are "
+            "set aside into previous_runs/ and kept; or another checkpoint_dir)"
         )
     now = current.to_dict()
     messages = []

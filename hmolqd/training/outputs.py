@@ -152,8 +152,8 @@ def claim_output_dir(output_dir: str | Path, checkpoint_dir: str | Path, run_id:
         if (target := set_aside(out, files, label)) is not None:
             notes.append(f"output_dir {out} held the outputs of {'run ' + label if previous else 'an earlier run'}: "
                          f"set aside {len(files)} file(s) ({', '.join(p.name for p in files)}) into {target} (kept)")
-    if Path(checkpoint_dir).resolve() != out.resolve():
-        write_run_info(out, read_run_info(checkpoint_dir) or RunInfo.new(run_id=run_id))
+    if (previous is None or previous.run_id != run_id) and Path(checkpoint_dir).resolve() != out.resolve():
+        write_run_info(out, read_run_info(checkpoint_dir) or RunInfo.new(run_id=run_id))  # once per run: re-runs leave it
     return notes
 
 
