@@ -28,6 +28,7 @@ from hmolqd.models.quantizer import VectorQuantizerEMA, nearest_code
 from hmolqd.training.loop import train
 from hmolqd.training.optim import Optimization
 from hmolqd.training.runtime import StopFlag, setup_runtime
+from hmolqd.training.validation import format_record
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # test_train's tiny model, discrete (the default kind), on the 404 unmirrored training rooms: 7 steps per epoch.
@@ -208,6 +209,8 @@ def test_fp16_overflow_step_is_skipped_and_counted_in_the_history(vglc_dir: Path
     # bf16 has fp32's exponent range and no scaler: the same step is taken (clipped to grad_clip).
     assert spy.unchanged == [False, False, bool(skipped)] + [False] * (2 * EPOCH - 3)
     assert [r["skipped_steps"] for r in result.history] == [skipped, 0]
+    said = format_record(result.history[0])
+    assert ("skipped_steps=1 (fp16 overflow)" in said) == (amp == "fp16") and "skipped_steps" not in format_record(result.history[1])
     scaler = final_state(tmp_path)["scaler"]
     assert scaler == {} if amp == "bf16" else scaler["scale"] == INIT_SCALE / 2
 
