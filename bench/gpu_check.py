@@ -1,15 +1,21 @@
-"""The GPU checks of issue 13 in one command, ready for the first session that has a GPU (about 8 minutes on one):
+"""The GPU checks of issues 13 and 20 in one command, ready for the first session that has a GPU (never run on one yet):
 
     PYTHONUNBUFFERED=1 python bench/gpu_check.py [--data DIR] [--out DIR]
 
 1. environment: hmolqd's notebook environment report, torch / CUDA / GPU facts, nvidia-smi.
 2. autocast paths: real optimizer steps (`Optimization.step`, the trainer's own) of the VQ-VAE and diffusion
-   objectives in fp32, fp16 + GradScaler (a T4's path) and bf16 (compute capability >= 8.0): losses finite and
-   falling, steps/s, CUDA max allocated.
-3. SIGKILL and resume: `python -m hmolqd train` on the GPU (the default model, AMP) is killed with SIGKILL just
-   after its first diffusion step checkpoint appears, re-run to the end, and compared with an uninterrupted run
-   within 10x the GPU's run-to-run noise (two uninterrupted runs), as `hmolqd.training.selfcheck` does.
+   objectives under `use_amp` = false (fp32), "fp16" (autocast + GradScaler, a T4's path, forced even where bf16
+   is native) and "bf16" (compute capability >= 8.0), each runtime built by `setup_runtime` from that value:
+   losses finite and falling, steps the GradScaler skipped, steps/s, CUDA max allocated.
+3. SIGKILL and resume, once per dtype (use_amp "fp16", then "bf16" where supported): `python -m hmolqd train` on
+   the GPU (the default model) is killed with SIGKILL just after its first diffusion step checkpoint appears,
+   re-run to the end, and compared with an uninterrupted run of the same dtype within 10x the GPU's run-to-run
+   noise (two uninterrupted runs), as `hmolqd.training.selfcheck` does.
 4. the suite (`bench/run.py`) on CUDA with AMP: the notebook's default model, sizes `gpu`, CUDA memory per section.
+
+Whether the fp16 and bf16 paths reach fp32's quality is a longer run, outside this script: e.g.
+`python bench/quality_seeds.py --preset gpu --seeds 0 --set device=cuda --set use_amp=fp16 --out bench/results/quality_gpu_fp16`
+(and `use_amp=bf16`, `use_amp=false`), compared with the 3-seed range of bench/results/quality_cpu.md.
 
 Writes gpu_check.json and gpu_check.md, and the suite's <gpu>.json / .md / -quality.png, under $OUT when set,
 else bench/results; each file is rewritten after every step, so a run cut short keeps what it measured.
@@ -51,7 +57,7 @@ from hmolqd.config import Config  # noqa: E402
 from hmolqd.evaluation.report import json_safe  # noqa: E402
 from hmolqd.models.room_model import RoomModel  # noqa: E402
 from hmolqd.training.optim import LRSchedule, Optimization  # noqa: E402
-from hmolqd.training.runtime import Runtime, UnsupportedGPUError, check_gpu_supported  # noqa: E402
+from hmolqd.training.runtime import Runtime, UnsupportedGPUError, check_gpu_supported, setup_runtime  # noqa: E402
 from hmolqd.training.stages import OBJECTIVES, set_train_mode, stage_data, start_diffusion_stage, trainable  # noqa: E402
 
 PARTS = ("env", "autocast", "resume", "suite")
@@ -134,11 +140,12 @@ def _stage_steps(gen: RoomModel, cfg: Config, stage: str, corpus: Any, rt: Runti
     if dev.type == "cuda":
         torch.cuda.synchronize(dev)
         torch.cuda.reset_peak_memory_stats(dev)
-    losses = []
+    losses, skipped = [], 0
     start = time.perf_counter()
     for i in range(steps):
         idx = torch.randint(len(data), (cfg.train.batch_size,), generator=g).to(dev)
         losses.append(o.step(objective, data.x[idx], data.cond[idx], schedule(i), rt.autocast).detach().float())
+        skipped += o.last_step_skipped  # the fp16 GradScaler skipped it (inf/NaN gradients); a host read it already paid
     loss = torch.stack(losses).cpu()  # (steps,): the one host sync
     seconds = time.perf_counter() - start
     k = max(1, steps // 5)
@@ -146,7 +153,7 @@ def _stage_steps(gen: RoomModel, cfg: Config, stage: str, corpus: Any, rt: Runti
     finite = bool(torch.isfinite(loss).all())
     return {"steps": steps, "steps_per_s": steps / seconds, "loss_first": first, "loss_last": last, "finite": finite,
             "decreased": last < first, "ok": finite and last < first,
-            "grad_scale": o.scaler.get_scale() if o.scaler.is_enabled() else None,
+            "grad_scale": o.scaler.get_scale() if o.scaler.is_enabled() else None, "skipped_steps": skipped,
             "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None}
 
 
@@ -154,12 +161,14 @@ def autocast_paths(ctx: Context, base: Config, steps: int) -> dict[str, Any]:
     cfg = base.with_overrides(warmup_steps=max(1, steps // 8))
     corpus = ctx.training_corpus(cfg)
     bf16 = torch.cuda.is_bf16_supported() if ctx.device.type == "cuda" else True
-    paths = {"fp32": None, "fp16": torch.float16, **({"bf16": torch.bfloat16} if bf16 else {})}
+    paths: dict[str, bool | str] = {"fp32": False, "fp16": "fp16", **({"bf16": "bf16"} if bf16 else {})}  # use_amp values
     measured: dict[str, dict[str, Any]] = {}
-    for name, dtype in paths.items():
+    for name, use_amp in paths.items():
         torch.manual_seed(0)
         gen = RoomModel.from_config(cfg).to(ctx.device)
-        rt = Runtime(ctx.device, amp_dtype=dtype)
+        rt: Runtime = setup_runtime(str(ctx.device), use_amp=cfg.with_overrides(use_amp=use_amp).train.use_amp)
+        if rt.amp_dtype != {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]:
+            raise RuntimeError(f"use_amp={use_amp!r} gave the runtime AMP dtype {rt.amp_dtype} on {ctx.device}")
         measured[name] = {stage: _stage_steps(gen, cfg, stage, corpus, rt, steps) for stage in ("vqvae", "diffusion")}
         ctx.say(f"[gpu_check]   {name}: " + ", ".join(f"{s} loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['steps_per_s']:.1f} steps/s"
                                                    for s, r in measured[name].items()))
@@ -195,13 +204,24 @@ def run_to_end(cfg: Config, root: Path, name: str, timeout: float) -> float:
     return time.perf_counter() - start
 
 
-def kill_and_resume(ctx: Context, base: Config, epochs: tuple[int, int], step_every: int, kill_delay: float, timeout: float = 300) -> dict[str, Any]:
-    root = ctx.workdir / "kill_resume"
+def kill_and_resume(ctx: Context, base: Config, epochs: tuple[int, int], step_every: int, kill_delay: float) -> dict[str, Any]:
+    """One SIGKILL-and-resume check per mixed-precision dtype: use_amp "fp16" (with its GradScaler, forced even where
+    bf16 is native), then "bf16" where the device has it."""
+    bf16 = torch.cuda.is_bf16_supported() if ctx.device.type == "cuda" else True
+    runs = {amp: kill_and_resume_one(ctx, base, amp, epochs, step_every, kill_delay) for amp in ("fp16", "bf16")[: 2 if bf16 else 1]}
+    return {"ok": all(r["ok"] for r in runs.values()), "runs": runs,
+            "skipped": None if bf16 else "bf16: this GPU has no bf16 support (torch.cuda.is_bf16_supported() is False)"}
+
+
+def kill_and_resume_one(ctx: Context, base: Config, amp: str, epochs: tuple[int, int], step_every: int, kill_delay: float,
+                        timeout: float = 300) -> dict[str, Any]:
+    root = ctx.workdir / f"kill_resume_{amp}"
     root.mkdir(parents=True, exist_ok=True)
 
     def cfg(name: str) -> Config:
-        return ctx.config(base, name, vqvae_epochs=epochs[0], num_epochs=epochs[1], joint_epochs=0, sample_every=0, sample_steps=2,
-                          checkpoint_every_steps=step_every, auto_resume=True, name="kill_resume")  # one run name: equal configs
+        return ctx.config(base, f"{name}_{amp}", vqvae_epochs=epochs[0], num_epochs=epochs[1], joint_epochs=0, sample_every=0,
+                          sample_steps=2, checkpoint_every_steps=step_every, auto_resume=True, use_amp=amp,
+                          name="kill_resume")  # one run name: equal configs
 
     times = {name: run_to_end(cfg(name), root, name, timeout) for name in ("reference", "reference_again")}
     victim = cfg("killed")
@@ -224,9 +244,11 @@ def kill_and_resume(ctx: Context, base: Config, epochs: tuple[int, int], step_ev
     tolerance = 10 * noise
     cmp = compare_states(comparable(ckpt_dir), comparable(Path(cfg("reference").paths.checkpoint_dir)), atol=tolerance)
     ok = not cmp.diffs and "Resuming from" in resumed_log
-    ctx.say(f"[gpu_check]   killed after {killed_at}; resumed vs uninterrupted max |diff| {cmp.max_abs_diff:.3g} "
+    final = load_checkpoint(ckpt_dir / LATEST)
+    ctx.say(f"[gpu_check]   {amp}: killed after {killed_at}; resumed vs uninterrupted max |diff| {cmp.max_abs_diff:.3g} "
             f"(run-to-run noise {noise:.3g}, tolerance {tolerance:.3g}): {'PASS' if ok else 'FAIL'}")
-    return {"ok": ok, "epochs": list(epochs), "checkpoint_every_steps": step_every, "files_when_killed": killed_at,
+    return {"ok": ok, "use_amp": amp, "epochs": list(epochs), "checkpoint_every_steps": step_every, "files_when_killed": killed_at,
+            "grad_scaler": final["scaler"], "skipped_steps": sum(int(r.get("skipped_steps", 0)) for r in final["history"]),
             "exit_signal": "SIGKILL", "resumed_said_resuming": "Resuming from" in resumed_log,
             "run_to_run_noise": noise, "tolerance": tolerance, "max_abs_diff": cmp.max_abs_diff, "tensors_compared": cmp.tensors,
             "differences": cmp.diffs[:10], "seconds": times}
@@ -244,16 +266,22 @@ def markdown(results: dict[str, Any]) -> str:
         elif part == "env" and r:
             lines += ["## environment", "", "```", r["report"], "```", ""]
         elif part == "autocast" and r:
-            lines += ["## autocast paths", "", "| path | stage | loss first -> last | steps/s | CUDA max MiB | ok |", "|---|---|---|---|---|---|"]
+            lines += ["## autocast paths", "", "| path | stage | loss first -> last | skipped steps | steps/s | CUDA max MiB | ok |",
+                      "|---|---|---|---|---|---|---|"]
             for name, stages in r["paths"].items():
                 for stage, m in stages.items():
                     mem = "n/a" if m["cuda_max_allocated_mib"] is None else f"{m['cuda_max_allocated_mib']:.0f}"
-                    lines.append(f"| {name} | {stage} | {m['loss_first']:.4f} -> {m['loss_last']:.4f} | {m['steps_per_s']:.1f} | {mem} | {m['ok']} |")
+                    lines.append(f"| {name} | {stage} | {m['loss_first']:.4f} -> {m['loss_last']:.4f} | {m['skipped_steps']} | "
+                                 f"{m['steps_per_s']:.1f} | {mem} | {m['ok']} |")
             lines += ["", f"The trainer picks AMP {r['trainer_picks']} on this device." + (f" Skipped: {r['skipped']}." if r["skipped"] else ""), ""]
         elif part == "resume" and r:
-            lines += ["## SIGKILL and resume", "", f"{'PASS' if r['ok'] else 'FAIL'}: killed with files {r['files_when_killed']}; "
-                      f"resumed vs uninterrupted max |diff| {r['max_abs_diff']:.3g} over {r['tensors_compared']} tensors, "
-                      f"run-to-run noise {r['run_to_run_noise']:.3g} (tolerance 10x: {r['tolerance']:.3g}).", ""]
+            lines += ["## SIGKILL and resume", ""]
+            for amp, k in r["runs"].items():
+                lines += [f"- use_amp={amp!r}: {'PASS' if k['ok'] else 'FAIL'}: killed with files {k['files_when_killed']}; "
+                          f"resumed vs uninterrupted max |diff| {k['max_abs_diff']:.3g} over {k['tensors_compared']} tensors, "
+                          f"run-to-run noise {k['run_to_run_noise']:.3g} (tolerance 10x: {k['tolerance']:.3g}); "
+                          f"GradScaler steps skipped: {k['skipped_steps']}."]
+            lines += [""] + ([f"Skipped: {r['skipped']}.", ""] if r["skipped"] else [])
         elif part == "suite" and r:
             lines += ["## suite", "", f"See [{r['markdown']}]({r['markdown']}).", ""]
     return "\n".join(lines) + "\n"
@@ -275,12 +303,14 @@ def main(argv: list[str] | None = None) -> int:
     results: dict[str, Any] = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device), "cpu_plumbing": args.cpu_plumbing,
                                "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "parts": parts, "results": {}, "errors": {}, "seconds": {}}
     base = base_config(args.preset)
+    if args.cpu_plumbing:  # 7 steps per epoch: CPU fp16 / bf16 autocast is several times slower than fp32
+        base = base.with_overrides(mirror_augment=False, door_augment=0)
     with tempfile.TemporaryDirectory(prefix="hmolqd_gpu_check_") as tmp:
         ctx = Context(Path(tmp), device, args.data, sizes, say)
         steps = {
             "env": lambda: environment(base, device),
             "autocast": lambda: autocast_paths(ctx, base, steps=8 if args.cpu_plumbing else 60),
-            "resume": lambda: kill_and_resume(ctx, base, epochs=(1, 2) if args.cpu_plumbing else (2, 6),
+            "resume": lambda: kill_and_resume(ctx, base, epochs=(1, 1) if args.cpu_plumbing else (1, 4),
                                               step_every=2 if args.cpu_plumbing else 7, kill_delay=0.0 if args.cpu_plumbing else 0.2),
             "suite": lambda: _suite(args, device, sizes, say),
         }

@@ -44,6 +44,7 @@ def kaggle_working() -> Path:
 STAGES: tuple[str, ...] = ("vqvae", "diffusion", "joint")
 PRESETS_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS: tuple[str, ...] = ("discrete", "continuous")
+AMP_DTYPES: tuple[str, ...] = ("fp16", "bf16")  # the forced values of `use_amp` besides true / false
 COMMENT_PREFIX = "//"  # a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
 
 
@@ -124,7 +125,10 @@ class TrainConfig:
     commitment_beta: float = 0.25  # VQ commitment loss weight (van den Oord et al. 2017)
     rare_tile_weight: float = 4.0  # cross-entropy weight of the rare tiles D and S
     cond_drop_prob: float = 0.1  # classifier-free guidance condition dropout (Ho & Salimans 2022)
-    use_amp: bool = True  # bf16 on GPUs with compute capability >= 8.0, fp16 + GradScaler below; off on CPU
+    # Forcing "fp16" / "bf16" runs torch.autocast("cpu", ...) (+ torch.amp.GradScaler("cpu") for fp16) on a CPU: how
+    # CI runs the GPU's mixed-precision paths without a GPU (slow on CPUs without native fp16/bf16 kernels). Weights,
+    # optimizer state and checkpoints stay float32 in every mode, so a run may resume under another use_amp value.
+    use_amp: bool | str = True  # true: GPU bf16 (sm_80+) / fp16 + GradScaler, CPU off; false: fp32; "fp16"/"bf16": forced
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
@@ -139,6 +143,9 @@ class TrainConfig:
         _check(self.commitment_beta >= 0, "commitment_beta", "must be >= 0", self.commitment_beta)
         _check(self.rare_tile_weight > 0, "rare_tile_weight", "must be > 0", self.rare_tile_weight)
         _check(0 <= self.cond_drop_prob < 1, "cond_drop_prob", "must be in [0, 1)", self.cond_drop_prob)
+        _check(isinstance(self.use_amp, bool) or self.use_amp in AMP_DTYPES, "use_amp",
+               "must be true (auto: bf16 on GPUs with compute capability >= 8.0, fp16 + GradScaler below, off on CPU), "
+               "false (fp32), 'fp16' or 'bf16' (that autocast dtype forced on any device, CPU included)", self.use_amp)
 
 
 @dataclass(frozen=True)
@@ -377,6 +384,10 @@ def _coerce(cls: type, key: str, value: Any) -> Any:
             value = [v.strip() for v in value.split(",") if v.strip()]
         _check(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), key, "must be a list of strings", value)
         return tuple(value)
+    if set(args) == {bool, str}:  # `use_amp`: true / false, or a dtype name (the dataclass checks which)
+        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
+            return value.lower() in ("true", "1", "yes")
+        return value
     if base is bool:
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
             return value.lower() in ("true", "1", "yes")

@@ -83,13 +83,20 @@ def test_suite_writes_json_and_markdown(bench: dict[str, ModuleType], vglc_dir: 
 
 @pytest.mark.slow
 def test_gpu_check_plumbing_on_cpu(bench: dict[str, ModuleType], vglc_dir: Path, tmp_path: Path) -> None:
-    """The GPU script's checks on the CPU (smoke preset): autocast paths, and a SIGKILLed run resumed bit-exactly."""
+    """The GPU script's checks on the CPU (smoke preset): autocast paths in fp32 / fp16 / bf16, and a SIGKILLed run
+    resumed bit-exactly per dtype (use_amp "fp16" with its GradScaler, and "bf16")."""
     out = tmp_path / "out"
     assert bench["gpu_check"].main(["--cpu-plumbing", "--skip", "suite", "--data", str(vglc_dir), "--out", str(out)]) == 0
     r = json.loads((out / "gpu_check.json").read_text())
     assert r["errors"] == {} and set(r["results"]) == {"env", "autocast", "resume"}
-    assert set(r["results"]["autocast"]["paths"]) >= {"fp32", "fp16"}
+    paths = r["results"]["autocast"]["paths"]
+    assert set(paths) == {"fp32", "fp16", "bf16"}
+    assert paths["fp16"]["vqvae"]["grad_scale"] is not None and paths["bf16"]["vqvae"]["grad_scale"] is None  # a scaler iff fp16
     resume = r["results"]["resume"]
-    assert resume["ok"] and resume["max_abs_diff"] == 0.0 and resume["run_to_run_noise"] == 0.0  # CPU: bit-exact
-    assert resume["resumed_said_resuming"] and resume["tensors_compared"] > 0
-    assert "## SIGKILL and resume" in (out / "gpu_check.md").read_text()
+    assert resume["ok"] and set(resume["runs"]) == {"fp16", "bf16"} and resume["skipped"] is None
+    for amp, run in resume["runs"].items():
+        assert run["use_amp"] == amp and run["max_abs_diff"] == 0.0 and run["run_to_run_noise"] == 0.0  # CPU: bit-exact
+        assert run["resumed_said_resuming"] and run["tensors_compared"] > 0
+        assert (run["grad_scaler"]["scale"] > 0) if amp == "fp16" else run["grad_scaler"] == {}
+    md = (out / "gpu_check.md").read_text()
+    assert "## SIGKILL and resume" in md and "- use_amp='fp16': PASS" in md and "- use_amp='bf16': PASS" in md

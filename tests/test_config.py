@@ -61,7 +61,9 @@ def test_unknown_key_is_named_with_suggestion(key: str, suggestion: str) -> None
         ("schedule", "quadratic", "'linear' or 'cosine'"),
         ("ema_decay", 1.0, r"in \[0, 1\)"),
         ("batch_size", "eight", "must be an integer"),
-        ("use_amp", "maybe", "true or false"),
+        ("use_amp", "maybe", r"must be true \(auto.*false \(fp32\), 'fp16' or 'bf16'"),
+        ("use_amp", 1, r"must be true \(auto.*'fp16' or 'bf16'"),
+        ("use_amp", "float16", r"must be true \(auto.*'fp16' or 'bf16'"),
         ("monitor_mode", "up", "'min' or 'max'"),
         ("auto_resume", None, "may not be None"),
     ],
@@ -185,3 +187,10 @@ def test_config_table_lists_every_key_with_section_default_and_comment() -> None
     for key, section, default, comment in docs:
         assert flat_keys()[key] == section and default == defaults[key] and comment, key
         assert f"| `{key}` | {section} | `{default!r}` |" in config_table()
+
+
+@pytest.mark.parametrize(("given", "stored"), [("fp16", "fp16"), ("bf16", "bf16"), ("true", True), ("False", False), (True, True), ("no", False)])
+def test_use_amp_takes_true_false_or_a_dtype_name(given: object, stored: object) -> None:
+    cfg = Config.from_flat({"use_amp": given})  # a CONFIG value or a --set string
+    assert cfg.train.use_amp is stored if isinstance(stored, bool) else cfg.train.use_amp == stored
+    assert Config.from_json(cfg.to_json()) == cfg  # config.json and checkpoints round-trip it

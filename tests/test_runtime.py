@@ -105,3 +105,28 @@ def test_optimizer_decays_only_matrices() -> None:
     opt = make_optimizer(model.parameters(), 0.1)
     # Weight decay only on matrices: the bias group has none.
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
+
+@pytest.mark.parametrize(("use_amp", "expected"), [("fp16", torch.float16), ("bf16", torch.bfloat16), (True, None), (False, None)])
+def test_forced_amp_applies_on_the_cpu_too(use_amp, expected) -> None:
+    assert amp_dtype_for(torch.device("cpu"), use_amp) == expected
+    rt = setup_runtime("cpu", use_amp=use_amp)
+    assert rt.amp_dtype == expected and rt.use_scaler == (expected == torch.float16)
+
+
+@pytest.mark.parametrize(("use_amp", "expected"), [("fp16", torch.float16), ("bf16", torch.bfloat16), (False, None)])
+def test_forced_amp_overrides_the_compute_capability(monkeypatch, use_amp, expected) -> None:
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (9, 0))  # where auto picks bf16
+    assert amp_dtype_for(torch.device("cuda", 0), use_amp) == expected
+
+
+def test_unknown_amp_name_and_bf16_on_a_gpu_without_it_name_the_key(monkeypatch) -> None:
+    with pytest.raises(ConfigError, match=r"'use_amp' = 'fp8': must be true, false, 'fp16' or 'bf16'"):
+        amp_dtype_for(torch.device("cpu"), "fp8")
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "set_device", lambda device: None)
+    monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: (7, 0))
+    monkeypatch.setattr(torch.cuda, "get_arch_list", lambda: ["sm_70"])
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda device=None: "Tesla V100")
+    monkeypatch.setattr(torch.cuda, "is_bf16_supported", lambda *a, **k: False)
+    with pytest.raises(ConfigError, match=r"'use_amp' = 'bf16': Tesla V100 has no bf16 support; use true .* or 'fp16'"):
+        setup_runtime("cuda", use_amp="bf16")

@@ -143,7 +143,8 @@ class VectorQuantizerEMA(nn.Module):
         if d != self.dim:
             raise ValueError(f"latents have {d} channels, the codebook has code size {self.dim} (latent_dim)")
         flat = z.detach().float().permute(0, 2, 3, 1).reshape(-1, d)  # (B*h*w, D)
-        return nearest_code(flat, self.embedding).view(b, h, w)
+        with torch.autocast(device_type=z.device.type, enabled=False):  # float32 distances, as in `forward`
+            return nearest_code(flat, self.embedding).view(b, h, w)
 
     def forward(self, z: torch.Tensor) -> QuantizeOut:
         # The codebook math runs in float32 even under autocast: bf16 distances mis-assign codes.

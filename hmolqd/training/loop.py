@@ -67,11 +67,13 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_samples: int = 0  # rooms of this rank's share of the current epoch already trained on (any batch size)
     epoch_batches: int = 0  # optimizer steps in the current epoch (the mean train loss divides by it)
+    epoch_skipped: int = 0  # steps of the epoch the fp16 GradScaler skipped (inf/NaN gradients); always 0 without fp16
 
     def state(self) -> dict[str, Any]:
         return {"stage": self.stage, "stage_step": self.stage_step, "global_step": self.global_step,
                 "epochs_done": self.epochs_done, "loss_sum": self.loss_sum.detach().cpu(),
-                "epoch_samples": self.epoch_samples, "epoch_batches": self.epoch_batches}
+                "epoch_samples": self.epoch_samples, "epoch_batches": self.epoch_batches,
+                "epoch_skipped": self.epoch_skipped}
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
@@ -80,7 +82,8 @@ class Progress:
         position = int(ckpt.get("data_order", {}).get("position", 0))
         samples = p.get("epoch_samples", position * int(ckpt["config"]["train"]["batch_size"]))
         return cls(p["stage"], int(p["stage_step"]), int(p["global_step"]), int(p["epochs_done"]), p["loss_sum"], list(ckpt["history"]),
-                   int(samples), int(p.get("epoch_batches", position)))
+                   int(samples), int(p.get("epoch_batches", position)),
+                   int(p.get("epoch_skipped", 0)))  # files written before the counter: none counted
 
 
 @dataclass
@@ -227,6 +230,7 @@ def run_stage(run: Run, stage: str) -> str | None:
                 gen.update_ema(cfg.train.ema_decay)
             p.loss_sum = p.loss_sum.to(loss.device) + loss.detach().float()
             p.epoch_samples, p.epoch_batches = p.epoch_samples + len(idx), p.epoch_batches + 1
+            p.epoch_skipped += o.last_step_skipped
             p.stage_step, p.global_step = p.stage_step + 1, p.global_step + 1
             bar.update()
             if p.stage_step % cfg.run.log_every == 0:  # the only host sync in the step
@@ -246,13 +250,14 @@ def run_stage(run: Run, stage: str) -> str | None:
 def end_of_epoch(run: Run, stage: str, val: StageData, lr: float, state: Callable[[], dict]) -> None:
     cfg, p = run.cfg, run.progress
     record: dict[str, Any] = {"stage": stage, "epoch": p.epochs_done + 1, "step": p.global_step, "lr": lr,
-                              "train_loss": float(p.loss_sum) / max(1, p.epoch_batches)}
+                              "train_loss": float(p.loss_sum) / max(1, p.epoch_batches),
+                              "skipped_steps": p.epoch_skipped}  # fp16 GradScaler overflow skips (0 without fp16)
     if (p.epochs_done + 1) % cfg.run.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
         record.update(validation.validate(run.gen, stage, val, cfg, run.rt))
     if stage != "vqvae" and cfg.run.sample_every and (p.epochs_done + 1) % cfg.run.sample_every == 0:
         record.update(validation.sample_metrics(run.gen, run.data, cfg, stage, run.rt))
     p.history.append(record)
-    p.epochs_done, p.epoch_samples, p.epoch_batches = p.epochs_done + 1, 0, 0
+    p.epochs_done, p.epoch_samples, p.epoch_batches, p.epoch_skipped = p.epochs_done + 1, 0, 0, 0
     p.loss_sum = torch.zeros((), device=p.loss_sum.device)
     run.ckpt.save_epoch_end(state(), record, last=p.epochs_done == stage_epochs(cfg, stage))
     if run.rt.is_main:
@@ -370,7 +375,7 @@ def train_stages(run: Run) -> str | None:
         for stage in STAGES[STAGES.index(p.stage):]:
             if stage != p.stage:  # entering a new stage: its counters start at zero
                 p.stage, p.stage_step, p.epochs_done, p.loss_sum = stage, 0, 0, torch.zeros(())
-                p.epoch_samples, p.epoch_batches = 0, 0
+                p.epoch_samples, p.epoch_batches, p.epoch_skipped = 0, 0, 0
             if stage_epochs(run.cfg, stage) == 0 and p.stage_step == 0:
                 continue
             try:

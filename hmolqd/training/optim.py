@@ -70,6 +70,7 @@ class Optimization:
     scaler: torch.amp.GradScaler
     params: list[nn.Parameter]
     grad_clip: float  # max global grad norm; 0 disables clipping
+    last_step_skipped: bool = False  # the fp16 GradScaler skipped the last step (inf/NaN gradients) and lowered its scale
 
     @classmethod
     def create(cls, params: Iterable[nn.Parameter], train: TrainConfig, device_type: str, use_scaler: bool) -> Optimization:
@@ -80,7 +81,7 @@ class Optimization:
              autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> torch.Tensor:
         """One step at learning rate `lr`: forward under autocast, backward, unscale + clip, scaler step, zero_grad.
 
-        `objective(x, cond)` returns `(loss, metrics)`; returns the (undetached) loss.
+        `objective(x, cond)` returns `(loss, metrics)`; returns the (undetached) loss. Sets `last_step_skipped`.
         """
         for group in self.optimizer.param_groups:
             group["lr"] = lr
@@ -90,7 +91,12 @@ class Optimization:
         if self.grad_clip > 0:
             self.scaler.unscale_(self.optimizer)  # clip the true gradients, not the scaled ones
             torch.nn.utils.clip_grad_norm_(self.params, self.grad_clip)
+        # An enabled scaler skips the optimizer step on inf/NaN gradients and then lowers its scale (backoff < 1),
+        # and only then: a lower scale after `update` is a skipped step. `get_scale` reads the scale to the host,
+        # a sync the fp16 path already pays (`scaler.step` reads its found-inf flag with `.item()`).
+        scale = self.scaler.get_scale() if self.scaler.is_enabled() else 0.0
         self.scaler.step(self.optimizer)
         self.scaler.update()
+        self.last_step_skipped = self.scaler.is_enabled() and self.scaler.get_scale() < scale
         self.optimizer.zero_grad(set_to_none=True)
         return loss

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
+from hmolqd.config import ConfigError
 from hmolqd.device import resolve_device
 
 
@@ -75,15 +76,23 @@ def check_gpu_supported(device: torch.device) -> None:
         )
 
 
-def amp_dtype_for(device: torch.device, use_amp: bool) -> torch.dtype | None:
-    """bf16 where the GPU supports it natively (compute capability >= 8.0), fp16 below (T4); off on CPU."""
+FORCED_AMP: dict[str, torch.dtype] = {"fp16": torch.float16, "bf16": torch.bfloat16}  # `use_amp` names a dtype
+
+
+def amp_dtype_for(device: torch.device, use_amp: bool | str) -> torch.dtype | None:
+    """`use_amp` True: bf16 where the GPU supports it natively (compute capability >= 8.0), fp16 below (T4), off
+    on CPU; False: off; "fp16" / "bf16": that dtype on any device (CPU autocast runs both, slowly without AVX-512)."""
+    if isinstance(use_amp, str):
+        if use_amp not in FORCED_AMP:
+            raise ConfigError(f"config key 'use_amp' = {use_amp!r}: must be true, false, 'fp16' or 'bf16'")
+        return FORCED_AMP[use_amp]
     if not use_amp or device.type != "cuda":
         return None
     major, _ = torch.cuda.get_device_capability(device)
     return torch.bfloat16 if major >= 8 else torch.float16
 
 
-def setup_runtime(device: str = "auto", use_amp: bool = True) -> Runtime:
+def setup_runtime(device: str = "auto", use_amp: bool | str = True) -> Runtime:
     """Read torchrun's environment (or fall back to one process) and pick the device and AMP dtype."""
     rank = int(os.environ.get("RANK", "0"))
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
@@ -95,7 +104,11 @@ def setup_runtime(device: str = "auto", use_amp: bool = True) -> Runtime:
         check_gpu_supported(dev)
     if world_size > 1 and not dist.is_initialized():
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
-    return Runtime(dev, rank, world_size, local_rank, amp_dtype_for(dev, use_amp))
+    amp = amp_dtype_for(dev, use_amp)
+    if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise ConfigError(f"config key 'use_amp' = 'bf16': {torch.cuda.get_device_name(dev)} has no bf16 support; "
+                          "use true (auto: fp16 + GradScaler there) or 'fp16'")
+    return Runtime(dev, rank, world_size, local_rank, amp)
 
 
 def teardown_runtime(rt: Runtime) -> None:

@@ -69,4 +69,6 @@ def sample_metrics(gen: RoomModel, data: dict[str, Any], cfg: Config, stage: str
 def format_record(record: dict[str, Any]) -> str:
     keys = ["train_loss", "val_loss", "val_tile_accuracy", "val_room_accuracy", "val_codebook_usage", "playable", "novel_playable", "novel_playable_symmetric", "symmetric", "door_adherence"]
     parts = [f"{k}={record[k]:.4g}" for k in keys if isinstance(record.get(k), (int, float))]
+    if record.get("skipped_steps"):  # said only when the fp16 GradScaler skipped steps (overflowing gradients)
+        parts.append(f"skipped_steps={record['skipped_steps']} (fp16 overflow)")
     return f"[{record['stage']}] epoch {record['epoch']} step {record['step']}: " + " ".join(parts)
