@@ -27,7 +27,7 @@ from hmolqd.models import quantizer as quantizer_module
 from hmolqd.models.quantizer import VectorQuantizerEMA, nearest_code
 from hmolqd.training.loop import train
 from hmolqd.training.optim import Optimization
-from hmolqd.training.runtime import StopFlag, setup_runtime
+from hmolqd.training.runtime import StopFlag, TrainingInterrupted, setup_runtime
 from hmolqd.training.validation import format_record
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
@@ -190,7 +190,9 @@ def test_stop_mid_stage_resumes_bit_exact_under_autocast(vglc_dir: Path, tmp_pat
     stop = StopFlag()
     StepSpy(monkeypatch, stop_at=(2 * EPOCH + 3, stop))  # 3 steps into the diffusion stage
     cfg = small_config(vglc_dir, tmp_path / "run", use_amp=amp)
-    assert train(cfg, log=lambda msg: None, stop=stop).stopped == "SIGTERM"
+    with pytest.raises(TrainingInterrupted) as interrupted:  # a signal stop raises after its save
+        train(cfg, log=lambda msg: None, stop=stop)
+    assert interrupted.value.result.stopped == "SIGTERM"
     stopped = final_state(tmp_path / "run")
     assert stopped["stage"] == "diffusion" and stopped["progress"]["stage_step"] == 3
     if amp == "fp16":
@@ -222,7 +224,9 @@ def test_fp16_checkpoint_resumes_under_fp32_and_bf16(vglc_dir: Path, tmp_path: P
     stop = StopFlag()
     StepSpy(monkeypatch, stop_at=(2 * EPOCH + 3, stop))
     cfg = small_config(vglc_dir, tmp_path, use_amp="fp16")
-    assert train(cfg, log=lambda msg: None, stop=stop).stopped == "SIGTERM"
+    with pytest.raises(TrainingInterrupted) as interrupted:  # a signal stop raises after its save
+        train(cfg, log=lambda msg: None, stop=stop)
+    assert interrupted.value.result.stopped == "SIGTERM"
     saved = final_state(tmp_path)
     assert saved["stage"] == "diffusion" and saved["scaler"]["scale"] == INIT_SCALE
     monkeypatch.undo()  # the first spy's step wrapper off again
