@@ -5,7 +5,8 @@ loading with reasons); `manager`: when to save and what to keep (latest / epoch 
 disk budget, inline or background writes, what saving cost); `writer`: the snapshot into reused host
 buffers and the background writer thread; `lock`: the checkpoint directory checked up front and locked
 for one training; `identity`: the run a directory belongs to (`run.json`); `resume`: which file a run
-resumes from and whether the config may resume it; `restore`: loading states into live objects; `rng`:
+resumes from and whether the config may resume it; `inputs`: a previous session's output to continue
+(`resume_input`); `lineage`: other runs' files set aside before a training writes; `restore`: loading states into live objects; `rng`:
 every RNG's state as plain data; `export`: the inference-only `model_final.pt` and `load_model`;
 `compare`: tensor-by-tensor comparison of saved states.
 

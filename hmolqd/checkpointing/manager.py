@@ -24,20 +24,10 @@ the manager: a `best_metric` in `state` is replaced), `monitor`, `run_id` (the r
 `hmolqd.checkpointing.identity`) and `integrity` (sha256 over every key, value and tensor byte, so a
 truncated or bit-flipped file is detected).
 
-Usage (main rank saves under the directory lock, every rank may load)::
-
-    lock = DirLock(check_checkpoint_dir(cfg.paths.checkpoint_dir)).acquire()   # main rank, until exit
-    result = start_run(cfg.paths.checkpoint_dir, find_for_config(cfg))   # others' files set aside, run.json
-    log(result.message)
-    mgr = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=result.run_id)
-    if result.checkpoint is not None:
-        for msg in check_resume_config(result.checkpoint["config"], cfg): log(msg)
-        load_training_state(result.checkpoint, models=model.parts(), optimizer=opt, scaler=scaler)
-        restore_rng_state(result.checkpoint["rng"]); mgr.restore(result.checkpoint)
-    ... each epoch:     mgr.save_epoch_end(state, metrics)   # epoch_N if due, best if improved, + latest
-    ... each step:      if mgr.step_save_due(stage, global_step): mgr.save_step(state)   # step_N + latest
-    ... on stop / end of stage:  mgr.save_latest(state)
-    ... before exiting, however training ends:  mgr.flush()   # waits for the write in flight, raises its error
+Usage: the main rank opens the run (`hmolqd.training.session.open_checkpoints`: lock, `find_resume_checkpoint`,
+`lineage.start_run`), then each epoch `save_epoch_end(state, metrics)` (epoch_N if due, best if improved, +
+latest), each due step `save_step(state)`, on a stop `save_latest(state)`, and `flush()` before exiting
+however training ends (it waits for the write in flight and raises its error).
 
 One save writes its bytes once: the first name (latest) is written atomically (`hmolqd.atomic.atomic_write`:
 temp file, fsync, os.replace, fsync folder) and the save's other names (epoch_N, step_N, best) are hard
@@ -53,7 +43,7 @@ checksums, fsyncs, renames and rotates. At most one save is in flight: the next 
 periodic step save is skipped (logged) while it runs. A write error is raised in the training thread at
 the next save or at `flush()`, which the trainer calls before it exits (signal, time budget, OOM, end).
 `stats` (`SaveStats`) tells what saving cost: time the training thread was blocked and time spent writing.
-Resume logic lives in `hmolqd.checkpointing.resume`, loading into live objects in `.restore`, RNG capture
+Resume logic lives in `hmolqd.checkpointing.resume` (and `.lineage`, `.inputs`), loading into live objects in `.restore`, RNG capture
 in `.rng`, the inference-only export in `.export`, the directory lock in `.lock`, the run identity in `.identity`.
 """
 
