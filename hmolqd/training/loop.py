@@ -30,6 +30,7 @@ from hmolqd.checkpointing.resume import check_resume_config
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import STAGES, Config
 from hmolqd.data import augment_doors, augment_mirror, find_data_dir, load_corpus, split_corpus
+from hmolqd.data.dataset import check_val_dungeons, dungeon_names
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training import outputs, validation
 from hmolqd.training.history import save_history
@@ -200,6 +201,7 @@ def run_stage(run: Run, stage: str) -> str | None:
     if run.resume is not None and run.resume["stage"] == stage:
         for note in load_training_state(run.resume, models={}, optimizer=o.optimizer, scaler=o.scaler):
             run.log(note)
+        schedule = schedule.resumed(run.resume.get("scheduler"), p.stage_step)  # a changed step count keeps the lr reached
         restore_rng_state(run.resume["rng"])
         run.resume = None
     model = OBJECTIVES[stage](gen, cfg)
@@ -287,7 +289,8 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
     `rewrite_outputs` (or an output is missing: then the final outputs are written).
     """
     cfg = cfg.resolved()
-    find_data_dir(cfg.data.data_dir)  # a missing or empty data_dir is reported before any other start-up line
+    # A missing or empty data_dir, or a held-out dungeon it lacks, is reported before any other start-up line.
+    check_val_dungeons(cfg.data.val_dungeons, dungeon_names(find_data_dir(cfg.data.data_dir)))
     rt = setup_runtime(cfg.run.device, cfg.train.use_amp)
     say = log if rt.is_main else (lambda msg: None)
     stop = stop if stop is not None else StopFlag()
@@ -319,7 +322,9 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         if write_outputs:
             outputs.write_config(cfg, cfg.paths.output_dir)
         session = Clock()
-        reason = None if done_before else train_stages(run)
+        # A budget already used up trains nothing (not one step per re-run); only a raised max_runtime_hours goes on.
+        spent = not done_before and run.clock.over_budget(cfg.run.max_runtime_hours)
+        reason = None if done_before else "time budget" if spent else train_stages(run)
         manager.flush()  # the last save is on disk (its write error raised here) before anything says so
         if not done_before:
             say(checkpoint_report(manager, session.elapsed))
@@ -329,7 +334,12 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
             outputs.finish(run.gen, cfg, p.history, final=reason is None, log=say)
         elif done_before:
             say(f"outputs in {cfg.paths.output_dir} left as they are (rewrite_outputs=True, or --rewrite-outputs, writes them again)")
-        if reason:
+        if reason == "time budget":
+            hours, budget = run.clock.elapsed / 3600, cfg.run.max_runtime_hours
+            did = "nothing trained: the budget was used up before this run" if spent else "checkpoint_latest.pt saved"
+            say(f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={budget:g}) at {p.stage} step {p.stage_step}; "
+                f"{did} - raise max_runtime_hours (0 = no limit) and re-run to go on")
+        elif reason:
             say(f"stopped ({reason}) at {p.stage} step {p.stage_step}; checkpoint_latest.pt saved - re-run to resume")
         return TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, p.history,
                            gen, manager.stats, done_before)
