@@ -323,7 +323,8 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
             outputs.write_config(cfg, cfg.paths.output_dir)
         session = Clock()
         # A budget already used up trains nothing (not one step per re-run); only a raised max_runtime_hours goes on.
-        spent = not done_before and run.clock.over_budget(cfg.run.max_runtime_hours)
+        budget = cfg.run.max_runtime_hours
+        spent = ckpt is not None and not done_before and budget > 0 and run.clock.elapsed_before >= budget * 3600.0
         reason = None if done_before else "time budget" if spent else train_stages(run)
         manager.flush()  # the last save is on disk (its write error raised here) before anything says so
         if not done_before:
@@ -335,7 +336,7 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         elif done_before:
             say(f"outputs in {cfg.paths.output_dir} left as they are (rewrite_outputs=True, or --rewrite-outputs, writes them again)")
         if reason == "time budget":
-            hours, budget = run.clock.elapsed / 3600, cfg.run.max_runtime_hours
+            hours = run.clock.elapsed / 3600
             did = "nothing trained: the budget was used up before this run" if spent else "checkpoint_latest.pt saved"
             say(f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={budget:g}) at {p.stage} step {p.stage_step}; "
                 f"{did} - raise max_runtime_hours (0 = no limit) and re-run to go on")
