@@ -41,6 +41,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hmolqd.dungeon.api import evaluation_section
     from hmolqd.evaluation.report import format_report_table, run_evaluate
 
+    check.at_most("--samples", args.samples, check.MAX_EVAL_SAMPLES, "rooms the metrics hold in memory at once")
     check.at_least("--steps", args.steps, 1, "sampling steps")
     check.seed("--seed", args.seed)
     check.number("--guidance", args.guidance, 0, "classifier-free guidance scale")
@@ -250,7 +251,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
     p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: the data_dir stored with "
                    "the model where that folder exists, else discover)")
-    p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000)")
+    p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000, at most 20,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")

@@ -19,6 +19,9 @@ from hmolqd.config import ConfigError
 
 SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1: torch, numpy and Python's random all take them, offsets included
 MAX_SAMPLE_ROOMS = 100_000  # `sample -n` limit: the rooms are generated in batches and drawn in pages
+# `evaluate --samples` limit: its metrics hold all rooms at once (the diversity's one-hot counts are 1.4 KB a room
+# as int64, about 0.3 GB at this limit; the room tensors themselves are 176 bytes a room).
+MAX_EVAL_SAMPLES = 20_000
 MAX_NCOLS = 64  # rooms per row of a sample page (a wider row is a picture nobody can read)
 
 
