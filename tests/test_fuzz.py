@@ -12,17 +12,18 @@ import json
 import math
 from pathlib import Path
 
-import pytest
+from hypothesis import (  # a test dependency (the `test` extra): CI runs these
+    HealthCheck,
+    given,
+    settings,
+)
+from hypothesis import strategies as st
 
-hypothesis = pytest.importorskip("hypothesis", reason="test extra: pip install -e '.[test]'")
-from hypothesis import HealthCheck, given, settings  # noqa: E402
-from hypothesis import strategies as st  # noqa: E402
-
-from hmolqd.config import Config, ConfigError, flat_keys  # noqa: E402
-from hmolqd.data import tiles  # noqa: E402
-from hmolqd.data.graph import parse_dot  # noqa: E402
-from hmolqd.data.vglc import VGLCFormatError, load_corpus, parse_room_file  # noqa: E402
-from hmolqd.dungeon.layout import LayoutError, read_layout  # noqa: E402
+from hmolqd.config import Config, ConfigError, flat_keys
+from hmolqd.data import tiles
+from hmolqd.data.graph import parse_dot
+from hmolqd.data.vglc import VGLCFormatError, load_corpus, parse_room_file
+from hmolqd.dungeon.layout import LayoutError, read_layout
 
 FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
 

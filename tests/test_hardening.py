@@ -5,6 +5,7 @@ a used-up time budget, and the README's count of diffusers skips."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -99,7 +100,7 @@ def test_more_steps_on_resume_continue_the_decay_instead_of_rising() -> None:
     assert ended(100) == pytest.approx(before(100)) and max(ended(s) for s in range(100, 220)) <= before(100) * (1 + 1e-12)
     middle = fresh.resumed(before.state_dict(), 50)  # raised half-way: the same rate at the resumed step, then down
     lrs = [middle(s) for s in range(50, 201)]
-    assert lrs[0] == pytest.approx(before(50)) and all(a >= b for a, b in zip(lrs, lrs[1:])) and lrs[-1] == pytest.approx(1e-4)
+    assert lrs[0] == pytest.approx(before(50)) and all(a >= b for a, b in itertools.pairwise(lrs)) and lrs[-1] == pytest.approx(1e-4)
     assert middle.resumed(middle.state_dict(), 120) == middle  # resumed again with the same steps: the same schedule
     assert fresh.resumed(fresh.state_dict(), 100) == fresh  # nothing changed: nothing moves
     warm = fresh.resumed(LRSchedule(1e-3, 100, 10, 0.1).state_dict(), 5)  # still warming up: the new total applies
