@@ -70,7 +70,8 @@ def _data_stats(args: argparse.Namespace) -> int:
     data_dir = find_data_dir(args.data, key="--data")
     corpus = load_corpus(data_dir)
     if args.render and args.dungeon not in corpus.dungeons:  # before any output
-        raise ConfigError(f"--dungeon {args.dungeon!r} is not in the corpus; choose one of {', '.join(corpus.dungeons)}")
+        raise ConfigError(f"--dungeon {args.dungeon!r} is not in the corpus; "
+                          f"choose one of {', '.join(corpus.dungeons)}")
     print(f"VGLC Zelda corpus: {data_dir}")
     print(format_stats(corpus_stats(corpus, load_graphs(data_dir))))
     if args.render:
@@ -154,7 +155,8 @@ def _sample(args: argparse.Namespace) -> int:
     asked = condition_caption(None if doors is None else tuple(doors.tolist()))
     asked += "" if stairs is None else f"; stairs {'yes' if stairs else 'no'}"
     asked += "".join(f"; {name} {word}" for name, word in (attributes or {}).items())
-    pages = save_sample_pages(rooms, out, ncols=args.ncols, title=f"{args.n} generated rooms: {asked} (seed {args.seed})")
+    title = f"{args.n} generated rooms: {asked} (seed {args.seed})"
+    pages = save_sample_pages(rooms, out, ncols=args.ncols, title=title)
     print(f"wrote {pages[0]}" if len(pages) == 1 else f"wrote {len(pages)} pages: {pages[0]} .. {pages[-1]}")
     return 0
 
@@ -193,7 +195,8 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = check.Parser(prog="python -m hmolqd", description="Zelda dungeon and room generator (VQ-VAE + discrete diffusion over its codes) on VGLC.")
+    about = "Zelda dungeon and room generator (VQ-VAE + discrete diffusion over its codes) on VGLC."
+    parser = check.Parser(prog="python -m hmolqd", description=about)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from hmolqd.data.fetch import DEFAULT_BASE_URL

@@ -64,7 +64,9 @@ def number(flag: str, value: float | None, low: float, what: str, *, above: bool
 
 def seed(flag: str, value: int) -> None:
     if not 0 <= value < SEED_LIMIT:
-        raise ConfigError(f"{flag} {value}: must be an integer in 0 .. {SEED_LIMIT - 1} (seed of torch, numpy and random)")
+        raise ConfigError(
+            f"{flag} {value}: must be an integer in 0 .. {SEED_LIMIT - 1} (seed of torch, numpy and random)"
+        )
 
 
 def _parent_writable(flag: str, path: Path) -> None:
@@ -103,7 +105,9 @@ def base_url(flag: str, url: str) -> None:
 
     parts = urlsplit(url)
     if not ((parts.scheme in ("http", "https") and parts.netloc) or (parts.scheme == "file" and parts.path)):
-        raise ConfigError(f"{flag} {url!r}: must be an http:// or https:// URL (or file:///folder) of the repository root")
+        raise ConfigError(
+            f"{flag} {url!r}: must be an http:// or https:// URL (or file:///folder) of the repository root"
+        )
 
 
 def model_file(path: Path) -> None:

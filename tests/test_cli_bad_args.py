@@ -16,8 +16,15 @@ from hmolqd.models.room_model import RoomModel
 from hmolqd.training.outputs import export_final
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "denoiser_dim": 32, "denoiser_depth": 1, "num_timesteps": 50,
-        "sample_steps": 2}
+TINY = {
+    "num_embeddings": 16,
+    "latent_dim": 4,
+    "embedding_dim": 16,
+    "denoiser_dim": 32,
+    "denoiser_depth": 1,
+    "num_timesteps": 50,
+    "sample_steps": 2,
+}
 
 
 @pytest.fixture(scope="module")
@@ -39,8 +46,13 @@ def places(tmp_path: Path) -> dict[str, str]:
         (corpus / f"{name}.txt").write_text("\n".join(room) + "\n")
     (corpus.parent / "Graph Processed").mkdir()
     (corpus.parent / "Graph Processed" / "LoZ_1.dot").write_text('digraph {\n0 [label="s"]\n}\n')
-    return {"DIR": str(tmp_path / "adir"), "FILE": str(tmp_path / "afile"), "LATIN1": str(tmp_path / "latin1.json"),
-            "CORPUS": str(tmp_path / "corpus"), "TMP": str(tmp_path)}
+    return {
+        "DIR": str(tmp_path / "adir"),
+        "FILE": str(tmp_path / "afile"),
+        "LATIN1": str(tmp_path / "latin1.json"),
+        "CORPUS": str(tmp_path / "corpus"),
+        "TMP": str(tmp_path),
+    }
 
 
 # (argv, what the one error line must contain: the argument and its rule). MODEL, DIR, ... are filled in.
@@ -59,7 +71,10 @@ BAD = [
     (["sample", "--model", "MODEL", "--guidance", "nan"], "--guidance nan: must be a finite number >= 0"),
     (["sample", "--model", "MODEL", "--guidance", "inf"], "--guidance inf: must be a finite number >= 0"),
     (["sample", "--model", "MODEL", "--guidance", "-1"], "--guidance -1.0: must be a finite number >= 0"),
-    (["sample", "--model", "MODEL", "--attributes", "monsters=yes,monsters=no"], "monsters given twice; name each attribute once"),
+    (
+        ["sample", "--model", "MODEL", "--attributes", "monsters=yes,monsters=no"],
+        "monsters given twice; name each attribute once",
+    ),
     (["sample", "--model", "MODEL", "--doors", "up"], "--doors 'up': unknown door side(s) ['up']"),
     (["sample", "--model", "TMP/missing.pt"], "--model {TMP}/missing.pt: no such file"),
     (["sample"], "the following arguments are required: --model"),
@@ -85,18 +100,36 @@ BAD = [
     (["evaluate", "--model", "MODEL", "--json", "DIR"], "--json {DIR}: is a folder; give a file name ending in .json"),
     (["evaluate", "--model", "MODEL", "--json", "TMP/a.jpg"], "--json {TMP}/a.jpg: the file name must end in .json"),
     (["evaluate", "--model", "MODEL", "--sampler", "greedy"], "argument --sampler: invalid choice: 'greedy'"),
-    (["evaluate", "--model", "MODEL", "--device", "tpu", "--data", "CORPUS"], "--device 'tpu': must be 'auto', 'cpu', 'cuda' or 'cuda:N'"),
+    (
+        ["evaluate", "--model", "MODEL", "--device", "tpu", "--data", "CORPUS"],
+        "--device 'tpu': must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+    ),
     # data-stats
     (["data-stats", "--render", "DIR"], "--render {DIR}: is a folder; give a file name ending in .png"),
     (["data-stats", "--render", "TMP/map.jpg"], "--render {TMP}/map.jpg: the file name must end in .png"),
-    (["data-stats", "--data", "CORPUS", "--render", "TMP/m.png", "--dungeon", "nosuch"], "--dungeon 'nosuch' is not in the corpus"),
+    (
+        ["data-stats", "--data", "CORPUS", "--render", "TMP/m.png", "--dungeon", "nosuch"],
+        "--dungeon 'nosuch' is not in the corpus",
+    ),
     # train
     (["train", "--config", "LATIN1"], "{LATIN1}:1: not UTF-8 text"),
     (["train", "--config", "TMP/none.json"], "cannot read config file {TMP}/none.json"),
     (["train", "--set", "nosuch=1"], "unknown config key 'nosuch'"),
     (["train", "--set", "batch_size=many"], "config key 'batch_size' = 'many': must be an integer"),
-    (["train", "--set", "data_dir=CORPUS", "--set", "val_dungeons=nosuch", "--set", "checkpoint_dir=TMP/c", "--set", "output_dir=TMP/o"],
-     "config key 'val_dungeons' = ['nosuch']: ['nosuch'] not in the corpus"),
+    (
+        [
+            "train",
+            "--set",
+            "data_dir=CORPUS",
+            "--set",
+            "val_dungeons=nosuch",
+            "--set",
+            "checkpoint_dir=TMP/c",
+            "--set",
+            "output_dir=TMP/o",
+        ],
+        "config key 'val_dungeons' = ['nosuch']: ['nosuch'] not in the corpus",
+    ),
     (["train", "--preset", "nosuch"], "unknown preset 'nosuch'"),
     # fetch-data: input errors are exit 2 (a failed download is exit 1)
     (["fetch-data", "TMP/d", "--base-url", "notaurl"], "--base-url 'notaurl': must be an http:// or https:// URL"),
@@ -115,8 +148,9 @@ def fill(text: str, names: dict[str, str]) -> str:
 
 
 @pytest.mark.parametrize(("argv", "says"), BAD, ids=[" ".join(a[:1] + a[-2:]) or "none" for a, _ in BAD])
-def test_bad_argument_is_one_error_line_and_exit_2(model: Path, places: dict[str, str], tmp_path: Path,
-                                                   capsys: pytest.CaptureFixture[str], argv: list[str], says: str) -> None:
+def test_bad_argument_is_one_error_line_and_exit_2(
+    model: Path, places: dict[str, str], tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str], says: str
+) -> None:
     names = {"MODEL": str(model), **places}
     argv = [fill(a, names) for a in argv]
     before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
@@ -133,15 +167,26 @@ def test_bad_argument_is_one_error_line_and_exit_2(model: Path, places: dict[str
 
 
 def test_the_real_entry_point_gives_the_same_one_line(model: Path) -> None:
-    done = subprocess.run([sys.executable, "-m", "hmolqd", "dungeon", "--model", str(model), "--rooms", "2000"],
-                          capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "hmolqd", "dungeon", "--model", str(model), "--rooms", "2000"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        timeout=120,
+        check=False,
+    )
     assert done.returncode == 2 and done.stdout == ""
     assert done.stderr.startswith("error: --rooms 2000: must be <= 200") and done.stderr.count("\n") == 1, done.stderr
 
 
-def test_a_missing_corpus_is_at_most_three_lines(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_missing_corpus_is_at_most_three_lines(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.chdir(tmp_path)  # no data/vglc-zelda here, and the model stores no data_dir
     assert main(["evaluate", "--model", str(model), "--samples", "4", "--no-dungeons"]) == 2
     err = capsys.readouterr().err
-    assert err.startswith("error: VGLC Zelda corpus not found: --data is not given") and err.count("\n") <= 3 and "Traceback" not in err, err
+    assert (
+        err.startswith("error: VGLC Zelda corpus not found: --data is not given")
+        and err.count("\n") <= 3
+        and "Traceback" not in err
+    ), err

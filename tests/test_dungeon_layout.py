@@ -71,7 +71,8 @@ def test_any_file_name_and_stairs_label(tmp_path: Path) -> None:
 
 
 def test_self_loop_of_a_corpus_file_dropped_with_a_note(tmp_path: Path) -> None:
-    layout = read_layout(write(tmp_path, SMALL.replace("}", '1 -> 1 [label=""]\n1 -> 1 [label=""]\n}'), name="LoZ2_5.dot"))
+    text = SMALL.replace("}", '1 -> 1 [label=""]\n1 -> 1 [label=""]\n}')
+    layout = read_layout(write(tmp_path, text, name="LoZ2_5.dot"))
     assert all(link.a != link.b for link in layout.links)
     assert layout.notes == ("self-loop on node 1 dropped (a room is not linked to itself)",)
 
@@ -83,17 +84,21 @@ def test_self_loop_in_a_graph_a_user_wrote_is_an_error(tmp_path: Path) -> None:
         read_layout(path)
 
 
-@pytest.mark.parametrize("statement", ['0 [label="s", label="e"]', '0 [label="s", row=0, col=0, row=1]', '0 -> 1 [link="door", link="stair"]'])
+@pytest.mark.parametrize(
+    "statement", ['0 [label="s", label="e"]', '0 [label="s", row=0, col=0, row=1]', '0 -> 1 [link="door", link="stair"]']
+)
 def test_an_attribute_given_twice_is_an_error(tmp_path: Path, statement: str) -> None:
     path = write(tmp_path, SMALL.replace("}", statement + "\n}"))
-    with pytest.raises(LayoutError, match=r"mine.dot:\d+: attribute\(s\) \['(label|row|link)'\] given twice in one statement"):
+    rule = r"mine.dot:\d+: attribute\(s\) \['(label|row|link)'\] given twice in one statement"
+    with pytest.raises(LayoutError, match=rule):
         read_layout(path)
 
 
 def test_a_2000_room_path_graph_is_refused_at_once(tmp_path: Path) -> None:
     n = 2000
     labels = {0: "s", n - 2: "b", n - 1: "t"}
-    lines = [f'{i} [label="{labels.get(i, "e")}"]' for i in range(n)] + [f"{i} -> {i + 1}\n{i + 1} -> {i}" for i in range(n - 1)]
+    lines = [f'{i} [label="{labels.get(i, "e")}"]' for i in range(n)]
+    lines += [f"{i} -> {i + 1}\n{i + 1} -> {i}" for i in range(n - 1)]
     path = write(tmp_path, "digraph {\n" + "\n".join(lines) + "\n}\n")
     tracemalloc.start()
     with pytest.raises(LayoutError, match=f"2000 rooms; a dungeon has at most {MAX_ROOMS}"):

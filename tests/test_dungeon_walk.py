@@ -64,7 +64,7 @@ def test_playable_rooms_whose_doors_do_not_line_up_fail(row_of_three: tuple[Plan
     result = walk(p, rooms)
     assert not result.walkable and result.unreached == (1, 2)
     assert result.doors_agree  # both facing sides have a door ...
-    assert result.misaligned == ("room 0 south door and room 1 north door do not line up",)  # text right = south on screen  # ... in different places
+    assert result.misaligned == ("room 0 south door and room 1 north door do not line up",)  # ... in different places
 
 
 def test_a_door_without_a_door_opposite_fails() -> None:

@@ -25,7 +25,9 @@ from hmolqd.data.graph import parse_dot
 from hmolqd.data.vglc import VGLCFormatError, load_corpus, parse_room_file
 from hmolqd.dungeon.layout import LayoutError, read_layout
 
-FUZZ = settings(max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(
+    max_examples=150, deadline=None, derandomize=True, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 
 # ---------------------------------------------------------------- VGLC room files
 
@@ -36,7 +38,9 @@ def grid_text() -> st.SearchStrategy[str]:
     """Text near the format: lines of tile characters (sometimes a stray one), room-sized or not, CRLF or LF."""
     line = st.text(alphabet=tiles.TILES + "X \t", min_size=0, max_size=24)
     lines = st.lists(line, min_size=0, max_size=40)
-    near = st.builds(lambda k, cut: "\n".join((ROOM * k)[: len(ROOM) * k - cut]) + "\n", st.integers(0, 3), st.integers(0, 17))
+    near = st.builds(
+        lambda k, cut: "\n".join((ROOM * k)[: len(ROOM) * k - cut]) + "\n", st.integers(0, 3), st.integers(0, 17)
+    )
     return st.one_of(lines.map("\n".join), lines.map("\r\n".join), near)
 
 
@@ -59,18 +63,70 @@ def test_room_parser_raises_only_vglc_format_errors(tmp_path: Path, data: bytes)
 
 # ---------------------------------------------------------------- .dot room graphs
 
-TOKENS = ["digraph {", "}", "\n", " ", ";", "->", "[", "]", "label=", '"', ",", "=", "s", "t", "b", "e", "k", "K", "l",
-          "0", "1", "2", "3", "17", "row=", "col=", "link=", "door", "stair", "-1", "strict ", "\t", "\r\n", "é", "\x00"]
+TOKENS = [
+    "digraph {",
+    "}",
+    "\n",
+    " ",
+    ";",
+    "->",
+    "[",
+    "]",
+    "label=",
+    '"',
+    ",",
+    "=",
+    "s",
+    "t",
+    "b",
+    "e",
+    "k",
+    "K",
+    "l",
+    "0",
+    "1",
+    "2",
+    "3",
+    "17",
+    "row=",
+    "col=",
+    "link=",
+    "door",
+    "stair",
+    "-1",
+    "strict ",
+    "\t",
+    "\r\n",
+    "é",
+    "\x00",
+]
 
 
 def dot_text() -> st.SearchStrategy[str]:
     """Token soup from the DOT subset, and near-valid graphs with one statement changed."""
     soup = st.lists(st.sampled_from(TOKENS), max_size=60).map("".join)
     statement = st.one_of(
-        st.builds(lambda n, lab: f'{n} [label="{lab}"]', st.integers(-2, 6), st.text(alphabet="stbekKlp,S1 \n", max_size=6)),
-        st.builds(lambda a, b, lab: f'{a} -> {b} [label="{lab}"]', st.integers(0, 6), st.integers(0, 6), st.sampled_from(["", "k", "s", "b,l"])),
-        st.builds(lambda n, r, c: f'{n} [label="e", row={r}, col={c}]', st.integers(0, 6), st.integers(-3, 3), st.integers(-3, 3)),
-        st.builds(lambda a, b, k: f'{a} -> {b} [link="{k}"]', st.integers(0, 6), st.integers(0, 6), st.sampled_from(["door", "stair", "x"])),
+        st.builds(
+            lambda n, lab: f'{n} [label="{lab}"]', st.integers(-2, 6), st.text(alphabet="stbekKlp,S1 \n", max_size=6)
+        ),
+        st.builds(
+            lambda a, b, lab: f'{a} -> {b} [label="{lab}"]',
+            st.integers(0, 6),
+            st.integers(0, 6),
+            st.sampled_from(["", "k", "s", "b,l"]),
+        ),
+        st.builds(
+            lambda n, r, c: f'{n} [label="e", row={r}, col={c}]',
+            st.integers(0, 6),
+            st.integers(-3, 3),
+            st.integers(-3, 3),
+        ),
+        st.builds(
+            lambda a, b, k: f'{a} -> {b} [link="{k}"]',
+            st.integers(0, 6),
+            st.integers(0, 6),
+            st.sampled_from(["door", "stair", "x"]),
+        ),
         st.sampled_from(TOKENS),
     )
     graph = st.lists(statement, max_size=14).map(lambda body: "digraph {\n" + "\n".join(body) + "\n}\n")
@@ -107,9 +163,14 @@ def test_layout_reader_raises_only_format_or_layout_errors(tmp_path: Path, text:
 
 KEYS = sorted(flat_keys())
 VALUES = st.one_of(
-    st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70), st.floats(allow_nan=True, allow_infinity=True),
-    st.text(max_size=12), st.sampled_from(["none", "null", "true", "no", "1e3", "nan", "-inf", "0", "cuda:x", "a,b", "tloz1_1"]),
-    st.lists(st.one_of(st.text(max_size=6), st.integers()), max_size=3), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
+    st.sampled_from(["none", "null", "true", "no", "1e3", "nan", "-inf", "0", "cuda:x", "a,b", "tloz1_1"]),
+    st.lists(st.one_of(st.text(max_size=6), st.integers()), max_size=3),
+    st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
 )
 
 
@@ -134,12 +195,16 @@ SECTION = st.sampled_from(["data", "model", "train", "paths", "run"])
 
 
 @FUZZ
-@given(doc=st.one_of(
-    JSON_VALUES.map(json.dumps),
-    st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=3).map(json.dumps),
-    st.dictionaries(SECTION, st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=3), max_size=3).map(json.dumps),
-    st.text(max_size=40),
-))
+@given(
+    doc=st.one_of(
+        JSON_VALUES.map(json.dumps),
+        st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=3).map(json.dumps),
+        st.dictionaries(SECTION, st.dictionaries(st.sampled_from(KEYS), JSON_VALUES, max_size=3), max_size=3).map(
+            json.dumps
+        ),
+        st.text(max_size=40),
+    )
+)
 def test_config_files_raise_only_config_errors(doc: str) -> None:
     try:
         Config.from_json(doc, source="fuzz.json")

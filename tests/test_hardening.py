@@ -34,11 +34,29 @@ from hmolqd.training.optim import LRSchedule
 from hmolqd.training.outputs import export_final
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "denoiser_dim": 32, "denoiser_depth": 1, "num_timesteps": 50,
-        "sample_steps": 2}
+TINY = {
+    "num_embeddings": 16,
+    "latent_dim": 4,
+    "embedding_dim": 16,
+    "denoiser_dim": 32,
+    "denoiser_depth": 1,
+    "num_timesteps": 50,
+    "sample_steps": 2,
+}
 # A tiny discrete run on the real corpus: 5 VQ-VAE steps, then diffusion epochs of 5 steps each.
-TRAIN = {**TINY, "downsample": 4, "vqvae_epochs": 1, "num_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2,
-         "eval_samples": 8, "mirror_augment": False, "sample_every": 0, "log_every": 1}
+TRAIN = {
+    **TINY,
+    "downsample": 4,
+    "vqvae_epochs": 1,
+    "num_epochs": 1,
+    "joint_epochs": 0,
+    "batch_size": 256,
+    "warmup_steps": 2,
+    "eval_samples": 8,
+    "mirror_augment": False,
+    "sample_every": 0,
+    "log_every": 1,
+}
 TEXT_SIDES = re.compile(r"\b(top|bottom|left|right)\b")
 
 
@@ -50,8 +68,9 @@ def model(tmp_path_factory: pytest.TempPathFactory) -> Path:
 # ---------------------------------------------------------------- sample: bounded memory for any -n
 
 
-def test_many_rooms_are_drawn_on_pages(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
-                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_many_rooms_are_drawn_on_pages(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setattr(report, "PAGE_ROOMS", 4)  # 10 rooms -> pages of 4, 4 and 2
     assert main(["sample", "--model", str(model), "-n", "10", "--steps", "1", "--out", str(tmp_path / "s.png")]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["s_001.png", "s_002.png", "s_003.png"]
@@ -64,13 +83,17 @@ def test_many_rooms_are_drawn_on_pages(model: Path, tmp_path: Path, capsys: pyte
 
 
 @pytest.mark.real_data
-def test_evaluate_without_data_uses_the_data_dir_stored_with_the_model(vglc_dir: Path, tmp_path: Path,
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_evaluate_without_data_uses_the_data_dir_stored_with_the_model(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = Config().with_overrides(**TINY, data_dir=str(vglc_dir))
     path = export_final(RoomModel.from_config(cfg), tmp_path / "run")
     monkeypatch.chdir(tmp_path)  # nothing to discover here: only the stored data_dir can be found
     out = tmp_path / "r.json"
-    assert main(["evaluate", "--model", str(path), "--samples", "4", "--steps", "1", "--no-dungeons", "--json", str(out)]) == 0
+    assert (
+        main(["evaluate", "--model", str(path), "--samples", "4", "--steps", "1", "--no-dungeons", "--json", str(out)])
+        == 0
+    )
     assert json.loads(out.read_text())["settings"]["data_dir"] == str(find_data_dir(vglc_dir))
 
 
@@ -84,8 +107,12 @@ def test_a_failed_fetch_leaves_no_folder_it_made(tmp_path: Path) -> None:
     (tmp_path / "kept").mkdir()
     for dest in (tmp_path / "new" / "corpus", tmp_path / "kept"):
         with pytest.raises(NetworkUnavailableError):
-            fetch_vglc(dest, f"http://127.0.0.1:{port}", timeout=5, progress=False, retries=0, manifest=load_manifest()[:2])
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["kept"]  # "new/corpus/Processed" removed; "kept" was there before
+            fetch_vglc(
+                dest, f"http://127.0.0.1:{port}", timeout=5, progress=False, retries=0, manifest=load_manifest()[:2]
+            )
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "kept"
+    ]  # "new/corpus/Processed" removed; "kept" was there before
     assert list((tmp_path / "kept").iterdir()) == []
 
 
@@ -95,12 +122,20 @@ def test_a_failed_fetch_leaves_no_folder_it_made(tmp_path: Path) -> None:
 def test_more_steps_on_resume_continue_the_decay_instead_of_rising() -> None:
     before = LRSchedule(1e-3, total_steps=100, warmup_steps=10, min_ratio=0.1)
     fresh = LRSchedule(1e-3, total_steps=200, warmup_steps=10, min_ratio=0.1)
-    assert fresh(100) > 5 * before(100)  # what a schedule rebuilt from the new total alone would do: back up to 0.58 peak
+    assert fresh(100) > 5 * before(
+        100
+    )  # what a schedule rebuilt from the new total alone would do: back up to 0.58 peak
     ended = fresh.resumed(before.state_dict(), 100)  # the stage had ended at its floor
-    assert ended(100) == pytest.approx(before(100)) and max(ended(s) for s in range(100, 220)) <= before(100) * (1 + 1e-12)
+    assert ended(100) == pytest.approx(before(100)) and max(ended(s) for s in range(100, 220)) <= before(100) * (
+        1 + 1e-12
+    )
     middle = fresh.resumed(before.state_dict(), 50)  # raised half-way: the same rate at the resumed step, then down
     lrs = [middle(s) for s in range(50, 201)]
-    assert lrs[0] == pytest.approx(before(50)) and all(a >= b for a, b in itertools.pairwise(lrs)) and lrs[-1] == pytest.approx(1e-4)
+    assert (
+        lrs[0] == pytest.approx(before(50))
+        and all(a >= b for a, b in itertools.pairwise(lrs))
+        and lrs[-1] == pytest.approx(1e-4)
+    )
     assert middle.resumed(middle.state_dict(), 120) == middle  # resumed again with the same steps: the same schedule
     assert fresh.resumed(fresh.state_dict(), 100) == fresh  # nothing changed: nothing moves
     warm = fresh.resumed(LRSchedule(1e-3, 100, 10, 0.1).state_dict(), 5)  # still warming up: the new total applies
@@ -109,7 +144,9 @@ def test_more_steps_on_resume_continue_the_decay_instead_of_rising() -> None:
 
 @pytest.mark.real_data
 def test_raising_num_epochs_after_the_end_keeps_the_learning_rate_down(vglc_dir: Path, tmp_path: Path) -> None:
-    cfg = Config.from_flat({**TRAIN, "data_dir": str(vglc_dir), "checkpoint_dir": str(tmp_path / "c"), "output_dir": str(tmp_path / "o")})
+    cfg = Config.from_flat(
+        {**TRAIN, "data_dir": str(vglc_dir), "checkpoint_dir": str(tmp_path / "c"), "output_dir": str(tmp_path / "o")}
+    )
     first = train(cfg, log=lambda msg: None)
     assert first.finished
     end_lr = first.history[-1]["lr"]
@@ -122,14 +159,37 @@ def test_raising_num_epochs_after_the_end_keeps_the_learning_rate_down(vglc_dir:
 # ---------------------------------------------------------------- dungeon: an honest title, sides as on screen
 
 
-def test_map_title_and_diagnostics_say_what_failed(model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_map_title_and_diagnostics_say_what_failed(
+    model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     dungeon = generate_dungeon(model, rooms=6, seed=1, steps=1)  # an untrained model: every room fails its checks
     assert len(dungeon.failures) == 6
     assert map_title(dungeon, "d").startswith("d: all 6 rooms fail their checks (x); ")
     assert "keys and locks of the layout" in map_title(dungeon, "d")
-    assert main(["dungeon", "--model", str(model), "--rooms", "6", "--seed", "1", "--steps", "1", "--out", str(tmp_path / "o")]) == 0
+    assert (
+        main(
+            [
+                "dungeon",
+                "--model",
+                str(model),
+                "--rooms",
+                "6",
+                "--seed",
+                "1",
+                "--steps",
+                "1",
+                "--out",
+                str(tmp_path / "o"),
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
-    reasons = [r for rs in dungeon.failures.values() for r in rs] + list(dungeon.walk.disagreements) + list(dungeon.walk.misaligned)
+    reasons = (
+        [r for rs in dungeon.failures.values() for r in rs]
+        + list(dungeon.walk.disagreements)
+        + list(dungeon.walk.misaligned)
+    )
     assert any("asked" in r for r in reasons) and not any(TEXT_SIDES.search(r) for r in reasons), reasons
     assert not TEXT_SIDES.search(out), out
     assert screen_sides([True, False, True, False]) == "north,west" and screen_sides([False] * 4) == "none"
@@ -152,11 +212,17 @@ def test_an_unwritable_png_target_is_named_not_its_temp_file(tmp_path: Path) -> 
 # ---------------------------------------------------------------- a stale lock of a live pid
 
 
-def test_stale_lock_of_a_live_process_says_so_and_prints_nothing_itself(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+def test_stale_lock_of_a_live_process_says_so_and_prints_nothing_itself(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
     try:
-        record = {"pid": sleeper.pid, "host": socket.gethostname(), "started": "2020-01-01T00:00:00+00:00",
-                  "proc_start": _proc_start(sleeper.pid)}
+        record = {
+            "pid": sleeper.pid,
+            "host": socket.gethostname(),
+            "started": "2020-01-01T00:00:00+00:00",
+            "proc_start": _proc_start(sleeper.pid),
+        }
         (tmp_path / LOCK_NAME).write_text(json.dumps(record))  # its process runs, but holds no flock on the file
         with DirLock(tmp_path) as lock:
             assert lock.took_over is not None and f"pid {sleeper.pid}" in lock.took_over
@@ -172,17 +238,30 @@ def test_stale_lock_of_a_live_process_says_so_and_prints_nothing_itself(tmp_path
 
 @pytest.mark.real_data
 def test_a_used_up_time_budget_trains_nothing_and_says_how_to_go_on(vglc_dir: Path, tmp_path: Path) -> None:
-    cfg = Config.from_flat({**TRAIN, "data_dir": str(vglc_dir), "checkpoint_dir": str(tmp_path / "c"), "output_dir": str(tmp_path / "o"),
-                            "max_runtime_hours": 1e-9})
+    cfg = Config.from_flat(
+        {
+            **TRAIN,
+            "data_dir": str(vglc_dir),
+            "checkpoint_dir": str(tmp_path / "c"),
+            "output_dir": str(tmp_path / "o"),
+            "max_runtime_hours": 1e-9,
+        }
+    )
     first: list[str] = []
     assert train(cfg, log=first.append).stopped == "time budget"
-    assert load_checkpoint(tmp_path / "c" / "checkpoint_latest.pt")["global_step"] == 1  # a fresh run checks after a step
+    assert (
+        load_checkpoint(tmp_path / "c" / "checkpoint_latest.pt")["global_step"] == 1
+    )  # a fresh run checks after a step
     again: list[str] = []
     result = train(cfg, log=again.append)
-    assert result.stopped == "time budget" and load_checkpoint(tmp_path / "c" / "checkpoint_latest.pt")["global_step"] == 1
+    assert (
+        result.stopped == "time budget" and load_checkpoint(tmp_path / "c" / "checkpoint_latest.pt")["global_step"] == 1
+    )
     said = [m for m in again if m.startswith("stopped (time budget")]
     assert len(said) == 1 and "nothing trained: the budget was used up before this run" in said[0], again
-    assert "raise max_runtime_hours (0 = no limit)" in said[0] and not any("re-run to resume" in m for m in first + again)
+    assert "raise max_runtime_hours (0 = no limit)" in said[0] and not any(
+        "re-run to resume" in m for m in first + again
+    )
 
 
 # ---------------------------------------------------------------- the README's count of diffusers skips
@@ -193,8 +272,15 @@ def test_readme_counts_the_tests_that_skip_without_diffusers(tmp_path: Path) -> 
     hidden.mkdir()
     (hidden / "__init__.py").write_text('raise ModuleNotFoundError("hidden by this test", name="diffusers")\n')
     env = {**os.environ, "PYTHONPATH": str(tmp_path), "OMP_NUM_THREADS": "1"}
-    done = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_diffusion_math.py"],
-                          capture_output=True, text=True, cwd=REPO, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "tests/test_diffusion_math.py"],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     skipped = re.search(r"(\d+) skipped", done.stdout)
     assert done.returncode == 0 and skipped, done.stdout[-2000:]
     readme = (REPO / "README.md").read_text()

@@ -41,7 +41,7 @@ def small_dir(tmp_path: Path) -> Path:
 def test_small_corpus_stats(small_dir: Path) -> None:
     stats = corpus_stats(load_corpus(small_dir), load_graphs(small_dir))
     assert (stats["rooms"], stats["distinct"], stats["dungeons"]) == (4, 3, 2)
-    assert stats["doors"] == {"north": 1, "east": 0, "south": 2, "west": 2}  # as on screen: text left = north, top = west
+    assert stats["doors"] == {"north": 1, "east": 0, "south": 2, "west": 2}  # on screen: text left = north, top = west
     assert stats["mean_doors"] == pytest.approx(5 / 4) and stats["stairs"] == 2
     hist = stats["tile_histogram"]
     assert sum(hist.values()) == 4 * 16 * 11 and (hist["D"], hist["S"], hist["M"]) == (12, 2, 0)
@@ -81,4 +81,5 @@ def test_real_stats(vglc_dir: Path) -> None:
     assert stats["tile_histogram"]["D"] == 1915 and sum(stats["tile_histogram"].values()) == 459 * 176
     assert stats["per_dungeon"]["tloz9_1"]["rooms"] == 57 and stats["graphs_without_rooms"] == []
     text = format_stats(stats)
-    assert text.splitlines()[-1].split() == ["all", "459", "267", "218", "168", "237", "167", "1.72", "39", "531"]  # north east south west
+    # doors north, east, south, west
+    assert text.splitlines()[-1].split() == ["all", "459", "267", "218", "168", "237", "167", "1.72", "39", "531"]

@@ -276,14 +276,16 @@ def fetch_vglc(
     empty then are removed.
     """
     if retries < 0 or backoff_s < 0 or not 0 < timeout < float("inf"):
-        raise ValueError(f"need retries >= 0, backoff_s >= 0, a finite timeout > 0; got {retries}, {backoff_s}, {timeout}")
+        raise ValueError(f"need retries >= 0, backoff_s >= 0, a finite timeout > 0; "
+                         f"got {retries}, {backoff_s}, {timeout}")
     entries = load_manifest() if manifest is None else list(manifest)
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise FetchError(f"{dest}: exists and is not a folder")
     created: list[Path] = []  # folders this call made, removed again if they are still empty when it fails
     try:
-        return _fetch_entries(dest, entries, base_url, created, timeout=timeout, progress=progress, retries=retries, backoff_s=backoff_s)
+        return _fetch_entries(dest, entries, base_url, created, timeout=timeout, progress=progress, retries=retries,
+                              backoff_s=backoff_s)
     except BaseException:
         for folder in reversed(created):
             if folder.is_dir() and not any(folder.iterdir()):

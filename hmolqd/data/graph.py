@@ -135,11 +135,13 @@ def dungeon_of(path: Path) -> str:
     return f"tloz{match.group(2)}_{2 if match.group(1) else 1}"
 
 
-def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = True, self_loops: bool = True) -> DungeonGraph:
+def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = True,
+              self_loops: bool = True) -> DungeonGraph:
     """Parse one room graph; a malformed statement raises `VGLCFormatError` naming file:line.
 
     `corpus_name=False` accepts any file name (a graph a user wrote): `dungeon` is then the file stem.
-    `self_loops=False` makes an edge `N -> N` an error (the corpus has two, LoZ2_5 and LoZ2_9; see the module docstring).
+    `self_loops=False` makes an edge `N -> N` an error (the corpus has two, in LoZ2_5 and LoZ2_9; module
+    docstring).
     Time and memory are linear in the length of the text.
     """
     path = Path(path)
@@ -188,7 +190,8 @@ def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = Tru
             else:
                 dst = int(match.group("dst"))
                 if src == dst and not self_loops:
-                    raise VGLCFormatError(f"{path}:{line}: edge {src} -> {dst} joins a room to itself; a room graph has no self-loops")
+                    raise VGLCFormatError(f"{path}:{line}: edge {src} -> {dst} joins a room to itself; "
+                                          "a room graph has no self-loops")
                 edges.append((Edge(src, dst, parse_label(raw), raw), line))
         pos = match.end()
     if not opened:

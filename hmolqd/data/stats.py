@@ -11,7 +11,9 @@ from hmolqd.data.graph import DungeonGraph
 from hmolqd.data.vglc import Corpus
 
 
-_SCREEN_TO_TEXT = sorted(((screen, text) for text, screen in tiles.SCREEN_SIDE.items()), key=lambda p: tiles.SCREEN_SIDES.index(p[0]))
+# (screen side, text side) in SCREEN_SIDES order: north = text left, east = bottom, south = right, west = top
+_SCREEN_TO_TEXT = sorted(((screen, text) for text, screen in tiles.SCREEN_SIDE.items()),
+                         key=lambda pair: tiles.SCREEN_SIDES.index(pair[0]))
 
 
 def _distinct(rooms: torch.Tensor) -> int:
@@ -72,7 +74,8 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     lines += ["", "tile  name                    count      %"]
     for ch, count in stats["tile_histogram"].items():
         lines.append(f"{ch:<5} {tiles.TILE_NAMES[ch]:<22} {count:>6} {100 * count / total_tiles:6.2f}")
-    header = f"{'dungeon':<10} {'rooms':>5} {'distinct':>8} " + " ".join(f"{s:>6}" for s in tiles.SCREEN_SIDES) + f" {'doors/room':>10} {'stairs':>6} {'nodes':>5}"
+    sides = " ".join(f"{s:>6}" for s in tiles.SCREEN_SIDES)
+    header = f"{'dungeon':<10} {'rooms':>5} {'distinct':>8} {sides} {'doors/room':>10} {'stairs':>6} {'nodes':>5}"
     lines += ["", "rooms with a door on each side (as on screen), per dungeon:", header, "-" * len(header)]
     rows = list(stats["per_dungeon"].items()) + [("all", {**stats, "graph_nodes": stats.get("graph_nodes")})]
     for name, row in rows:

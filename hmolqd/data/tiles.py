@@ -35,7 +35,7 @@ SCREEN_SIDES: tuple[str, ...] = ("north", "east", "south", "west")
 
 
 def screen_sides(flags: list[bool] | tuple[bool, ...]) -> str:
-    """Door flags `(4,)` in SIDES order -> the sides with a door as seen on screen, e.g. 'north,west' ('none' if none)."""
+    """Door flags `(4,)` in SIDES order -> the sides with a door as on screen, e.g. 'north,west' ('none' if none)."""
     on = {SCREEN_SIDE[side] for side, flag in zip(SIDES, [bool(f) for f in flags]) if flag}
     return ",".join(side for side in SCREEN_SIDES if side in on) or "none"
 

@@ -144,7 +144,8 @@ def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str,
     for i in (~playable).nonzero().flatten().tolist():
         reasons[i].append("not playable")
     for i in (got_doors != doors).any(1).nonzero().flatten().tolist():
-        reasons[i].append(f"doors {screen_sides(got_doors[i].tolist())}, asked {screen_sides(doors[i].tolist())}")  # as on screen
+        got, want = screen_sides(got_doors[i].tolist()), screen_sides(doors[i].tolist())  # sides as on screen
+        reasons[i].append(f"doors {got}, asked {want}")
     for i in (got_stairs != stairs).nonzero().flatten().tolist():
         reasons[i].append("no stairs, asked for stairs" if stairs[i] else "stairs, asked for none")
     base = 0

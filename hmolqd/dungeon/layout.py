@@ -163,7 +163,8 @@ def layout_from_graph(graph: DungeonGraph, source: str | None = None) -> Layout:
     """A parsed VGLC graph -> `Layout` (door kinds per direction; module docstring). Errors name `source`."""
     source = source or f"{graph.name}.dot"
     if len(graph.nodes) > MAX_ROOMS:
-        raise LayoutError(f"graph {source}: {len(graph.nodes)} rooms; a dungeon has at most {MAX_ROOMS} (the largest real one has 66)")
+        raise LayoutError(f"graph {source}: {len(graph.nodes)} rooms; a dungeon has at most {MAX_ROOMS} "
+                          "(the largest real one has 66)")
     directed: dict[tuple[int, int], frozenset[str]] = {}
     notes: list[str] = []
     for edge in graph.edges:
@@ -247,7 +248,7 @@ def read_layout(path: str | Path) -> Layout:
         label = _LABEL.search(match.group("body"))
         return match.group("head") + (f"[{label.group(0)}]" if label else "")
 
-    # A self-loop is an error in a graph a user wrote; the two of the corpus files (LoZ2_5, LoZ2_9) are dropped with a note.
+    # A self-loop is an error in a graph a user wrote; the corpus's two (LoZ2_5, LoZ2_9) are dropped with a note.
     corpus_file = _CORPUS_NAME.match(path.stem) is not None
     graph = parse_dot(path, _STATEMENT_ATTRS.sub(take_attrs, text), corpus_name=False, self_loops=corpus_file)
     layout = layout_from_graph(graph, str(path))

@@ -113,7 +113,8 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
             got_a, got_b, linked = bool(sides[i, side]), bool(sides[j, opp]), embedding.doors[a_id][side]
             if got_a != got_b:
                 has, lacks, s_has, s_lacks = (a_id, b_id, side, opp) if got_a else (b_id, a_id, opp, side)
-                disagreements.append(f"room {has} has a {SCREEN_SIDE[SIDES[s_has]]} door, room {lacks} has no {SCREEN_SIDE[SIDES[s_lacks]]} door")
+                on, off = SCREEN_SIDE[SIDES[s_has]], SCREEN_SIDE[SIDES[s_lacks]]  # as on screen
+                disagreements.append(f"room {has} has a {on} door, room {lacks} has no {off} door")
             elif got_a != linked:
                 disagreements.append(
                     f"rooms {a_id} and {b_id} are linked but have no doors on the wall between them" if linked
@@ -121,7 +122,8 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
                 )
             shared = positions[side][i] & positions[opp][j]  # (L,)
             if sides[i, side] and sides[j, opp] and not shared.any():
-                misaligned.append(f"room {a_id} {SCREEN_SIDE[SIDES[side]]} door and room {b_id} {SCREEN_SIDE[SIDES[opp]]} door do not line up")
+                a_side, b_side = SCREEN_SIDE[SIDES[side]], SCREEN_SIDE[SIDES[opp]]
+                misaligned.append(f"room {a_id} {a_side} door and room {b_id} {b_side} door do not line up")
             for k in shared.nonzero().flatten().tolist():
                 ends = []
                 for room_i, s in ((i, side), (j, opp)):

@@ -209,7 +209,8 @@ def save_sample_grid(
 PAGE_ROOMS = 600  # rooms per PNG page of `save_sample_pages` (one page of 600 rooms peaks at ~0.5 GB resident, CPU)
 
 
-def save_sample_pages(rooms: torch.Tensor, path: str | Path, *, ncols: int, title: str, page_rooms: int | None = None) -> list[Path]:
+def save_sample_pages(rooms: torch.Tensor, path: str | Path, *, ncols: int, title: str,
+                      page_rooms: int | None = None) -> list[Path]:
     """`save_sample_grid` of every room, `page_rooms` (default PAGE_ROOMS) per PNG so that memory stays bounded
     for any count: one page is `path` itself; more are `<stem>_001.png`, `<stem>_002.png`, ... beside it."""
     path = Path(path)
@@ -225,8 +226,8 @@ def save_sample_pages(rooms: torch.Tensor, path: str | Path, *, ncols: int, titl
         part = rooms[k * page_rooms : (k + 1) * page_rooms]
         first = k * page_rooms + 1
         name = path.with_name(f"{path.stem}_{k + 1:0{width}d}{path.suffix}")
-        written.append(save_sample_grid(part, name, ncols=ncols, limit=None,
-                                        title=f"{title}; page {k + 1} of {pages}: rooms {first}-{first + len(part) - 1}"))
+        where = f"page {k + 1} of {pages}: rooms {first}-{first + len(part) - 1}"
+        written.append(save_sample_grid(part, name, ncols=ncols, limit=None, title=f"{title}; {where}"))
     return written
 
 

@@ -201,7 +201,7 @@ def run_stage(run: Run, stage: str) -> str | None:
     if run.resume is not None and run.resume["stage"] == stage:
         for note in load_training_state(run.resume, models={}, optimizer=o.optimizer, scaler=o.scaler):
             run.log(note)
-        schedule = schedule.resumed(run.resume.get("scheduler"), p.stage_step)  # a changed step count keeps the lr reached
+        schedule = schedule.resumed(run.resume.get("scheduler"), p.stage_step)  # another step count keeps the lr
         restore_rng_state(run.resume["rng"])
         run.resume = None
     model = OBJECTIVES[stage](gen, cfg)
@@ -338,7 +338,8 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         if reason == "time budget":
             hours = run.clock.elapsed / 3600
             did = "nothing trained: the budget was used up before this run" if spent else "checkpoint_latest.pt saved"
-            say(f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={budget:g}) at {p.stage} step {p.stage_step}; "
+            say(f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={budget:g}) "
+                f"at {p.stage} step {p.stage_step}; "
                 f"{did} - raise max_runtime_hours (0 = no limit) and re-run to go on")
         elif reason:
             say(f"stopped ({reason}) at {p.stage} step {p.stage_step}; checkpoint_latest.pt saved - re-run to resume")

@@ -1,12 +1,12 @@
 """Optimizer, learning-rate schedule and the one optimizer step that every training path runs.
 
-The schedule (linear warm-up, then cosine decay: Loshchilov & Hutter 2017) is a pure function of the step,
-so it has no state to checkpoint: on resume it is rebuilt from the current config and the saved progress,
-which is how a changed `learning_rate` or epoch count takes effect. A changed step count (more or fewer
-epochs, another batch size) does not move the learning rate at the resumed step: the decay goes on from
-the factor reached there down to `min_lr_ratio` over the new remaining steps (`LRSchedule.resumed`), so
-raising `num_epochs` after a run ended does not send the rate back up towards its peak. `Optimization.step` is the trainer's
-step; the checkpoint self-check and the benches call the same method.
+The schedule (linear warm-up, then cosine decay: Loshchilov & Hutter 2017) is a pure function of the step
+and a few numbers; on resume it is rebuilt from the current config and the saved progress, which is how a
+changed `learning_rate` or epoch count takes effect. A changed step count (more or fewer epochs, another
+batch size) does not move the learning rate at the resumed step: the decay goes on from the factor reached
+there down to `min_lr_ratio` over the new remaining steps (`LRSchedule.resumed`, which reads the numbers the
+checkpoint stored), so raising `num_epochs` after a run ended does not send the rate back up to its peak.
+`Optimization.step` is the trainer's step; the checkpoint self-check and the benches call the same method.
 """
 
 from __future__ import annotations
@@ -55,7 +55,9 @@ class LRSchedule:
         return cls(train.learning_rate, total_steps, train.warmup_steps, train.min_lr_ratio)
 
     def __call__(self, step: int) -> float:
-        return self.peak * lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio, self.decay_start, self.start_factor)
+        factor = lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio,
+                           self.decay_start, self.start_factor)
+        return self.peak * factor
 
     def resumed(self, saved: Mapping[str, Any] | None, step: int) -> LRSchedule:
         """This schedule (rebuilt from the config) for a stage resumed at `step` whose checkpoint stored `saved`
@@ -63,9 +65,10 @@ class LRSchedule:
         past the warm-up, the cosine restarts at `step` from the saved schedule's factor there (module docstring)."""
         if not saved or saved.get("name") != "warmup_cosine":
             return self
-        old = LRSchedule(float(saved["peak"]), int(saved["total_steps"]), int(saved["warmup_steps"]), float(saved["min_ratio"]),
-                         saved.get("decay_start"), float(saved.get("start_factor", 1.0)))
-        same = (old.total_steps, old.warmup_steps, old.min_ratio) == (self.total_steps, self.warmup_steps, self.min_ratio)
+        old = LRSchedule(float(saved["peak"]), int(saved["total_steps"]), int(saved["warmup_steps"]),
+                         float(saved["min_ratio"]), saved.get("decay_start"), float(saved.get("start_factor", 1.0)))
+        shape = (self.total_steps, self.warmup_steps, self.min_ratio)
+        same = (old.total_steps, old.warmup_steps, old.min_ratio) == shape
         if same:
             return dataclasses.replace(self, decay_start=old.decay_start, start_factor=old.start_factor)
         if step < max(self.warmup_steps, old.warmup_steps):
