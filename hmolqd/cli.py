@@ -164,7 +164,7 @@ def _sample(args: argparse.Namespace) -> int:
 def _dungeon(args: argparse.Namespace) -> int:
     from hmolqd.checkpointing.export import load_model
     from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon
-    from hmolqd.dungeon.layout import MAX_ROOMS
+    from hmolqd.dungeon.layout import MAX_ROOMS, read_layout
     from hmolqd.dungeon.sampler import MIN_ROOMS
 
     if args.graph is not None and args.rooms is not None:
@@ -182,7 +182,9 @@ def _dungeon(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_name("dungeon")
     sampling = {} if args.steps is None else {"steps": args.steps}
     config = DungeonConfig() if args.max_regenerations is None else DungeonConfig(max_regenerations=args.max_regenerations)
-    dungeon = generate_dungeon(load_model(args.model), args.graph, rooms=args.rooms, seed=args.seed, out=out, config=config, **sampling)
+    graph = read_layout(args.graph) if args.graph is not None else None  # a bad graph is said before the model loads
+    dungeon = generate_dungeon(load_model(args.model), graph, rooms=args.rooms, seed=args.seed, out=out, config=config,
+                               **sampling)
     print(format_summary(dungeon))
     print(f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), dungeon.json (summary)")
     return 0
