@@ -12,10 +12,11 @@ Subpackages, bottom to top (a layer imports only the layers above it in this lis
     evaluation/      metrics, Markov reference, the quality report
     training/        the training loop, its checkpoint session, stages, validation, runtime, outputs, self-check
     dungeon/         whole dungeons: layouts, grid embedding, key/lock check, rooms from a model, walkability
+    cli_args.py      the command line's argument checks and one-line argparse errors (used by cli.py only)
     cli.py, notebook.py, __main__.py   the edges: command line and notebook helpers
 
-Besides the entry points (`__init__`, `__main__`, `cli`, `config`, `notebook`) three modules sit at the top
-because every layer uses them and each is one small job: `atomic` (durable writes), `device` (which torch
+Besides the entry points (`__init__`, `__main__`, `cli` with its argument checks `cli_args`, `config`,
+`notebook`) three modules sit at the top because every layer uses them and each is one small job: `atomic` (durable writes), `device` (which torch
 device a setting means) and `render` (tile pictures, used by data statistics, training outputs and evaluation).
 """
 

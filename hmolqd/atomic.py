@@ -57,8 +57,11 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
     On any failure the temp file is removed and `path` is left as it was.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}-", suffix=TEMP_SUFFIX, dir=path.parent)
+    except OSError as err:  # name the file the caller asked for, not the temp file beside it
+        raise OSError(err.errno, err.strerror, str(path)) from err
     with _IN_FLIGHT_LOCK:
         _IN_FLIGHT.add(tmp)
     try:
@@ -67,7 +70,10 @@ def atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> None:
             write(f)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, path)
+        try:
+            os.replace(tmp, path)
+        except OSError as err:  # e.g. `path` is a folder: the error names it, not the temp file
+            raise OSError(err.errno, err.strerror, str(path)) from err
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -11,8 +11,8 @@ import argparse
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
 
+from hmolqd import cli_args as check
 from hmolqd.config import Config, ConfigError
 
 Command = Callable[[argparse.Namespace], int]
@@ -21,6 +21,10 @@ Command = Callable[[argparse.Namespace], int]
 def _fetch_data(args: argparse.Namespace) -> int:
     from hmolqd.data.fetch import FetchError, fetch_vglc
 
+    # Input errors (exit 2) before any folder is made or any byte fetched; a failed download is exit 1.
+    check.base_url("--base-url", args.base_url)
+    check.number("--timeout", args.timeout, 0, "seconds per network operation", above=True)
+    check.folder_target("dir", args.dir)
     try:
         fetch_vglc(args.dir, args.base_url, timeout=args.timeout, progress=not args.quiet)
     except FetchError as err:
@@ -37,6 +41,15 @@ def _evaluate(args: argparse.Namespace) -> int:
     from hmolqd.dungeon.api import evaluation_section
     from hmolqd.evaluation.report import format_report_table, run_evaluate
 
+    check.at_most("--samples", args.samples, check.MAX_EVAL_SAMPLES, "rooms the metrics hold in memory at once")
+    check.at_least("--steps", args.steps, 1, "sampling steps")
+    check.seed("--seed", args.seed)
+    check.number("--guidance", args.guidance, 0, "classifier-free guidance scale")
+    check.number("--temperature", args.temperature, 0, "softmax temperature of the code draws", above=True)
+    check.number("--eta", args.eta, 0, "DDIM eta; 0 = deterministic")
+    check.number("--door-guidance", args.door_guidance, 0, "door guidance strength; 0 = off")
+    check.file_target("--png", args.png, ".png")
+    check.file_target("--json", args.json, ".json")
     keys = {"steps": args.steps, "guidance": args.guidance, "eta": args.eta, "door_guidance": args.door_guidance,
             "sampler": args.sampler, "temperature": args.temperature}
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
@@ -53,13 +66,15 @@ def _data_stats(args: argparse.Namespace) -> int:
     from hmolqd.data.stats import corpus_stats, format_stats
     from hmolqd.render import dungeon_to_rgb, save_png
 
+    check.file_target("--render", args.render, ".png")
     data_dir = find_data_dir(args.data, key="--data")
     corpus = load_corpus(data_dir)
+    if args.render and args.dungeon not in corpus.dungeons:  # before any output
+        raise ConfigError(f"--dungeon {args.dungeon!r} is not in the corpus; "
+                          f"choose one of {', '.join(corpus.dungeons)}")
     print(f"VGLC Zelda corpus: {data_dir}")
     print(format_stats(corpus_stats(corpus, load_graphs(data_dir))))
     if args.render:
-        if args.dungeon not in corpus.dungeons:
-            raise ConfigError(f"--dungeon {args.dungeon!r} is not in the corpus; choose one of {', '.join(corpus.dungeons)}")
         idx = [i for i, m in enumerate(corpus.meta) if m.dungeon == args.dungeon]
         rows = [corpus.meta[i].slot_row for i in idx]
         cols = [corpus.meta[i].slot_col for i in idx]
@@ -96,21 +111,6 @@ def _train(args: argparse.Namespace) -> int:
     return 0 if result.finished else 3  # 3: stopped early (signal or time budget); re-run to resume
 
 
-def _checked(flag: str, value: str | None, parse: Callable[[str], Any]) -> Any:
-    """`parse(value)` (None stays None); a ValueError becomes a ConfigError naming the flag and its value."""
-    if value is None:
-        return None
-    try:
-        return parse(value)
-    except ValueError as err:
-        raise ConfigError(f"{flag} {value!r}: {err}") from err
-
-
-def _at_least(flag: str, value: int | None, low: int, what: str) -> None:
-    if value is not None and value < low:
-        raise ConfigError(f"{flag} {value}: must be >= {low} ({what})")
-
-
 def _parse_attributes(text: str) -> dict[str, str]:
     """'monsters=yes,water=no' -> {name: word}; names and words are checked by `generate`."""
     pairs = [item.split("=", 1) for item in text.split(",") if item.strip()]
@@ -118,6 +118,10 @@ def _parse_attributes(text: str) -> dict[str, str]:
         raise ValueError("write NAME=yes|no|open pairs separated by commas, e.g. 'monsters=yes,water=no'")
     from hmolqd.data.attributes import ASK_WORDS, ATTRIBUTES
 
+    names = [name.strip() for name, _ in pairs]
+    twice = sorted({name for name in names if names.count(name) > 1})
+    if twice:
+        raise ValueError(f"{', '.join(twice)} given twice; name each attribute once")
     out = {name.strip(): word.strip().lower() for name, word in pairs}
     for name, word in out.items():
         if name not in ATTRIBUTES or word not in ASK_WORDS:
@@ -129,17 +133,21 @@ def _sample(args: argparse.Namespace) -> int:
     # Every argument is checked before the model is loaded, so a typo costs no time.
     from hmolqd.sampling.generate import parse_doors, parse_stairs
 
-    _at_least("-n", args.n, 1, "rooms to generate")
-    _at_least("--steps", args.steps, 1, "sampling steps")
-    _at_least("--ncols", args.ncols, 1, "rooms per row of the picture")
-    doors = _checked("--doors", args.doors, lambda v: parse_doors(v, 1)[0])  # (4,) bool in tiles.SIDES order
-    stairs = _checked("--stairs", args.stairs, lambda v: bool(parse_stairs(v, 1)[0]))
-    attributes = _checked("--attributes", args.attributes, _parse_attributes)
-    if not args.model.is_file():
-        raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
+    check.at_least("-n", args.n, 1, "rooms to generate")
+    check.at_most("-n", args.n, check.MAX_SAMPLE_ROOMS, "rooms per call; run it again with another --seed for more")
+    check.at_least("--steps", args.steps, 1, "sampling steps")
+    check.at_least("--ncols", args.ncols, 1, "rooms per row of the picture")
+    check.at_most("--ncols", args.ncols, check.MAX_NCOLS, "rooms per row of the picture")
+    check.number("--guidance", args.guidance, 0, "classifier-free guidance scale")
+    check.seed("--seed", args.seed)
+    check.file_target("--out", args.out, ".png")
+    doors = check.checked("--doors", args.doors, lambda v: parse_doors(v, 1)[0])  # (4,) bool in tiles.SIDES order
+    stairs = check.checked("--stairs", args.stairs, lambda v: bool(parse_stairs(v, 1)[0]))
+    attributes = check.checked("--attributes", args.attributes, _parse_attributes)
+    check.model_file(args.model)
 
     from hmolqd.checkpointing.export import load_model
-    from hmolqd.evaluation.report import save_sample_grid
+    from hmolqd.evaluation.report import save_sample_pages
     from hmolqd.sampling.generate import generate
     from hmolqd.training.outputs import condition_caption
 
@@ -152,27 +160,36 @@ def _sample(args: argparse.Namespace) -> int:
     asked = condition_caption(None if doors is None else tuple(doors.tolist()))
     asked += "" if stairs is None else f"; stairs {'yes' if stairs else 'no'}"
     asked += "".join(f"; {name} {word}" for name, word in (attributes or {}).items())
-    print(f"wrote {save_sample_grid(rooms, out, ncols=args.ncols, limit=None, title=f'{args.n} generated rooms: {asked} (seed {args.seed})')}")
+    title = f"{args.n} generated rooms: {asked} (seed {args.seed})"
+    pages = save_sample_pages(rooms, out, ncols=args.ncols, title=title)
+    print(f"wrote {pages[0]}" if len(pages) == 1 else f"wrote {len(pages)} pages: {pages[0]} .. {pages[-1]}")
     return 0
 
 
 def _dungeon(args: argparse.Namespace) -> int:
     from hmolqd.checkpointing.export import load_model
     from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon
+    from hmolqd.dungeon.layout import MAX_ROOMS, read_layout
     from hmolqd.dungeon.sampler import MIN_ROOMS
 
     if args.graph is not None and args.rooms is not None:
         raise ConfigError("give --graph FILE.dot or --rooms N (a sampled layout), not both")
     if args.rooms is not None and args.rooms < MIN_ROOMS:
         raise ConfigError(f"--rooms {args.rooms}: a dungeon needs at least {MIN_ROOMS} rooms (start, a room, boss, goal)")
+    check.at_most("--rooms", args.rooms, MAX_ROOMS, "rooms of one dungeon; the largest real one has 66")
     if args.max_regenerations is not None and args.max_regenerations < 0:
         raise ConfigError(f"--max-regenerations {args.max_regenerations}: must be >= 0 (0 keeps the first rooms)")
-    if not args.model.is_file():
-        raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
+    check.at_most("--max-regenerations", args.max_regenerations, 100, "rounds of regenerating the failing rooms")
+    check.at_least("--steps", args.steps, 1, "sampling steps")
+    check.seed("--seed", args.seed)
+    check.folder_target("--out", args.out)
+    check.model_file(args.model)
     out = args.out or args.model.with_name("dungeon")
     sampling = {} if args.steps is None else {"steps": args.steps}
     config = DungeonConfig() if args.max_regenerations is None else DungeonConfig(max_regenerations=args.max_regenerations)
-    dungeon = generate_dungeon(load_model(args.model), args.graph, rooms=args.rooms, seed=args.seed, out=out, config=config, **sampling)
+    graph = read_layout(args.graph) if args.graph is not None else None  # a bad graph is said before the model loads
+    dungeon = generate_dungeon(load_model(args.model), graph, rooms=args.rooms, seed=args.seed, out=out, config=config,
+                               **sampling)
     print(format_summary(dungeon))
     print(f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), dungeon.json (summary)")
     return 0
@@ -185,11 +202,13 @@ def _add_config_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m hmolqd", description="Zelda dungeon and room generator (VQ-VAE + discrete diffusion over its codes) on VGLC.")
+    about = "Zelda dungeon and room generator (VQ-VAE + discrete diffusion over its codes) on VGLC."
+    parser = check.Parser(prog="python -m hmolqd", description=about)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     from hmolqd.data.fetch import DEFAULT_BASE_URL
     from hmolqd.dungeon.build import DungeonConfig
+    from hmolqd.evaluation.report import PAGE_ROOMS
     from hmolqd.sampling.generate import DOOR_NAMES_HELP
 
     p = sub.add_parser("fetch-data", help="download the pinned VGLC Zelda files, verified by SHA-256")
@@ -213,7 +232,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="generate rooms with model_final.pt and write a PNG grid")
     p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
-    p.add_argument("-n", type=int, default=24, help="rooms to generate")
+    p.add_argument("-n", type=int, default=24, help=f"rooms to generate (at most {check.MAX_SAMPLE_ROOMS:,}; "
+                   f"more than {PAGE_ROOMS} are drawn on several pages, OUT_001.png, OUT_002.png, ...)")
     p.add_argument("--doors", default=None, help=f"door sides, {DOOR_NAMES_HELP}; default unconditional")
     p.add_argument("--stairs", default=None, help="'yes' / 'no' (default: unconditional)")
     p.add_argument("--attributes", default=None, help="room attributes of a discrete model, e.g. 'monsters=yes,water=no' "
@@ -221,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the run's)")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ncols", type=int, default=6)
+    p.add_argument("--ncols", type=int, default=6, help=f"rooms per row of the picture (1 .. {check.MAX_NCOLS})")
     p.add_argument("--out", type=Path, default=None, help="PNG path (default: samples.png beside the model)")
     p.set_defaults(run=_sample)
 
@@ -239,8 +259,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)")
     p.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
-    p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
-    p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000)")
+    p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: the data_dir stored with "
+                   "the model where that folder exists, else discover)")
+    p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000, at most 20,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
@@ -270,7 +291,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         try:
             return args.run(args)
-        except (ConfigError, VGLCFormatError, CheckpointError, LayoutError, FileNotFoundError) as err:
+        # Bad input, and an output path the OS refuses (a folder, no permission): one line naming it, exit 2.
+        except (ConfigError, VGLCFormatError, CheckpointError, LayoutError, FileNotFoundError, PermissionError,
+                IsADirectoryError, NotADirectoryError) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:

@@ -320,6 +320,10 @@ class Config:
             text = path.read_text(encoding="utf-8")
         except OSError as err:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
+        except UnicodeDecodeError as err:
+            line = path.read_bytes()[: err.start].count(b"\n") + 1
+            raise ConfigError(f"{path}:{line}: not UTF-8 text (byte offset {err.start}); "
+                              "a config file is JSON in UTF-8") from err
         return cls.from_json(text, source=str(path))
 
     # ---- derived values ----

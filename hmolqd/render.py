@@ -52,7 +52,7 @@ from matplotlib.image import imsave
 from matplotlib.patches import Patch
 
 from hmolqd.atomic import atomic_write
-from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, SIDES, TILE_NAMES, TILES
+from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, SCREEN_SIDE, SCREEN_SIDES, SIDES, TILE_NAMES, TILES
 
 # One colour per tile, chosen after the NES dungeon look where one exists; all distinct.
 TILE_COLORS: dict[str, tuple[int, int, int]] = {
@@ -80,10 +80,10 @@ MARK_COLOR: tuple[int, int, int] = (255, 0, 0)  # outline of marked rooms in gri
 # Text side (tiles.SIDES names, used by every door vector) -> compass side on screen; see module docstring.
 # The compass names are how a player names the sides (north = top of the screen) and what pictures and
 # `--doors` use; they never collide with the text names, so both can be accepted where sides are read.
-TEXT_TO_SCREEN_SIDE: dict[str, str] = {"top": "west", "bottom": "east", "left": "north", "right": "south"}
+TEXT_TO_SCREEN_SIDE: dict[str, str] = dict(SCREEN_SIDE)
 if set(TEXT_TO_SCREEN_SIDE) != set(SIDES):
     raise RuntimeError(f"TEXT_TO_SCREEN_SIDE must cover tiles.SIDES={SIDES}")
-SCREEN_SIDES: tuple[str, ...] = ("north", "east", "south", "west")  # the order door names are written in
+# SCREEN_SIDES (from tiles): the order door names are written in
 SCREEN_TO_TEXT_SIDE: dict[str, str] = {screen: text for text, screen in TEXT_TO_SCREEN_SIDE.items()}
 
 

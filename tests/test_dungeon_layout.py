@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import statistics
+import tracemalloc
 from pathlib import Path
 
 import pytest
 
 from hmolqd.data.vglc import VGLCFormatError
 from hmolqd.dungeon.embed import embed
-from hmolqd.dungeon.layout import LayoutError, direction_kind, read_layout
+from hmolqd.dungeon.layout import MAX_ROOMS, LayoutError, direction_kind, read_layout
 from hmolqd.dungeon.mission import check_mission
 from hmolqd.dungeon.sampler import (
     REAL_TEMPLATES,
@@ -69,10 +70,42 @@ def test_any_file_name_and_stairs_label(tmp_path: Path) -> None:
     assert stair.stair and (stair.kind_ab, stair.kind_ba) == ("open", "open")
 
 
-def test_self_loop_dropped_with_a_note(tmp_path: Path) -> None:
-    layout = read_layout(write(tmp_path, SMALL.replace("}", '1 -> 1 [label=""]\n1 -> 1 [label=""]\n}')))
+def test_self_loop_of_a_corpus_file_dropped_with_a_note(tmp_path: Path) -> None:
+    text = SMALL.replace("}", '1 -> 1 [label=""]\n1 -> 1 [label=""]\n}')
+    layout = read_layout(write(tmp_path, text, name="LoZ2_5.dot"))
     assert all(link.a != link.b for link in layout.links)
     assert layout.notes == ("self-loop on node 1 dropped (a room is not linked to itself)",)
+
+
+def test_self_loop_in_a_graph_a_user_wrote_is_an_error(tmp_path: Path) -> None:
+    text = SMALL.replace("}", '1 -> 1 [label=""]\n}')
+    path, line = write(tmp_path, text), text.splitlines().index('1 -> 1 [label=""]') + 1
+    with pytest.raises(VGLCFormatError, match=rf"mine.dot:{line}: edge 1 -> 1 joins a room to itself"):
+        read_layout(path)
+
+
+@pytest.mark.parametrize(
+    "statement", ['0 [label="s", label="e"]', '0 [label="s", row=0, col=0, row=1]', '0 -> 1 [link="door", link="stair"]']
+)
+def test_an_attribute_given_twice_is_an_error(tmp_path: Path, statement: str) -> None:
+    path = write(tmp_path, SMALL.replace("}", statement + "\n}"))
+    rule = r"mine.dot:\d+: attribute\(s\) \['(label|row|link)'\] given twice in one statement"
+    with pytest.raises(LayoutError, match=rule):
+        read_layout(path)
+
+
+def test_a_2000_room_path_graph_is_refused_at_once(tmp_path: Path) -> None:
+    n = 2000
+    labels = {0: "s", n - 2: "b", n - 1: "t"}
+    lines = [f'{i} [label="{labels.get(i, "e")}"]' for i in range(n)]
+    lines += [f"{i} -> {i + 1}\n{i + 1} -> {i}" for i in range(n - 1)]
+    path = write(tmp_path, "digraph {\n" + "\n".join(lines) + "\n}\n")
+    tracemalloc.start()
+    with pytest.raises(LayoutError, match=f"2000 rooms; a dungeon has at most {MAX_ROOMS}"):
+        read_layout(path)
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 50 * 2**20, peak  # parsed in memory linear in the file (this one is 60 KB), nothing planned
 
 
 @pytest.mark.parametrize(
@@ -145,8 +178,10 @@ def test_sampled_layout_is_connected_embedded_and_beatable(seed: int) -> None:
 
 def test_rooms_argument() -> None:
     assert len(sample_layout(0, rooms=12).rooms) == 12
-    with pytest.raises(ValueError, match="rooms must be an int >= 4"):
-        sample_layout(0, rooms=3)
+    for bad in (3, MAX_ROOMS + 1):
+        with pytest.raises(ValueError, match=f"rooms must be an int in 4 .. {MAX_ROOMS}"):
+            sample_layout(0, rooms=bad)
+    assert len(sample_layout(0, rooms=MAX_ROOMS).rooms) == MAX_ROOMS  # the limit itself can be drawn
 
 
 def test_sampled_statistics_follow_the_real_graphs(vglc_dir: Path) -> None:

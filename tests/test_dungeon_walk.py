@@ -64,7 +64,7 @@ def test_playable_rooms_whose_doors_do_not_line_up_fail(row_of_three: tuple[Plan
     result = walk(p, rooms)
     assert not result.walkable and result.unreached == (1, 2)
     assert result.doors_agree  # both facing sides have a door ...
-    assert result.misaligned == ("room 0 right door and room 1 left door do not line up",)  # ... in different places
+    assert result.misaligned == ("room 0 south door and room 1 north door do not line up",)  # ... in different places
 
 
 def test_a_door_without_a_door_opposite_fails() -> None:
@@ -75,7 +75,7 @@ def test_a_door_without_a_door_opposite_fails() -> None:
     assert bool(playable_mask(rooms).all())
     result = walk(p, rooms)
     assert not result.doors_agree and not result.walkable
-    assert result.disagreements == ("room 0 has a right door, room 1 has no left door",)
+    assert result.disagreements == ("room 0 has a south door, room 1 has no north door",)
     assert result.reached == 1
 
 

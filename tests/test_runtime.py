@@ -96,7 +96,8 @@ def test_schedule_is_a_pure_function_of_the_config_and_step() -> None:
     schedule = LRSchedule.from_config(train, total_steps=50)
     # The same product LambdaLR computes (base_lr * factor), so runs stay bit-identical across the change.
     assert [schedule(s) for s in (0, 4, 30)] == [2e-3 * lr_factor(s, 50, 5, 0.1) for s in (0, 4, 30)]
-    assert schedule.state_dict() == {"name": "warmup_cosine", "peak": 2e-3, "total_steps": 50, "warmup_steps": 5, "min_ratio": 0.1}
+    assert schedule.state_dict() == {"name": "warmup_cosine", "peak": 2e-3, "total_steps": 50, "warmup_steps": 5,
+                                     "min_ratio": 0.1, "decay_start": None, "start_factor": 1.0}
     assert LRSchedule.from_config(train, total_steps=50) == schedule  # rebuilt on resume, equal by value
 
 

@@ -41,14 +41,14 @@ def small_dir(tmp_path: Path) -> Path:
 def test_small_corpus_stats(small_dir: Path) -> None:
     stats = corpus_stats(load_corpus(small_dir), load_graphs(small_dir))
     assert (stats["rooms"], stats["distinct"], stats["dungeons"]) == (4, 3, 2)
-    assert stats["doors"] == {"top": 2, "bottom": 0, "left": 1, "right": 2}
+    assert stats["doors"] == {"north": 1, "east": 0, "south": 2, "west": 2}  # on screen: text left = north, top = west
     assert stats["mean_doors"] == pytest.approx(5 / 4) and stats["stairs"] == 2
     hist = stats["tile_histogram"]
     assert sum(hist.values()) == 4 * 16 * 11 and (hist["D"], hist["S"], hist["M"]) == (12, 2, 0)
     one, two = stats["per_dungeon"]["tloz1_1"], stats["per_dungeon"]["tloz2_1"]
     assert (one["rooms"], one["distinct"], one["stairs"], one["graph_nodes"]) == (3, 2, 2, 3)
-    assert one["doors"] == {"top": 2, "bottom": 0, "left": 0, "right": 2} and one["mean_doors"] == pytest.approx(4 / 3)
-    assert (two["rooms"], two["doors"]["left"], two["graph_nodes"]) == (1, 1, None)
+    assert one["doors"] == {"north": 0, "east": 0, "south": 2, "west": 2} and one["mean_doors"] == pytest.approx(4 / 3)
+    assert (two["rooms"], two["doors"]["north"], two["graph_nodes"]) == (1, 1, None)
     assert (stats["graphs"], stats["graph_nodes"], stats["graph_edges"], stats["graph_undirected_edges"]) == (2, 4, 2, 1)
     assert stats["graphs_without_rooms"] == ["tloz3_1"]
     json.dumps(stats)  # plain JSON types only
@@ -59,9 +59,11 @@ def test_format_small(small_dir: Path) -> None:
     assert "rooms: 4  distinct: 3  dungeons: 2" in text
     assert "graphs without room files: tloz3_1" in text
     rows = {line.split()[0]: line.split() for line in text.splitlines() if line.startswith(("tloz", "all"))}
-    assert rows["tloz1_1"] == ["tloz1_1", "3", "2", "2", "0", "0", "2", "1.33", "2", "3"]
+    assert text.count("north   east  south   west") == 1  # the header names the sides as on screen
+    assert rows["tloz1_1"] == ["tloz1_1", "3", "2", "0", "0", "2", "2", "1.33", "2", "3"]
     assert rows["tloz2_1"][-1] == "-"  # no graph for this dungeon
-    assert rows["all"] == ["all", "4", "3", "2", "0", "1", "2", "1.25", "2", "4"]
+    assert rows["all"] == ["all", "4", "3", "1", "0", "2", "2", "1.25", "2", "4"]
+    assert not any(word in text for word in ("top", "bottom", "left", "right"))
 
 
 def test_stats_without_graphs(small_dir: Path) -> None:
@@ -74,9 +76,10 @@ def test_stats_without_graphs(small_dir: Path) -> None:
 def test_real_stats(vglc_dir: Path) -> None:
     stats = corpus_stats(load_corpus(vglc_dir), load_graphs(vglc_dir))
     assert (stats["rooms"], stats["distinct"], stats["dungeons"], stats["graphs"], stats["graph_nodes"]) == (459, 267, 18, 18, 531)
-    assert stats["doors"] == {"top": 167, "bottom": 168, "left": 218, "right": 237}
+    assert stats["doors"] == {"north": 218, "east": 168, "south": 237, "west": 167}
     assert stats["stairs"] == 39 and stats["tile_histogram"]["S"] == 39
     assert stats["tile_histogram"]["D"] == 1915 and sum(stats["tile_histogram"].values()) == 459 * 176
     assert stats["per_dungeon"]["tloz9_1"]["rooms"] == 57 and stats["graphs_without_rooms"] == []
     text = format_stats(stats)
-    assert text.splitlines()[-1].split() == ["all", "459", "267", "167", "168", "218", "237", "1.72", "39", "531"]
+    # doors north, east, south, west
+    assert text.splitlines()[-1].split() == ["all", "459", "267", "218", "168", "237", "167", "1.72", "39", "531"]

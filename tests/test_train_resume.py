@@ -212,7 +212,9 @@ def test_resume_from_seeds_the_run_once_then_its_newer_checkpoints_win(vglc_dir:
     train(config(vglc_dir, tmp_path / "src", vqvae_epochs=1, batch_size=256), log=quiet)
     seed = tmp_path / "src" / "ckpt" / LATEST
     seeded = config(vglc_dir, tmp_path / "run", vqvae_epochs=3, batch_size=256, resume_from=str(seed))
-    stopped = train(seeded.with_overrides(max_runtime_hours=1e-9), log=quiet)  # one step past the seed, then a clean stop
+    stop = StopFlag()
+    stop.request("stop requested by the test")  # honoured at the first stop check: one step past the seed, a clean stop
+    stopped = train(seeded, log=quiet, stop=stop)  # not a tiny time budget: the seed's own training time spent it already
     assert stopped.resumed_from == seed and load_checkpoint(tmp_path / "run" / "ckpt" / LATEST)["global_step"] == 6
     messages: list[str] = []
     result = train(seeded, log=messages.append)  # the same resume_from: the run's newer progress wins

@@ -161,9 +161,12 @@ class DirLock:
                     f"any more, delete {self.path} and start again; otherwise give this training another {self.key}")
             if previous.get("pid") != os.getpid() and (not flocked or fcntl is None) and _holder_alive(previous):
                 raise CheckpointError(self._busy(previous))
-            self.took_over = (f"took over the lock {self.path} of {_describe(previous)}: that process is gone "
-                              "(it ended without releasing the lock, e.g. killed)")
-            log.warning(self.took_over)
+            # Here the flock was free (or there is none and the pid test says gone): the holder no longer holds it.
+            why = ("that process still runs but no longer holds the lock (the pid was reused, or it let the lock go "
+                   "without removing the file)" if _holder_alive(previous) else
+                   "that process is gone (it ended without releasing the lock, e.g. killed)")
+            self.took_over = f"took over the lock {self.path} of {_describe(previous)}: {why}"
+            log.info(self.took_over)  # the trainer prints it (training.session); a warning here printed it twice
         info = {"pid": os.getpid(), "host": host, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "proc_start": _proc_start(os.getpid())}
         os.ftruncate(fd, 0)

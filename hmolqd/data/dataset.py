@@ -13,7 +13,7 @@ from typing import Iterable
 
 import torch
 
-from hmolqd.config import kaggle_input
+from hmolqd.config import ConfigError, kaggle_input
 from hmolqd.data import tiles
 from hmolqd.data.vglc import (
     PROCESSED,
@@ -99,14 +99,26 @@ def _download_hint(key: str = "data_dir") -> str:
     return f"Download it with:\n    {FETCH_COMMAND}\nor {where} the VGLC 'The Legend of Zelda' folder."
 
 
+def check_val_dungeons(val_dungeons: Iterable[str], dungeons: Iterable[str]) -> None:
+    """The split's rule on names alone (a ConfigError naming the key): every held-out dungeon is in `dungeons`."""
+    val, dungeons = tuple(val_dungeons), tuple(dungeons)
+    missing = [name for name in val if name not in dungeons]
+    if missing:
+        raise ConfigError(f"config key 'val_dungeons' = {list(val)!r}: {missing} not in the corpus; "
+                          f"available dungeons: {', '.join(dungeons)}")
+
+
+def dungeon_names(data_dir: Path) -> tuple[str, ...]:
+    """The dungeons of a corpus folder from its file names alone (sorted, as `load_corpus` reads them)."""
+    return tuple(path.stem for path in sorted(processed_dir(data_dir).glob(ROOM_GLOB)))
+
+
 def split_corpus(corpus: Corpus, val_dungeons: Iterable[str]) -> tuple[Corpus, Corpus]:
     """(train, val): every room of a dungeon in `val_dungeons` goes to val, the rest to train, order kept."""
     val = tuple(val_dungeons)
-    missing = [name for name in val if name not in corpus.dungeons]
-    if missing:
-        raise ValueError(f"val_dungeons {missing} not in the corpus; available dungeons: {', '.join(corpus.dungeons)}")
+    check_val_dungeons(val, corpus.dungeons)
     if not val:
-        raise ValueError("val_dungeons is empty: hold out at least one dungeon")
+        raise ConfigError("config key 'val_dungeons' is empty: hold out at least one dungeon")
     in_val = [m.dungeon in val for m in corpus.meta]
     if all(in_val):
         raise ValueError(f"val_dungeons {list(val)} cover every dungeon; the training split would be empty")

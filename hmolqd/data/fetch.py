@@ -272,18 +272,44 @@ def fetch_vglc(
     """Download every manifest file into ``dest`` (the loader's layout); valid files already there are kept.
 
     Stops at the first file that cannot be downloaded and verified; files finished before it stay
-    (they are valid), nothing partial is left, so running again resumes.
+    (they are valid), nothing partial is left, so running again resumes; folders it made that are still
+    empty then are removed.
     """
-    if retries < 0 or backoff_s < 0 or timeout <= 0:
-        raise ValueError(f"need retries >= 0, backoff_s >= 0, timeout > 0; got {retries}, {backoff_s}, {timeout}")
+    if retries < 0 or backoff_s < 0 or not 0 < timeout < float("inf"):
+        raise ValueError(f"need retries >= 0, backoff_s >= 0, a finite timeout > 0; "
+                         f"got {retries}, {backoff_s}, {timeout}")
     entries = load_manifest() if manifest is None else list(manifest)
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise FetchError(f"{dest}: exists and is not a folder")
+    created: list[Path] = []  # folders this call made, removed again if they are still empty when it fails
+    try:
+        return _fetch_entries(dest, entries, base_url, created, timeout=timeout, progress=progress, retries=retries,
+                              backoff_s=backoff_s)
+    except BaseException:
+        for folder in reversed(created):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()  # only an empty folder made here: never a file, nor a folder that was there before
+        raise
+
+
+def _make_dirs(folder: Path, created: list[Path]) -> None:
+    """`folder.mkdir(parents=True)`, recording each folder made in `created` (outermost first)."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        folder = folder.parent
+    for new in reversed(missing):
+        new.mkdir(exist_ok=True)
+        created.append(new)
+
+
+def _fetch_entries(dest: Path, entries: Sequence[ManifestEntry], base_url: str, created: list[Path], *, timeout: float,
+                   progress: bool, retries: int, backoff_s: float) -> FetchReport:
     downloaded, skipped, replaced, total_bytes = [], [], [], 0
     for i, entry in enumerate(entries, start=1):
         target = dest / entry.path
-        target.parent.mkdir(parents=True, exist_ok=True)
+        _make_dirs(target.parent, created)
         _remove_stale_parts(target)
         if _is_valid(target, entry):
             skipped.append(entry.path)

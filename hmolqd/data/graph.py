@@ -135,10 +135,14 @@ def dungeon_of(path: Path) -> str:
     return f"tloz{match.group(2)}_{2 if match.group(1) else 1}"
 
 
-def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = True) -> DungeonGraph:
+def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = True,
+              self_loops: bool = True) -> DungeonGraph:
     """Parse one room graph; a malformed statement raises `VGLCFormatError` naming file:line.
 
     `corpus_name=False` accepts any file name (a graph a user wrote): `dungeon` is then the file stem.
+    `self_loops=False` makes an edge `N -> N` an error (the corpus has two, in LoZ2_5 and LoZ2_9; module
+    docstring).
+    Time and memory are linear in the length of the text.
     """
     path = Path(path)
     text = read_text(path) if text is None else text
@@ -147,9 +151,14 @@ def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = Tru
     node_lines: dict[int, int] = {}
     edges: list[tuple[Edge, int]] = []
     pos, opened, closed = 0, False, False  # pos: offset into text
+    counted = [0, 1]  # (offset, line number there): statements are visited in order, so lines are counted once
 
     def line_at(offset: int) -> int:
-        return text.count("\n", 0, offset) + 1
+        if offset < counted[0]:
+            return text.count("\n", 0, offset) + 1
+        counted[1] += text.count("\n", counted[0], offset)
+        counted[0] = offset
+        return counted[1]
 
     while True:
         pos = _SPACE.match(text, pos).end()
@@ -179,7 +188,11 @@ def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = Tru
                 nodes[src] = Node(src, parse_label(raw), raw)
                 node_lines[src] = line
             else:
-                edges.append((Edge(src, int(match.group("dst")), parse_label(raw), raw), line))
+                dst = int(match.group("dst"))
+                if src == dst and not self_loops:
+                    raise VGLCFormatError(f"{path}:{line}: edge {src} -> {dst} joins a room to itself; "
+                                          "a room graph has no self-loops")
+                edges.append((Edge(src, dst, parse_label(raw), raw), line))
         pos = match.end()
     if not opened:
         raise VGLCFormatError(f"{path}:1: no 'digraph {{' header; not a DOT room graph")

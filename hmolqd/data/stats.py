@@ -11,6 +11,11 @@ from hmolqd.data.graph import DungeonGraph
 from hmolqd.data.vglc import Corpus
 
 
+# (screen side, text side) in SCREEN_SIDES order: north = text left, east = bottom, south = right, west = top
+_SCREEN_TO_TEXT = sorted(((screen, text) for text, screen in tiles.SCREEN_SIDE.items()),
+                         key=lambda pair: tiles.SCREEN_SIDES.index(pair[0]))
+
+
 def _distinct(rooms: torch.Tensor) -> int:
     """Number of different rooms in `(N, 16, 11)`."""
     return int(torch.unique(rooms.flatten(1), dim=0).shape[0]) if rooms.shape[0] else 0
@@ -20,7 +25,8 @@ def _door_block(doors: torch.Tensor, stairs: torch.Tensor) -> dict[str, Any]:
     """Door/stair statistics of `(n, 4)` door flags and `(n,)` stair flags."""
     n = doors.shape[0]
     return {
-        "doors": {side: int(doors[:, k].sum()) for k, side in enumerate(tiles.SIDES)},  # rooms with a door on that side
+        # rooms with a door on that side, sides named as on screen (north, east, south, west; tiles.SCREEN_SIDE)
+        "doors": {side: int(doors[:, tiles.SIDES.index(text)].sum()) for side, text in _SCREEN_TO_TEXT},
         "mean_doors": float(doors.sum(1).float().mean()) if n else 0.0,  # doors per room
         "stairs": int(stairs.sum()),  # rooms with a stair tile
     }
@@ -68,13 +74,14 @@ def format_stats(stats: Mapping[str, Any]) -> str:
     lines += ["", "tile  name                    count      %"]
     for ch, count in stats["tile_histogram"].items():
         lines.append(f"{ch:<5} {tiles.TILE_NAMES[ch]:<22} {count:>6} {100 * count / total_tiles:6.2f}")
-    header = f"{'dungeon':<10} {'rooms':>5} {'distinct':>8} " + " ".join(f"{s:>6}" for s in tiles.SIDES) + f" {'doors/room':>10} {'stairs':>6} {'nodes':>5}"
-    lines += ["", "rooms with a door on each side, per dungeon:", header, "-" * len(header)]
+    sides = " ".join(f"{s:>6}" for s in tiles.SCREEN_SIDES)
+    header = f"{'dungeon':<10} {'rooms':>5} {'distinct':>8} {sides} {'doors/room':>10} {'stairs':>6} {'nodes':>5}"
+    lines += ["", "rooms with a door on each side (as on screen), per dungeon:", header, "-" * len(header)]
     rows = list(stats["per_dungeon"].items()) + [("all", {**stats, "graph_nodes": stats.get("graph_nodes")})]
     for name, row in rows:
         if name == "all":
             lines.append("-" * len(header))
         nodes = "-" if row.get("graph_nodes") is None else str(row["graph_nodes"])
-        door_cells = " ".join(f"{row['doors'][s]:>6}" for s in tiles.SIDES)
+        door_cells = " ".join(f"{row['doors'][s]:>6}" for s in tiles.SCREEN_SIDES)
         lines.append(f"{name:<10} {row['rooms']:>5} {row['distinct']:>8} {door_cells} {row['mean_doors']:>10.2f} {row['stairs']:>6} {nodes:>5}")
     return "\n".join(lines)

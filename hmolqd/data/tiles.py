@@ -28,6 +28,16 @@ FLOOR, BLOCK, MONSTER, ELEMENT, ELEMENT_FLOOR, ELEMENT_BLOCK, DOOR, STAIR, WALL,
 # Door sides in the order used by every door vector `(B, 4)`: top, bottom, left, right of the
 # 16x11 text grid (rows 0-1, rows 14-15, columns 0-1, columns 9-10).
 SIDES: tuple[str, ...] = ("top", "bottom", "left", "right")
+# The same sides as a player sees them on screen (the text grid is the screen rotated: text left = north);
+# every message a user reads names sides this way, in SCREEN_SIDES order (see hmolqd.render).
+SCREEN_SIDE: dict[str, str] = {"top": "west", "bottom": "east", "left": "north", "right": "south"}
+SCREEN_SIDES: tuple[str, ...] = ("north", "east", "south", "west")
+
+
+def screen_sides(flags: list[bool] | tuple[bool, ...]) -> str:
+    """Door flags `(4,)` in SIDES order -> the sides with a door as on screen, e.g. 'north,west' ('none' if none)."""
+    on = {SCREEN_SIDE[side] for side, flag in zip(SIDES, [bool(f) for f in flags]) if flag}
+    return ",".join(side for side in SCREEN_SIDES if side in on) or "none"
 
 
 def door_sides(rooms: torch.Tensor) -> torch.Tensor:

@@ -23,7 +23,7 @@ from typing import Any
 import torch
 
 from hmolqd.data.playability import playable_mask, walkable_components
-from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES, door_sides, has_stairs
+from hmolqd.data.tiles import ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, door_sides, has_stairs, screen_sides
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
@@ -144,8 +144,7 @@ def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str,
     for i in (~playable).nonzero().flatten().tolist():
         reasons[i].append("not playable")
     for i in (got_doors != doors).any(1).nonzero().flatten().tolist():
-        want = ",".join(s for s, d in zip(SIDES, doors[i].tolist()) if d) or "none"
-        got = ",".join(s for s, d in zip(SIDES, got_doors[i].tolist()) if d) or "none"
+        got, want = screen_sides(got_doors[i].tolist()), screen_sides(doors[i].tolist())  # sides as on screen
         reasons[i].append(f"doors {got}, asked {want}")
     for i in (got_stairs != stairs).nonzero().flatten().tolist():
         reasons[i].append("no stairs, asked for stairs" if stairs[i] else "stairs, asked for none")
@@ -159,8 +158,8 @@ def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str,
                 if j is None or not (got_doors[i, side] and got_doors[j, opp]):
                     continue
                 if not (positions[side][i] & positions[opp][j]).any():
-                    reasons[i].append(f"{SIDES[side]} door does not line up with its neighbour's")
-                    reasons[j].append(f"{SIDES[opp]} door does not line up with its neighbour's")
+                    reasons[i].append(f"{SCREEN_SIDE[SIDES[side]]} door does not line up with its neighbour's")
+                    reasons[j].append(f"{SCREEN_SIDE[SIDES[opp]]} door does not line up with its neighbour's")
         base += len(p.layout.rooms)
     return [tuple(r) for r in reasons]
 

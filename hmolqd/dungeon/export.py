@@ -134,6 +134,17 @@ def save_map(dungeon: Dungeon, path: str | Path, scale: int = 4, title: str | No
     return path
 
 
+def map_title(dungeon: Dungeon, stem: str) -> str:
+    """The map's title. The rooms failing their checks (red x) come first: a map of failing rooms is no good
+    dungeon whatever its layout allows; the key/lock mission is a property of the layout, and said so."""
+    n, failing = len(dungeon.layout.rooms), len(dungeon.failures)
+    rooms = (f"all {n} rooms fail their checks (x)" if failing == n else
+             f"{failing} of {n} rooms fail their checks (x)" if failing else f"{n} rooms, all pass their checks")
+    walk = "walkable" if dungeon.walk.walkable else f"NOT walkable ({len(dungeon.walk.unreached)} rooms unreached)"
+    mission = "beatable" if dungeon.mission.beatable else "NOT beatable"
+    return f"{stem}: {rooms}; {walk}; keys and locks of the layout {mission}"
+
+
 def write_dungeon(dungeon: Dungeon, out_dir: str | Path, stem: str | None = None, scale: int = 4) -> dict[str, Path]:
     """Write `<stem>.txt`, `.dot`, `.png`, `.json` into `out_dir` (created); returns {kind: path}."""
     out = Path(out_dir)
@@ -142,8 +153,6 @@ def write_dungeon(dungeon: Dungeon, out_dir: str | Path, stem: str | None = None
     atomic_write_text(paths["txt"], dungeon_text(dungeon.rooms, dungeon.layout, dungeon.embedding))
     atomic_write_text(paths["dot"], dungeon_dot(dungeon.layout, dungeon.embedding))
     summary: dict[str, Any] = dungeon.summary()
-    walk = "walkable" if dungeon.walk.walkable else f"NOT walkable ({len(dungeon.walk.unreached)} rooms unreached)"
-    title = f"{stem}: {len(dungeon.layout.rooms)} rooms, {walk}, {'beatable' if dungeon.mission.beatable else 'NOT beatable'}"
-    save_map(dungeon, paths["png"], scale=scale, title=title)
+    save_map(dungeon, paths["png"], scale=scale, title=map_title(dungeon, stem))
     atomic_write_text(paths["json"], json.dumps(summary, indent=2) + "\n")
     return paths

@@ -35,11 +35,15 @@ from hmolqd.data.vglc import read_text
 KIND_ORDER: tuple[str, ...] = ("boss", "key", "item", "switch", "bomb", "soft", "open")
 LOCKED_KINDS: frozenset[str] = frozenset({"boss", "key", "item", "switch"})  # need something the player carries
 NO_PASSAGE = "none"  # the backward direction of a one-way edge
+# Rooms of one layout, at most: the largest real dungeon has 66; planning a layout grows with the square of its
+# rooms (0.85 s for a 200-room path graph, 4.5 s for 400, CPU), so a bigger graph is refused before any work.
+MAX_ROOMS = 200
 _CODE_KIND: dict[str, str] = {"K": "boss", "k": "key", "I": "item", "b": "bomb", "l": "soft"}
 # `N [..]` or `N -> M [..]` with its attribute list; labels may span lines (LoZ_5..LoZ_9) but hold no "]".
 _STATEMENT_ATTRS = re.compile(r"(?P<head>(?P<src>\d+)[ \t]*(?:->[ \t]*(?P<dst>\d+)[ \t]*)?)\[(?P<body>[^\]]*)\]")
 _LABEL = re.compile(r'label[ \t]*=[ \t]*"[^"]*"')
 _ATTR = re.compile(r'(\w+)[ \t]*=[ \t]*"?([^",\s]*)"?')
+_CORPUS_NAME = re.compile(r"^LoZ2?_[1-9]$")  # the VGLC graph files (hmolqd.data.graph.dungeon_of)
 
 
 class LayoutError(ValueError):
@@ -158,6 +162,9 @@ def _pick_goal(graph: DungeonGraph, source: str, links: set[tuple[int, int]]) ->
 def layout_from_graph(graph: DungeonGraph, source: str | None = None) -> Layout:
     """A parsed VGLC graph -> `Layout` (door kinds per direction; module docstring). Errors name `source`."""
     source = source or f"{graph.name}.dot"
+    if len(graph.nodes) > MAX_ROOMS:
+        raise LayoutError(f"graph {source}: {len(graph.nodes)} rooms; a dungeon has at most {MAX_ROOMS} "
+                          "(the largest real one has 66)")
     directed: dict[tuple[int, int], frozenset[str]] = {}
     notes: list[str] = []
     for edge in graph.edges:
@@ -214,12 +221,17 @@ def read_layout(path: str | Path) -> Layout:
     text = read_text(path)
     slots: dict[int, tuple[int, int]] = {}
     stair_pairs: set[tuple[int, int]] = set()
+    counted = [0, 1]  # (offset, line there): re.sub visits statements in order, so each line is counted once
 
     def take_attrs(match: re.Match[str]) -> str:
-        attrs: dict[str, str] = {}
-        for item in _ATTR.finditer(_LABEL.sub("", match.group("body"))):
-            attrs[item.group(1)] = item.group(2)
-        line = text.count("\n", 0, match.start()) + 1
+        counted[1] += text.count("\n", counted[0], match.start())
+        counted[0], line = match.start(), counted[1]
+        body = match.group("body")
+        names = ["label"] * len(_LABEL.findall(body)) + [item.group(1) for item in _ATTR.finditer(_LABEL.sub("", body))]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:  # DOT would silently keep the last one
+            raise LayoutError(f"{path}:{line}: attribute(s) {twice} given twice in one statement; give each once")
+        attrs = {item.group(1): item.group(2) for item in _ATTR.finditer(_LABEL.sub("", body))}
         unknown = sorted(set(attrs) - {"row", "col", "link"})
         if unknown:
             raise LayoutError(f"{path}:{line}: unknown attribute(s) {unknown}; a room graph statement may carry label, row, col and link")
@@ -236,7 +248,10 @@ def read_layout(path: str | Path) -> Layout:
         label = _LABEL.search(match.group("body"))
         return match.group("head") + (f"[{label.group(0)}]" if label else "")
 
-    layout = layout_from_graph(parse_dot(path, _STATEMENT_ATTRS.sub(take_attrs, text), corpus_name=False), str(path))
+    # A self-loop is an error in a graph a user wrote; the corpus's two (LoZ2_5, LoZ2_9) are dropped with a note.
+    corpus_file = _CORPUS_NAME.match(path.stem) is not None
+    graph = parse_dot(path, _STATEMENT_ATTRS.sub(take_attrs, text), corpus_name=False, self_loops=corpus_file)
+    layout = layout_from_graph(graph, str(path))
     missing = [room.id for room in layout.rooms if room.id not in slots]
     if slots and missing:
         raise LayoutError(f"{path}: node(s) {missing[:10]} lack row= and col= slot attributes; give a slot to every node or to none")

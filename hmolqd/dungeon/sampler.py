@@ -31,7 +31,7 @@ from collections import Counter
 from dataclasses import astuple, dataclass, fields
 
 from hmolqd.dungeon.embed import SIDE_OFFSETS, Embedding
-from hmolqd.dungeon.layout import NO_PASSAGE, Layout, Link, Room, direction_kind
+from hmolqd.dungeon.layout import MAX_ROOMS, NO_PASSAGE, Layout, LayoutError, Link, Room, direction_kind
 
 MIN_ROOMS = 4  # start, one room, boss, goal
 
@@ -193,8 +193,10 @@ class _Grid:
 
 def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = SamplerConfig()) -> Layout:
     """A seeded layout following a randomly drawn real template (module docstring); `rooms` fixes the count."""
-    if rooms is not None and (isinstance(rooms, bool) or not isinstance(rooms, int) or rooms < MIN_ROOMS):
-        raise ValueError(f"sample_layout: rooms must be an int >= {MIN_ROOMS} (start, a room, boss, goal), got {rooms!r}")
+    if rooms is not None and (isinstance(rooms, bool) or not isinstance(rooms, int)
+                              or not MIN_ROOMS <= rooms <= MAX_ROOMS):
+        raise ValueError(f"sample_layout: rooms must be an int in {MIN_ROOMS} .. {MAX_ROOMS} "
+                         f"(start, a room, boss, goal; hmolqd.dungeon.layout.MAX_ROOMS), got {rooms!r}")
     rng = random.Random(seed)
     template = rng.choice(REAL_TEMPLATES)
     n = rooms if rooms is not None else max(MIN_ROOMS, round(template.rooms * rng.uniform(1 - config.rooms_jitter, 1 + config.rooms_jitter)))
@@ -203,7 +205,8 @@ def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = S
         grid = _grow(rng, template, n, max_extent)
         if grid is not None:
             return _finish(grid, rng, template, config, f"sampled (seed {seed}, template {template.name}, {n} rooms)", seed)
-    raise RuntimeError(f"sample_layout: no layout of {n} rooms within a {max_extent}x{max_extent} grid after {config.attempts} tries (seed {seed})")
+    raise LayoutError(f"sample_layout: no layout of {n} rooms within a {max_extent}x{max_extent} grid "
+                      f"after {config.attempts} tries (seed {seed})")
 
 
 def _grow(rng: random.Random, t: Template, n: int, max_extent: int) -> _Grid | None:

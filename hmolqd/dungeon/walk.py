@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 
 from hmolqd.data.playability import walkable_components
-from hmolqd.data.tiles import BAND_WIDTH, DOOR, ROOM_H, ROOM_W, SIDES, STAIR, door_sides
+from hmolqd.data.tiles import BAND_WIDTH, DOOR, ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, STAIR, door_sides
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding
 from hmolqd.dungeon.layout import Layout
 
@@ -50,7 +50,7 @@ class WalkResult:
     rooms: int
     unreached: tuple[int, ...]  # room ids not reached
     doors_agree: bool  # every pair of neighbouring slots has doors on both facing sides where linked, on neither elsewhere
-    disagreements: tuple[str, ...]  # e.g. "room 3 bottom door, room 7 has no top door"
+    disagreements: tuple[str, ...]  # e.g. "room 3 has a south door, room 7 has no north door" (sides as on screen)
     misaligned: tuple[str, ...]  # facing doors that do not line up along the wall
 
     def to_json(self) -> dict[str, object]:
@@ -113,7 +113,8 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
             got_a, got_b, linked = bool(sides[i, side]), bool(sides[j, opp]), embedding.doors[a_id][side]
             if got_a != got_b:
                 has, lacks, s_has, s_lacks = (a_id, b_id, side, opp) if got_a else (b_id, a_id, opp, side)
-                disagreements.append(f"room {has} has a {SIDES[s_has]} door, room {lacks} has no {SIDES[s_lacks]} door")
+                on, off = SCREEN_SIDE[SIDES[s_has]], SCREEN_SIDE[SIDES[s_lacks]]  # as on screen
+                disagreements.append(f"room {has} has a {on} door, room {lacks} has no {off} door")
             elif got_a != linked:
                 disagreements.append(
                     f"rooms {a_id} and {b_id} are linked but have no doors on the wall between them" if linked
@@ -121,7 +122,8 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
                 )
             shared = positions[side][i] & positions[opp][j]  # (L,)
             if sides[i, side] and sides[j, opp] and not shared.any():
-                misaligned.append(f"room {a_id} {SIDES[side]} door and room {b_id} {SIDES[opp]} door do not line up")
+                a_side, b_side = SCREEN_SIDE[SIDES[side]], SCREEN_SIDE[SIDES[opp]]
+                misaligned.append(f"room {a_id} {a_side} door and room {b_id} {b_side} door do not line up")
             for k in shared.nonzero().flatten().tolist():
                 ends = []
                 for room_i, s in ((i, side), (j, opp)):

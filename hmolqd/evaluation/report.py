@@ -206,6 +206,31 @@ def save_sample_grid(
                     mark_label="not playable" if marks_nonplayable else None)
 
 
+PAGE_ROOMS = 600  # rooms per PNG page of `save_sample_pages` (one page of 600 rooms peaks at ~0.5 GB resident, CPU)
+
+
+def save_sample_pages(rooms: torch.Tensor, path: str | Path, *, ncols: int, title: str,
+                      page_rooms: int | None = None) -> list[Path]:
+    """`save_sample_grid` of every room, `page_rooms` (default PAGE_ROOMS) per PNG so that memory stays bounded
+    for any count: one page is `path` itself; more are `<stem>_001.png`, `<stem>_002.png`, ... beside it."""
+    path = Path(path)
+    page_rooms = PAGE_ROOMS if page_rooms is None else page_rooms
+    if page_rooms < 1:
+        raise ValueError(f"page_rooms must be >= 1, got {page_rooms}")
+    pages = -(-rooms.shape[0] // page_rooms)
+    if pages <= 1:
+        return [save_sample_grid(rooms, path, ncols=ncols, limit=None, title=title)]
+    width = max(3, len(str(pages)))
+    written = []
+    for k in range(pages):
+        part = rooms[k * page_rooms : (k + 1) * page_rooms]
+        first = k * page_rooms + 1
+        name = path.with_name(f"{path.stem}_{k + 1:0{width}d}{path.suffix}")
+        where = f"page {k + 1} of {pages}: rooms {first}-{first + len(part) - 1}"
+        written.append(save_sample_grid(part, name, ncols=ncols, limit=None, title=f"{title}; {where}"))
+    return written
+
+
 def run_evaluate(
     model_path: str | Path,
     data_dir: str | Path | None,
@@ -222,7 +247,8 @@ def run_evaluate(
 
     `sampling` overrides the saved config's sampling settings (generate's keywords: steps, guidance, eta,
     door_guidance, sampler, temperature, ...; a key left out or None keeps the model's); out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
-    the model; data_dir None discovers the corpus (`find_data_dir`). `sections` adds report parts that
+    the model; data_dir None takes the `data_dir` stored with the model when that folder exists here, else
+    discovers the corpus (`find_data_dir`). `sections` adds report parts that
     layers above this one compute (the CLI adds `hmolqd.dungeon`'s "dungeon"): each is called with the
     loaded model and the data folder and its dict is stored under its name (names listed in "sections").
     """
@@ -240,9 +266,12 @@ def run_evaluate(
     if steps is not None and steps < 1:
         raise ConfigError(f"--steps {steps!r}: must be >= 1 (sampling steps)")
     target = resolve_device(device, key="--device")
-    root = find_data_dir(data_dir, key="--data")  # before the model is loaded: a wrong --data costs no time
+    root = find_data_dir(data_dir, key="--data") if data_dir is not None else None  # a wrong --data costs no time
     generator = load_model(model_path)
     cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
+    if root is None:  # no --data: the folder the model was trained on, where it exists here; else discovered
+        stored = cfg.data.data_dir
+        root = find_data_dir(stored if stored is not None and Path(stored).is_dir() else None, key="--data")
     train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)

@@ -30,6 +30,7 @@ from hmolqd.checkpointing.resume import check_resume_config
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import STAGES, Config
 from hmolqd.data import augment_doors, augment_mirror, find_data_dir, load_corpus, split_corpus
+from hmolqd.data.dataset import check_val_dungeons, dungeon_names
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training import outputs, validation
 from hmolqd.training.history import save_history
@@ -206,6 +207,7 @@ def run_stage(run: Run, stage: str) -> str | None:
     if run.resume is not None and run.resume["stage"] == stage:
         for note in load_training_state(run.resume, models={}, optimizer=o.optimizer, scaler=o.scaler):
             run.log(note)
+        schedule = schedule.resumed(run.resume.get("scheduler"), p.stage_step)  # another step count keeps the lr
         restore_rng_state(run.resume["rng"])
         run.resume = None
     model = OBJECTIVES[stage](gen, cfg)
@@ -296,7 +298,8 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
     raises `TrainingInterrupted` after its checkpoint is written; the time budget returns (finished=False).
     """
     cfg = cfg.resolved()
-    find_data_dir(cfg.data.data_dir)  # a missing or empty data_dir is reported before any other start-up line
+    # A missing or empty data_dir, or a held-out dungeon it lacks, is reported before any other start-up line.
+    check_val_dungeons(cfg.data.val_dungeons, dungeon_names(find_data_dir(cfg.data.data_dir)))
     rt = setup_runtime(cfg.run.device, cfg.train.use_amp)
     say = log if rt.is_main else (lambda msg: None)
     stop = stop if stop is not None else StopFlag()
@@ -330,7 +333,10 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         if write_outputs:
             outputs.write_config(cfg, cfg.paths.output_dir)
         session = Clock()
-        reason = None if done_before else train_stages(run)
+        # A budget already used up trains nothing (not one step per re-run); only a raised max_runtime_hours goes on.
+        budget = cfg.run.max_runtime_hours
+        spent = ckpt is not None and not done_before and budget > 0 and run.clock.elapsed_before >= budget * 3600.0
+        reason = None if done_before else "time budget" if spent else train_stages(run)
         manager.flush()  # the last save is on disk (its write error raised here) before anything says so
         if not done_before:
             say(checkpoint_report(manager, session.elapsed))
@@ -342,10 +348,15 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
             say(f"outputs in {cfg.paths.output_dir} left as they are (rewrite_outputs=True, or --rewrite-outputs, writes them again)")
         result = TrainResult(reason is None, reason, Path(cfg.paths.checkpoint_dir), Path(cfg.paths.output_dir), found.path, p.history,
                              gen, manager.stats, done_before)
-        if reason:
-            saved = " and ".join(f.name for f in run.stop_files) or "nothing new (the last save holds this state)"
-            message = (f"stopped ({reason}) at {p.stage} epoch {p.epochs_done + 1}, global step {p.global_step}; saved {saved} in "
-                       f"{cfg.paths.checkpoint_dir} - re-run to resume")
+        saved = " and ".join(f.name for f in run.stop_files) or "nothing new (the last save holds this state)"
+        where = f"at {p.stage} epoch {p.epochs_done + 1}, global step {p.global_step}"
+        if reason == "time budget":
+            hours = run.clock.elapsed / 3600
+            did = "nothing trained: the budget was used up before this run" if spent else f"saved {saved} in {cfg.paths.checkpoint_dir}"
+            say(f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={budget:g}) {where}; "
+                f"{did} - raise max_runtime_hours (0 = no limit) and re-run to go on")
+        elif reason:
+            message = f"stopped ({reason}) {where}; saved {saved} in {cfg.paths.checkpoint_dir} - re-run to resume"
             say(message)
             if reason in SIGNAL_STOPS:
                 raise TrainingInterrupted(message, result)

@@ -1,9 +1,12 @@
 """Optimizer, learning-rate schedule and the one optimizer step that every training path runs.
 
-The schedule (linear warm-up, then cosine decay: Loshchilov & Hutter 2017) is a pure function of the step,
-so it has no state to checkpoint: on resume it is rebuilt from the current config and the saved progress,
-which is how a changed `learning_rate` or epoch count takes effect. `Optimization.step` is the trainer's
-step; the checkpoint self-check and the benches call the same method.
+The schedule (linear warm-up, then cosine decay: Loshchilov & Hutter 2017) is a pure function of the step
+and a few numbers; on resume it is rebuilt from the current config and the saved progress, which is how a
+changed `learning_rate` or epoch count takes effect. A changed step count (more or fewer epochs, another
+batch size) does not move the learning rate at the resumed step: the decay goes on from the factor reached
+there down to `min_lr_ratio` over the new remaining steps (`LRSchedule.resumed`, which reads the numbers the
+checkpoint stored), so raising `num_epochs` after a run ended does not send the rate back up to its peak.
+`Optimization.step` is the trainer's step; the checkpoint self-check and the benches call the same method.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import math
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +24,19 @@ from torch import nn
 from hmolqd.config import TrainConfig
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float) -> float:
-    """Multiplier of the peak learning rate at optimizer step `step` (0-based, before that step runs)."""
+def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float,
+              decay_start: int | None = None, start_factor: float = 1.0) -> float:
+    """Multiplier of the peak learning rate at optimizer step `step` (0-based, before that step runs).
+
+    Linear warm-up over `warmup_steps`, then a cosine from `start_factor` at step `decay_start` (default:
+    1.0 at the end of warm-up) down to `min_ratio` at `total_steps`, and `min_ratio` after that.
+    """
     if warmup_steps > 0 and step < warmup_steps:
         return (step + 1) / warmup_steps
-    decay_steps = max(1, total_steps - warmup_steps)
-    progress = min(1.0, (step - warmup_steps) / decay_steps)
-    return min_ratio + (1.0 - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
+    begin = warmup_steps if decay_start is None else decay_start
+    decay_steps = max(1, total_steps - begin)
+    progress = min(1.0, max(0.0, (step - begin) / decay_steps))
+    return min_ratio + (start_factor - min_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
 @dataclass(frozen=True)
@@ -38,16 +47,37 @@ class LRSchedule:
     total_steps: int
     warmup_steps: int
     min_ratio: float
+    decay_start: int | None = None  # the step the cosine starts from (None = end of warm-up); set by `resumed`
+    start_factor: float = 1.0  # the factor at decay_start
 
     @classmethod
     def from_config(cls, train: TrainConfig, total_steps: int) -> LRSchedule:
         return cls(train.learning_rate, total_steps, train.warmup_steps, train.min_lr_ratio)
 
     def __call__(self, step: int) -> float:
-        return self.peak * lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio)
+        factor = lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio,
+                           self.decay_start, self.start_factor)
+        return self.peak * factor
+
+    def resumed(self, saved: Mapping[str, Any] | None, step: int) -> LRSchedule:
+        """This schedule (rebuilt from the config) for a stage resumed at `step` whose checkpoint stored `saved`
+        (`state_dict()`). Same steps, warm-up and floor: the saved decay is kept (a bit-exact resume). Otherwise,
+        past the warm-up, the cosine restarts at `step` from the saved schedule's factor there (module docstring)."""
+        if not saved or saved.get("name") != "warmup_cosine":
+            return self
+        old = LRSchedule(float(saved["peak"]), int(saved["total_steps"]), int(saved["warmup_steps"]),
+                         float(saved["min_ratio"]), saved.get("decay_start"), float(saved.get("start_factor", 1.0)))
+        shape = (self.total_steps, self.warmup_steps, self.min_ratio)
+        same = (old.total_steps, old.warmup_steps, old.min_ratio) == shape
+        if same:
+            return dataclasses.replace(self, decay_start=old.decay_start, start_factor=old.start_factor)
+        if step < max(self.warmup_steps, old.warmup_steps):
+            return self  # still warming up: the new step count applies from the start of the decay
+        factor = lr_factor(step, old.total_steps, old.warmup_steps, old.min_ratio, old.decay_start, old.start_factor)
+        return dataclasses.replace(self, decay_start=step, start_factor=max(factor, self.min_ratio))
 
     def state_dict(self) -> dict[str, Any]:
-        """Plain numbers describing the schedule, stored in checkpoints for inspection (never loaded back)."""
+        """Plain numbers describing the schedule, stored in checkpoints (read back by `resumed`)."""
         return {"name": "warmup_cosine", **dataclasses.asdict(self)}
 
 
