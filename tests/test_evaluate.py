@@ -143,6 +143,10 @@ def test_format_report_table(report: dict) -> None:
     assert "| door_adherence |" in ev.format_report_table(missing) and "n/a" in ev.format_report_table(missing)
     with pytest.raises(ValueError, match="markov"):
         ev.format_report_table({k: v for k, v in report.items() if k != "markov"})
+    # The held-out reference, where the report has it, is a fourth column.
+    held = ev.format_report_table({**report, "held_out": report["training_set"], "rooms": {**report["rooms"], "held_out": 12}})
+    assert held.splitlines()[0] == "| metric | ours | training set | Markov | held-out real |"
+    assert held.splitlines()[2] == "| rooms | 24 | 12 | 24 | 12 |"
 
 
 def _red_pixels(path: Path) -> int:
@@ -243,6 +247,7 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     assert json.loads((tmp_path / "run" / ev.DEFAULT_JSON).read_text()) == report
     assert imread(tmp_path / "run" / ev.DEFAULT_PNG).shape[2] in (3, 4)
     assert report["training_set"]["door_adherence"] == 1.0 and report["markov"]["door_adherence"] == 1.0
+    assert report["rooms"]["held_out"] >= 1 and report["held_out"]["novel"] >= 0.0  # the held-out dungeons, scored alike
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         ev.run_evaluate(tmp_path / "missing.pt", data, 4, 0, None, None)

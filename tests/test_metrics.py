@@ -30,8 +30,10 @@ from hmolqd.evaluation.metrics import (
     evaluate_rooms,
     nearest_hamming,
     nearest_hamming_summary,
+    novel_interior_mask,
     pattern_kl,
     symmetric_mask,
+    unseen_pattern_share,
 )
 
 # An open room with doors on all four sides, as in the VGLC text files.
@@ -402,3 +404,38 @@ def test_real_validation_split_against_training(real_rooms) -> None:  # type: ig
     assert out["novel"] == pytest.approx(23 / 55)
     assert out["nearest_hamming"]["hist_counts"][0] == 32
     assert out["pattern_kl_train_gen"] == pytest.approx(0.20145405, rel=1e-6)
+
+
+# ---------------------------------------------------------------- issue 21: unseen patterns and interior novelty
+
+
+def test_unseen_pattern_share_counts_windows_no_reference_room_has() -> None:
+    base = rooms_of(OPEN_4_DOORS)
+    assert unseen_pattern_share(base, base) == 0.0
+    one_block = rooms_of(edit(OPEN_4_DOORS, {(5, 5): "B"}))  # one block tile: the 4 windows that hold it are new
+    windows = 15 * 10
+    assert unseen_pattern_share(one_block, base) == pytest.approx(4 / windows)
+    assert unseen_pattern_share(base, one_block) == 0.0  # every window of the open room occurs in the other
+    with pytest.raises(ValueError, match="at least one room"):
+        unseen_pattern_share(base[:0], base)
+
+
+def test_novel_interior_ignores_the_doors_around_a_copied_interior() -> None:
+    base = rooms_of(OPEN_4_DOORS)
+    new_doors = rooms_of(edit(OPEN_4_DOORS, {(1, 4): "W", (1, 5): "W", (1, 6): "W"}))  # the north door walled up
+    new_inside = rooms_of(edit(OPEN_4_DOORS, {(7, 5): "B"}))
+    assert novel_interior_mask(torch.cat([base, new_doors, new_inside]), base).tolist() == [False, False, True]
+    report = evaluate_rooms(torch.cat([new_doors, new_inside]), base)
+    assert report["novel"] == 1.0 and report["novel_interior"] == 0.5 and report["unseen_patterns"] > 0
+
+
+@pytest.mark.real_data
+def test_held_out_dungeons_pinned_against_the_training_rooms(vglc_dir) -> None:  # type: ignore[no-untyped-def]
+    """The level real Zelda rooms reach (the report's held-out column): tloz4_1 + tloz8_2 against the other
+    dungeons' rooms with their mirrors. Real dungeons reuse interiors: 1 of their 55 rooms has a new one."""
+    from hmolqd.data import augment_mirror
+
+    train, held = split_corpus(load_corpus(vglc_dir), DataConfig().val_dungeons)
+    real = evaluate_rooms(held.rooms, augment_mirror(train).rooms, requested_doors=held.doors)
+    assert held.rooms.shape[0] == 55 and real["novel_interior"] == pytest.approx(1 / 55)
+    assert real["unseen_patterns"] == 0.0 and real["pattern_kl_gen_train"] == pytest.approx(0.05497, abs=1e-4)

@@ -23,7 +23,7 @@ import math
 import torch
 
 from hmolqd.data.playability import check_rooms, playable_mask
-from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W, door_sides, mirror_axes
+from hmolqd.data.tiles import INTERIOR, NUM_TILES, ROOM_H, ROOM_W, door_sides, mirror_axes
 
 __all__ = [
     "HAMMING_BIN_EDGES",
@@ -34,9 +34,11 @@ __all__ = [
     "evaluate_rooms",
     "nearest_hamming",
     "nearest_hamming_summary",
+    "novel_interior_mask",
     "pattern_kl",
     "playable_mask",
     "symmetric_mask",
+    "unseen_pattern_share",
 ]
 
 TILES_PER_ROOM: int = ROOM_H * ROOM_W  # 176
@@ -154,6 +156,29 @@ def pattern_kl(p_rooms: torch.Tensor, q_rooms: torch.Tensor, size: int = 2, epsi
     return float((p * (p / q).log()).sum())
 
 
+def unseen_pattern_share(generated: torch.Tensor, reference: torch.Tensor, size: int = 2) -> float:
+    """Share of the generated rooms' size x size windows whose tile pattern occurs in no reference room: the
+    patterns a real dungeon never shows (the mass that KL(gen || train) charges most for)."""
+    gen = _pattern_codes(check_rooms(generated, "generated"), size)
+    seen = torch.unique(_pattern_codes(check_rooms(reference, "reference"), size))
+    if gen.numel() == 0 or seen.numel() == 0:
+        raise ValueError("unseen_pattern_share: both room sets need at least one room")
+    return float((~torch.isin(gen, seen)).double().mean())
+
+
+def novel_interior_mask(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`(N, 16, 11)`, `(M, 16, 11)` -> `(N,)` bool: the room's interior (rows 2-13, columns 2-8, inside the wall
+    band) equals no reference room's interior. VGLC reuses few interiors, so a room with new doors around a
+    copied interior is novel as a whole room but not here."""
+    inner = check_rooms(generated, "generated")[(slice(None), *INTERIOR)].flatten(1)  # (N, 84)
+    ref = check_rooms(reference, "reference")[(slice(None), *INTERIOR)].flatten(1)  # (M, 84)
+    if ref.shape[0] == 0:
+        raise ValueError("reference: need at least one room to compare interiors with")
+    ref = torch.unique(ref, dim=0)[None]  # (1, U, 84)
+    seen = [(chunk[:, None, :] == ref).all(-1).any(1) for chunk in inner.split(_CHUNK)]  # (chunk, U, 84) at a time
+    return ~torch.cat(seen) if seen else torch.zeros(0, dtype=torch.bool)
+
+
 def door_adherence(rooms: torch.Tensor, requested: torch.Tensor) -> float:
     """Share of rooms whose door sides (`door_sides`: top, bottom, left, right) equal the requested `(N, 4)` bool."""
     rooms = check_rooms(rooms)
@@ -174,8 +199,9 @@ def evaluate_rooms(
 
     Shares are fractions of the generated rooms: playable, novel (no exact training copy),
     novel_playable (both), novel_playable_symmetric (all three), distinct, symmetric, door_adherence (only when `requested_doors` `(N, 4)` is
-    given). diversity: mean pairwise Hamming / 176. tile_kl_* / pattern_kl_* (2 x 2): KL in nats, both
-    directions. nearest_hamming: summary of each room's distance (tiles) to its nearest training room.
+    given), novel_interior (the interior inside the wall band is no training room's). diversity: mean pairwise
+    Hamming / 176. tile_kl_* / pattern_kl_* (2 x 2): KL in nats, both directions; unseen_patterns: share of
+    the generated 2 x 2 windows that no training room has. nearest_hamming: summary of each room's distance (tiles) to its nearest training room.
     """
     gen = check_rooms(generated, "generated")
     train = check_rooms(train_rooms, "train_rooms")
@@ -190,6 +216,7 @@ def evaluate_rooms(
         "novel": float(novel.double().mean()),
         "novel_playable": float((novel & playable).double().mean()),
         "novel_playable_symmetric": float((novel & playable & symmetric).double().mean()),
+        "novel_interior": float(novel_interior_mask(gen, train).double().mean()),
         "distinct": distinct_share(gen),
         "diversity": diversity(gen),
         "symmetric": float(symmetric.double().mean()),
@@ -197,6 +224,7 @@ def evaluate_rooms(
         "tile_kl_gen_train": pattern_kl(gen, train, size=1),
         "pattern_kl_train_gen": pattern_kl(train, gen, size=2),
         "pattern_kl_gen_train": pattern_kl(gen, train, size=2),
+        "unseen_patterns": unseen_pattern_share(gen, train, size=2),
         "nearest_hamming": nearest_hamming_summary(nearest),
     }
     if requested_doors is not None:

@@ -8,6 +8,9 @@ Every column is scored by `hmolqd.evaluation.metrics.evaluate_rooms` against the
 - "training_set": the training rooms themselves (their own doors requested). `novel` is 0 there by
   definition (every room is its own nearest copy); the column shows what "real" looks like.
 - "markov": `MarkovRoomGenerator` fit on the training rooms, sampled with the same drawn doors.
+- "held_out" (when the held-out rooms are given; `run_evaluate` gives them): the rooms of the validation
+  dungeons, which no model trained on, scored against the training rooms: the level a real Zelda dungeon
+  reaches on every metric (its pattern KL, unseen patterns and novelty are what "as Zelda-like as real" means).
 
 The reference set is the set the model was trained on: the training split of `val_dungeons`, plus
 its mirrored copies when the saved config has `mirror_augment` (a generated mirror image of a
@@ -36,10 +39,11 @@ from hmolqd.sampling.generate import generate, sampling_settings
 
 # Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
 TABLE_ROWS: tuple[str, ...] = (
-    "playable", "novel_playable", "novel_playable_symmetric", "novel", "distinct", "diversity", "symmetric", "door_adherence",
-    "tile_kl_train_gen", "pattern_kl_train_gen", "pattern_kl_gen_train",
+    "playable", "novel_playable", "novel_playable_symmetric", "novel", "novel_interior", "distinct", "diversity", "symmetric",
+    "door_adherence", "tile_kl_train_gen", "pattern_kl_train_gen", "pattern_kl_gen_train", "unseen_patterns",
 )
 COLUMNS: tuple[tuple[str, str], ...] = (("model", "ours"), ("training_set", "training set"), ("markov", "Markov"))
+HELD_OUT: tuple[str, str] = ("held_out", "held-out real")  # the optional reference column (see the module docstring)
 DEFAULT_PNG = "evaluation_samples.png"
 DEFAULT_JSON = "evaluation_report.json"
 GRID_LIMIT = 128  # rooms drawn in the sample PNG (the metrics use all of them)
@@ -122,7 +126,8 @@ def generation_metrics(
     return json_safe(out)
 
 
-def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: int, seed: int, sampling: Mapping[str, Any]) -> tuple[dict[str, Any], torch.Tensor]:
+def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: int, seed: int, sampling: Mapping[str, Any],
+                      held_out: TrainingRooms | None = None) -> tuple[dict[str, Any], torch.Tensor]:
     if n < 2:
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
@@ -147,16 +152,21 @@ def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: i
         "markov": evaluate_rooms(markov_rooms, train, requested_doors=doors),
         "rooms": {"model": n, "training_set": int(train.shape[0]), "markov": n},
     }
+    if held_out is not None:
+        report[HELD_OUT[0]] = evaluate_rooms(held_out.rooms, train, requested_doors=held_out.doors)
+        report["rooms"][HELD_OUT[0]] = int(held_out.rooms.shape[0])
     return json_safe(report), rooms
 
 
-def evaluation_report(generator: RoomModel, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0, **sampling: Any) -> dict[str, Any]:
-    """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts.
+def evaluation_report(generator: RoomModel, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0,
+                      held_out: TrainingRooms | None = None, **sampling: Any) -> dict[str, Any]:
+    """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts, and
+    "held_out" when the held-out dungeons' rooms are given.
 
-    `corpus_train` needs `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`);
+    `corpus_train` (and `held_out`) need `.rooms` `(N, 16, 11)`, `.doors` `(N, 4)` and `.stairs` `(N,)` (a `Corpus`);
     `sampling` overrides the model's own sampling settings (generate's keywords).
     """
-    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, sampling=sampling)[0]
+    return _report_and_rooms(generator, corpus_train, n=n, seed=seed, sampling=sampling, held_out=held_out)[0]
 
 
 def _cell(value: Any) -> str:
@@ -164,16 +174,17 @@ def _cell(value: Any) -> str:
 
 
 def format_report_table(report: dict[str, Any]) -> str:
-    """Markdown table: one row per metric of `TABLE_ROWS`, columns ours / training set / Markov; then one
-    small table per extra section (`run_evaluate`'s `sections`) with its numbers and flags."""
+    """Markdown table: one row per metric of `TABLE_ROWS`, columns ours / training set / Markov (/ held-out real,
+    when the report has it); then one small table per extra section (`run_evaluate`'s `sections`)."""
     missing = [key for key, _ in COLUMNS if key not in report]
     if missing:
         raise ValueError(f"format_report_table: report lacks column(s) {missing}; expected keys {[k for k, _ in COLUMNS]}")
-    lines = ["| metric | " + " | ".join(h for _, h in COLUMNS) + " |", "|---|" + "---:|" * len(COLUMNS)]
+    columns = COLUMNS + ((HELD_OUT,) if HELD_OUT[0] in report else ())
+    lines = ["| metric | " + " | ".join(h for _, h in columns) + " |", "|---|" + "---:|" * len(columns)]
     counts = report.get("rooms", {})
-    lines.append("| rooms | " + " | ".join(str(counts.get(k, "n/a")) for k, _ in COLUMNS) + " |")
+    lines.append("| rooms | " + " | ".join(str(counts.get(k, "n/a")) for k, _ in columns) + " |")
     for key in TABLE_ROWS:
-        lines.append(f"| {key} | " + " | ".join(_cell(report[col].get(key)) for col, _ in COLUMNS) + " |")
+        lines.append(f"| {key} | " + " | ".join(_cell(report[col].get(key)) for col, _ in columns) + " |")
     for name in report.get("sections", []):
         lines += ["", f"| {name} | value |", "|---|---:|"]
         for key, value in report[name].items():
@@ -272,11 +283,11 @@ def run_evaluate(
     if root is None:  # no --data: the folder the model was trained on, where it exists here; else discovered
         stored = cfg.data.data_dir
         root = find_data_dir(stored if stored is not None and Path(stored).is_dir() else None, key="--data")
-    train, _ = split_corpus(load_corpus(root), cfg.data.val_dungeons)
+    train, held_out = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)
     generator.to(target)
-    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, sampling=sampling)
+    report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, sampling=sampling, held_out=held_out)
     out_png = Path(out_png) if out_png else model_path.parent / DEFAULT_PNG
     out_json = Path(out_json) if out_json else model_path.parent / DEFAULT_JSON
     report["settings"].update(model=str(model_path), data_dir=str(root), val_dungeons=list(cfg.data.val_dungeons), mirror_augment=cfg.data.mirror_augment, device=str(target))
