@@ -1,5 +1,6 @@
 """From layouts to finished dungeons: embed, ask the room source for every room in batched calls, regenerate
-the rooms that fail their checks a bounded number of times, then walk each dungeon and check its mission.
+the rooms that fail their checks a bounded number of times, then walk each dungeon, check its mission and play it with the whole-dungeon player (`hmolqd.dungeon.play`),
+on the first rooms (before regeneration) and on the final ones.
 
 A room passes its checks when (1) it is playable (`hmolqd.data.playability`; a room whose only way in is
 its stair link needs no door), (2) its door sides are
@@ -27,6 +28,7 @@ from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES, door_sides, has_stairs
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
+from hmolqd.dungeon.play import PlayResult, play_dungeon
 from hmolqd.dungeon.source import RoomSource, room_attributes
 from hmolqd.dungeon.walk import WalkResult, door_positions, walk_dungeon
 
@@ -73,6 +75,8 @@ class Dungeon:
     walk: WalkResult
     mission: MissionResult
     source: str = ""  # name of the room source
+    play: PlayResult | None = None  # the whole-dungeon player on the final rooms (`hmolqd.dungeon.play`)
+    play_before: PlayResult | None = None  # the player on the first rooms, before any regeneration
 
     @property
     def layout(self) -> Layout:
@@ -113,6 +117,8 @@ class Dungeon:
             "walk_before_regeneration": self.walk_before.to_json(),
             "walk": self.walk.to_json(),
             "mission": self.mission.to_json(),
+            "play": None if self.play is None else {k: v for k, v in self.play.to_json().items() if k != "tiles"},
+            "beaten_before_regeneration": None if self.play_before is None else self.play_before.beaten,
             "notes": list(layout.notes),
         }
 
@@ -201,6 +207,7 @@ def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonCon
     rooms = _generate(plans, torch.arange(total), source, seed)  # (N, 16, 11), all dungeons in one call
     generated = torch.ones(total, dtype=torch.int64)
     walks_before = _walk_all(plans, rooms)
+    first = rooms.clone()
     reasons = room_failures(plans, rooms)
     for round_ in range(1, config.max_regenerations + 1):
         failing = torch.tensor([i for i, r in enumerate(reasons) if r], dtype=torch.long)
@@ -217,6 +224,8 @@ def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonCon
         out.append(Dungeon(
             plan=p, rooms=rooms[base : base + n].clone(), generated=generated[base : base + n].clone(), failures=failures,
             walk_before=before, walk=after, mission=check_mission(p.layout, config.mission_max_states), source=source.name,
+            play=play_dungeon(p.layout, p.embedding, rooms[base : base + n], max_states=config.mission_max_states),
+            play_before=play_dungeon(p.layout, p.embedding, first[base : base + n], max_states=config.mission_max_states),
         ))
         base += n
     return out

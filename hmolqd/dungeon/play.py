@@ -157,8 +157,9 @@ def tile_graph(layout: Layout, rooms: torch.Tensor, passages: Sequence[Passage],
     if not present[s]:
         return _assemble(layout, cells, edges, cell_of[(s, 0)], None, labels)
     lab = start_label(rooms[s], labels[s])
-    if not lab:
-        raise ValueError(f"play {layout.name}: the start room {layout.start} has no walkable tile")
+    if not lab:  # nothing to stand on: a start cell without moves (not beaten, stuck at the start)
+        cells.append((s, 0))
+        return _assemble(layout, cells, edges, len(cells) - 1, None, labels)
     tile = tuple((labels[s] == lab).nonzero()[0].tolist())
     return _assemble(layout, cells, edges, cell_of[(s, lab)], tile, labels)  # type: ignore[arg-type]
 
