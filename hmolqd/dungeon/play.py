@@ -64,6 +64,13 @@ def passable(kind: str, link: int, link_labels: frozenset[str], opened: frozense
     )
 
 
+def reversible(layout: Layout) -> bool:
+    """Every link passes both ways under the same condition: then what the player reaches it can leave again,
+    and the closure over opened-door sets is exact (no need to search where the player stands)."""
+    return all(link.kind_ab == link.kind_ba or (link.kind_ab in FREE_KINDS and link.kind_ba in FREE_KINDS)
+               for link in layout.links)
+
+
 def _has_pickup(codes: frozenset[str]) -> bool:
     return bool(codes & PICKUPS) or bool(switch_codes(codes))
 
@@ -244,7 +251,7 @@ def play(g: CellGraph, max_states: int = 200_000) -> PlayResult:
     goal = _goal_room(g)
     key_rooms = frozenset(i for i, room in enumerate(layout.rooms) if "k" in room.labels)
     key_doors = sum(1 for link in layout.links if "key" in (link.kind_ab, link.kind_ba))
-    found = _state_search(g, goal, max_states)
+    found = None if reversible(layout) else _state_search(g, goal, max_states)
     if found is not None:
         moves, opened, states = found
         if moves is not None:
@@ -308,6 +315,7 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
     key_link = {m.link for moves in g.moves for m in moves if m.kind == "key"}
     link_bit = {link: 1 << k for k, link in enumerate(sorted(key_link))}
     carried_of: dict[int, frozenset[str]] = {}
+    links_of: dict[int, frozenset[int]] = {}
 
     def carried(got: int) -> frozenset[str]:
         if got not in carried_of:
@@ -330,7 +338,9 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
             return moves[::-1], frozenset(k for k, b in link_bit.items() if opened & b), len(prev)
         have = carried(got)
         keys = bin(got & key_bits).count("1") - bin(opened).count("1")
-        opened_links = frozenset(k for k, b in link_bit.items() if opened & b)
+        if opened not in links_of:
+            links_of[opened] = frozenset(k for k, b in link_bit.items() if opened & b)
+        opened_links = links_of[opened]
         for m in g.moves[cell]:
             nxt_opened = opened
             if not passable(m.kind, m.link, layout.links[m.link].labels, opened_links, have):
@@ -348,7 +358,8 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
 
 
 def _bfs(g: CellGraph, src: int, inv: _Inventory) -> dict[int, tuple[int, Move] | None]:
-    """Cell -> (previous cell, move) over the cells reachable from `src` with what `inv` holds now."""
+    """Cell -> (previous cell, move) over the cells reachable from `src` with what `inv` holds now, in
+    breadth-first order (so the first cell found of a kind is a nearest one)."""
     prev: dict[int, tuple[int, Move] | None] = {src: None}
     queue = deque([src])
     while queue:
@@ -385,14 +396,14 @@ def _playthrough(g: CellGraph, order: list[int], keys: int, key_doors: int, reac
                 ends = [u for u, _ in doors]
                 step = doors[0][1] if doors else None
             if ends:
-                dst = min(ends, key=lambda c: (len(_route(prev, c)), c))
+                dst = ends[0]  # prev is in breadth-first order: the nearest
                 if step is not None:
                     step = next(m for u, m in doors if u == dst)
                 break
             todo = [c for c in prev if g.cells[c][0] not in inv.visited and _has_pickup(g.layout.rooms[g.cells[c][0]].labels)]
             if not todo:  # one-way doors cut the lazy player off: no playthrough
                 return None
-            dst = min(todo, key=lambda c: (len(_route(prev, c)), c))
+            dst = todo[0]
             for m in _route(prev, dst):
                 moves.append(m)
                 inv.enter(m.to)
