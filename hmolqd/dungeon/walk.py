@@ -110,15 +110,16 @@ class Passages:
     misaligned: tuple[str, ...]
 
 
-def _door_tiles(rooms: torch.Tensor, labels: torch.Tensor, room_i: int, side: int, k: int) -> list[tuple[int, int, int]]:
-    """(label, row, col) of the door tiles of room `room_i` at position `k` along `side`."""
+def _door_tiles(rooms: list, labels: list, room_i: int, side: int, k: int) -> list[tuple[int, int, int]]:
+    """(label, row, col) of the door tiles of room `room_i` at position `k` along `side` (`rooms`, `labels`:
+    the `(n, 16, 11)` tensors as nested lists, read tile by tile)."""
     rows, cols = _BAND[side]
     out = []
     for r in range(rows.start, rows.stop):
         for c in range(cols.start, cols.stop):
             along = r - rows.start if _ALONG_ROWS[side] else c - cols.start
-            if along == k and int(rooms[room_i, r, c]) == DOOR:
-                out.append((int(labels[room_i, r, c]), r, c))
+            if along == k and rooms[room_i][r][c] == DOOR:
+                out.append((labels[room_i][r][c], r, c))
     return out
 
 
@@ -133,6 +134,7 @@ def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, lab
     sides = door_sides(rooms)  # (n, 4)
     out: list[Passage] = []
     disagreements, misaligned = [], []
+    room_list, label_list = rooms.tolist(), labels.tolist()
     for (r, c), i in at_slot.items():
         for side in (1, 3):  # bottom and right: each neighbouring pair once
             dr, dc = SIDE_OFFSETS[side]
@@ -155,8 +157,8 @@ def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, lab
                 misaligned.append(f"room {a_id} {SIDES[side]} door and room {b_id} {SIDES[opp]} door do not line up")
             link = link_of.get(frozenset((a_id, b_id))) if linked else None
             for k in shared.nonzero().flatten().tolist():
-                for la, ra, ca in _door_tiles(rooms, labels, i, side, k):
-                    for lb, rb, cb in _door_tiles(rooms, labels, j, opp, k):
+                for la, ra, ca in _door_tiles(room_list, label_list, i, side, k):
+                    for lb, rb, cb in _door_tiles(room_list, label_list, j, opp, k):
                         out.append(Passage(i, la, (ra, ca), j, lb, (rb, cb), link))
     for link_index in embedding.stair_links:
         link = layout.links[link_index]
