@@ -46,7 +46,7 @@ from hmolqd.data.playability import walkable_components
 from hmolqd.data.tiles import ROOM_H, ROOM_W, STAIR
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
-from hmolqd.dungeon.walk import Passage, start_label, tile_passages
+from hmolqd.dungeon.walk import Passage, Passages, start_label, tile_passages
 
 FREE_KINDS: frozenset[str] = frozenset({"open", "soft", "bomb"})
 PICKUPS: frozenset[str] = frozenset({"k", "K", "I"})  # and switch codes S, S1, ...
@@ -97,6 +97,14 @@ class CellGraph:
     start: int
     start_tile: tuple[int, int] | None
     labels: torch.Tensor | None  # (n, 16, 11) int64 component labels, None for a layout-level graph
+
+    def label_lists(self, room: int) -> list[list[int]]:
+        """Room `room`'s labels as nested lists, read tile by tile (much faster than tensor indexing)."""
+        assert self.labels is not None
+        cache = self.__dict__.setdefault("_lists", {})
+        if room not in cache:
+            cache[room] = self.labels[room].tolist()
+        return cache[room]
 
 
 def _assemble(layout: Layout, cells: list[tuple[int, int]], edges: list[tuple[int, int, int, tuple | None, tuple | None]],
@@ -171,11 +179,13 @@ def tile_graph(layout: Layout, rooms: torch.Tensor, passages: Sequence[Passage],
     return _assemble(layout, cells, edges, cell_of[(s, lab)], tile, labels)  # type: ignore[arg-type]
 
 
-def dungeon_graph(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None) -> CellGraph:
-    """The cell graph of a built dungeon (rooms at `embedding.slots`)."""
+def dungeon_graph(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
+                  found: Passages | None = None) -> CellGraph:
+    """The cell graph of a built dungeon (rooms at `embedding.slots`; `found`: their `tile_passages`, if known)."""
     rooms = rooms.long()
     labels = walkable_components(rooms) if labels is None else labels
-    return tile_graph(layout, rooms, tile_passages(layout, embedding, rooms, labels).passages, labels)
+    found = tile_passages(layout, embedding, rooms, labels) if found is None else found
+    return tile_graph(layout, rooms, found.passages, labels)
 
 
 @dataclass(frozen=True)
@@ -423,7 +433,7 @@ def _playthrough(g: CellGraph, order: list[int], keys: int, key_doors: int, reac
 def _tile_walk(g: CellGraph, room: int, src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int]]:
     """Shortest tile path from `src` to `dst` inside one walkable component of room `room` (both included)."""
     assert g.labels is not None
-    labels = g.labels[room].tolist()  # read tile by tile: a list is much faster than tensor indexing
+    labels = g.label_lists(room)
     lab = labels[src[0]][src[1]]
     prev: dict[tuple[int, int], tuple[int, int] | None] = {src: None}
     queue = deque([src])
@@ -520,6 +530,6 @@ def play_layout(layout: Layout, max_states: int = 200_000) -> PlayResult:
 
 
 def play_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
-                 max_states: int = 200_000) -> PlayResult:
+                 max_states: int = 200_000, found: Passages | None = None) -> PlayResult:
     """Play a built dungeon tile by tile (rooms `(n, 16, 11)` in layout.rooms order at `embedding.slots`)."""
-    return play(dungeon_graph(layout, embedding, rooms, labels), max_states)
+    return play(dungeon_graph(layout, embedding, rooms, labels, found), max_states)

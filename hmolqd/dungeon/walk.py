@@ -172,10 +172,12 @@ def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, lab
     return Passages(tuple(out), tuple(disagreements), tuple(misaligned))
 
 
-def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None) -> WalkResult:
+def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
+                 found: Passages | None = None) -> WalkResult:
     """Walk `rooms` `(n, 16, 11)` (in `layout.rooms` order, at `embedding.slots`) from the start (module docstring).
 
-    `labels` `(n, 16, 11)`: the rooms' `walkable_components`, when already computed for a larger batch.
+    `labels` `(n, 16, 11)`: the rooms' `walkable_components`, when already computed for a larger batch;
+    `found`: their `tile_passages`, when already computed (with those labels).
     """
     n = len(layout.rooms)
     if rooms.dim() != 3 or tuple(rooms.shape) != (n, ROOM_H, ROOM_W):
@@ -184,7 +186,7 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
     labels = walkable_components(rooms) if labels is None else labels  # (n, 16, 11), 0 = not walkable
     size = ROOM_H * ROOM_W + 1
     index = {room.id: i for i, room in enumerate(layout.rooms)}
-    found = tile_passages(layout, embedding, rooms, labels)
+    found = tile_passages(layout, embedding, rooms, labels) if found is None else found
     union = _Union()
     for p in found.passages:
         union.join(p.i * size + p.label_i, p.j * size + p.label_j)
