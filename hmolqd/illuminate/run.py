@@ -48,6 +48,7 @@ from hmolqd.illuminate.archive import (
 from hmolqd.illuminate.genome import GENOME_DIM, plan_genome, random_genomes
 
 MODES = ("map-elites", "baseline")
+ISO_SIGMA, LINE_SIGMA = 0.1, 0.2  # iso-line emitter steps in the unit box of the genome
 _BATCH_SEED = 1_000_003
 _BASELINE_SEED = 10_000_019
 
@@ -74,7 +75,7 @@ def _scheduler(descriptors: Sequence[Descriptor], seed: int, batch_size: int) ->
     half = max(1, batch_size // 2)
     bounds = [(0.0, 1.0)] * GENOME_DIM
     emitters = [
-        IsoLineEmitter(archive, iso_sigma=0.05, line_sigma=0.2, bounds=bounds, batch_size=size, seed=seed * 7 + k,
+        IsoLineEmitter(archive, iso_sigma=ISO_SIGMA, line_sigma=LINE_SIGMA, bounds=bounds, batch_size=size, seed=seed * 7 + k,
                        initial_solutions=random_genomes(size, seed * 7 + k))
         for k, size in enumerate((half, batch_size - half)) if size
     ]
