@@ -38,6 +38,8 @@ def part_real(source: Any, data_dir: Path, seeds: int) -> dict[str, Any]:
     t0 = time.perf_counter()
     plays = [p.to_json() for p in play_real_dungeons(data_dir)]
     real_s = time.perf_counter() - t0
+    if seeds == 0:  # the real maps only
+        return {"real_maps": plays, "real_maps_beaten": sum(p["beaten"] for p in plays), "real_maps_seconds": real_s}
     layouts = [read_layout(f) for f in sorted((data_dir / "Graph Processed").glob("*.dot"))]
     config = DungeonConfig()
     dungeons, t0 = [], time.perf_counter()
@@ -74,6 +76,23 @@ def part_archive(model: Path, mode: str, seeds: list[int], evaluations: int, run
     return out
 
 
+def collect(folders: list[Path]) -> dict[str, Any]:
+    """Per-run results read from archive checkpoints (finished or not), grouped by mode, and each run's
+    coverage after every batch (to compare generators at the same budget)."""
+    from hmolqd.illuminate import load_illumination
+
+    out: dict[str, Any] = {}
+    for folder in folders:
+        r = load_illumination(folder)
+        c = r.counts
+        out.setdefault(r.settings["mode"], []).append({
+            "seed": r.settings["seed"], "folder": str(folder), **r.stats, "dungeons": c["dungeons"],
+            "beaten_before": c["beaten_before"] / c["dungeons"], "beaten": c["beaten"] / c["dungeons"],
+            "rooms": c["rooms"], "rooms_regenerated": c["rooms_regenerated"] / c["rooms"], "evaluation_seconds": c["seconds"],
+            "coverage_by_evaluations": {h["evaluations"]: h["coverage"] for h in r.history}})
+    return out
+
+
 def _spread(values: list[float]) -> str:
     return f"{statistics.mean(values):.4g} [{min(values):.4g}, {max(values):.4g}]"
 
@@ -102,8 +121,8 @@ def markdown(parts: list[dict[str, Any]]) -> str:
                 lines.append(f"| {r['name']} | {'yes' if r['beaten'] else 'no'} | {r['rooms_on_path']} / {r['rooms']} | "
                              f"{r['placed_nodes']} / {r['map_rooms']} | {r['links_shown_as_doors']} / {r['links']} | "
                              f"{r['stuck'][:160]} |")
-            b = p["real_graphs_built"]
-            lines += ["", f"Real graphs built with the model: {b['dungeons']} dungeons, beaten before regeneration "
+            b = p.get("real_graphs_built")
+            lines += [] if b is None else ["", f"Real graphs built with the model: {b['dungeons']} dungeons, beaten before regeneration "
                       f"{100 * b['beaten_before']:.1f} %, after {100 * b['beaten']:.1f} %, rooms regenerated "
                       f"{100 * b['rooms_regenerated']:.1f} %, {b['seconds']:.0f} s"]
     return "\n".join(lines)
@@ -122,15 +141,27 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs", type=Path, default=Path("runs/illuminate_bench"), help="checkpoint folders of the archive runs")
     p.add_argument("--out", type=Path, default=None, help="JSON results file of this part")
     p.add_argument("--merge", type=Path, nargs="*", default=None, help="print the tables of these part files")
+    p.add_argument("--collect", type=Path, nargs="*", default=None, help="read these archive folders' checkpoints into --out")
     args = p.parse_args(argv)
+    if args.collect is not None:
+        result = collect(args.collect)
+        if args.out:
+            args.out.write_text(json.dumps(result, indent=2) + "\n")
+        for mode, runs in result.items():
+            for r in runs:
+                print(f"{mode} seed {r['seed']}: {r['evaluations']} evaluations, coverage {100 * r['coverage']:.2f} %, "
+                      f"QD {r['qd_score']:.1f}, beaten elites {100 * r['beaten_elites']:.1f} %, beaten before/after "
+                      f"{100 * r['beaten_before']:.1f}/{100 * r['beaten']:.1f} %, rooms regenerated {100 * r['rooms_regenerated']:.1f} %, "
+                      f"{r['evaluation_seconds']:.0f} s")
+        return 0
     if args.merge is not None:
         print(markdown([json.loads(f.read_text()) for f in args.merge]))
         return 0
     torch.set_num_threads(1)
-    if args.model is None or args.part is None:
-        p.error("--model and --part are needed (or --merge FILES)")
+    if args.part is None or (args.model is None and not (args.part == "real" and args.real_seeds == 0)):
+        p.error("--model and --part are needed (or --merge FILES; --part real --real-seeds 0 needs no model)")
     if args.part == "real":
-        result = part_real(as_source(args.model), find_data_dir(args.data), args.real_seeds)
+        result = part_real(as_source(args.model) if args.real_seeds else None, find_data_dir(args.data), args.real_seeds)
     else:
         result = part_archive(args.model, args.mode, args.seeds, args.evaluations, args.runs, args.batch_size)
     result["note"] = "timings on a 2-core machine shared with other agents' jobs"
