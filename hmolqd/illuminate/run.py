@@ -13,8 +13,8 @@ genomes come from the scheduler's pickled random state, the rooms from seed + ba
 one dungeon per evaluation, inserted into the same kind of archive (the bench's reference).
 
 pyribs runs the search in-process, which is the default on one machine. Evaluation is one function of a
-batch of genomes (`evaluate_batch`), so a user with more machines can hand batches to an engine such as
-Dask (as pyribs' own examples do); this module starts no process pool of its own.
+batch of genomes (`evaluate_batch`), the unit an engine such as Dask would run on other workers (as pyribs'
+own examples do); that is not wired in yet (no `client=` argument), and this module starts no process pool.
 """
 
 from __future__ import annotations
