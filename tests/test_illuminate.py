@@ -23,8 +23,8 @@ from hmolqd.illuminate.genome import GENOME_DIM, add_loop, add_room, decode, mov
 
 pytest.importorskip("ribs")
 
-from hmolqd.illuminate import IlluminateError, generate_dungeon, illuminate, load_illumination  # noqa: E402
-from hmolqd.illuminate.archive import CHECKPOINT_NAME, load_state  # noqa: E402
+from hmolqd.illuminate import IlluminateError, generate_dungeon, illuminate, load_illumination
+from hmolqd.illuminate.archive import CHECKPOINT_NAME, load_state
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -155,10 +155,10 @@ def test_baseline_fills_the_same_kind_of_archive() -> None:
 
 def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from hmolqd.cli import main
-    from tests.test_dungeon_cli import TINY
     from hmolqd.config import Config
     from hmolqd.models.room_model import RoomModel
     from hmolqd.training.outputs import export_final
+    from tests.test_dungeon_cli import TINY
 
     model = export_final(RoomModel.from_config(Config().with_overrides(**TINY)), tmp_path / "run")
     assert main(["illuminate", "--model", str(model), "--evaluations", "0"]) == 2

@@ -8,10 +8,10 @@ from typing import Any
 
 from hmolqd.dungeon.api import generate_dungeon as _generate_dungeon
 from hmolqd.dungeon.build import Dungeon
-from hmolqd.illuminate.archive import CHECKPOINT_NAME, IlluminateError, load_state
+from hmolqd.illuminate.archive import CHECKPOINT_NAME, IlluminateError, archive_stats, check_descriptors, load_state
 from hmolqd.illuminate.outputs import closest_elite, write_outputs
-from hmolqd.illuminate.run import Illumination, illuminate as _illuminate
-from hmolqd.illuminate.archive import archive_stats, check_descriptors
+from hmolqd.illuminate.run import Illumination
+from hmolqd.illuminate.run import illuminate as _illuminate
 
 
 def illuminate(model: Any, *, evaluations: int = 2000, out: str | Path | None = None, outputs: bool = True,

@@ -32,10 +32,10 @@ from __future__ import annotations
 
 import math
 import pickle
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -124,7 +124,7 @@ def archive_stats(archive: Any, beaten: dict[int, bool] | None = None) -> dict[s
     """Coverage, QD score, elites and (given each cell's beaten flag) the share of beaten elites."""
     data = archive.data()
     cells = int(np.prod(archive.dims))
-    out = {"elites": int(len(archive)), "cells": cells, "coverage": len(archive) / cells,
+    out = {"elites": len(archive), "cells": cells, "coverage": len(archive) / cells,
            "qd_score": float(np.sum(data["objective"])) if len(archive) else 0.0}
     if beaten is not None:
         flags = [beaten.get(int(i), False) for i in data["index"]]
