@@ -11,7 +11,8 @@ Subpackages, bottom to top (a layer imports only the layers above it in this lis
     checkpointing/   checkpoint files, manager and background writer, directory lock, run identity, resume, restore, RNG, inference export
     evaluation/      metrics, Markov reference, the quality report
     training/        the training loop, its checkpoint session, stages, validation, runtime, outputs, self-check
-    dungeon/         whole dungeons: layouts, grid embedding, key/lock check, rooms from a model, walkability
+    dungeon/         whole dungeons: layouts, grid embedding, key/lock check, rooms from a model, walkability, the player
+    illuminate/      layout genomes and a MAP-Elites archive of dungeons (pyribs, the optional extra hmolqd[qd])
     cli_args.py      the command line's argument checks and one-line argparse errors (used by cli.py only)
     cli.py, notebook.py, __main__.py   the edges: command line and notebook helpers
 
@@ -26,13 +27,13 @@ from typing import Any
 
 from hmolqd.config import Config, ConfigError
 
-__all__ = ["Config", "ConfigError", "generate", "generate_dungeon", "load_model", "train"]
+__all__ = ["Config", "ConfigError", "generate", "generate_dungeon", "illuminate", "load_model", "train"]
 __version__ = "0.1.0"
 
 # The heavy entry points import torch and matplotlib; load them on first use so `import hmolqd` stays light.
 _LAZY = {
     "train": "hmolqd.training.loop", "load_model": "hmolqd.checkpointing.export", "generate": "hmolqd.sampling.generate",
-    "generate_dungeon": "hmolqd.dungeon.api",
+    "generate_dungeon": "hmolqd.illuminate.api", "illuminate": "hmolqd.illuminate.api",
 }
 
 

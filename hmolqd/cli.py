@@ -195,6 +195,27 @@ def _dungeon(args: argparse.Namespace) -> int:
     return 0
 
 
+def _illuminate(args: argparse.Namespace) -> int:
+    from hmolqd.illuminate import IlluminateError, illuminate
+
+    if not args.model.is_file():
+        raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
+    out = args.out or args.model.with_name("illuminate")
+    sampling = {} if args.steps is None else {"steps": args.steps}
+    try:
+        result = illuminate(args.model, evaluations=args.evaluations, out=out, descriptors=args.descriptors, seed=args.seed,
+                            batch_size=args.batch_size, mode=args.mode, progress=lambda h: print(
+                                f"{h['evaluations']} evaluations: coverage {100 * h['coverage']:.1f} %, QD score {h['qd_score']:.1f}",
+                                file=sys.stderr), **sampling)
+    except IlluminateError as err:  # bad input: one line, like the other subcommands' errors
+        raise ConfigError(str(err)) from None
+    s = result.stats
+    print(f"{s['elites']} elites in {s['cells']} cells: coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.2f}, "
+          f"{100 * (s['beaten_elites'] or 0):.1f} % of elites beaten")
+    print(f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), summary.json, archive.pkl")
+    return 0
+
+
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", type=Path, default=None, help="JSON config: flat like the notebook's CONFIG, or nested like config.json")
     p.add_argument("--preset", default=None, help="a shipped preset (hmolqd/presets): smoke, cpu, gpu")
@@ -254,6 +275,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-regenerations", type=int, default=None, help=f"rounds of regenerating rooms that fail their checks (default {DungeonConfig().max_regenerations})")
     p.add_argument("--out", type=Path, default=None, help="folder for dungeon.txt/.dot/.png/.json (default: dungeon/ beside the model)")
     p.set_defaults(run=_dungeon)
+
+    p = sub.add_parser("illuminate", help="fill a MAP-Elites archive of whole dungeons with model_final.pt (needs hmolqd[qd])")
+    p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
+    p.add_argument("--evaluations", type=int, default=2000, help="dungeons to build and play (default 2000)")
+    p.add_argument("--out", type=Path, default=None, help="folder of the archive checkpoint and outputs (default: illuminate/ beside the model)")
+    p.add_argument("--descriptors", nargs="+", default=["rooms", "path_share", "backtracking"], help="1-3 behaviour descriptors")
+    p.add_argument("--seed", type=int, default=0, help="seed of the search and of the rooms")
+    p.add_argument("--batch-size", type=int, default=50, help="dungeons per batch (one room-model call per round)")
+    p.add_argument("--mode", default="map-elites", help="map-elites, or baseline (sampled real templates, same archive)")
+    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
+    p.set_defaults(run=_illuminate)
 
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
 

@@ -42,6 +42,7 @@ from hmolqd.render import dungeon_to_rgb, save_png
 from hmolqd.training.outputs import (
     FINAL_MODEL,
     GENERATED_DUNGEON,
+    ILLUMINATE_DIR,
     SAMPLE_CONDITIONS,
     ZIP_NAME,
     condition_caption,
@@ -249,6 +250,29 @@ def draw_dungeon(cfg: Config, rooms: int | None = 20, seed: int = 0) -> str:
     zip_outputs(out, cfg.paths.checkpoint_dir)
     show_image(out / f"{GENERATED_DUNGEON}.png")
     return format_summary(dungeon)
+
+
+def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> str:
+    """A MAP-Elites archive of dungeons from the trained model (`hmolqd.illuminate`, needs pyribs: the
+    extra hmolqd[qd]): `evaluations` dungeons, checkpointed in output_dir/illuminate (running the cell again
+    resumes), its heatmap shown; returns the archive's summary line. Without pyribs, says how to get it."""
+    import importlib.util
+
+    from hmolqd.checkpointing.export import load_model
+
+    if importlib.util.find_spec("ribs") is None:
+        return "no archive: pyribs is not installed (pip install ribs, or pip install hmolqd[qd]); the rest of the notebook does not need it"
+    from hmolqd.illuminate import illuminate
+
+    out = Path(cfg.paths.output_dir)
+    if not (out / FINAL_MODEL).is_file():
+        return f"no archive yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
+    model = load_model(out / FINAL_MODEL).to(resolve_device(cfg.run.device))
+    result = illuminate(model, evaluations=evaluations, out=out / ILLUMINATE_DIR, seed=seed)
+    show_image(out / ILLUMINATE_DIR / "heatmap.png")
+    s = result.stats
+    return (f"{s['elites']} elite dungeons in {s['cells']} cells (coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.1f}, "
+            f"{100 * (s['beaten_elites'] or 0):.1f} % beaten); heatmap, elite grid and every elite's files in {out / ILLUMINATE_DIR}")
 
 
 def _size(n: int) -> str:

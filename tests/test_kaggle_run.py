@@ -177,7 +177,7 @@ def test_kaggle_run_all_resume_and_second_session(vglc_dir: Path, tmp_path: Path
     assert any(k.endswith(f"fixtures/v0_1_0/{LATEST}") for k in input_before)  # the file the first run adopted
     _kaggle_kernel(tmp_path / "jupyter", monkeypatch, root1)
 
-    first = _run(TRAIN_NB, work1, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=SHRINK)  # any failing cell raises here
+    first = _run(TRAIN_NB, work1, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=SHRINK, ILLUMINATE_EVALUATIONS=2)  # any failing cell raises here
     text = text_of(first)
     _assert_imported_from(text, inp1)
     assert "on Kaggle: yes" in text
@@ -195,7 +195,7 @@ def test_kaggle_run_all_resume_and_second_session(vglc_dir: Path, tmp_path: Path
 
     # ---- (b) session 1, "Run all" again: resumes its own checkpoint, training already finished, nothing trained twice
     saved_1, history_1 = _saved_state(work1), _history(out1)
-    again = _run(TRAIN_NB, work1, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=SHRINK)
+    again = _run(TRAIN_NB, work1, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=SHRINK, ILLUMINATE_EVALUATIONS=2)
     trained = _cell(again, "# 5. Train")
     resumed = _resume_lines(trained)
     assert resumed and resumed[0].startswith(f"Resuming from {ckpt1 / LATEST} "), trained[:2000]
@@ -211,7 +211,7 @@ def test_kaggle_run_all_resume_and_second_session(vglc_dir: Path, tmp_path: Path
     input_before = _snapshot(inp2)
     _kaggle_kernel(tmp_path / "jupyter", monkeypatch, root2)
     more = {**SHRINK, "num_epochs": 2}
-    second = _run(TRAIN_NB, work2, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=more)
+    second = _run(TRAIN_NB, work2, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=more, ILLUMINATE_EVALUATIONS=2)
     text = text_of(second)
     _assert_imported_from(text, inp2)
     status, trained = _cell(second, "# 4. Resume status"), _cell(second, "# 5. Train")

@@ -3,7 +3,9 @@
 Owns: layouts and their door kinds (`layout`), layout sampling and statistics (`sampler`), grid embedding
 (`embed`), the key/lock mission check (`mission`), room sources (`source`: the room model, a Markov chain,
 the corpus), batched generation with bounded regeneration (`build`), tile-level walkability (`walk`),
-the files of a dungeon (`export`) and the one-call entry points (`api`).
+the whole-dungeon player over keys, locks and tiles (`play`, on the cells of `cells`), the 18 real dungeons
+played from their VGLC maps and graphs (`real`), the files of a dungeon (`export`) and the one-call entry
+points (`api`).
 
 May import: `hmolqd.data`, `hmolqd.render`, `hmolqd.atomic`, `hmolqd.sampling` and `hmolqd.evaluation`
 (imports point down). Nothing here imports training, the CLI or the package API; those call in here.
@@ -35,6 +37,7 @@ from hmolqd.dungeon.layout import (
     read_layout,
 )
 from hmolqd.dungeon.mission import MissionResult, check_mission
+from hmolqd.dungeon.play import PlayResult, play_dungeon, play_layout
 from hmolqd.dungeon.sampler import SamplerConfig, layout_stats, sample_layout
 from hmolqd.dungeon.source import (
     CorpusRoomSource,
@@ -48,7 +51,9 @@ from hmolqd.dungeon.walk import WalkResult, walk_dungeon
 
 __all__ = [
     "CorpusRoomSource", "Dungeon", "DungeonConfig", "Embedding", "EmbeddingError", "Layout", "LayoutError", "Link",
-    "MarkovRoomSource", "MissionResult", "ModelRoomSource", "Plan", "PlainRoomSource", "Room", "RoomSource", "SamplerConfig", "WalkResult",
+    "MarkovRoomSource", "MissionResult", "ModelRoomSource", "Plan", "PlainRoomSource", "PlayResult", "Room", "RoomSource", "SamplerConfig",
+    "WalkResult",
     "as_source", "build_dungeons", "check_mission", "embed", "format_summary", "generate_dungeon", "generate_dungeons",
-    "layout_from_graph", "layout_stats", "plain_rooms", "plan", "read_layout", "sample_layout", "walk_dungeon", "write_dungeon",
+    "layout_from_graph", "layout_stats", "plain_rooms", "plan", "play_dungeon", "play_layout", "read_layout", "sample_layout",
+    "walk_dungeon", "write_dungeon",
 ]

@@ -1,5 +1,6 @@
 """From layouts to finished dungeons: embed, ask the room source for every room in batched calls, regenerate
-the rooms that fail their checks a bounded number of times, then walk each dungeon and check its mission.
+the rooms that fail their checks a bounded number of times, then walk each dungeon, check its mission and play it with the whole-dungeon player (`hmolqd.dungeon.play`),
+on the first rooms (before regeneration) and on the final ones.
 
 A room passes its checks when (1) it is playable (`hmolqd.data.playability`; a room whose only way in is
 its stair link needs no door), (2) its door sides are
@@ -27,8 +28,9 @@ from hmolqd.data.tiles import ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, door_sides, ha
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
+from hmolqd.dungeon.play import PlayResult, play_dungeon
 from hmolqd.dungeon.source import RoomSource, room_attributes
-from hmolqd.dungeon.walk import WalkResult, door_positions, walk_dungeon
+from hmolqd.dungeon.walk import WalkResult, door_positions, tile_passages, walk_dungeon
 
 MONSTER_LABELS = frozenset({"e", "m", "b"})  # node labels of rooms with enemies (enemy, mini-boss, boss)
 _ROUND_SEED = 1_000_003  # seed of regeneration round r: seed + r * _ROUND_SEED
@@ -73,6 +75,8 @@ class Dungeon:
     walk: WalkResult
     mission: MissionResult
     source: str = ""  # name of the room source
+    play: PlayResult | None = None  # the whole-dungeon player on the final rooms (`hmolqd.dungeon.play`)
+    play_before: PlayResult | None = None  # the player on the first rooms, before any regeneration
 
     @property
     def layout(self) -> Layout:
@@ -113,6 +117,8 @@ class Dungeon:
             "walk_before_regeneration": self.walk_before.to_json(),
             "walk": self.walk.to_json(),
             "mission": self.mission.to_json(),
+            "play": None if self.play is None else {k: v for k, v in self.play.to_json().items() if k != "tiles"},
+            "beaten_before_regeneration": None if self.play_before is None else self.play_before.beaten,
             "notes": list(layout.notes),
         }
 
@@ -182,12 +188,16 @@ def _generate(plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, se
     return rooms.to(torch.uint8)
 
 
-def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor) -> list[WalkResult]:
+def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor, max_states: int) -> list[tuple[WalkResult, PlayResult]]:
+    """Walk and play every dungeon; tile passages are found once per dungeon for both."""
     labels = walkable_components(rooms)  # (N, 16, 11): all rooms of all dungeons in one batch
     out, base = [], 0
     for p in plans:
         n = len(p.layout.rooms)
-        out.append(walk_dungeon(p.layout, p.embedding, rooms[base : base + n], labels[base : base + n]))
+        mine, lab = rooms[base : base + n].long(), labels[base : base + n]
+        found = tile_passages(p.layout, p.embedding, mine, lab)
+        out.append((walk_dungeon(p.layout, p.embedding, mine, lab, found),
+                    play_dungeon(p.layout, p.embedding, mine, lab, max_states, found)))
         base += n
     return out
 
@@ -199,7 +209,7 @@ def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonCon
     total = sum(len(p.layout.rooms) for p in plans)
     rooms = _generate(plans, torch.arange(total), source, seed)  # (N, 16, 11), all dungeons in one call
     generated = torch.ones(total, dtype=torch.int64)
-    walks_before = _walk_all(plans, rooms)
+    walks_before = _walk_all(plans, rooms, config.mission_max_states)
     reasons = room_failures(plans, rooms)
     for round_ in range(1, config.max_regenerations + 1):
         failing = torch.tensor([i for i, r in enumerate(reasons) if r], dtype=torch.long)
@@ -208,14 +218,15 @@ def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonCon
         rooms[failing] = _generate(plans, failing, source, seed + round_ * _ROUND_SEED, relax=round_ >= 2)
         generated[failing] += 1
         reasons = room_failures(plans, rooms)
-    walks = _walk_all(plans, rooms)
+    walks = _walk_all(plans, rooms, config.mission_max_states)
     out, base = [], 0
-    for p, before, after in zip(plans, walks_before, walks):
+    for p, (before, play_before), (after, play_after) in zip(plans, walks_before, walks):
         n = len(p.layout.rooms)
         failures = {room.id: reasons[base + k] for k, room in enumerate(p.layout.rooms) if reasons[base + k]}
         out.append(Dungeon(
             plan=p, rooms=rooms[base : base + n].clone(), generated=generated[base : base + n].clone(), failures=failures,
             walk_before=before, walk=after, mission=check_mission(p.layout, config.mission_max_states), source=source.name,
+            play=play_after, play_before=play_before,
         ))
         base += n
     return out

@@ -12,8 +12,10 @@ Rules (the door kinds of `hmolqd.dungeon.layout`; travel follows each link's per
 - "switch": the door labelled `S1` opens once a room labelled `S1` was visited (`S` likewise).
 
 Small keys are the only thing used up, so the order of opening key doors matters (a key spent on a side
-room may be missing later). The check searches over the sets of opened key doors (breadth first, with
-`max_states` as a bound) and reports the dungeon **beatable** when some order reaches the goal.
+room may be missing later). The check is the whole-dungeon player of `hmolqd.dungeon.play` run on the
+graph alone (one cell per room; the rules above are defined there once): it searches over the sets of
+opened key doors (breadth first, with `max_states` as a bound) and reports the dungeon **beatable** when
+some order reaches the goal.
 The goal comes last: the walk ends when it enters the goal room, so nothing found there helps to reach it.
 
 `boss_before_goal` says whether every way from the start to the goal passes through the boss room. It
@@ -27,9 +29,10 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
+from hmolqd.dungeon.layout import Layout
+from hmolqd.dungeon.play import FREE_KINDS, play_layout
 
-FREE_KINDS: frozenset[str] = frozenset({"open", "soft", "bomb"})
+__all__ = ["FREE_KINDS", "MissionResult", "check_mission"]
 
 
 @dataclass(frozen=True)
@@ -48,42 +51,6 @@ class MissionResult:
         return dict(self.__dict__)
 
 
-def _moves(layout: Layout) -> dict[int, list[tuple[int, str, int]]]:
-    """Room -> [(neighbour, door kind of that move, link index)]. A stair link keeps its door kind."""
-    out: dict[int, list[tuple[int, str, int]]] = {room.id: [] for room in layout.rooms}
-    for index, link in enumerate(layout.links):
-        out[link.a].append((link.b, link.kind_ab, index))
-        out[link.b].append((link.a, link.kind_ba, index))
-    return out
-
-
-def _closure(layout: Layout, moves: dict[int, list[tuple[int, str, int]]], opened: frozenset[int], labels: dict[int, frozenset[str]]) -> set[int]:
-    """Rooms reachable from the start with the key doors `opened` open; items that are not used up apply as found."""
-    reached = {layout.start}
-    while True:
-        size = len(reached)
-        carried = frozenset().union(*(labels[r] for r in reached))  # codes of every room visited so far
-        switches = switch_codes(carried)
-        queue = deque(reached)
-        while queue:
-            u = queue.popleft()
-            for v, kind, index in moves[u]:
-                if v in reached:
-                    continue
-                if (
-                    kind in FREE_KINDS
-                    or index in opened
-                    or (kind == "boss" and "K" in carried)
-                    or (kind == "item" and "I" in carried)
-                    or (kind == "switch" and bool(switch_codes(layout.links[index].labels) & switches))
-                ):
-                    reached.add(v)
-                    queue.append(v)
-        # New rooms may hold a boss key, a key item or a switch that opens more doors: repeat until stable.
-        if len(reached) == size:
-            return reached
-
-
 def _behind_boss(layout: Layout) -> bool:
     """True when the goal cannot be reached from the start without entering the boss room (or no boss)."""
     if layout.boss is None or layout.goal == layout.boss:
@@ -100,59 +67,8 @@ def _behind_boss(layout: Layout) -> bool:
 
 
 def check_mission(layout: Layout, max_states: int = 200_000) -> MissionResult:
-    """Search the orders of opening key doors (module docstring) -> `MissionResult`."""
-    labels = {room.id: room.labels for room in layout.rooms}
-    moves = _moves(layout)
-    key_rooms = frozenset(r for r, codes in labels.items() if "k" in codes)
-    key_doors = sum(1 for link in layout.links if "key" in (link.kind_ab, link.kind_ba))
-    start: frozenset[int] = frozenset()
-    seen_states = {start}
-    queue = deque([start])
-    best: tuple[int, frozenset[int], set[int]] = (-1, start, set())
-    while queue:
-        opened = queue.popleft()
-        reached = _closure(layout, moves, opened, labels)
-        if len(reached) > best[0]:
-            best = (len(reached), opened, reached)
-        if layout.goal in reached:
-            return MissionResult(True, _behind_boss(layout), len(key_rooms), key_doors, len(opened), len(reached),
-                                 len(layout.rooms), len(seen_states), "")
-        in_hand = len(key_rooms & reached) - len(opened)
-        if in_hand <= 0:
-            continue
-        for u in sorted(reached):
-            for v, kind, index in moves[u]:
-                if kind == "key" and v not in reached and index not in opened:
-                    nxt = opened | {index}
-                    if nxt not in seen_states:
-                        if len(seen_states) >= max_states:
-                            return MissionResult(False, _behind_boss(layout), len(key_rooms), key_doors, len(best[1]), best[0],
-                                                 len(layout.rooms), len(seen_states), f"search limit of {max_states} states reached")
-                        seen_states.add(nxt)
-                        queue.append(nxt)
-    _, opened, reached = best
-    return MissionResult(False, _behind_boss(layout), len(key_rooms), key_doors, len(opened), len(reached),
-                         len(layout.rooms), len(seen_states), _stuck(layout, moves, opened, reached, key_rooms))
-
-
-def _stuck(layout: Layout, moves: dict[int, list[tuple[int, str, int]]], opened: frozenset[int], reached: set[int], key_rooms: frozenset[int]) -> str:
-    """Describe the best dead end: rooms reached and what each border door needs."""
-    in_hand = len(key_rooms & reached) - len(opened)
-    needs = []
-    for u in sorted(reached):
-        for v, kind, index in moves[u]:
-            if v in reached:
-                continue
-            if kind == "key":
-                needs.append(f"{u}->{v} key-locked ({in_hand} key(s) in hand, {len(key_rooms & reached)} picked up, {len(opened)} used)")
-            elif kind == "boss":
-                needs.append(f"{u}->{v} needs the boss key (room labelled K not reached)")
-            elif kind == "item":
-                needs.append(f"{u}->{v} needs a key item (room labelled I not reached)")
-            elif kind == "switch":
-                codes = ",".join(sorted(switch_codes(layout.links[index].labels))) or "S"
-                needs.append(f"{u}->{v} switch-locked (switch {codes} not reached)")
-            elif kind == NO_PASSAGE:
-                needs.append(f"{u}->{v} one-way the other way")
-    where = "; ".join(needs) if needs else "no door leads on"
-    return f"goal {layout.goal} not reached: at best {len(reached)} of {len(layout.rooms)} rooms ({sorted(reached)[:12]}...); {where}"
+    """The mission view of the whole-dungeon player: `hmolqd.dungeon.play` on the graph alone (one cell per
+    room, module docstring) -> `MissionResult`."""
+    result = play_layout(layout, max_states)
+    return MissionResult(result.beaten, _behind_boss(layout), result.keys, result.key_doors, result.keys_used, result.reached,
+                         result.rooms, result.states, result.stuck)

@@ -200,6 +200,18 @@ def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = S
     rng = random.Random(seed)
     template = rng.choice(REAL_TEMPLATES)
     n = rooms if rooms is not None else max(MIN_ROOMS, round(template.rooms * rng.uniform(1 - config.rooms_jitter, 1 + config.rooms_jitter)))
+    return _build(rng, template, n, config, seed)
+
+
+def layout_from_template(template: Template, seed: int, config: SamplerConfig = SamplerConfig()) -> Layout:
+    """A seeded layout that follows `template` itself (its room count exactly): the decoder of
+    `hmolqd.illuminate.genome`, which writes the template's numbers as the knobs of a search."""
+    if template.rooms < MIN_ROOMS:
+        raise ValueError(f"layout_from_template: rooms must be >= {MIN_ROOMS}, got {template.rooms}")
+    return _build(random.Random(seed), template, template.rooms, config, seed)
+
+
+def _build(rng: random.Random, template: Template, n: int, config: SamplerConfig, seed: int) -> Layout:
     max_extent = max(4, math.ceil(math.sqrt(2 * n)))
     for _ in range(config.attempts):
         grid = _grow(rng, template, n, max_extent)

@@ -85,23 +85,56 @@ class _Union:
             self.parent[ra] = rb
 
 
-def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None) -> WalkResult:
-    """Walk `rooms` `(n, 16, 11)` (in `layout.rooms` order, at `embedding.slots`) from the start (module docstring).
+@dataclass(frozen=True)
+class Passage:
+    """One way between two walkable components of two rooms: a pair of facing door tiles or a stair pair.
 
-    `labels` `(n, 16, 11)`: the rooms' `walkable_components`, when already computed for a larger batch.
+    `i` / `j`: room indices (layout.rooms order); `label_i` / `label_j`: their `walkable_components` labels;
+    `tile_i` / `tile_j`: (row, col) of the door or stair tile on each end; `link`: the index into
+    `layout.links` of the link this passage serves, or None for facing doors the layout does not link.
     """
-    n = len(layout.rooms)
-    if rooms.dim() != 3 or tuple(rooms.shape) != (n, ROOM_H, ROOM_W):
-        raise ValueError(f"walk_dungeon {layout.name}: expected rooms ({n}, {ROOM_H}, {ROOM_W}), got {tuple(rooms.shape)}")
-    rooms = rooms.long()
-    labels = walkable_components(rooms) if labels is None else labels  # (n, 16, 11), 0 = not walkable
-    size = ROOM_H * ROOM_W + 1
+
+    i: int
+    label_i: int
+    tile_i: tuple[int, int]
+    j: int
+    label_j: int
+    tile_j: tuple[int, int]
+    link: int | None
+
+
+@dataclass(frozen=True)
+class Passages:
+    passages: tuple[Passage, ...]
+    disagreements: tuple[str, ...]
+    misaligned: tuple[str, ...]
+
+
+def _door_tiles(rooms: list, labels: list, room_i: int, side: int, k: int) -> list[tuple[int, int, int]]:
+    """(label, row, col) of the door tiles of room `room_i` at position `k` along `side` (`rooms`, `labels`:
+    the `(n, 16, 11)` tensors as nested lists, read tile by tile)."""
+    rows, cols = _BAND[side]
+    out = []
+    for r in range(rows.start, rows.stop):
+        for c in range(cols.start, cols.stop):
+            along = r - rows.start if _ALONG_ROWS[side] else c - cols.start
+            if along == k and rooms[room_i][r][c] == DOOR:
+                out.append((labels[room_i][r][c], r, c))
+    return out
+
+
+def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor) -> Passages:
+    """Every passage between rooms (module docstring: facing door tiles, stair links), with the door
+    disagreements and misalignments. `rooms`, `labels`: `(n, 16, 11)` in `layout.rooms` order. The one
+    definition of where two rooms connect at tile level: `walk_dungeon` and `hmolqd.dungeon.play` use it."""
     index = {room.id: i for i, room in enumerate(layout.rooms)}
     at_slot = {embedding.slots[room.id]: i for i, room in enumerate(layout.rooms)}
+    link_of = {frozenset((layout.links[k].a, layout.links[k].b)): k for k in embedding.door_links}
     positions = door_positions(rooms)
     sides = door_sides(rooms)  # (n, 4)
-    union = _Union()
+    out: list[Passage] = []
     disagreements, misaligned = [], []
+    room_list, label_list = rooms.tolist(), labels.tolist()
     for (r, c), i in at_slot.items():
         for side in (1, 3):  # bottom and right: each neighbouring pair once
             dr, dc = SIDE_OFFSETS[side]
@@ -124,27 +157,43 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
             if sides[i, side] and sides[j, opp] and not shared.any():
                 a_side, b_side = SCREEN_SIDE[SIDES[side]], SCREEN_SIDE[SIDES[opp]]
                 misaligned.append(f"room {a_id} {a_side} door and room {b_id} {b_side} door do not line up")
+            link = link_of.get(frozenset((a_id, b_id))) if linked else None
             for k in shared.nonzero().flatten().tolist():
-                ends = []
-                for room_i, s in ((i, side), (j, opp)):
-                    rows, cols = _BAND[s]
-                    strip = rooms[room_i, rows, cols]
-                    lab = labels[room_i, rows, cols]
-                    cell = (strip[k] == DOOR, lab[k]) if _ALONG_ROWS[s] else (strip[:, k] == DOOR, lab[:, k])
-                    ends += [room_i * size + int(x) for x in cell[1][cell[0]].tolist()]
-                for end in ends[1:]:
-                    union.join(ends[0], end)
+                for la, ra, ca in _door_tiles(room_list, label_list, i, side, k):
+                    for lb, rb, cb in _door_tiles(room_list, label_list, j, opp, k):
+                        out.append(Passage(i, la, (ra, ca), j, lb, (rb, cb), link))
     for link_index in embedding.stair_links:
         link = layout.links[link_index]
         ends = []
         for room_id in (link.a, link.b):
             i = index[room_id]
-            ends.append([i * size + int(x) for x in labels[i][rooms[i] == STAIR].tolist()])
-        for a in ends[0]:
-            for b in ends[1]:
-                union.join(a, b)
+            ends.append([(i, int(labels[i, r, c]), (r, c)) for r, c in (rooms[i] == STAIR).nonzero().tolist()])
+        for i, la, ta in ends[0]:
+            for j, lb, tb in ends[1]:
+                out.append(Passage(i, la, ta, j, lb, tb, link_index))
+    return Passages(tuple(out), tuple(disagreements), tuple(misaligned))
+
+
+def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
+                 found: Passages | None = None) -> WalkResult:
+    """Walk `rooms` `(n, 16, 11)` (in `layout.rooms` order, at `embedding.slots`) from the start (module docstring).
+
+    `labels` `(n, 16, 11)`: the rooms' `walkable_components`, when already computed for a larger batch;
+    `found`: their `tile_passages`, when already computed (with those labels).
+    """
+    n = len(layout.rooms)
+    if rooms.dim() != 3 or tuple(rooms.shape) != (n, ROOM_H, ROOM_W):
+        raise ValueError(f"walk_dungeon {layout.name}: expected rooms ({n}, {ROOM_H}, {ROOM_W}), got {tuple(rooms.shape)}")
+    rooms = rooms.long()
+    labels = walkable_components(rooms) if labels is None else labels  # (n, 16, 11), 0 = not walkable
+    size = ROOM_H * ROOM_W + 1
+    index = {room.id: i for i, room in enumerate(layout.rooms)}
+    found = tile_passages(layout, embedding, rooms, labels) if found is None else found
+    union = _Union()
+    for p in found.passages:
+        union.join(p.i * size + p.label_i, p.j * size + p.label_j)
     start = index[layout.start]
-    root = union.find(start * size + _start_label(rooms[start], labels[start]))
+    root = union.find(start * size + start_label(rooms[start], labels[start]))
     reached_rooms = set()
     for i in range(n):
         if any(union.find(i * size + int(x)) == root for x in labels[i].unique().tolist() if x):
@@ -152,11 +201,11 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
     unreached = tuple(layout.rooms[i].id for i in range(n) if i not in reached_rooms)
     return WalkResult(
         walkable=not unreached, goal_reached=index[layout.goal] in reached_rooms, reached=len(reached_rooms), rooms=n,
-        unreached=unreached, doors_agree=not disagreements, disagreements=tuple(disagreements), misaligned=tuple(misaligned),
+        unreached=unreached, doors_agree=not found.disagreements, disagreements=found.disagreements, misaligned=found.misaligned,
     )
 
 
-def _start_label(room: torch.Tensor, labels: torch.Tensor) -> int:
+def start_label(room: torch.Tensor, labels: torch.Tensor) -> int:
     """Component label where the player starts in the start room (module docstring); 0 if nothing is walkable."""
     walkable = labels[labels > 0]
     if walkable.numel() == 0:

@@ -128,13 +128,13 @@ def _named_entry(path: Path) -> bool:
 # ---------------------------------------------------------------- whose outputs these are
 
 GENERATED_DUNGEON = "dungeon_generated"  # stem of the files hmolqd.notebook.draw_dungeon writes into output_dir
-_RUN_OUTPUTS = ("config.json", "training_history.json", "training_curves.png", FINAL_MODEL, ZIP_NAME, "sample_*.png",
-                f"{GENERATED_DUNGEON}.*")
-_FINAL_OUTPUTS = (FINAL_MODEL, ZIP_NAME, "sample_*.png", f"{GENERATED_DUNGEON}.*")  # written once the last stage is done
+ILLUMINATE_DIR = "illuminate"  # the folder of hmolqd.notebook.illuminate_dungeons' archive (built from model_final.pt)
+_FINAL_OUTPUTS = (FINAL_MODEL, ZIP_NAME, "sample_*.png", f"{GENERATED_DUNGEON}.*", ILLUMINATE_DIR)  # after the last stage
+_RUN_OUTPUTS = ("config.json", "training_history.json", "training_curves.png", *_FINAL_OUTPUTS)
 
 
 def _present(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
-    return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file()})
+    return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file() or p.name == ILLUMINATE_DIR})
 
 
 def claim_output_dir(output_dir: str | Path, checkpoint_dir: str | Path, run_id: str, previous: RunInfo | None) -> list[str]:

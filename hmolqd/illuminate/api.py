@@ -1,0 +1,65 @@
+"""The entry points: `illuminate` (search, then outputs) and `generate_dungeon` with a descriptor target."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from hmolqd.dungeon.api import generate_dungeon as _generate_dungeon
+from hmolqd.dungeon.build import Dungeon
+from hmolqd.illuminate.archive import CHECKPOINT_NAME, IlluminateError, archive_stats, check_descriptors, load_state
+from hmolqd.illuminate.outputs import closest_elite, write_outputs
+from hmolqd.illuminate.run import Illumination
+from hmolqd.illuminate.run import illuminate as _illuminate
+
+
+def illuminate(model: Any, *, evaluations: int = 2000, out: str | Path | None = None, outputs: bool = True,
+               **settings: Any) -> Illumination:
+    """Fill a MAP-Elites archive of dungeons (`hmolqd.illuminate.run`); with `out`, checkpoint there and
+    (`outputs`) write the heatmap, the elite grid, every elite's files and `summary.json`
+    (`hmolqd.illuminate.outputs`). `settings`: descriptors, seed, batch_size, mode, config, progress, and
+    the room model's sampling keys."""
+    result = _illuminate(model, evaluations=evaluations, out=out, **settings)
+    if out is not None and outputs:
+        write_outputs(result, out)
+    return result
+
+
+def load_illumination(folder: str | Path) -> Illumination:
+    """An illumination from its checkpoint (`<folder>/archive.pkl`, or the file itself)."""
+    path = Path(folder)
+    path = path / CHECKPOINT_NAME if path.is_dir() else path
+    if not path.is_file():
+        raise IlluminateError(f"{path}: no archive checkpoint here; run `python -m hmolqd illuminate --out DIR` first")
+    state = load_state(path)
+    descs = check_descriptors(state.settings["descriptors"])
+    archive = state.scheduler.archive if state.settings["mode"] == "map-elites" else state.scheduler
+    stats = {**archive_stats(archive, state.beaten), "evaluations": state.evaluations}
+    return Illumination(archive, descs, state.elites, stats, state.history, state.counts, state.settings, path.parent)
+
+
+def generate_dungeon(model: Any, graph: Any = None, *, target: Mapping[str, float] | None = None,
+                     archive: str | Path | Illumination | None = None, evaluations: int = 200, **kwargs: Any) -> Dungeon:
+    """`hmolqd.dungeon.generate_dungeon`, or with `target` ({descriptor: value}) the elite of an archive
+    closest to it: of `archive` (an illumination's folder or result), else of a fresh illumination of
+    `evaluations` dungeons with `model` (in memory). With `out`, the elite's files are written there."""
+    if target is None:
+        if archive is not None:
+            raise IlluminateError("archive= is used with target={...}; give a target or leave archive out")
+        return _generate_dungeon(model, graph, **kwargs)
+    if graph is not None:
+        raise IlluminateError("give a graph or a target, not both")
+    out, stem = kwargs.pop("out", None), kwargs.pop("stem", "dungeon")
+    if archive is None:
+        result = _illuminate(model, evaluations=evaluations, **kwargs)
+    else:
+        if kwargs:
+            raise IlluminateError(f"{sorted(kwargs)}: settings of an illumination; the archive {archive} is already made")
+        result = archive if isinstance(archive, Illumination) else load_illumination(archive)
+    dungeon = closest_elite(result, target)
+    if out is not None:
+        from hmolqd.dungeon.export import write_dungeon
+
+        write_dungeon(dungeon, out, stem=stem)
+    return dungeon

@@ -1,0 +1,153 @@
+"""What an illumination leaves for a researcher, and the elite closest to a request.
+
+`write_outputs(result, out)` writes into `out`:
+
+- `heatmap.png`: the archive's objective over its first two descriptors (the best over the third when there
+  are three), coverage and QD score in the title;
+- `elites.png`: a grid of elite maps across the first two descriptors (the elite nearest to each of
+  `grid` x `grid` evenly spaced points);
+- `elites/<cell>.txt|.dot|.png|.json`: every elite as VGLC text, `.dot` with slots, map and JSON
+  (`hmolqd.dungeon.export.write_dungeon`), the JSON with its descriptors, objective and genome;
+- `summary.json`: settings, archive statistics, counts (beaten before / after regeneration, rooms
+  regenerated, seconds) and the coverage after every batch.
+
+`closest_elite(result, target)` returns the elite nearest to `target` ({descriptor: value}) in units of
+each descriptor's bin width; a descriptor the archive does not have, or a value outside its range, is an
+`IlluminateError`.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+from hmolqd.atomic import atomic_write, atomic_write_text
+from hmolqd.dungeon.build import Dungeon
+from hmolqd.dungeon.export import write_dungeon
+from hmolqd.illuminate.archive import IlluminateError
+from hmolqd.render import dungeon_to_rgb
+
+
+def _cells(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    data = result.archive.data()
+    return np.asarray(data["index"]), np.asarray(data["measures"]), np.asarray(data["objective"])
+
+
+def heatmap(result: Any) -> Figure:
+    descs = result.descriptors
+    index, _, obj = _cells(result)
+    grid = np.full(tuple(d.bins for d in descs), np.nan)
+    for i, o in zip(index, obj):
+        grid[tuple(result.archive.int_to_grid_index([i])[0])] = o
+    if len(descs) == 1:
+        grid = grid[:, None]
+    plane = grid
+    if grid.ndim == 3:  # the best over the third descriptor; empty where no bin of it holds an elite
+        plane = np.where(np.isfinite(grid).any(2), np.where(np.isfinite(grid), grid, -np.inf).max(axis=2), np.nan)
+    fig = Figure(figsize=(7, 5), dpi=100)
+    FigureCanvasAgg(fig)
+    ax = fig.add_subplot(1, 1, 1)
+    d0 = descs[0]
+    d1 = descs[1] if len(descs) > 1 else None
+    extent = (d0.low, d0.high, d1.low if d1 else 0, d1.high if d1 else 1)
+    im = ax.imshow(plane.T, origin="lower", aspect="auto", extent=extent, vmin=0, vmax=1, cmap="viridis")
+    fig.colorbar(im, ax=ax, label="objective" + (f" (best over {descs[2].name})" if len(descs) == 3 else ""))
+    ax.set_xlabel(d0.name)
+    ax.set_ylabel(d1.name if d1 else "")
+    s = result.stats
+    beaten = "" if s.get("beaten_elites") is None else f", {100 * s['beaten_elites']:.1f} % of elites beaten"
+    ax.set_title(f"{result.settings['mode']}: coverage {100 * s['coverage']:.1f} % of {s['cells']} cells, "
+                 f"QD score {s['qd_score']:.1f}\n{s['evaluations']} evaluations{beaten}", fontsize=9)
+    return fig
+
+
+def elite_grid(result: Any, grid: int = 4) -> Figure:
+    """Elite maps across the first two descriptors (module docstring)."""
+    descs = result.descriptors
+    index, meas, _ = _cells(result)
+    fig = Figure(figsize=(3 * grid, 3 * grid), dpi=80)
+    FigureCanvasAgg(fig)
+    if len(index) == 0:
+        fig.text(0.5, 0.5, "empty archive", ha="center")
+        return fig
+    lows = np.array([d.low for d in descs[:2]])
+    highs = np.array([d.high for d in descs[:2]])
+    span = np.maximum(highs - lows, 1e-9)
+    for r in range(grid):
+        for c in range(grid):
+            point = lows + (np.array([c, grid - 1 - r] if len(descs) > 1 else [c, 0])[: len(lows)] + 0.5) / grid * span
+            k = int(np.argmin((((meas[:, :2] - point) / span) ** 2).sum(1)))
+            d = result.elites.get(int(index[k]))
+            ax = fig.add_subplot(grid, grid, r * grid + c + 1)
+            ax.set_axis_off()
+            if d is None:
+                continue
+            ids = [room.id for room in d.layout.rooms]
+            rgb = dungeon_to_rgb(d.rooms, [d.embedding.slots[i][0] for i in ids], [d.embedding.slots[i][1] for i in ids], scale=1)
+            ax.imshow(rgb, interpolation="nearest")
+            label = ", ".join(f"{desc.name} {m:.2g}" for desc, m in zip(descs, meas[k]))
+            ax.set_title(label, fontsize=7)
+    return fig
+
+
+def _save(fig: Figure, path: Path) -> Path:
+    atomic_write(path, lambda f: fig.savefig(f, format="png"))
+    return path
+
+
+def elite_json(result: Any, cell: int, dungeon: Dungeon) -> dict[str, Any]:
+    data = result.archive.retrieve_single(dungeon_measures(result, cell))[1]
+    return {"cell": cell, "descriptors": {d.name: float(m) for d, m in zip(result.descriptors, data["measures"])},
+            "objective": float(data["objective"]), "genome": [float(x) for x in data["solution"]]}
+
+
+def dungeon_measures(result: Any, cell: int) -> np.ndarray:
+    index, meas, _ = _cells(result)
+    return meas[int(np.nonzero(index == cell)[0][0])]
+
+
+def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[str, Path]:
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {"heatmap": _save(heatmap(result), out / "heatmap.png"), "elites": _save(elite_grid(result), out / "elites.png")}
+    if per_elite:
+        folder = out / "elites"
+        for cell, dungeon in sorted(result.elites.items()):
+            files = write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2)
+            summary = json.loads(files["json"].read_text())
+            atomic_write_text(files["json"], json.dumps({**summary, "elite": elite_json(result, cell, dungeon)}, indent=2) + "\n")
+        paths["elite_files"] = folder
+    summary = {"settings": result.settings, "stats": result.stats, "counts": result.counts, "history": result.history}
+    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
+    paths["summary"] = out / "summary.json"
+    return paths
+
+
+def closest_elite(result: Any, target: Mapping[str, float]) -> Dungeon:
+    """The elite nearest to `target` (module docstring)."""
+    names = [d.name for d in result.descriptors]
+    if not target:
+        raise IlluminateError(f"target: give at least one descriptor value, e.g. {{'{names[0]}': ...}}; archive descriptors: {names}")
+    for key, value in target.items():
+        if key not in names:
+            raise IlluminateError(f"target: unknown descriptor {key!r}; this archive has {', '.join(names)}")
+        d = result.descriptors[names.index(key)]
+        if not isinstance(value, (int, float)) or not d.low <= float(value) <= d.high:
+            raise IlluminateError(f"target {key}={value!r} is outside the archive's range [{d.low}, {d.high}]")
+    index, meas, _ = _cells(result)
+    if len(index) == 0:
+        raise IlluminateError("target: the archive is empty")
+    width = np.array([(d.high - d.low) / d.bins for d in result.descriptors])
+    cols = [names.index(k) for k in target]
+    want = np.array([float(target[k]) for k in target])
+    dist = (((meas[:, cols] - want) / width[cols]) ** 2).sum(1)
+    for k in np.argsort(dist, kind="stable"):
+        if int(index[k]) in result.elites:
+            return result.elites[int(index[k])]
+    raise IlluminateError("target: no elite dungeon is stored for this archive")

@@ -1,0 +1,184 @@
+"""Illuminate the space of dungeons: MAP-Elites over layout genomes with pyribs, batched and checkpointed.
+
+`illuminate(model, evaluations=N, out=DIR)` fills the archive of `hmolqd.illuminate.archive` with N dungeon
+evaluations. Each batch of genomes (asked of the pyribs scheduler: two iso-line emitters, Vassiliades &
+Mouret 2018, in the unit box of `hmolqd.illuminate.genome`) is decoded into layouts and built with one
+batched room-model call per round (`hmolqd.dungeon.build_dungeons`, regeneration included); each dungeon is
+played on its tiles (`hmolqd.dungeon.play`) and told to the scheduler with its objective and descriptors.
+After every batch the state is checkpointed (`archive.pkl` in `out`), so a killed run re-run with the same
+arguments resumes after its last batch and ends with the same archive as one never interrupted: the
+genomes come from the scheduler's pickled random state, the rooms from seed + batch index.
+
+`mode="baseline"` is today's generator at the same budget: `sample_layout` from the 18 real templates,
+one dungeon per evaluation, inserted into the same kind of archive (the bench's reference).
+
+pyribs runs the search in-process, which is the default on one machine. Evaluation is one function of a
+batch of genomes (`evaluate_batch`), the unit an engine such as Dask would run on other workers (as pyribs'
+own examples do); that is not wired in yet (no `client=` argument), and this module starts no process pool.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hmolqd.dungeon.api import as_source
+from hmolqd.dungeon.build import Dungeon, DungeonConfig, build_dungeons, plan
+from hmolqd.dungeon.sampler import sample_layout
+from hmolqd.dungeon.source import RoomSource
+from hmolqd.illuminate.archive import (
+    CHECKPOINT_NAME,
+    DEFAULT_DESCRIPTORS,
+    Descriptor,
+    IlluminateError,
+    State,
+    archive_stats,
+    check_descriptors,
+    load_state,
+    make_archive,
+    measures,
+    objective,
+    save_state,
+)
+from hmolqd.illuminate.genome import GENOME_DIM, plan_genome, random_genomes
+
+MODES = ("map-elites", "baseline")
+ISO_SIGMA, LINE_SIGMA = 0.1, 0.2  # iso-line emitter steps in the unit box of the genome
+_BATCH_SEED = 1_000_003
+_BASELINE_SEED = 10_000_019
+
+
+@dataclass(frozen=True)
+class Illumination:
+    """A finished (or resumed and finished) illumination."""
+
+    archive: Any  # ribs GridArchive
+    descriptors: tuple[Descriptor, ...]
+    elites: dict[int, Dungeon]
+    stats: dict[str, Any]
+    history: list[dict[str, Any]]
+    counts: dict[str, float]
+    settings: dict[str, Any]
+    out: Path | None
+
+
+def _scheduler(descriptors: Sequence[Descriptor], seed: int, batch_size: int) -> Any:
+    from ribs.emitters import IsoLineEmitter
+    from ribs.schedulers import Scheduler
+
+    archive = make_archive(descriptors, GENOME_DIM, seed)
+    half = max(1, batch_size // 2)
+    bounds = [(0.0, 1.0)] * GENOME_DIM
+    emitters = [
+        IsoLineEmitter(archive, iso_sigma=ISO_SIGMA, line_sigma=LINE_SIGMA, bounds=bounds, batch_size=size, seed=seed * 7 + k,
+                       initial_solutions=random_genomes(size, seed * 7 + k))
+        for k, size in enumerate((half, batch_size - half)) if size
+    ]
+    return Scheduler(archive, emitters)
+
+
+def _baseline_archive(descriptors: Sequence[Descriptor], seed: int) -> Any:
+    return make_archive(descriptors, 1, seed)
+
+
+def evaluate_batch(genomes: np.ndarray, source: RoomSource, config: DungeonConfig, seed: int) -> list[Dungeon]:
+    """Build the dungeons of `genomes` `(B, GENOME_DIM)`: all their rooms in batched calls."""
+    return build_dungeons([plan_genome(g, config, seed=seed) for g in genomes], source, config, seed=seed)
+
+
+def _baseline_batch(first: int, count: int, source: RoomSource, config: DungeonConfig, seed: int) -> list[Dungeon]:
+    layouts = [sample_layout(seed * _BASELINE_SEED + i) for i in range(first, first + count)]
+    return build_dungeons([plan(layout, config, seed=seed) for layout in layouts], source, config, seed=seed)
+
+
+def check_settings(evaluations: int, batch_size: int, mode: str) -> None:
+    for name, value in (("evaluations", evaluations), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+            raise IlluminateError(f"{name} must be an int > 0, got {value!r}")
+    if mode not in MODES:
+        raise IlluminateError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+
+
+def illuminate(model: Any, *, evaluations: int = 2000, out: str | Path | None = None,
+               descriptors: Sequence[str] = DEFAULT_DESCRIPTORS, seed: int = 0, batch_size: int = 50,
+               mode: str = "map-elites", config: DungeonConfig = DungeonConfig(),
+               progress: Callable[[dict[str, Any]], None] | None = None, **sampling: Any) -> Illumination:
+    """Fill a MAP-Elites archive of dungeons (module docstring). `model`: a room model, the path of its
+    `model_final.pt`, or any RoomSource; `out`: the folder of the checkpoint (and of `write_outputs`);
+    `sampling`: the room model's sampling keys. Returns the `Illumination`."""
+    check_settings(evaluations, batch_size, mode)
+    descs = check_descriptors(descriptors)
+    source = as_source(model, **sampling)
+    settings = {"mode": mode, "descriptors": [d.name for d in descs], "seed": seed, "batch_size": batch_size,
+                "source": source.name, "config": asdict(config), "sampling": {k: sampling[k] for k in sorted(sampling)}}
+    path = Path(out) / CHECKPOINT_NAME if out is not None else None
+    state = _resume(path, settings) if path is not None and path.exists() else None
+    if state is None:
+        scheduler = _scheduler(descs, seed, batch_size) if mode == "map-elites" else _baseline_archive(descs, seed)
+        state = State(settings, scheduler, 0, 0, {}, {}, [], {"dungeons": 0, "beaten_before": 0, "beaten": 0, "rooms": 0,
+                                                            "rooms_regenerated": 0, "seconds": 0.0})
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    while state.evaluations < evaluations:
+        _step(state, descs, source, config, evaluations - state.evaluations)
+        if path is not None:
+            save_state(path, state)
+        if progress is not None:
+            progress(state.history[-1])
+    archive = state.scheduler.archive if mode == "map-elites" else state.scheduler
+    stats = {**archive_stats(archive, state.beaten), "evaluations": state.evaluations}
+    return Illumination(archive, descs, state.elites, stats, state.history, state.counts, settings,
+                        Path(out) if out is not None else None)
+
+
+def _resume(path: Path, settings: dict[str, Any]) -> State:
+    state = load_state(path)
+    if state.settings != settings:
+        diff = sorted(k for k in set(settings) | set(state.settings) if settings.get(k) != state.settings.get(k))
+        raise IlluminateError(f"{path}: written by an illumination with other settings ({', '.join(diff)}: "
+                              f"{[state.settings.get(k) for k in diff]}); use another --out or the same settings")
+    return state
+
+
+def _step(state: State, descs: Sequence[Descriptor], source: RoomSource, config: DungeonConfig, left: int) -> None:
+    """One batch: ask, build, play, tell; updates `state` in place (it is this module's own record)."""
+    mode, seed, batch = state.settings["mode"], state.settings["seed"], state.settings["batch_size"]
+    build_seed = seed * _BATCH_SEED + state.batches
+    t0 = time.perf_counter()
+    if mode == "map-elites":
+        solutions = np.asarray(state.scheduler.ask())
+        take = min(len(solutions), left)
+        dungeons = evaluate_batch(solutions[:take], source, config, build_seed)
+        archive = state.scheduler.archive
+    else:
+        take = min(batch, left)
+        dungeons = _baseline_batch(state.evaluations, take, source, config, seed)
+        solutions = np.arange(state.evaluations, state.evaluations + take, dtype=np.float64).reshape(-1, 1)
+        archive = state.scheduler
+    obj = np.array([objective(d) for d in dungeons])
+    meas = np.stack([measures(d, descs) for d in dungeons])
+    if mode == "map-elites" and take == len(solutions):
+        state.scheduler.tell(obj, meas)
+    else:  # baseline, or the last, partial batch (no emitter learns from it: the run ends)
+        archive.add(solutions[:take], obj, meas)
+    for k, d in enumerate(dungeons):
+        found = archive.retrieve_single(meas[k])
+        if found[0] and np.array_equal(found[1]["solution"], solutions[k]) and float(found[1]["objective"]) == obj[k]:
+            cell = int(found[1]["index"])
+            state.elites[cell] = d
+            state.beaten[cell] = bool(d.play is not None and d.play.beaten)
+    c = state.counts
+    c["dungeons"] += take
+    c["beaten"] += sum(bool(d.play and d.play.beaten) for d in dungeons)
+    c["beaten_before"] += sum(bool(d.play_before and d.play_before.beaten) for d in dungeons)
+    c["rooms"] += sum(len(d.layout.rooms) for d in dungeons)
+    c["rooms_regenerated"] += sum(int((d.generated > 1).sum()) for d in dungeons)
+    c["seconds"] += time.perf_counter() - t0
+    state.evaluations += take
+    state.batches += 1
+    state.history.append({"evaluations": state.evaluations, **archive_stats(archive, state.beaten)})

@@ -1,0 +1,171 @@
+"""hmolqd.illuminate: layout genomes, the MAP-Elites archive (pyribs), its checkpoint, outputs and bad input."""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from hmolqd.dungeon.play import play_layout
+from hmolqd.dungeon.source import PlainRoomSource
+from hmolqd.illuminate.genome import GENOME_DIM, add_loop, add_room, decode, move_lock, random_genomes
+
+pytest.importorskip("ribs")
+
+from hmolqd.illuminate import IlluminateError, generate_dungeon, illuminate, load_illumination
+from hmolqd.illuminate.archive import CHECKPOINT_NAME, load_state
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class SlowPlain(PlainRoomSource):
+    """Plain rooms that take a while per call, so that a run can be killed between two batches."""
+
+    name = "slow plain rooms"
+
+    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+        time.sleep(float(os.environ.get("SLOW_PLAIN_S", "0")))
+        return super().rooms(doors, stairs, attributes, seed)
+
+
+def archive_arrays(result) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
+    data = result.archive.data()
+    order = np.argsort(data["index"])
+    return {k: np.asarray(data[k])[order] for k in ("index", "solution", "objective", "measures")}
+
+
+def same(a, b) -> bool:  # type: ignore[no-untyped-def]
+    x, y = archive_arrays(a), archive_arrays(b)
+    return all(np.array_equal(x[k], y[k]) for k in x) and sorted(a.elites) == sorted(b.elites)
+
+
+def test_decoded_genomes_are_deterministic_and_beatable_on_their_graph() -> None:
+    genomes = random_genomes(60, seed=1)
+    for g in genomes:
+        layout = decode(g)
+        assert layout.links == decode(g).links and layout.rooms == decode(g).rooms
+        assert play_layout(layout).beaten, layout.source
+    assert len({len(decode(g).rooms) for g in genomes}) > 10  # the rooms knob moves the room count
+
+
+def test_mutations_keep_layouts_beatable() -> None:
+    layout = decode(random_genomes(1, seed=2)[0])
+    rng = random.Random(0)
+    grown = add_room(layout, rng, 1.0)
+    assert len(grown.rooms) == len(layout.rooms) + 1 and play_layout(grown).beaten
+    looped = add_loop(grown, rng)
+    assert len(looped.links) >= len(grown.links) and play_layout(looped).beaten
+    for _ in range(5):
+        looped = move_lock(looped, rng)
+        assert play_layout(looped).beaten
+
+
+def test_same_seed_same_archive_other_seed_other_archive() -> None:
+    a = illuminate(PlainRoomSource(), evaluations=40, batch_size=20, seed=3)
+    b = illuminate(PlainRoomSource(), evaluations=40, batch_size=20, seed=3)
+    c = illuminate(PlainRoomSource(), evaluations=40, batch_size=20, seed=4)
+    assert same(a, b) and not same(a, c)
+    assert a.stats["evaluations"] == 40 and a.counts["dungeons"] == 40
+    assert a.stats["beaten_elites"] == 1.0  # plain rooms: every dungeon is beaten on its tiles
+
+
+def test_sigkilled_run_resumes_to_the_same_archive(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    code = ("import sys; from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
+            f"illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5, out={str(out)!r}, outputs=False)")
+    env = {**os.environ, "SLOW_PLAIN_S": "1.5", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 600
+        while time.monotonic() < deadline:
+            if (out / CHECKPOINT_NAME).exists() and load_state(out / CHECKPOINT_NAME).evaluations >= 20:
+                break
+            assert proc.poll() is None, "the run ended before it could be killed"
+            time.sleep(0.2)
+        assert proc.poll() is None
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    done = load_state(out / CHECKPOINT_NAME).evaluations
+    assert 20 <= done < 80  # killed part-way
+    resumed = illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5, out=out, outputs=False)
+    whole = illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5)
+    assert resumed.stats["evaluations"] == 80 and same(resumed, whole)
+
+
+def test_outputs_and_closest_elite(tmp_path: Path) -> None:
+    result = illuminate(PlainRoomSource(), evaluations=30, batch_size=15, seed=6, out=tmp_path)
+    for name in ("heatmap.png", "elites.png", "summary.json", CHECKPOINT_NAME):
+        assert (tmp_path / name).is_file()
+    cells = sorted(result.elites)
+    for ext in ("txt", "dot", "png", "json"):
+        assert (tmp_path / "elites" / f"cell_{cells[0]}.{ext}").is_file()
+    elite = json.loads((tmp_path / "elites" / f"cell_{cells[0]}.json").read_text())["elite"]
+    assert set(elite["descriptors"]) == {"rooms", "path_share", "backtracking"} and len(elite["genome"]) == GENOME_DIM
+    rooms = [len(d.layout.rooms) for d in result.elites.values()]
+    want = sorted(rooms)[len(rooms) // 2]
+    got = generate_dungeon(None, target={"rooms": want}, archive=tmp_path)
+    assert len(got.layout.rooms) == want and got.play.beaten
+    assert load_illumination(tmp_path).stats == {**result.stats}
+
+
+def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
+    with pytest.raises(IlluminateError, match="unknown descriptor 'nope'"):
+        illuminate(PlainRoomSource(), evaluations=10, descriptors=("rooms", "nope"))
+    for bad in (0, -3):
+        with pytest.raises(IlluminateError, match="evaluations must be an int > 0"):
+            illuminate(PlainRoomSource(), evaluations=bad)
+    result = illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=7, out=tmp_path, outputs=False)
+    with pytest.raises(IlluminateError, match=r"target rooms=500 is outside the archive's range \[8, 72\]"):
+        generate_dungeon(None, target={"rooms": 500}, archive=result)
+    with pytest.raises(IlluminateError, match="unknown descriptor 'water'"):
+        generate_dungeon(None, target={"water": 0.5}, archive=result)
+    (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a pickle at all")
+    with pytest.raises(IlluminateError, match="corrupted archive checkpoint") as err:
+        illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=7, out=tmp_path)
+    assert "\n" not in str(err.value) and str(tmp_path / CHECKPOINT_NAME) in str(err.value)
+    (tmp_path / CHECKPOINT_NAME).write_bytes(pickle.dumps({"version": 1}))
+    with pytest.raises(IlluminateError, match="not an archive checkpoint"):
+        load_illumination(tmp_path)
+
+
+def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
+    illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=8, out=tmp_path, outputs=False)
+    with pytest.raises(IlluminateError, match="other settings .*seed"):
+        illuminate(PlainRoomSource(), evaluations=20, batch_size=10, seed=9, out=tmp_path, outputs=False)
+
+
+def test_baseline_fills_the_same_kind_of_archive() -> None:
+    result = illuminate(PlainRoomSource(), evaluations=20, batch_size=10, seed=0, mode="baseline")
+    assert result.stats["cells"] == 16 * 10 * 10 and 0 < result.stats["elites"] <= 20
+
+
+def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from hmolqd.cli import main
+    from hmolqd.config import Config
+    from hmolqd.models.room_model import RoomModel
+    from hmolqd.training.outputs import export_final
+    from tests.test_dungeon_cli import TINY
+
+    model = export_final(RoomModel.from_config(Config().with_overrides(**TINY)), tmp_path / "run")
+    assert main(["illuminate", "--model", str(model), "--evaluations", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: evaluations must be an int > 0, got 0"
+    assert main(["illuminate", "--model", str(model), "--evaluations", "4", "--descriptors", "rooms", "bogus"]) == 2
+    assert "unknown descriptor 'bogus'" in capsys.readouterr().err
+    out = tmp_path / "ill"
+    assert main(["illuminate", "--model", str(model), "--evaluations", "4", "--batch-size", "2", "--steps", "2", "--out", str(out)]) == 0
+    assert "elites in 1600 cells" in capsys.readouterr().out and (out / "heatmap.png").is_file()
