@@ -51,13 +51,14 @@ def main(argv: list[str] | None = None) -> None:
     model = load_model(args.model) if args.model else RoomModel.from_config(Config.from_flat(overrides)).eval()
     model.to(args.device)
     sampling = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance)) if v is not None}
-    settings = sampling_settings(model.config.run, **sampling)
+    settings = sampling_settings(model, **sampling)
     doors = torch.rand(args.n, 4, generator=torch.Generator().manual_seed(0)) < 0.5  # (n, 4)
 
     params = sum(p.numel() for p in model.diffusion.denoiser.parameters())
     print(f"{model.cfg.model_kind} model, grid {model.vqvae.latent_shape}, denoiser {params:,} params, threads {torch.get_num_threads()}, device {args.device}")
     generate(model, min(args.n, 8), doors=doors[:8], steps=2)  # warm-up
-    runs = [timed_generate(model, args.n, {"doors": doors}, settings["steps"], {k: v for k, v in sampling.items() if k != "steps"},
+    others = {k: v for k, v in sampling.items() if k != "steps"}
+    runs = [timed_generate(model, args.n, {"doors": doors}, settings.sample_steps, others,
                            batch_size=args.batch_size) for _ in range(args.repeats)]
     rates = sorted(args.n / seconds for seconds, _ in runs)
     shown = ", ".join(f"{k} {settings[k]}" for k in ("steps", "guidance", "sampler") if k in settings)

@@ -3,8 +3,9 @@
     python bench/sampling_sweep.py --model runs/cpu/outputs/model_final.pt --data ../shared/data/vglc-zelda \
         "guidance=2" "guidance=3" "guidance=2,temperature=1.15" "sampler=confidence"
 
-Each setting is comma-separated `generate` sampling keywords (hmolqd.sampling.generate.SAMPLING_KEYS); what a
-setting leaves out is the model's own. The conditions are those of `evaluate` (door sides and stairs of the
+Each setting is comma-separated `generate` sampling keywords (a key of hmolqd.config.SamplingSettings or a
+short name such as steps, guidance); what a setting leaves out is the model's own. The conditions are those
+of `evaluate` (door sides and stairs of the
 training rooms drawn with seed 0), so a row with no keys reproduces `evaluate`'s table. Prints a Markdown
 table; `--out FILE` also writes every report as JSON. Quality is deterministic for a seed; rooms/s is only
 meaningful on an otherwise idle machine with OMP_NUM_THREADS=1.
@@ -21,7 +22,7 @@ from typing import Any
 from hmolqd.checkpointing.export import load_model
 from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
 from hmolqd.evaluation.report import evaluation_report
-from hmolqd.sampling.generate import SAMPLING_KEYS
+from hmolqd.config import SamplingSettings
 
 COLUMNS = ("playable", "novel_playable", "novel_playable_symmetric", "symmetric", "distinct", "diversity", "door_adherence",
            "tile_kl_train_gen", "pattern_kl_train_gen")
@@ -31,10 +32,15 @@ def parse_setting(text: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in filter(None, (p.strip() for p in text.split(","))):
         key, _, value = item.partition("=")
-        if key not in SAMPLING_KEYS:
-            raise SystemExit(f"setting {text!r}: unknown key {key!r}; known: {', '.join(SAMPLING_KEYS)}")
-        out[key] = value if key == "sampler" else (value.lower() == "true" if value.lower() in ("true", "false") else float(value))
-        if key == "steps":
+        try:
+            SamplingSettings().with_overrides(**{key: None})  # a config key or one of generate's short keywords
+        except TypeError as err:
+            raise SystemExit(f"setting {text!r}: {err}") from err
+        if key in ("sampler", "ask_playable", "ask_symmetric", "ask_mirror"):
+            out[key] = value
+        else:
+            out[key] = value.lower() == "true" if value.lower() in ("true", "false") else float(value)
+        if key in ("steps", "sample_steps"):
             out[key] = int(out[key])
     return out
 

@@ -2,6 +2,7 @@
 
 Subpackages, bottom to top (a layer imports only the layers above it in this list):
 
+    settings/        the run section's parts by concern: checkpointing, logging/validation, SamplingSettings
     config.py, atomic.py, device.py   the frozen Config; atomic file writes; device resolution
     data/            VGLC parsers, corpus discovery and download, split, augmentation, room facts (playability, attributes)
     render.py        pictures of rooms and dungeon maps

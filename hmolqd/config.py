@@ -1,13 +1,15 @@
 """One frozen configuration for every entry point (notebook, CLI, tests).
 
-Five nested frozen dataclasses (data / model / train / paths / run) make up `Config`. The notebook's
-flat `CONFIG` dict maps onto it with `Config.from_flat`: every flat key names exactly one field, and an
-unknown key is an error that names it and suggests the closest valid key. `Config.to_dict` /
-`Config.from_dict` round-trip the nested form through JSON (`config.json`, every checkpoint).
+Five frozen sections (data / model / train / paths / run) make up `Config`; `run` nests its parts by concern
+(checkpoint / logging / sampling, hmolqd.settings). The notebook's flat `CONFIG` dict maps onto it with
+`Config.from_flat`: every flat key names exactly one field, and an unknown key is an error that names it and
+suggests the closest valid key. `Config.to_dict` / `Config.from_dict` round-trip the nested form through JSON
+(`config.json`, every checkpoint): each section is a flat dict of its keys, nested parts included.
 
 Only `ModelConfig` describes the architecture: on resume it comes from the checkpoint, and a differing
-model key is an error (see `architecture_diff`). Every key is documented in its field's docstring-comment
-below and in the README's configuration table.
+model key is an error (see `architecture_diff`). Every key is documented in the comment beside its field
+(here and in hmolqd.settings, which holds the run section and its parts; importable from here too) and in
+the README's configuration table.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
+
+from hmolqd.settings import CheckpointConfig, ConfigError, LoggingConfig, RunConfig, SamplingSettings  # noqa: F401
+from hmolqd.settings import check as _check
 
 KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"  # the one setting for where the Kaggle tree is (tests point it at a temporary folder)
 
@@ -46,15 +51,6 @@ PRESETS_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS: tuple[str, ...] = ("discrete", "continuous")
 AMP_DTYPES: tuple[str, ...] = ("fp16", "bf16")  # the forced values of `use_amp` besides true / false
 COMMENT_PREFIX = "//"  # a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
-
-
-class ConfigError(ValueError):
-    """A configuration key is unknown or its value breaks a rule; the message names the key."""
-
-
-def _check(ok: bool, key: str, rule: str, value: Any) -> None:
-    if not ok:
-        raise ConfigError(f"config key {key!r} = {value!r}: {rule}")
 
 
 @dataclass(frozen=True)
@@ -159,62 +155,6 @@ class PathsConfig:
     resume_input: str = "auto"  # previous output to continue: "auto" = an hmolqd checkpoint folder (run.json) under /kaggle/input; "off"; or a path
 
 
-@dataclass(frozen=True)
-class RunConfig:
-    name: str = "default"  # run name: ./runs/<name>/ off Kaggle
-    seed: int = 0  # seeds data order, initialisation, noise and the sample grids (bit-exact resume on CPU)
-    device: str = "auto"  # "auto" (cuda if available), "cpu", "cuda", "cuda:N"
-    auto_resume: bool = True  # resume from the newest valid checkpoint in checkpoint_dir
-    # Default cadence, checkpoint cost <= 1 % of training time: a save of the default model's state (6.6 MiB)
-    # blocks the training thread ~3 ms (a snapshot; the ~30 ms write runs in the background; bench/results, CPU),
-    # and an epoch is 76 steps, >= 0.5 s even on a GPU (assumed: not measured on one). Saving (and validating,
-    # which can write best) every 25 epochs then costs < 0.03 %; the 20 M-parameter model this cadence was first
-    # set for (177 MiB, 0.085 s blocked) stays under 1 % with it too. Slower hardware saves by time as well:
-    # every 10 minutes, and a kill loses at most 10 minutes of training.
-    checkpoint_every: int = 25  # save checkpoint_epoch_N.pt every N epochs
-    checkpoint_every_steps: int = 0  # also save a step checkpoint every N optimizer steps (0 = off)
-    checkpoint_every_minutes: float = 10.0  # also save a step checkpoint every N minutes of training (0 = off)
-    checkpoint_async: bool = True  # write checkpoints on a background thread (training waits only for a snapshot); False = write inline
-    keep_last_n: int = 3  # epoch/step files kept per stage (latest and best are never rotated)
-    disk_budget_gb: float = 0.0  # cap on checkpoint_dir size, oldest epoch files go first (0 = off)
-    monitor_metric: str = "val_loss"  # metric that selects checkpoint_best.pt
-    monitor_mode: str = "min"  # "min" or "max"
-    max_runtime_hours: float = 11.5  # cumulative training time budget across resumes (0 = off)
-    log_every: int = 10  # batches between logged losses
-    val_every: int = 25  # epochs between validations (and chances to write checkpoint_best.pt); the last epoch is always validated
-    sample_every: int = 25  # epochs between generation metrics in diffusion training (0 = off)
-    eval_samples: int = 300  # rooms generated at each sample_every evaluation
-    sample_steps: int = 8  # sampling steps: unmasking steps (discrete) or DDIM steps (continuous)
-    guidance_scale: float = 1.25  # classifier-free guidance scale (1 = conditional only; 1.25 measured best with temperature 1.1, bench/QUALITY.md)
-    sampler: str = "random"  # discrete: "random" (ancestral unmasking, Austin et al. 2021) or "confidence" (MaskGIT, Chang et al. 2022)
-    sample_temperature: float = 1.1  # discrete: softmax temperature of the code draws
-    mask_noise: float = 1.0  # discrete "confidence" sampler: Gumbel noise on the confidence, annealed linearly to 0 (MaskGIT)
-    guide_attributes: bool = True  # discrete: guidance contrasts with the room attributes left open (doors and stairs stay given)
-    tie_mirrors: bool = True  # discrete: a requested mirror axis is made exact (mirrored codes copied while sampling)
-    ask_playable: str = "yes"  # discrete: what generate asks for when not told: "yes", "no" or "open"
-    ask_symmetric: str = "yes"  # discrete: what generate asks for when not told: "yes", "no" or "open"
-    ask_mirror: str = "one"  # discrete: mirror-axis request when not told: "one" (an axis drawn 50/50 per room), "both" or "open"
-    ddim_eta: float = 0.0  # continuous: DDIM stochasticity (0 = deterministic)
-    door_guidance: float = 0.0  # continuous: decoder-gradient door guidance strength per DDIM step (hmolqd.sampling.door_guidance; 0 = off)
-
-    def __post_init__(self) -> None:
-        _check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'", self.name)
-        for key in ("checkpoint_every", "log_every", "val_every", "sample_steps", "eval_samples"):
-            _check(getattr(self, key) >= 1, key, "must be >= 1", getattr(self, key))
-        for key in ("checkpoint_every_steps", "checkpoint_every_minutes", "disk_budget_gb", "max_runtime_hours", "sample_every", "ddim_eta", "guidance_scale", "door_guidance"):
-            _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
-        _check(self.keep_last_n >= 1, "keep_last_n", "must be >= 1", self.keep_last_n)
-        _check(isinstance(self.checkpoint_async, bool), "checkpoint_async", "must be true or false", self.checkpoint_async)
-        _check(self.monitor_mode in ("min", "max"), "monitor_mode", "must be 'min' or 'max'", self.monitor_mode)
-        _check(self.sampler in ("random", "confidence"), "sampler", "must be 'random' or 'confidence'", self.sampler)
-        _check(self.sample_temperature > 0, "sample_temperature", "must be > 0", self.sample_temperature)
-        _check(self.mask_noise >= 0, "mask_noise", "must be >= 0", self.mask_noise)
-        for key in ("ask_playable", "ask_symmetric"):
-            _check(getattr(self, key) in ("yes", "no", "open"), key, "must be 'yes', 'no' or 'open'", getattr(self, key))
-        _check(self.ask_mirror in ("one", "both", "open"), "ask_mirror", "must be 'one', 'both' or 'open'", self.ask_mirror)
-        _check(self.device == "auto" or self.device == "cpu" or self.device.startswith("cuda"), "device", "must be 'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
-
-
 # What a saved config (config.json, a checkpoint) written before a key existed meant: the behaviour of the
 # version that wrote it. Keys not listed here had their current default then.
 LEGACY_VALUES: dict[str, dict[str, Any]] = {
@@ -243,17 +183,17 @@ class Config:
     def from_flat(cls, flat: dict[str, Any], base: Config | None = None) -> Config:
         """Build from a flat dict such as the notebook's CONFIG; unknown keys are rejected by name."""
         base = base or cls()
-        owner = flat_keys()
+        owner = _owners()
         updates: dict[str, dict[str, Any]] = {name: {} for name in SECTIONS}
         for key, value in flat.items():
             if key not in owner:
                 raise ConfigError(_unknown_key_message(key, owner))
-            section = owner[key]
-            updates[section][key] = _coerce(SECTIONS[section], key, value)
-        return cls(**{name: dataclasses.replace(getattr(base, name), **updates[name]) for name in SECTIONS})
+            path, holder = owner[key]
+            updates[path.split(".")[0]][key] = _coerce(holder, key, value)
+        return cls(**{name: _replace_flat(getattr(base, name), updates[name]) for name in SECTIONS})
 
     def to_flat(self) -> dict[str, Any]:
-        return {k: v for name in SECTIONS for k, v in dataclasses.asdict(getattr(self, name)).items()}
+        return {k: v for name in SECTIONS for k, v in _flat_values(getattr(self, name)).items()}
 
     def with_overrides(self, **flat: Any) -> Config:
         return Config.from_flat(flat, base=self)
@@ -262,8 +202,8 @@ class Config:
     def to_dict(self) -> dict[str, dict[str, Any]]:
         """Plain nested dict of str/int/float/bool/None/list: safe for JSON and `weights_only` loads."""
         out = {}
-        for name in SECTIONS:
-            section = dataclasses.asdict(getattr(self, name))
+        for name in SECTIONS:  # a nested part (run.checkpoint, ...) is saved flat in its section, as before the split
+            section = _flat_values(getattr(self, name))
             out[name] = {k: list(v) if isinstance(v, tuple) else v for k, v in section.items()}
         return out
 
@@ -274,7 +214,7 @@ class Config:
             raise ConfigError(f"unknown config section(s) {unknown}; valid sections: {sorted(SECTIONS)}")
         flat: dict[str, Any] = {}
         for name, values in nested.items():
-            valid = {f.name for f in fields(SECTIONS[name])}
+            valid = {key for key, _, _ in leaf_fields(SECTIONS[name], name)}
             for key, value in values.items():
                 if key not in valid:
                     raise ConfigError(f"config section {name!r}: " + _unknown_key_message(key, {k: name for k in valid}))
@@ -339,14 +279,53 @@ class Config:
         return dataclasses.replace(self, paths=paths)
 
 
-def flat_keys() -> dict[str, str]:
-    """Map every flat key to its section; flat keys are unique across sections."""
-    owner: dict[str, str] = {}
+def leaf_fields(cls: type, path: str) -> list[tuple[str, type, str]]:
+    """(flat key, the dataclass that declares it, its dotted section such as "run.checkpoint") of every key of
+    section class `cls`, in declaration order; a field holding a dataclass contributes that dataclass's keys."""
+    out: list[tuple[str, type, str]] = []
+    for f in fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out += leaf_fields(type(default), f"{path}.{f.name}")
+        else:
+            out.append((f.name, cls, path))
+    return out
+
+
+def _owners() -> dict[str, tuple[str, type]]:
+    """Every flat key -> (its dotted section, the dataclass that declares it); flat keys are unique."""
+    owner: dict[str, tuple[str, type]] = {}
     for name, cls in SECTIONS.items():
-        for f in fields(cls):
-            assert f.name not in owner, f"flat key {f.name!r} is defined twice"
-            owner[f.name] = name
+        for key, holder, path in leaf_fields(cls, name):
+            assert key not in owner, f"flat key {key!r} is defined twice"
+            owner[key] = (path, holder)
     return owner
+
+
+def flat_keys() -> dict[str, str]:
+    """Map every flat key to its dotted section ("train", "run.sampling", ...)."""
+    return {key: path for key, (path, _) in _owners().items()}
+
+
+def _replace_flat(section: Any, flat: dict[str, Any]) -> Any:
+    """`section` with the flat keys it (or a nested part of it) declares set from `flat`; validated on the way."""
+    changes = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        if dataclasses.is_dataclass(value):
+            changes[f.name] = _replace_flat(value, flat)
+        elif f.name in flat:
+            changes[f.name] = flat[f.name]
+    return dataclasses.replace(section, **changes)
+
+
+def _flat_values(section: Any) -> dict[str, Any]:
+    """Every flat key of `section` (nested parts included) -> its value."""
+    out: dict[str, Any] = {}
+    for f in fields(section):
+        value = getattr(section, f.name)
+        out.update(_flat_values(value) if dataclasses.is_dataclass(value) else {f.name: value})
+    return out
 
 
 def with_legacy_values(nested: dict[str, Any]) -> dict[str, Any]:
@@ -367,7 +346,7 @@ def architecture_diff(saved: dict[str, Any], current: ModelConfig) -> list[str]:
     return [f"{k}: checkpoint={saved.get(k, '<absent>')!r} config={now.get(k, '<absent>')!r}" for k in keys if saved.get(k, "<absent>") != now.get(k, "<absent>")]
 
 
-def _unknown_key_message(key: str, owner: dict[str, str]) -> str:
+def _unknown_key_message(key: str, owner: dict[str, Any]) -> str:
     close = difflib.get_close_matches(str(key), list(owner), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown config key {key!r}{hint} (valid keys: {', '.join(sorted(owner))})"

@@ -37,7 +37,7 @@ def test_seed_config_is_accepted_verbatim() -> None:
     assert cfg.model.latent_dim == 64 and cfg.model.num_embeddings == 512
     assert cfg.paths.checkpoint_dir == "/kaggle/working/checkpoints"
     assert cfg.data.data_dir == "/kaggle/input/vglc"
-    assert cfg.run.checkpoint_every == 5 and cfg.run.auto_resume is True
+    assert cfg.run.checkpoint.checkpoint_every == 5 and cfg.run.auto_resume is True
     assert {k: cfg.to_flat()[k] for k in SEED_CONFIG} == SEED_CONFIG
 
 

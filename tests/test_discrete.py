@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from hmolqd.checkpointing.export import load_model
-from hmolqd.config import Config, ModelConfig
+from hmolqd.config import Config, ModelConfig, SamplingSettings
 from hmolqd.data.attributes import (
     ABSENT, ATTRIBUTES, PRESENT, UNKNOWN, attribute_request, condition_groups, condition_tokens, drop_condition, room_attributes,
 )
@@ -120,8 +120,10 @@ def test_loss_and_shapes(model: RoomModel) -> None:
 
 @pytest.mark.parametrize("sampler", ["random", "confidence"])
 def test_sampling_is_deterministic_complete_and_batch_size_independent(model: RoomModel, sampler: str) -> None:
-    codes = model.diffusion.sample(7, condition_tokens(None, None, None, n=7, cond_stairs=True, cond_attributes=True), steps=4,
-                                   guidance=2.0, sampler=sampler, generator=torch.Generator().manual_seed(3), batch_size=7)
+    settings = SamplingSettings(sample_steps=4, guidance_scale=2.0, sampler=sampler, sample_temperature=1.0,
+                                guide_attributes=False)  # CodeDiffusion.sample's former defaults
+    cond = condition_tokens(None, None, None, n=7, cond_stairs=True, cond_attributes=True)
+    codes = model.diffusion.sample(cond, settings, generator=torch.Generator().manual_seed(3), batch_size=7)
     assert codes.shape == (7, 8, 6) and codes.dtype == torch.long
     assert not bool((codes == model.diffusion.mask_id).any())  # no [MASK] left
     rooms = generate(model, 7, doors="north", seed=3, sampler=sampler)
@@ -151,7 +153,8 @@ def test_default_request_is_playable_symmetric_about_one_axis(model: RoomModel) 
 
 
 def test_generate_uses_the_sampling_settings_stored_with_the_model(model: RoomModel) -> None:
-    assert torch.equal(generate(model, 4, seed=1), generate(model, 4, seed=1, steps=4, sampler=model.config.run.sampler))
+    sampler = model.config.run.sampling.sampler
+    assert torch.equal(generate(model, 4, seed=1), generate(model, 4, seed=1, steps=4, sampler=sampler))
     assert not torch.equal(generate(model, 4, seed=1), generate(model, 4, seed=1, steps=2))
     with pytest.raises(TypeError, match="unknown sampling setting"):
         generate(model, 4, seed=1, stepz=2)

@@ -72,7 +72,7 @@ def test_generate_with_door_guidance_is_deterministic_and_differs_from_plain() -
 
 
 def test_config_key() -> None:
-    assert Config().run.door_guidance == 0.0
-    assert Config.from_flat({"door_guidance": "3"}).run.door_guidance == 3.0
+    assert Config().run.sampling.door_guidance == 0.0
+    assert Config.from_flat({"door_guidance": "3"}).run.sampling.door_guidance == 3.0
     with pytest.raises(ConfigError, match="door_guidance"):
         Config.from_flat({"door_guidance": -1})

@@ -193,7 +193,8 @@ def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) ->
         return plain_rooms(doors, torch.zeros(n, dtype=torch.bool))
 
     monkeypatch.setattr(sampling, "generate", fake_generate)
-    run = dataclasses.replace(Config().run, sample_steps=12, sampler="random")
+    sampling_settings = dataclasses.replace(Config().run.sampling, sample_steps=12, sampler="random")
+    run = dataclasses.replace(Config().run, sampling=sampling_settings)
     model = SimpleNamespace(config=SimpleNamespace(run=run), cfg=SimpleNamespace(cond_stairs=False, model_kind="discrete"),
                             attribute_names=("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols"))
     doors, stairs = request()
@@ -202,6 +203,6 @@ def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) ->
     ModelRoomSource(model, steps=4, sampler="confidence").rooms(doors, stairs, None, seed=6)
     assert calls == [{"stairs": None, "seed": 5, "attributes": ["monsters"]},
                      {"stairs": None, "seed": 6, "attributes": [], "steps": 4, "sampler": "confidence"}]
-    assert ModelRoomSource(model).name == f"model (discrete, 12 sampling steps, guidance {run.guidance_scale})"
+    assert ModelRoomSource(model).name == f"model (discrete, 12 sampling steps, guidance {run.sampling.guidance_scale})"
     with pytest.raises(TypeError, match="unknown sampling setting"):
         ModelRoomSource(model, stepz=3)

@@ -239,7 +239,7 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     assert "| metric | ours | training set | Markov |" in captured.err
     # The model column is the exported generator's, on the training split plus its two mirrors.
     train = augment_mirror(split_corpus(load_corpus(data), ["tloz4_1"])[0])
-    guidance = model.config.run.guidance_scale  # the saved config's
+    guidance = model.config.run.sampling.guidance_scale  # the saved config's
     direct = ev.evaluation_report(model, train, n=20, seed=1, steps=2, guidance=guidance, eta=0.0)
     assert report["model"] == direct["model"] and report["markov"] == direct["markov"]
     # Steps come from the saved config; the reference set is the training split plus its two mirrors.

@@ -9,7 +9,7 @@ import torch
 from model_helpers import randomize_zero_init
 from torch import nn
 
-from hmolqd.config import ModelConfig
+from hmolqd.config import ModelConfig, SamplingSettings
 from hmolqd.data.attributes import ABSENT, PRESENT, UNKNOWN, condition_groups, condition_tokens, drop_condition
 from hmolqd.models.denoiser import Denoiser
 from hmolqd.models.latent_diffusion import LatentDiffusion
@@ -149,7 +149,10 @@ def test_guided_output_is_cfg_combination(model: LatentDiffusion, guidance: floa
 def _sample(model: LatentDiffusion, cond, seed: int = 0, **kw) -> torch.Tensor:
     kw = {"steps": 8, "eta": 0.0, "guidance": 2.0, **kw}
     with torch.no_grad():
-        return model.sample(cond.shape[0] if cond is not None else 6, cond, generator=torch.Generator().manual_seed(seed), **kw)
+        settings = SamplingSettings(sample_steps=kw.pop("steps"), ddim_eta=kw.pop("eta"),
+                                    guidance_scale=kw.pop("guidance"))
+        n = cond.shape[0] if cond is not None else 6
+        return model.sample(n, cond, settings, generator=torch.Generator().manual_seed(seed), **kw)
 
 
 def test_sample_dropped_condition_equals_unconditional(model: LatentDiffusion) -> None:

@@ -11,6 +11,7 @@ import pytest
 PACKAGE = Path(__file__).resolve().parents[1] / "hmolqd"
 # Bottom to top; a module may import its own part and any part of a lower layer, never a higher one or a sibling.
 LAYERS: tuple[tuple[str, ...], ...] = (
+    ("settings",),  # the run section's frozen parts, assembled by config
     ("config", "atomic"),
     ("device",),
     ("data",),

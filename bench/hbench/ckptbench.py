@@ -48,7 +48,7 @@ def projected_share(blocked_per_save: float, epochs: tuple[float, int] | None, c
         return {"share": None, "why": "needs >= 2 diffusion epochs"}
     epoch_s, steps = epochs
     train_epoch_s = max(epoch_s - blocked_per_save, 1e-9)  # the measured epochs saved every time
-    run = cadence.run
+    run = cadence.run.checkpoint
     intervals = [run.checkpoint_every * train_epoch_s]
     if run.checkpoint_every_minutes > 0:
         intervals.append(run.checkpoint_every_minutes * 60.0)
@@ -85,9 +85,9 @@ def checkpoint_costs(ctx: Context, base: Config) -> dict[str, Any]:
     has_async = ASYNC_KEY in flat_keys()
     modes: dict[str, dict[str, Any]] = {"sync": {ASYNC_KEY: False}, "async": {ASYNC_KEY: True}} if has_async else {"sync": {}}
     out: dict[str, Any] = {
-        "cadence": {"checkpoint_every": base.run.checkpoint_every, "checkpoint_every_steps": base.run.checkpoint_every_steps,
-                    "checkpoint_every_minutes": base.run.checkpoint_every_minutes, "keep_last_n": base.run.keep_last_n,
-                    "val_every": base.run.val_every},
+        "cadence": {**{k: getattr(base.run.checkpoint, k) for k in ("checkpoint_every", "checkpoint_every_steps",
+                                                                      "checkpoint_every_minutes", "keep_last_n")},
+                    "val_every": base.run.logging.val_every},
         "run": f"{v} VQ-VAE + {d} diffusion epochs saving every epoch (latest + epoch_N + best), batch {base.train.batch_size}, "
                f"the model of {'the notebook CONFIG' if ctx.sizes.checkpoint_model == 'notebook' else 'the preset'}",
     }

@@ -127,7 +127,7 @@ def time_to_quality(ctx: Context, base: Config) -> tuple[dict[str, Any], TrainRe
     if s.ttq_epochs is not None:
         flat.update(vqvae_epochs=s.ttq_epochs[0], num_epochs=s.ttq_epochs[1])
     epochs = flat.get("num_epochs", base.train.num_epochs)
-    every = s.ttq_sample_every or base.run.sample_every or max(1, epochs // 10)
+    every = s.ttq_sample_every or base.run.logging.sample_every or max(1, epochs // 10)
     flat.update(sample_every=every, checkpoint_every=every, checkpoint_every_steps=0, checkpoint_every_minutes=0.0)
     if s.ttq_eval_samples:
         flat["eval_samples"] = s.ttq_eval_samples
@@ -136,8 +136,8 @@ def time_to_quality(ctx: Context, base: Config) -> tuple[dict[str, Any], TrainRe
     curve = quality_curve(run)
     return {
         "settings": {"vqvae_epochs": cfg.train.vqvae_epochs, "num_epochs": cfg.train.num_epochs, "joint_epochs": cfg.train.joint_epochs,
-                     "sample_every": cfg.run.sample_every, "eval_samples": cfg.run.eval_samples, "sample_steps": cfg.run.sample_steps,
-                     "guidance_scale": cfg.run.guidance_scale, "door_guidance": cfg.run.door_guidance, "checkpoint_every": cfg.run.checkpoint_every,
+                     **{k: cfg.to_flat()[k] for k in ("sample_every", "eval_samples", "sample_steps", "guidance_scale",
+                                                      "door_guidance", "checkpoint_every")},
                      "use_amp": cfg.train.use_amp},
         "wall_clock": "seconds after train() began, including data loading, the VQ-VAE stage and the evaluations themselves",
         "reached": {f"novel_playable>={level}": first_reaching(curve, "novel_playable", level) for level in THRESHOLDS},

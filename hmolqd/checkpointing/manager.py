@@ -96,8 +96,9 @@ class CheckpointPolicy:
 
     @classmethod
     def from_run_config(cls, run: RunConfig) -> CheckpointPolicy:
-        return cls(run.checkpoint_every, run.checkpoint_every_steps, run.checkpoint_every_minutes, run.keep_last_n,
-                   run.disk_budget_gb, run.monitor_metric, run.monitor_mode)
+        c = run.checkpoint
+        return cls(c.checkpoint_every, c.checkpoint_every_steps, c.checkpoint_every_minutes, c.keep_last_n,
+                   c.disk_budget_gb, c.monitor_metric, c.monitor_mode)
 
 
 @dataclass
@@ -167,7 +168,7 @@ class CheckpointManager:
     @classmethod
     def from_config(cls, cfg: Config, *, is_main: bool = True, run_id: str | None = None) -> CheckpointManager:
         return cls(cfg.resolved().paths.checkpoint_dir, CheckpointPolicy.from_run_config(cfg.run), is_main=is_main,
-                   async_save=cfg.run.checkpoint_async, run_id=run_id)
+                   async_save=cfg.run.checkpoint.checkpoint_async, run_id=run_id)
 
     def restore(self, checkpoint: Mapping[str, Any]) -> None:
         """Adopt the best values of a resumed checkpoint (forgotten if the monitor changed: the config check warns)."""

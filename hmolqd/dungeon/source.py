@@ -88,9 +88,10 @@ class ModelRoomSource:
 
         self.model, self._generate, self.batch_size = model, generate, batch_size
         self.sampling = {k: v for k, v in sampling.items() if v is not None}
-        settings = sampling_settings(model.config.run, **self.sampling)  # an unknown keyword is an error here
+        settings = sampling_settings(model, **self.sampling)  # an unknown keyword is an error here
         self.cond_stairs = bool(model.cfg.cond_stairs)
-        self.name = f"model ({model.cfg.model_kind}, {settings['steps']} sampling steps, guidance {settings['guidance']})"
+        self.name = (f"model ({model.cfg.model_kind}, {settings.sample_steps} sampling steps, "
+                     f"guidance {settings.guidance_scale})")
         self.attributes = frozenset(model.attribute_names) & frozenset(ATTRIBUTES)
 
     def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:

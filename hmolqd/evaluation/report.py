@@ -138,7 +138,8 @@ def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: i
     markov_seconds = time.perf_counter() - start
     report = {
         "settings": {
-            "n": n, "seed": seed, "model_kind": generator.cfg.model_kind, **sampling_settings(generator.config.run, **sampling),
+            "n": n, "seed": seed, "model_kind": generator.cfg.model_kind,
+            **sampling_settings(generator, **sampling).as_keywords(),
             "train_rooms": int(train.shape[0]),
             "conditions": "door sides" + (" and stairs" if generator.cfg.cond_stairs else "") + " of training rooms drawn with replacement",
         },

@@ -20,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from hmolqd.config import ModelConfig
+from hmolqd.config import ModelConfig, SamplingSettings
 from hmolqd.data.attributes import ATTRIBUTES, UNKNOWN, cond_size, condition_groups, condition_tokens, drop_condition, room_condition
 from hmolqd.diffusion import absorbing
 from hmolqd.models.denoiser import COND_VALUES, DiTBlock, modulate
@@ -172,41 +172,45 @@ class CodeDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, n: int, cond: torch.Tensor, *, steps: int, guidance: float, sampler: str = "random",
-        temperature: float = 1.0, noise: float = 1.0, generator: torch.Generator | None = None,
+        self, cond: torch.Tensor, settings: SamplingSettings, *, generator: torch.Generator | None = None,
         denoiser: nn.Module | None = None, batch_size: int | None = None, tie: torch.Tensor | None = None,
-        guide_attributes: bool = False,
     ) -> torch.Tensor:
-        """`n` code grids `(n, h, w)` long, no [MASK] left. The random numbers of all n rooms are drawn per step
-        from `generator` (CPU) and the network runs in chunks of `batch_size`: the result does not depend on it.
-        `tie (n, 2)` bool makes the requested mirror axes exact; `guide_attributes` guides on the attributes only."""
+        """One code grid per row of `cond (n, K)` tokens -> `(n, h, w)` long, no [MASK] left, sampled as `settings`
+        say (sample_steps, guidance_scale, sampler, sample_temperature, mask_noise, guide_attributes). The random
+        numbers of all n rooms are drawn per step from `generator` (CPU) and the network runs in chunks of
+        `batch_size`: the result does not depend on it. `tie (n, 2)` bool makes the requested mirror axes exact."""
         denoiser = self.denoiser if denoiser is None else denoiser
         device = next(denoiser.parameters()).device
-        N = self.grid[0] * self.grid[1]
+        n, N = cond.shape[0], self.grid[0] * self.grid[1]
         if tuple(cond.shape) != (n, self.cond_size):
-            raise ValueError(f"CodeDiffusion.sample: cond must be ({n}, {self.cond_size}) tokens, got {tuple(cond.shape)}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"CodeDiffusion.sample: sampler {sampler!r} must be one of {SAMPLERS} (config key sampler)")
-        if guidance < 0:
-            raise ValueError(f"CodeDiffusion.sample: guidance must be >= 0 (config key guidance_scale), got {guidance}")
+            raise ValueError(f"CodeDiffusion.sample: cond must be (n, {self.cond_size}) tokens, "
+                             f"got {tuple(cond.shape)}")
+        if settings.sampler not in SAMPLERS:
+            raise ValueError(f"CodeDiffusion.sample: sampler {settings.sampler!r} must be one of {SAMPLERS} "
+                             "(config key sampler)")
+        steps, guidance = settings.sample_steps, settings.guidance_scale
         batch_size = max(n, 1) if batch_size is None else batch_size
-        guide_from = self.cond_size - len(ATTRIBUTES) if guide_attributes and self.cfg.cond_attributes else 0
+        guide_from = self.cond_size - len(ATTRIBUTES) if settings.guide_attributes and self.cfg.cond_attributes else 0
         ratios = absorbing.step_ratios(steps, self.cfg.mask_schedule)
         cond = cond.to(device=device, dtype=torch.long)
         tie = None if tie is None else tie.to(device)
         x = torch.full((n, N), self.mask_id, dtype=torch.long, device=device)  # (n, N) all [MASK]
         for i in range(steps):
-            u1 = torch.rand((n, N), generator=generator).to(device)
-            u2 = torch.rand((n, N), generator=generator).to(device)
+            # Which masked cells this step reveals: the reveal coins ("random") or the Gumbel noise that ranks the
+            # confidences ("confidence"); then which code each cell draws. Drawn in this order for every sampler.
+            u_reveal = torch.rand((n, N), generator=generator).to(device)
+            u_code = torch.rand((n, N), generator=generator).to(device)
             new = torch.empty_like(x)
             for lo in range(0, n, batch_size):
                 sl = slice(lo, lo + batch_size)
                 lp = self._log_probs(denoiser, x[sl], cond[sl], guidance, guide_from)  # (b, N, K)
-                if sampler == "random":
-                    new[sl] = absorbing.unmask_random(x[sl], lp, ratios[i], ratios[i + 1], self.mask_id, u1[sl], u2[sl], temperature)
+                if settings.sampler == "random":
+                    new[sl] = absorbing.unmask_random(x[sl], lp, ratios[i], ratios[i + 1], self.mask_id, u_reveal[sl],
+                                                      u_code[sl], settings.sample_temperature)
                 else:
                     keep = int(round(ratios[i + 1] * N))
-                    anneal = noise * (1 - (i + 1) / steps)  # MaskGIT's choice temperature, linearly to 0
-                    new[sl] = absorbing.unmask_confidence(x[sl], lp, keep, self.mask_id, u2[sl], u1[sl], anneal, temperature)
+                    anneal = settings.mask_noise * (1 - (i + 1) / steps)  # MaskGIT's choice temperature, linearly to 0
+                    new[sl] = absorbing.unmask_confidence(x[sl], lp, keep, self.mask_id, u_code[sl], u_reveal[sl],
+                                                          anneal, settings.sample_temperature)
             x = new if tie is None else self.tie_mirrors(new, tie)
         return x.view(n, *self.grid)

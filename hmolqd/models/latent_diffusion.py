@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hmolqd.config import ModelConfig
+from hmolqd.config import ModelConfig, SamplingSettings
 from hmolqd.data.attributes import UNKNOWN, cond_size, condition_groups, condition_tokens, drop_condition, room_condition
 from hmolqd.diffusion import gaussian
 from hmolqd.models.denoiser import Denoiser
@@ -93,19 +93,12 @@ class LatentDiffusion(nn.Module):
         return out_uncond + guidance * (out_cond - out_uncond)
 
     def sample(
-        self,
-        n: int,
-        cond: torch.Tensor | None,
-        *,
-        steps: int = 50,
-        eta: float = 0.0,
-        guidance: float = 1.0,
-        generator: torch.Generator | None = None,
-        denoiser: nn.Module | None = None,
-        batch_size: int | None = None,
+        self, n: int, cond: torch.Tensor | None, settings: SamplingSettings, *,
+        generator: torch.Generator | None = None, denoiser: nn.Module | None = None, batch_size: int | None = None,
         x0_guide: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """DDIM-sample `n` raw (unscaled) latents `(n, C, h, w)`; `cond` is `(n, K)` tokens or None (unconditional).
+        """DDIM-sample `n` raw (unscaled) latents `(n, C, h, w)`; `cond` is `(n, K)` tokens or None (unconditional);
+        `settings` give sample_steps, ddim_eta and guidance_scale.
 
         All random draws (x_T, and per-step noise when eta > 0) come from `generator` (a CPU generator
         is fine; draws are moved to the model's device) for all n at once, and the n latents advance in
@@ -114,6 +107,7 @@ class LatentDiffusion(nn.Module):
         cond) runs the conditional forward only. `x0_guide(x0, t) -> x0` (e.g. `hmolqd.sampling.door_guidance.door_guide`)
         may move each step's clean estimate (scaled units); eps is then re-derived from x_t and the new x0.
         """
+        steps, eta, guidance = settings.sample_steps, settings.ddim_eta, settings.guidance_scale
         denoiser = self.denoiser if denoiser is None else denoiser
         device = self.alphas_cumprod.device
         dtype = next(denoiser.parameters()).dtype
@@ -121,8 +115,6 @@ class LatentDiffusion(nn.Module):
             cond = torch.full((n, self.cond_size), UNKNOWN, dtype=torch.long)
         if cond.shape != (n, self.cond_size):
             raise ValueError(f"LatentDiffusion.sample: cond must be ({n}, {self.cond_size}) tokens, got {tuple(cond.shape)}")
-        if guidance < 0:
-            raise ValueError(f"LatentDiffusion.sample: guidance must be >= 0 (config key guidance_scale), got {guidance}")
         batch_size = n if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"LatentDiffusion.sample: batch_size must be >= 1, got {batch_size}")
@@ -144,6 +136,6 @@ class LatentDiffusion(nn.Module):
             if x0_guide is not None:
                 x0 = x0_guide(x0, t)
                 eps = gaussian.eps_from_x0(x, x0, t, self.alphas_cumprod)
-            noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device) if eta > 0 else None
-            x = gaussian.ddim_step(x, t, t_prev, x0, eps, self.alphas_cumprod, eta, noise)
+            fresh_noise = torch.randn(x.shape, generator=generator, dtype=torch.float32).to(device) if eta > 0 else None
+            x = gaussian.ddim_step(x, t, t_prev, x0, eps, self.alphas_cumprod, eta, fresh_noise)
         return x / self.latent_scale.float()

@@ -5,10 +5,12 @@ CodeDiffusion.sample, then the VQ-VAE decoder; a requested mirror axis is made e
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from hmolqd.config import SamplingSettings
 from hmolqd.data.attributes import ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
 from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W
 from hmolqd.models.room_model import RoomModel
@@ -16,9 +18,18 @@ from hmolqd.models.room_model import RoomModel
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
 
 
-def default_requests(run: Any) -> dict[str, str]:
-    """What a run config asks for when `generate` is not told: playable / symmetric as `ask_*` say."""
-    return {"playable": run.ask_playable, "symmetric": run.ask_symmetric}
+@dataclass(frozen=True)
+class Request:
+    """What the rooms are asked to be: `doors (n, 4)` / `stairs (n,)` bool or None (open), attribute requests."""
+
+    doors: torch.Tensor | None = None
+    stairs: torch.Tensor | None = None
+    attributes: Mapping[str, Any] | None = None
+
+
+def default_requests(settings: SamplingSettings) -> dict[str, str]:
+    """What `generate` asks for when not told: playable / symmetric as `ask_*` say."""
+    return {"playable": settings.ask_playable, "symmetric": settings.ask_symmetric}
 
 
 def mirror_request(n: int, ask_mirror: str, seed: int) -> torch.Tensor:
@@ -36,19 +47,20 @@ def mirror_request(n: int, ask_mirror: str, seed: int) -> torch.Tensor:
     return out
 
 
-def attribute_tokens(model: RoomModel, n: int, asked: Mapping[str, Any] | None, seed: int) -> torch.Tensor | None:
-    """`(n, 6)` attribute tokens for a model with `cond_attributes` (None without): the request, then the run
-    config's defaults; a mirror axis is asked (`ask_mirror`) only where the room is asked to be symmetric and
-    neither axis was given."""
+def attribute_tokens(model: RoomModel, n: int, asked: Mapping[str, Any] | None, seed: int,
+                     settings: SamplingSettings | None = None) -> torch.Tensor | None:
+    """`(n, 6)` attribute tokens for a model with `cond_attributes` (None without): the request, then the
+    defaults of `settings` (the model's own when None); a mirror axis is asked (`ask_mirror`) only where the
+    room is asked to be symmetric and neither axis was given."""
     if not model.cfg.cond_attributes:
         if asked:
             raise ValueError(f"generate: this model was trained without room attributes (cond_attributes false), got {sorted(asked)}")
         return None
-    run = model.config.run
-    tokens = attribute_request(n, asked, default_requests(run))
+    settings = model.config.run.sampling if settings is None else settings
+    tokens = attribute_request(n, asked, default_requests(settings))
     if not {"mirror_rows", "mirror_cols"} & set(asked or {}):
         wants = tokens[:, ATTRIBUTES.index("symmetric")] == PRESENT  # (n,)
-        axes = mirror_request(n, run.ask_mirror, seed)  # (n, 2)
+        axes = mirror_request(n, settings.ask_mirror, seed)  # (n, 2)
         tokens[:, -2:] = torch.where(wants[:, None], axes, tokens[:, -2:])
     return tokens
 
@@ -67,24 +79,21 @@ def symmetrize_logits(logits: torch.Tensor, tie: torch.Tensor) -> torch.Tensor:
 
 
 def generate_discrete(
-    model: RoomModel, n: int, doors: torch.Tensor | None, stairs: torch.Tensor | None, attributes: Mapping[str, Any] | None,
-    settings: dict[str, Any], *, seed: int, batch_size: int, use_ema: bool,
+    model: RoomModel, n: int, request: Request, settings: SamplingSettings, *, seed: int, batch_size: int,
 ) -> torch.Tensor:
     """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU."""
-    cond = model.diffusion.condition_tokens(doors, stairs, n, attributes=attribute_tokens(model, n, attributes, seed))  # (n, K)
+    attributes = attribute_tokens(model, n, request.attributes, seed, settings)
+    cond = model.diffusion.condition_tokens(request.doors, request.stairs, n, attributes=attributes)  # (n, K)
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
-    tie = (cond[:, -2:] == PRESENT) if settings["tie_mirrors"] and model.cfg.cond_attributes else None  # (n, 2)
+    tie = (cond[:, -2:] == PRESENT) if settings.tie_mirrors and model.cfg.cond_attributes else None  # (n, 2)
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     try:
         with torch.inference_mode():
-            codes = model.diffusion.sample(
-                n, cond, steps=settings["steps"], guidance=settings["guidance"], sampler=settings["sampler"],
-                temperature=settings["temperature"], noise=settings["noise"], generator=generator,
-                denoiser=model.sampling_denoiser(use_ema), batch_size=batch_size, tie=tie, guide_attributes=settings["guide_attributes"],
-            )  # (n, h, w)
+            codes = model.diffusion.sample(cond, settings, generator=generator, batch_size=batch_size, tie=tie,
+                                           denoiser=model.sampling_denoiser(settings.use_ema))  # (n, h, w)
             rooms = []
             for lo in range(0, n, batch_size):
                 logits = model.vqvae.decode(model.vqvae.quantizer.lookup(codes[lo : lo + batch_size]))  # (b, 10, 16, 11)

@@ -2,7 +2,7 @@
 
 A discrete model unmasks code indices (hmolqd.sampling.discrete); a continuous one runs DDIM in latent
 space, snaps to the codebook and decodes. Every sampling setting left None comes from the run config
-stored with the model (`model.config.run`: the settings it was trained and measured with), so
+stored with the model (`model.config.run.sampling`: the settings it was trained and measured with), so
 `generate(model, n)` samples the way the model's own report did. `generate` is deterministic for a seed
 (its own CPU torch.Generator, independent of the global RNG) and its output does not depend on `batch_size`.
 """
@@ -14,19 +14,12 @@ from typing import Any
 
 import torch
 
-from hmolqd.config import RunConfig
+from hmolqd.config import SamplingSettings
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import SCREEN_SIDES, SCREEN_TO_TEXT_SIDE
-from hmolqd.sampling.discrete import generate_discrete
+from hmolqd.sampling.discrete import Request, generate_discrete
 from hmolqd.sampling.door_guidance import decoder_logits, door_guide
-
-# generate's sampling keywords and the RunConfig key each one defaults to.
-SAMPLING_KEYS: dict[str, str] = {
-    "steps": "sample_steps", "guidance": "guidance_scale", "eta": "ddim_eta", "door_guidance": "door_guidance",
-    "sampler": "sampler", "temperature": "sample_temperature", "noise": "mask_noise",
-    "tie_mirrors": "tie_mirrors", "guide_attributes": "guide_attributes",
-}
 
 TRUE_WORDS = ("1", "true", "yes", "y")
 FALSE_WORDS = ("0", "false", "no", "n")
@@ -83,12 +76,10 @@ def parse_stairs(stairs: torch.Tensor | bool | str | None, n: int) -> torch.Tens
     return stairs.cpu()
 
 
-def sampling_settings(run: RunConfig, **overrides: Any) -> dict[str, Any]:
-    """generate's sampling keywords (`SAMPLING_KEYS`) from a run config; an override that is not None wins."""
-    unknown = sorted(set(overrides) - set(SAMPLING_KEYS))
-    if unknown:
-        raise TypeError(f"unknown sampling setting(s) {unknown}; known: {', '.join(SAMPLING_KEYS)}")
-    return {key: getattr(run, field) if overrides.get(key) is None else overrides[key] for key, field in SAMPLING_KEYS.items()}
+def sampling_settings(model: RoomModel, **overrides: Any) -> SamplingSettings:
+    """The model's own sampling settings (its run config's) with every override that is not None applied;
+    an override is a config key or one of generate's short keywords (steps, guidance, eta, temperature, noise)."""
+    return model.config.run.sampling.with_overrides(**overrides)
 
 
 def sampler_options(model: RoomModel) -> dict[str, dict[str, Any]]:
@@ -97,8 +88,8 @@ def sampler_options(model: RoomModel) -> dict[str, dict[str, Any]]:
     if model.cfg.model_kind == "discrete":
         return {"random": {"sampler": "random"}, "confidence": {"sampler": "confidence"}}
     options = {"ddim": {"eta": 0.0, "door_guidance": 0.0}, "ddim_eta1": {"eta": 1.0, "door_guidance": 0.0}}
-    if model.config.run.door_guidance > 0:
-        options["ddim+door_guidance"] = {"eta": 0.0, "door_guidance": model.config.run.door_guidance}
+    if model.config.run.sampling.door_guidance > 0:
+        options["ddim+door_guidance"] = {"eta": 0.0, "door_guidance": model.config.run.sampling.door_guidance}
     return options
 
 
@@ -111,7 +102,6 @@ def generate(
     *,
     seed: int = 0,
     batch_size: int = 256,
-    use_ema: bool = True,
     **sampling: Any,
 ) -> torch.Tensor:
     """Generate `n` rooms -> `(n, 16, 11)` uint8 tile indices on the CPU (hmolqd.data.tiles.TILES order).
@@ -119,30 +109,31 @@ def generate(
     doors / stairs condition the rooms (None leaves that part open). attributes (a discrete model with
     `cond_attributes`): {name: True / False / "open" / an `(n,)` bool tensor} for names in
     `model.attribute_names` (monsters, water, playable, symmetric, mirror_rows, mirror_cols); what is not
-    given follows the model's run config (`ask_playable`, `ask_symmetric`, `ask_mirror`: by default playable,
-    symmetric rooms about one mirror axis). `sampling` keywords (`SAMPLING_KEYS`: steps, guidance, eta,
-    door_guidance, sampler, temperature, noise, tie_mirrors, guide_attributes) override the model's run
-    config; guidance is the classifier-free guidance scale (1 = conditional only). The model is put in
-    eval mode for the call and restored afterwards.
+    given follows the model's sampling settings (`ask_playable`, `ask_symmetric`, `ask_mirror`: by default
+    playable, symmetric rooms about one mirror axis). `sampling` keywords override the model's own
+    `SamplingSettings` (its run config's): a config key (sample_steps, guidance_scale, sampler, use_ema, ...)
+    or a short name (steps, guidance, eta, temperature, noise); guidance is the classifier-free guidance
+    scale (1 = conditional only). The model is put in eval mode for the call and restored afterwards.
     """
     if n < 0:
         raise ValueError(f"generate: n must be >= 0, got {n}")
     if batch_size < 1:
         raise ValueError(f"generate: batch_size must be >= 1, got {batch_size}")
-    settings = sampling_settings(model.config.run, **sampling)
-    door_mask, stair_mask = parse_doors(doors, n), parse_stairs(stairs, n)
+    settings = sampling_settings(model, **sampling)
+    request = Request(parse_doors(doors, n), parse_stairs(stairs, n), attributes)
     if model.cfg.model_kind == "discrete":
-        return generate_discrete(model, n, door_mask, stair_mask, attributes, settings, seed=seed, batch_size=batch_size, use_ema=use_ema)
+        return generate_discrete(model, n, request, settings, seed=seed, batch_size=batch_size)
     if attributes:
         raise ValueError(f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), got {sorted(attributes)}")
-    return _generate_continuous(model, n, door_mask, stair_mask, settings, seed=seed, batch_size=batch_size, use_ema=use_ema)
+    return _generate_continuous(model, n, request, settings, seed=seed, batch_size=batch_size)
 
 
-def _generate_continuous(model: RoomModel, n: int, door_mask: torch.Tensor | None, stairs: torch.Tensor | None, settings: dict[str, Any],
-                         *, seed: int, batch_size: int, use_ema: bool) -> torch.Tensor:
+def _generate_continuous(model: RoomModel, n: int, request: Request, settings: SamplingSettings, *, seed: int,
+                         batch_size: int) -> torch.Tensor:
     """DDIM in latent space; door_guidance > 0 (with doors given) steers every step towards the requested
     doors through the decoder (`hmolqd.sampling.door_guidance`)."""
-    cond = model.diffusion.condition_tokens(door_mask, stairs, n)  # (n, K) CPU
+    door_mask = request.doors
+    cond = model.diffusion.condition_tokens(door_mask, request.stairs, n)  # (n, K) CPU
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
     generator = torch.Generator().manual_seed(seed)
@@ -150,15 +141,15 @@ def _generate_continuous(model: RoomModel, n: int, door_mask: torch.Tensor | Non
     model.eval()
     try:
         guide = None
-        if settings["door_guidance"] and door_mask is not None:
+        if settings.door_guidance and door_mask is not None:
             device = model.diffusion.alphas_cumprod.device
-            guide = door_guide(decoder_logits(model.vqvae), float(model.diffusion.latent_scale), door_mask.to(device), settings["door_guidance"])
+            guide = door_guide(decoder_logits(model.vqvae), float(model.diffusion.latent_scale), door_mask.to(device),
+                               settings.door_guidance)
         # The door guide needs autograd through the decoder, which inference mode forbids.
         with torch.inference_mode() if guide is None else torch.no_grad():
-            latents = model.diffusion.sample(
-                n, cond, steps=settings["steps"], eta=settings["eta"], guidance=settings["guidance"], generator=generator,
-                denoiser=model.sampling_denoiser(use_ema), batch_size=batch_size, x0_guide=guide,
-            )  # (n, C, h, w), raw VQ-VAE latent units
+            latents = model.diffusion.sample(n, cond, settings, generator=generator, batch_size=batch_size,
+                                             x0_guide=guide, denoiser=model.sampling_denoiser(settings.use_ema))
+            # latents: (n, C, h, w), raw VQ-VAE latent units
             rooms = torch.cat([model.vqvae.decode_latents(z).cpu() for z in latents.split(batch_size)])
     finally:
         model.train(was_training)

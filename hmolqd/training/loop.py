@@ -193,6 +193,7 @@ def stop_requested(run: Run) -> str | None:
 def run_stage(run: Run, stage: str) -> str | None:
     """Train one stage to its last epoch; returns why it stopped early, or None when the stage is done."""
     cfg, rt, gen, p = run.cfg, run.rt, run.gen, run.progress
+    log_every = cfg.run.logging.log_every
     set_train_mode(gen, stage)
     data = stage_data(gen, stage, run.data["train_rooms"], run.data["train_doors"], run.data["train_stairs"])
     val = stage_data(gen, stage, run.data["val_rooms"], run.data["val_doors"], run.data["val_stairs"])
@@ -235,10 +236,10 @@ def run_stage(run: Run, stage: str) -> str | None:
             p.epoch_skipped += o.last_step_skipped
             p.stage_step, p.global_step = p.stage_step + 1, p.global_step + 1
             bar.update()
-            if p.stage_step % cfg.run.log_every == 0:  # the only host sync in the step
+            if p.stage_step % log_every == 0:  # the only host sync in the step
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             # Under DDP the agreement is a collective (a sync), so ranks compare notes only at log steps.
-            if (not rt.distributed or p.stage_step % cfg.run.log_every == 0) and (reason := stop_requested(run)):
+            if (not rt.distributed or p.stage_step % log_every == 0) and (reason := stop_requested(run)):
                 run.stop_files = run.ckpt.save_step(checkpoint_state(run, o, schedule))
                 bar.close()
                 return reason
@@ -254,9 +255,9 @@ def end_of_epoch(run: Run, stage: str, val: StageData, lr: float, state: Callabl
     record: dict[str, Any] = {"stage": stage, "epoch": p.epochs_done + 1, "step": p.global_step, "lr": lr,
                               "train_loss": float(p.loss_sum) / max(1, p.epoch_batches),
                               "skipped_steps": p.epoch_skipped}  # fp16 GradScaler overflow skips (0 without fp16)
-    if (p.epochs_done + 1) % cfg.run.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
+    if (p.epochs_done + 1) % cfg.run.logging.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
         record.update(validation.validate(run.gen, stage, val, cfg, run.rt))
-    if stage != "vqvae" and cfg.run.sample_every and (p.epochs_done + 1) % cfg.run.sample_every == 0:
+    if stage != "vqvae" and cfg.run.logging.sample_every and (p.epochs_done + 1) % cfg.run.logging.sample_every == 0:
         record.update(validation.sample_metrics(run.gen, run.data, cfg, stage, run.rt))
     p.history.append(record)
     p.epochs_done, p.epoch_samples, p.epoch_batches, p.epoch_skipped = p.epochs_done + 1, 0, 0, 0

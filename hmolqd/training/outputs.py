@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import zipfile
 from collections.abc import Callable
 from pathlib import Path
@@ -29,7 +30,7 @@ from hmolqd.config import STAGES, Config
 from hmolqd.evaluation.report import save_sample_grid
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import describe_doors
-from hmolqd.sampling.generate import generate, sampling_settings
+from hmolqd.sampling.generate import generate
 from hmolqd.training.history import plot_curves
 
 FINAL_MODEL = "model_final.pt"
@@ -67,7 +68,7 @@ def write_samples(gen: RoomModel, cfg: Config, output_dir: str | Path, n: int = 
     paths = []
     for i, (name, doors) in enumerate(SAMPLE_CONDITIONS):
         rooms = generate(gen, n, doors=None if doors is None else torch.tensor(doors), seed=cfg.run.seed + i,
-                         **sampling_settings(cfg.run))
+                         **dataclasses.asdict(cfg.run.sampling))
         title = f"{n} generated rooms: {condition_caption(doors)} (seed {cfg.run.seed + i})"
         paths.append(save_sample_grid(rooms, Path(output_dir) / f"sample_{name}.png", ncols=6, limit=None, title=title))
     return paths

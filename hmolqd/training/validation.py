@@ -8,6 +8,7 @@ an interrupted and resumed run stays bit-exact.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Iterator
 from typing import Any
 
@@ -55,12 +56,11 @@ def validate(gen: RoomModel, stage: str, val: StageData, cfg: Config, rt: Runtim
 def sample_metrics(gen: RoomModel, data: dict[str, Any], cfg: Config, stage: str, rt: Runtime) -> dict[str, Any]:
     """Generate `eval_samples` rooms (door conditions drawn from the training set) and score them."""
     from hmolqd.evaluation.report import generation_metrics
-    from hmolqd.sampling.generate import sampling_settings
 
     with evaluating(gen, stage, rt, cfg.run.seed):
         metrics = generation_metrics(
-            gen, data["ref_rooms"], data["ref_doors"], data["ref_stairs"], cfg.run.eval_samples,
-            seed=cfg.run.seed, sampling=sampling_settings(cfg.run),  # this run's settings, even where gen.config is older
+            gen, data["ref_rooms"], data["ref_doors"], data["ref_stairs"], cfg.run.logging.eval_samples,
+            seed=cfg.run.seed, sampling=dataclasses.asdict(cfg.run.sampling),  # this run's (gen.config may be older)
         )
     # Timings stay out of the history: an interrupted and resumed run must log the very same records.
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith("_seconds")}
