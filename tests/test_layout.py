@@ -21,6 +21,7 @@ LAYERS: tuple[tuple[str, ...], ...] = (
     ("sampling", "checkpointing"),
     ("evaluation",),
     ("training", "dungeon"),
+    ("illuminate",),  # MAP-Elites over whole dungeons: it builds and plays them with hmolqd.dungeon
     ("cli_args",),  # the CLI's argument checks: they import only config, and cli imports them
     ("cli", "notebook", "__init__"),
     ("__main__",),
