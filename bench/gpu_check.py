@@ -53,12 +53,12 @@ from hbench.suite import Context, base_config, run_suite  # noqa: E402
 from hmolqd.atomic import atomic_write_text  # noqa: E402
 from hmolqd.checkpointing.compare import compare_states  # noqa: E402
 from hmolqd.checkpointing.fileformat import LATEST, load_checkpoint  # noqa: E402
-from hmolqd.config import Config  # noqa: E402
+from hmolqd.config import Config, stage_named  # noqa: E402
 from hmolqd.evaluation.report import json_safe  # noqa: E402
 from hmolqd.models.room_model import RoomModel  # noqa: E402
 from hmolqd.training.optim import LRSchedule, Optimization  # noqa: E402
 from hmolqd.training.runtime import Runtime, UnsupportedGPUError, check_gpu_supported, setup_runtime  # noqa: E402
-from hmolqd.training.stages import OBJECTIVES, set_train_mode, stage_data, start_diffusion_stage, trainable  # noqa: E402
+from hmolqd.training.stages import objective, set_train_mode, stage_data, start_diffusion_stage, trainable  # noqa: E402
 
 PARTS = ("env", "autocast", "resume", "suite")
 # Checkpoint keys that differ between two runs reaching the same state (config: only its paths), as in selfcheck.
@@ -128,13 +128,13 @@ def environment(cfg: Config, device: torch.device) -> dict[str, Any]:
 
 def _stage_steps(gen: RoomModel, cfg: Config, stage: str, corpus: Any, rt: Runtime, steps: int) -> dict[str, Any]:
     """`steps` optimizer steps of one stage's objective through the trainer's `Optimization.step`."""
-    dev = rt.device
-    set_train_mode(gen, stage)
-    data = stage_data(gen, stage, corpus.rooms.to(dev), corpus.doors.to(dev), corpus.stairs.to(dev))
-    if stage == "diffusion":
+    dev, row = rt.device, stage_named(stage)
+    set_train_mode(gen, row)
+    data = stage_data(gen, row, corpus.rooms.to(dev), corpus.doors.to(dev), corpus.stairs.to(dev))
+    if row.starts_denoiser:
         start_diffusion_stage(gen, data, corpus.rooms.to(dev))
-    o = Optimization.create(trainable(gen, stage), cfg.train, dev.type, rt.use_scaler)
-    objective = OBJECTIVES[stage](gen, cfg)
+    o = Optimization.create(trainable(gen, row), cfg.train, dev.type, rt.use_scaler)
+    loss_module = objective(gen, row, cfg)
     schedule = LRSchedule.from_config(cfg.train, steps)
     g = torch.Generator().manual_seed(0)
     if dev.type == "cuda":
@@ -144,7 +144,7 @@ def _stage_steps(gen: RoomModel, cfg: Config, stage: str, corpus: Any, rt: Runti
     start = time.perf_counter()
     for i in range(steps):
         idx = torch.randint(len(data), (cfg.train.batch_size,), generator=g).to(dev)
-        losses.append(o.step(objective, data.x[idx], data.cond[idx], schedule(i), rt.autocast).detach().float())
+        losses.append(o.step(loss_module, data.x[idx], data.cond[idx], schedule(i), rt.autocast).detach().float())
         skipped += o.last_step_skipped  # the fp16 GradScaler skipped it (inf/NaN gradients); a host read it already paid
     loss = torch.stack(losses).cpu()  # (steps,): the one host sync
     seconds = time.perf_counter() - start

@@ -44,13 +44,74 @@ def kaggle_working() -> Path:
     return kaggle_root() / "working"
 
 
-# The training stages in order: VQ-VAE, latent diffusion on the frozen VQ-VAE, optional joint fine-tuning.
-# Checkpoint file names, the trainer and the history plots all take the names from here.
-STAGES: tuple[str, ...] = ("vqvae", "diffusion", "joint")
 PRESETS_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS: tuple[str, ...] = ("discrete", "continuous")
 AMP_DTYPES: tuple[str, ...] = ("fp16", "bf16")  # the forced values of `use_amp` besides true / false
 COMMENT_PREFIX = "//"  # a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One training stage: every fact about it, so that adding a stage is one row of `STAGE_TABLE`.
+
+    The table sits here, in the bottom layer, because config (epoch keys), checkpointing (file names, the
+    order of stages) and training all need it and imports point down. Its facts are plain data; what they
+    mean for the model is read off them in `hmolqd.training.stages`: the objective is the sum of the losses
+    of the parts in `trains` (the VQ-VAE's reconstruction loss, the denoiser's diffusion loss), those parts
+    are the ones in train mode with gradients, and a stage that leaves the VQ-VAE frozen iterates over
+    latents (or codes) encoded once.
+    """
+
+    name: str  # in checkpoints ("stage"), the history records and log lines
+    epochs_key: str  # the TrainConfig field (flat config key) that counts its epochs
+    file_prefix: str  # its checkpoint files: checkpoint_{file_prefix}epoch_N.pt ("" keeps the seed's names)
+    trains: tuple[str, ...]  # the RoomModel parts it trains, in the optimizer's parameter order
+    starts_denoiser: bool = False  # a fresh start sets the latent scale (or code mirror maps) and restarts the EMA
+
+    @property
+    def trains_vqvae(self) -> bool:
+        return "vqvae" in self.trains
+
+    @property
+    def trains_denoiser(self) -> bool:  # the EMA follows it every step, and generation metrics are measured
+        return "diffusion" in self.trains
+
+    @property
+    def on_latents(self) -> bool:
+        """The VQ-VAE is frozen in this stage, so the rooms are encoded once and the stage iterates over latents."""
+        return not self.trains_vqvae
+
+
+# The training stages in order: VQ-VAE, latent diffusion on the frozen VQ-VAE, optional joint fine-tuning.
+# Checkpoint file names, the trainer, the config checks and the history plots all read them from here, at
+# call time (`stages()`, `stage_named`), so that a test may register another stage by replacing this table.
+STAGE_TABLE: tuple[Stage, ...] = (
+    Stage("vqvae", epochs_key="vqvae_epochs", file_prefix="vqvae_", trains=("vqvae",)),
+    Stage("diffusion", epochs_key="num_epochs", file_prefix="", trains=("diffusion",), starts_denoiser=True),
+    Stage("joint", epochs_key="joint_epochs", file_prefix="joint_", trains=("vqvae", "diffusion")),
+)
+
+
+def stages() -> tuple[Stage, ...]:
+    return STAGE_TABLE
+
+
+def stage_names() -> tuple[str, ...]:
+    return tuple(s.name for s in STAGE_TABLE)
+
+
+def denoiser_stage() -> Stage:
+    """The stage that first trains the denoiser: a model without its epochs generates noise."""
+    return next(s for s in STAGE_TABLE if s.starts_denoiser)
+
+
+def stage_named(name: str) -> Stage:
+    for stage in STAGE_TABLE:
+        if stage.name == name:
+            return stage
+    raise ConfigError(f"unknown stage {name!r}; stages are {stage_names()}")
+
+
 
 
 @dataclass(frozen=True)
@@ -128,7 +189,7 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
-        for key in ("vqvae_epochs", "num_epochs", "joint_epochs", "warmup_steps"):
+        for key in (*(s.epochs_key for s in STAGE_TABLE), "warmup_steps"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
         _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "must be > 0", self.learning_rate)
         _check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
@@ -175,8 +236,10 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
-        _check(self.train.joint_epochs == 0 or self.model.model_kind == "continuous", "joint_epochs",
-               "must be 0 with model_kind 'discrete' (code indices carry no gradient to the VQ-VAE)", self.train.joint_epochs)
+        for stage in (s for s in STAGE_TABLE if s.trains_vqvae and s.trains_denoiser):  # the joint stage
+            epochs = getattr(self.train, stage.epochs_key)
+            _check(epochs == 0 or self.model.model_kind == "continuous", stage.epochs_key,
+                   "must be 0 with model_kind 'discrete' (code indices carry no gradient to the VQ-VAE)", epochs)
 
     # ---- flat form (the notebook's CONFIG dict, the CLI's --set key=value) ----
     @classmethod

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from hbench.suite import Context
-from hmolqd.config import STAGES, Config
+from hmolqd.config import Config, stage_names
 from hmolqd.training.loop import TrainResult, train
 from hmolqd.training.validation import format_record
 
@@ -99,7 +99,7 @@ def training_throughput(ctx: Context, base: Config, amp: bool) -> dict[str, Any]
     n = ctx.training_rooms(cfg)
     return {
         "use_amp": amp, "amp_dtype": ctx.amp_name(amp), "batch_size": cfg.train.batch_size, "rooms_per_epoch": n,
-        "stages": {stage: stage_throughput(run, stage, n) for stage in STAGES if stage != "joint" or joint},
+        "stages": {stage: stage_throughput(run, stage, n) for stage in stage_names() if stage != "joint" or joint},
         "train_wall_s": run.wall_s,
     }
 

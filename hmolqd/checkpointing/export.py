@@ -22,7 +22,7 @@ from hmolqd.checkpointing.fileformat import (
     write_atomic,
 )
 from hmolqd.checkpointing.restore import state_of
-from hmolqd.config import STAGES, Config, ConfigError
+from hmolqd.config import Config, ConfigError, denoiser_stage, stage_names
 from hmolqd.models.room_model import RoomModel
 
 
@@ -63,17 +63,19 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, al
     noise: it is refused with that reason unless `allow_untrained` (e.g. to look at its VQ-VAE).
     """
     obj = load_inference(path, map_location)
-    if obj["stage"] == STAGES[0] and not allow_untrained:
+    first, denoiser = stage_names()[0], denoiser_stage()
+    if obj["stage"] == first and not allow_untrained:
         raise CheckpointError(
-            f"{path}: the checkpoint's stage is {STAGES[0]!r}, so its denoiser was never trained and the rooms it "
-            f"generates would be noise; use model_final.pt or a checkpoint of the {STAGES[1]!r} stage "
+            f"{path}: the checkpoint's stage is {first!r}, so its denoiser was never trained and the rooms it "
+            f"generates would be noise; use model_final.pt or a checkpoint of the {denoiser.name!r} stage "
             "(checkpoint_latest.pt / checkpoint_best.pt once that stage has started)"
         )
     trained = obj["trained_epochs"]
-    if isinstance(trained, Mapping) and not trained.get(STAGES[1]) and not allow_untrained:
+    if isinstance(trained, Mapping) and not trained.get(denoiser.name) and not allow_untrained:
         raise CheckpointError(
-            f"{path}: its denoiser was never trained (the {STAGES[1]!r} stage ran 0 epochs: num_epochs=0), so the rooms "
-            f"it generates would be noise; train with num_epochs >= 1 (epochs trained: {dict(trained)})"
+            f"{path}: its denoiser was never trained (the {denoiser.name!r} stage ran 0 epochs: "
+            f"{denoiser.epochs_key}=0), so the rooms it generates would be noise; train with "
+            f"{denoiser.epochs_key} >= 1 (epochs trained: {dict(trained)})"
         )
     try:
         cfg = Config.from_saved(obj["config"])

@@ -15,6 +15,7 @@ See `hmolqd.checkpointing.manager` for the file names and the manager that uses 
 from __future__ import annotations
 
 import errno
+import functools
 import hashlib
 import io
 import logging
@@ -31,21 +32,19 @@ from typing import Any, BinaryIO
 import torch
 
 from hmolqd.atomic import TEMP_SUFFIX, atomic_write, fsync_dir
-from hmolqd.config import STAGES
+from hmolqd.config import Stage, stage_names, stages
 
 log = logging.getLogger(__name__)
 
 CHECKPOINT_FORMAT = "hmolqd-checkpoint"
 INFERENCE_FORMAT = "hmolqd-inference"
 FORMAT_VERSION = 1
-MAIN_STAGE = "diffusion"  # its files keep the seed's names (no stage in the name)
 LATEST = "checkpoint_latest.pt"
 REQUIRED_STATE_KEYS = ("stage", "epoch", "global_step", "models", "config")
 _REQUIRED = {
     CHECKPOINT_FORMAT: ("format", "format_version", *REQUIRED_STATE_KEYS, "integrity"),
     INFERENCE_FORMAT: ("format", "format_version", "models", "config", "integrity"),
 }
-_NAME = re.compile(r"^checkpoint_(?:(?P<stage>" + "|".join(s for s in STAGES if s != MAIN_STAGE) + r")_)?(?:(?P<kind>epoch|step)_(?P<n>\d+)|(?P<best>best))\.pt$")
 TEMP_GLOB = ".checkpoint_*.tmp"  # hmolqd.atomic.atomic_write's temp files for our names
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # os.link failures that mean "this file system (or this many links) cannot": copy instead.
@@ -60,13 +59,20 @@ class CheckpointError(RuntimeError):
 # ---------------------------------------------------------------- names
 
 
+@functools.lru_cache(maxsize=4)
+def _name_pattern(table: tuple[Stage, ...]) -> re.Pattern[str]:
+    """Our file names for the stages of `table` (hmolqd.config.STAGE_TABLE): each stage's files carry its prefix."""
+    prefixes = "|".join(re.escape(s.file_prefix) for s in table if s.file_prefix)
+    return re.compile(rf"^checkpoint_(?P<prefix>{prefixes})?(?:(?P<kind>epoch|step)_(?P<n>\d+)|(?P<best>best))\.pt$")
+
+
 def checkpoint_name(stage: str, kind: str, n: int | None = None) -> str:
     """File name for `kind` in "epoch", "step", "best", "latest" (see the module docstring)."""
-    if stage not in STAGES:
-        raise CheckpointError(f"unknown stage {stage!r}; stages are {STAGES}")
+    prefix = {s.name: s.file_prefix for s in stages()}.get(stage)
+    if prefix is None:
+        raise CheckpointError(f"unknown stage {stage!r}; stages are {stage_names()}")
     if kind == "latest":
         return LATEST
-    prefix = "" if stage == MAIN_STAGE else f"{stage}_"
     if kind == "best":
         return f"checkpoint_{prefix}best.pt"
     if kind not in ("epoch", "step") or n is None or n < 0:
@@ -83,7 +89,7 @@ class CheckpointFile:
 
 
 def is_checkpoint_name(name: str) -> bool:
-    return name == LATEST or _NAME.match(name) is not None
+    return name == LATEST or _name_pattern(stages()).match(name) is not None
 
 
 def not_regular_entries(folder: str | Path, extra_names: Sequence[str] = ()) -> list[Path]:
@@ -100,12 +106,12 @@ def list_checkpoint_files(folder: str | Path) -> list[CheckpointFile]:
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    out = []
+    out, pattern, stage_of = [], _name_pattern(stages()), {s.file_prefix: s.name for s in stages()}
     for path in sorted(folder.iterdir()):
         if path.name == LATEST:
             out.append(CheckpointFile(path, "latest", None, None))
-        elif (m := _NAME.match(path.name)) and path.is_file():
-            stage = m["stage"] or MAIN_STAGE
+        elif (m := pattern.match(path.name)) and path.is_file():
+            stage = stage_of[m["prefix"] or ""]
             out.append(CheckpointFile(path, "best", stage, None) if m["best"] else CheckpointFile(path, m["kind"], stage, int(m["n"])))
     return out
 

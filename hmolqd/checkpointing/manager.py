@@ -75,7 +75,7 @@ from hmolqd.checkpointing.fileformat import (
 )
 from hmolqd.checkpointing.lock import LOCK_NAME
 from hmolqd.checkpointing.writer import BackgroundWriter, Snapshot
-from hmolqd.config import STAGES, Config, RunConfig
+from hmolqd.config import Config, RunConfig, stage_names
 
 log = logging.getLogger(__name__)
 
@@ -381,8 +381,8 @@ def _check_state(state: Mapping[str, Any]) -> tuple[str, int]:
     missing = [k for k in REQUIRED_STATE_KEYS if k not in state]
     if missing:
         raise CheckpointError(f"checkpoint state lacks required keys {missing} (has {sorted(state)})")
-    if state["stage"] not in STAGES:
-        raise CheckpointError(f"checkpoint state stage {state['stage']!r}: must be one of {STAGES}")
+    if state["stage"] not in stage_names():
+        raise CheckpointError(f"checkpoint state stage {state['stage']!r}: must be one of {stage_names()}")
     return state["stage"], int(state["epoch"])
 
 

@@ -41,7 +41,6 @@ import torch
 
 from hmolqd.checkpointing.fileformat import (
     FORMAT_VERSION,
-    STAGES,
     CheckpointError,
     list_checkpoint_files,
     read_head,
@@ -55,7 +54,7 @@ from hmolqd.checkpointing.identity import (
 )
 from hmolqd.checkpointing.inputs import companions, input_candidates
 from hmolqd.checkpointing.lock import RUN_INFO_NAME
-from hmolqd.config import Config, ModelConfig, architecture_diff
+from hmolqd.config import Config, ModelConfig, architecture_diff, stage_names
 
 log = logging.getLogger(__name__)
 
@@ -229,13 +228,13 @@ def _heads(paths: Sequence[Path]) -> tuple[list[_Head], list[tuple[Path, str]], 
             log.warning("skipping checkpoint %s: %s", path, reason)
         elif type(head.get("format_version")) is int and head["format_version"] > FORMAT_VERSION:
             newer.append((path, f"format_version {head['format_version']} > {FORMAT_VERSION}"))
-        elif head.get("stage") not in STAGES or not isinstance(head.get("global_step"), int):
+        elif head.get("stage") not in stage_names() or not isinstance(head.get("global_step"), int):
             skipped.append((path, "not an hmolqd checkpoint (no valid 'stage' / 'global_step')"))
         else:
             run_id = head.get("run_id") if isinstance(head.get("run_id"), str) else None
             config = head.get("config")
             model = config.get("model") if isinstance(config, Mapping) and isinstance(config.get("model"), Mapping) else None
-            key = (STAGES.index(head["stage"]), head["global_step"])
+            key = (stage_names().index(head["stage"]), head["global_step"])
             heads.append(_Head(key, _tie_break(path), _mtime_ns(path), path, run_id, model))
     return heads, skipped, newer
 

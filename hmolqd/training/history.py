@@ -12,7 +12,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from hmolqd.atomic import atomic_write_bytes, atomic_write_text
-from hmolqd.config import STAGES
+from hmolqd.config import stage_names
 
 
 def save_history(records: list[dict[str, Any]], path: str | Path) -> None:
@@ -46,7 +46,7 @@ QUALITY_KEYS: tuple[str, ...] = ("playable", "novel_playable", "novel_playable_s
 def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:
     """`training_curves.png`: train/val loss (log scale) and learning rate, one column per trained stage, and
     the generation metrics over the epochs (a third row) where `sample_every` measured them."""
-    stages = [s for s in STAGES if any(r.get("stage") == s for r in records)] or ["vqvae"]
+    stages = [s for s in stage_names() if any(r.get("stage") == s for r in records)] or [stage_names()[0]]
     quality = any(isinstance(r.get(k), (int, float)) for r in records for k in QUALITY_KEYS)
     rows = 3 if quality else 2
     fig = Figure(figsize=(4.5 * len(stages), 3 * rows), dpi=100)

@@ -26,7 +26,7 @@ from hmolqd.checkpointing.fileformat import LATEST
 from hmolqd.checkpointing.identity import RunInfo, read_run_info, write_run_info
 from hmolqd.checkpointing.lineage import set_aside
 from hmolqd.checkpointing.lock import LOCK_NAME, RUN_INFO_NAME
-from hmolqd.config import STAGES, Config
+from hmolqd.config import Config, denoiser_stage, stage_names
 from hmolqd.evaluation.report import save_sample_grid
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import describe_doors
@@ -59,7 +59,7 @@ def write_config(cfg: Config, output_dir: str | Path) -> Path:
 def export_final(gen: RoomModel, output_dir: str | Path, history: list[dict[str, Any]] | None = None) -> Path:
     """model_final.pt, with the epochs each stage trained where `history` is known (a model whose denoiser never
     trained is then refused by load_model)."""
-    trained = None if history is None else {stage: sum(1 for r in history if r.get("stage") == stage) for stage in STAGES}
+    trained = None if history is None else {s: sum(1 for r in history if r.get("stage") == s) for s in stage_names()}
     return export_model(gen, Path(output_dir) / FINAL_MODEL, trained)
 
 
@@ -174,10 +174,12 @@ def finish(gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final:
     written = [plot_curves(history, out / "training_curves.png")]
     if final:
         written.append(export_final(gen, out, history))
-        if any(r.get("stage") == STAGES[1] for r in history):
+        denoiser = denoiser_stage()
+        if any(r.get("stage") == denoiser.name for r in history):
             written += write_samples(gen, cfg, out)
         else:  # num_epochs=0: a denoiser that never trained draws noise, not rooms
-            log(f"no sample grids: the {STAGES[1]} stage trained 0 epochs (num_epochs=0), so {FINAL_MODEL} cannot generate rooms")
+            log(f"no sample grids: the {denoiser.name} stage trained 0 epochs ({denoiser.epochs_key}=0), "
+                f"so {FINAL_MODEL} cannot generate rooms")
         written.append(zip_outputs(out, cfg.paths.checkpoint_dir))
     for path in written:
         log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

@@ -1,4 +1,10 @@
-"""The three training stages as loss modules, and the on-device data each one iterates over.
+"""What each training stage means for the model: its loss module, trained parts and on-device data.
+
+The stages themselves (names, epoch keys, file prefixes, trained parts) are rows of
+`hmolqd.config.STAGE_TABLE`, in the bottom layer, because checkpointing needs them too; everything here is
+read off a `Stage` row, with no stage names: the objective is that of the parts it trains
+(`objective`), the trained parts get gradients and train mode (`set_train_mode`), and a stage that keeps
+the VQ-VAE frozen iterates over latents encoded once (`stage_data`).
 
 Each objective is an `nn.Module` whose `forward` returns `(loss, metrics)`, so that DDP's gradient hooks
 (which fire through `forward`) work when the objective is wrapped. Metrics are detached scalar tensors;
@@ -12,7 +18,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from hmolqd.config import Config
+from hmolqd.config import Config, Stage
 from hmolqd.data.attributes import condition_tokens
 from hmolqd.models.room_model import RoomModel
 
@@ -26,6 +32,24 @@ class StageData:
 
     def __len__(self) -> int:
         return self.x.shape[0]
+
+
+@dataclass(frozen=True)
+class RoomSet:
+    """Rooms with their door sides and stairs flags, as `hmolqd.data` loads them."""
+
+    rooms: torch.Tensor  # (N, 16, 11) tile indices
+    doors: torch.Tensor  # (N, 4) door sides
+    stairs: torch.Tensor  # (N,) stairs flags
+
+
+@dataclass(frozen=True)
+class RunData:
+    """The corpus of one run, split by whole dungeons."""
+
+    train: RoomSet  # what the model trains on (mirrors and redrawn doors included), on the training device
+    val: RoomSet  # the held-out dungeons, on the training device
+    ref: RoomSet  # what generation metrics compare against: the training rooms with mirrors (as `evaluate` does)
 
 
 class VQVAEObjective(nn.Module):
@@ -63,26 +87,37 @@ class JointObjective(nn.Module):
         return rec_loss + diff_loss, metrics
 
 
-OBJECTIVES = {"vqvae": VQVAEObjective, "diffusion": DiffusionObjective, "joint": JointObjective}
+# The loss of a stage follows from the parts it trains: the VQ-VAE's reconstruction, the denoiser's diffusion
+# loss, or both with the diffusion loss on latents that move with the encoder.
+_OBJECTIVE_OF_PARTS: dict[tuple[str, ...], type[nn.Module]] = {
+    ("vqvae",): VQVAEObjective, ("diffusion",): DiffusionObjective, ("vqvae", "diffusion"): JointObjective,
+}
 
 
-def stage_epochs(cfg: Config, stage: str) -> int:
-    return {"vqvae": cfg.train.vqvae_epochs, "diffusion": cfg.train.num_epochs, "joint": cfg.train.joint_epochs}[stage]
+def objective(gen: RoomModel, stage: Stage, cfg: Config) -> nn.Module:
+    if stage.trains not in _OBJECTIVE_OF_PARTS:
+        raise ValueError(f"stage {stage.name!r} trains {stage.trains}: no objective for those parts; "
+                         f"the objectives train {sorted(_OBJECTIVE_OF_PARTS)}")
+    return _OBJECTIVE_OF_PARTS[stage.trains](gen, cfg)
 
 
-def trained_modules(gen: RoomModel, stage: str) -> list[nn.Module]:
-    """Stage 1 trains the VQ-VAE, stage 2 the denoiser on the frozen VQ-VAE, stage 3 both."""
-    return {"vqvae": [gen.vqvae], "diffusion": [gen.diffusion], "joint": [gen.vqvae, gen.diffusion]}[stage]
+def stage_epochs(cfg: Config, stage: Stage) -> int:
+    return int(getattr(cfg.train, stage.epochs_key))
 
 
-def trainable(gen: RoomModel, stage: str) -> list[nn.Parameter]:
+def trained_modules(gen: RoomModel, stage: Stage) -> list[nn.Module]:
+    """Stage 1 trains the VQ-VAE, stage 2 the denoiser on the frozen VQ-VAE, stage 3 both (`Stage.trains`)."""
+    return [gen.parts()[name] for name in stage.trains]
+
+
+def trainable(gen: RoomModel, stage: Stage) -> list[nn.Parameter]:
     return [p for m in trained_modules(gen, stage) for p in m.parameters()]
 
 
-def set_train_mode(gen: RoomModel, stage: str) -> None:
+def set_train_mode(gen: RoomModel, stage: Stage) -> None:
     gen.eval()
-    gen.vqvae.requires_grad_(stage != "diffusion")
-    gen.diffusion.requires_grad_(stage != "vqvae")
+    gen.vqvae.requires_grad_(stage.trains_vqvae)
+    gen.diffusion.requires_grad_(stage.trains_denoiser)
     gen.ema.requires_grad_(False)
     for module in trained_modules(gen, stage):
         module.train()
@@ -104,12 +139,13 @@ def encode_codes(gen: RoomModel, rooms: torch.Tensor, batch_size: int = 512) -> 
     return torch.cat([gen.vqvae.quantizer.nearest(z) for z in encode_all(gen, rooms, batch_size).split(batch_size)])
 
 
-def stage_data(gen: RoomModel, stage: str, rooms: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor) -> StageData:
+def stage_data(gen: RoomModel, stage: Stage, rooms: torch.Tensor, doors: torch.Tensor,
+               stairs: torch.Tensor) -> StageData:
     if gen.cfg.model_kind == "discrete":  # the condition is measured on each room, attributes included
-        x = encode_codes(gen, rooms) if stage == "diffusion" else rooms.long()
+        x = encode_codes(gen, rooms) if stage.on_latents else rooms.long()
         return StageData(x=x, cond=gen.diffusion.room_condition(rooms))
     cond = condition_tokens(doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs).to(rooms.device)
-    x = encode_all(gen, rooms) if stage == "diffusion" else rooms.long()
+    x = encode_all(gen, rooms) if stage.on_latents else rooms.long()
     return StageData(x=x, cond=cond)
 
 

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from hmolqd.checkpointing.rng import capture_rng_state
-from hmolqd.config import Config
+from hmolqd.config import Config, stage_named
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W
 from hmolqd.models.room_model import RoomModel
 from hmolqd.models.vqvae import vqvae_loss
@@ -42,9 +42,10 @@ def make_trainee(seed: int, device: torch.device) -> Trainee:
     torch.manual_seed(seed)
     cfg = Config.from_flat({**TINY_MODEL, "warmup_steps": 2, "weight_decay": 0.01})
     gen = RoomModel.from_config(cfg).to(device)
-    set_train_mode(gen, "joint")  # the VQ-VAE and the denoiser train together: every parameter has optimizer state
+    # the VQ-VAE and the denoiser train together: every parameter has optimizer state
+    set_train_mode(gen, stage_named("joint"))
     # An enabled scaler on every device, so its state (scale, growth tracker) is non-trivial.
-    o = Optimization.create(trainable(gen, "joint"), cfg.train, device.type, use_scaler=True)
+    o = Optimization.create(trainable(gen, stage_named("joint")), cfg.train, device.type, use_scaler=True)
     return Trainee(cfg, gen, o, LRSchedule.from_config(cfg.train, total_steps=50), device)
 
 

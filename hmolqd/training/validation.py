@@ -14,16 +14,16 @@ from typing import Any
 
 import torch
 
-from hmolqd.config import Config
+from hmolqd.config import Config, Stage
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training.runtime import Runtime
-from hmolqd.training.stages import StageData, set_train_mode
+from hmolqd.training.stages import RunData, StageData, set_train_mode
 
 VAL_SEED_OFFSET = 7919  # validation noise seed = run seed + this
 
 
 @contextlib.contextmanager
-def evaluating(gen: RoomModel, stage: str, rt: Runtime, seed: int) -> Iterator[None]:
+def evaluating(gen: RoomModel, stage: Stage, rt: Runtime, seed: int) -> Iterator[None]:
     """Eval mode (no codebook EMA updates, no dropout) and a private RNG stream; training mode after."""
     devices = [rt.device] if rt.device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices), torch.no_grad():
@@ -35,17 +35,17 @@ def evaluating(gen: RoomModel, stage: str, rt: Runtime, seed: int) -> Iterator[N
             set_train_mode(gen, stage)
 
 
-def validate(gen: RoomModel, stage: str, val: StageData, cfg: Config, rt: Runtime) -> dict[str, float]:
+def validate(gen: RoomModel, stage: Stage, val: StageData, cfg: Config, rt: Runtime) -> dict[str, float]:
     """Held-out losses: reconstruction (+ VQ-VAE accuracy and codebook use) and/or diffusion loss."""
     out: dict[str, float] = {}
     with evaluating(gen, stage, rt, cfg.run.seed + VAL_SEED_OFFSET), rt.autocast():
         total = torch.zeros((), device=rt.device)
-        if stage in ("vqvae", "joint"):
+        if stage.trains_vqvae:
             rec, _ = gen.vqvae.loss(val.x, rare_tile_weight=cfg.train.rare_tile_weight, commitment_beta=cfg.train.commitment_beta)
             total = total + rec.float()
             out.update({f"val_{k}": v for k, v in gen.vqvae.evaluate(val.x).items()})
-        if stage in ("diffusion", "joint"):
-            z0 = val.x if stage == "diffusion" else gen.vqvae.encode(val.x)
+        if stage.trains_denoiser:
+            z0 = val.x if stage.on_latents else gen.vqvae.encode(val.x)
             diff, _ = gen.diffusion.loss(z0, val.cond, drop_prob=0.0)
             total = total + diff.float()
             out["val_diffusion_loss"] = float(diff)
@@ -53,13 +53,13 @@ def validate(gen: RoomModel, stage: str, val: StageData, cfg: Config, rt: Runtim
     return out
 
 
-def sample_metrics(gen: RoomModel, data: dict[str, Any], cfg: Config, stage: str, rt: Runtime) -> dict[str, Any]:
+def sample_metrics(gen: RoomModel, data: RunData, cfg: Config, stage: Stage, rt: Runtime) -> dict[str, Any]:
     """Generate `eval_samples` rooms (door conditions drawn from the training set) and score them."""
     from hmolqd.evaluation.report import generation_metrics
 
     with evaluating(gen, stage, rt, cfg.run.seed):
         metrics = generation_metrics(
-            gen, data["ref_rooms"], data["ref_doors"], data["ref_stairs"], cfg.run.logging.eval_samples,
+            gen, data.ref.rooms, data.ref.doors, data.ref.stairs, cfg.run.logging.eval_samples,
             seed=cfg.run.seed, sampling=dataclasses.asdict(cfg.run.sampling),  # this run's (gen.config may be older)
         )
     # Timings stay out of the history: an interrupted and resumed run must log the very same records.
