@@ -14,3 +14,15 @@ def randomize_zero_init(module: nn.Module, std: float = 0.2) -> nn.Module:
             if not bool(p.any()):
                 p.copy_(torch.randn(p.shape, generator=gen) * std)
     return module
+
+
+# A tiny discrete room model for the CLI tests (an untrained export is enough to exercise the commands).
+TINY_CLI_MODEL = {
+    "num_embeddings": 16,
+    "latent_dim": 4,
+    "embedding_dim": 16,
+    "denoiser_dim": 32,
+    "denoiser_depth": 1,
+    "num_timesteps": 50,
+    "sample_steps": 2,
+}

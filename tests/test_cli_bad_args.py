@@ -15,16 +15,10 @@ from hmolqd.config import Config
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training.outputs import export_final
 
+from model_helpers import TINY_CLI_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "num_embeddings": 16,
-    "latent_dim": 4,
-    "embedding_dim": 16,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 50,
-    "sample_steps": 2,
-}
+TINY = TINY_CLI_MODEL
 
 
 @pytest.fixture(scope="module")

@@ -33,16 +33,10 @@ from hmolqd.training.loop import train
 from hmolqd.training.optim import LRSchedule
 from hmolqd.training.outputs import export_final
 
+from model_helpers import TINY_CLI_MODEL
+
 REPO = Path(__file__).resolve().parents[1]
-TINY = {
-    "num_embeddings": 16,
-    "latent_dim": 4,
-    "embedding_dim": 16,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 50,
-    "sample_steps": 2,
-}
+TINY = TINY_CLI_MODEL
 # A tiny discrete run on the real corpus: 5 VQ-VAE steps, then diffusion epochs of 5 steps each.
 TRAIN = {
     **TINY,
