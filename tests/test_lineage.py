@@ -277,3 +277,18 @@ def test_the_input_search_never_adopts_a_repository_fixture_or_another_architect
     assert not (tmp_path / "work").exists()
     (inp / "my-notebook" / "checkpoints" / "run.json").unlink()  # not recognisable as hmolqd's output any more
     assert find_resume_checkpoint(tmp_path / "work", resume_input=str(inp)).checkpoint is None
+
+
+def test_a_folder_that_cannot_take_the_set_aside_files_is_an_error_naming_it(tmp_path: Path,
+                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    from hmolqd.checkpointing.lineage import set_aside
+
+    (tmp_path / LATEST).write_bytes(b"an earlier run's file")
+
+    def read_only(*args: Any, **kwargs: Any) -> None:
+        raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ARCHIVE / "abcd1234"))
+
+    monkeypatch.setattr(Path, "mkdir", read_only)
+    with pytest.raises(CheckpointError, match=rf"cannot set aside {tmp_path / ARCHIVE / 'abcd1234'} .*Read-only file system"):
+        set_aside(tmp_path, [tmp_path / LATEST], "abcd1234")
+    assert (tmp_path / LATEST).read_bytes() == b"an earlier run's file"

@@ -54,8 +54,10 @@ def set_aside(folder: Path, paths: Iterable[Path], label: str) -> Path | None:
         for path in paths:
             os.rename(path, target / path.name)  # same file system: atomic, the inode (and its other names) kept
     except OSError as err:
-        raise CheckpointError(f"cannot set aside {path} into {target} before training: {err.strerror or err}; nothing was "
-                              "overwritten or deleted: free the folder, or use another checkpoint_dir") from err
+        # err.filename: the folder that could not be made or the file that could not move (`path` may be unbound).
+        raise CheckpointError(f"cannot set aside {err.filename or label} into {target} before training: "
+                              f"{err.strerror or err}; nothing was overwritten or deleted: free the folder, or use "
+                              "another checkpoint_dir") from err
     fsync_dir(target)
     fsync_dir(folder)
     return target
