@@ -38,7 +38,9 @@ def main(argv: list[str] | None = None) -> None:
         ctx = Context(Path(tmp), resolve_device(args.device, key="--device"), args.data, sizes)
         result = checkpoint_costs(ctx, base_config("notebook"))
     for mode in ("sync", "async"):
-        print(f"{mode}: " + json.dumps({k: v for k, v in result[mode].items() if k not in ("disk", "stats")}, indent=None))
+        print(
+            f"{mode}: " + json.dumps({k: v for k, v in result[mode].items() if k not in ("disk", "stats")}, indent=None)
+        )
 
 
 if __name__ == "__main__":

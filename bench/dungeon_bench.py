@@ -49,12 +49,17 @@ from hmolqd.render import dungeon_to_rgb, save_png
 ROOMS_FOR_TIMING = 20
 
 
-def run_real(source: Any, graph_files: list[Path], seeds: int, config: DungeonConfig) -> tuple[dict[str, Any], list[Any]]:
+def run_real(
+    source: Any, graph_files: list[Path], seeds: int, config: DungeonConfig
+) -> tuple[dict[str, Any], list[Any]]:
     layouts = [read_layout(f) for f in graph_files]
     dungeons = []
     for seed in range(seeds):  # one batched build per seed: the 18 graphs together
         dungeons += build_dungeons([plan(layout, config, seed=seed) for layout in layouts], source, config, seed=seed)
-        print(f"  real graphs, seed {seed}: {sum(d.walk.walkable for d in dungeons)}/{len(dungeons)} walkable so far", file=sys.stderr)
+        print(
+            f"  real graphs, seed {seed}: {sum(d.walk.walkable for d in dungeons)}/{len(dungeons)} walkable so far",
+            file=sys.stderr,
+        )
     return dungeon_metrics(dungeons), dungeons
 
 
@@ -71,15 +76,20 @@ def timings(source: Any, config: DungeonConfig) -> dict[str, Any]:
     single = []
     for seed in range(5):
         t0 = time.perf_counter()
-        build_dungeons([plan(sample_layout(seed, rooms=ROOMS_FOR_TIMING), config, seed=seed)], source, config, seed=seed)
+        build_dungeons(
+            [plan(sample_layout(seed, rooms=ROOMS_FOR_TIMING), config, seed=seed)], source, config, seed=seed
+        )
         single.append(time.perf_counter() - t0)
     t0 = time.perf_counter()
     plans = [plan(sample_layout(10_000 + i, rooms=ROOMS_FOR_TIMING), config, seed=i) for i in range(100)]
     batch = build_dungeons(plans, source, config, seed=1)
     batch_s = time.perf_counter() - t0
     return {
-        "one_dungeon_s_median": statistics.median(single), "one_dungeon_s_max": max(single), "one_dungeon_s": single,
-        "hundred_dungeons_s": batch_s, "hundred_dungeons": dungeon_metrics(batch),
+        "one_dungeon_s_median": statistics.median(single),
+        "one_dungeon_s_max": max(single),
+        "one_dungeon_s": single,
+        "hundred_dungeons_s": batch_s,
+        "hundred_dungeons": dungeon_metrics(batch),
     }
 
 
@@ -93,9 +103,17 @@ def layout_table(graph_files: list[Path], sampled: int, data_dir: Path) -> dict[
     shapes = {m.dungeon: m.grid_shape for m in corpus.meta}
 
     def describe(values: list[float]) -> dict[str, float]:
-        return {"mean": statistics.mean(values), "sd": statistics.pstdev(values), "min": min(values), "max": max(values)}
+        return {
+            "mean": statistics.mean(values),
+            "sd": statistics.pstdev(values),
+            "min": min(values),
+            "max": max(values),
+        }
 
-    table = {name: {"real": describe([r[k] for r in real]), "sampled": describe([s[k] for s in samp])} for k, name in enumerate(STAT_NAMES)}
+    table = {
+        name: {"real": describe([r[k] for r in real]), "sampled": describe([s[k] for s in samp])}
+        for k, name in enumerate(STAT_NAMES)
+    }
     table["real_map_rows"] = {"real": describe([float(s[0]) for s in shapes.values()])}
     table["real_map_cols"] = {"real": describe([float(s[1]) for s in shapes.values()])}
     return table
@@ -105,13 +123,27 @@ def markdown(result: dict[str, Any]) -> str:
     def pct(x: float | None) -> str:
         return "-" if x is None else f"{100 * x:.1f} %"
 
-    lines = [f"Room source: {result['source']}; config: {result['config']}", "",
-             "| measure | real graphs x seeds | sampled layouts | target |", "|---|---:|---:|---|"]
+    lines = [
+        f"Room source: {result['source']}; config: {result['config']}",
+        "",
+        "| measure | real graphs x seeds | sampled layouts | target |",
+        "|---|---:|---:|---|",
+    ]
     real, samp = result["real"], result["sampled"]
     rows = [
         ("dungeons (rooms)", f"{real['dungeons']} ({real['rooms']})", f"{samp['dungeons']} ({samp['rooms']})", ""),
-        ("doors agree with the layout between all grid neighbours", pct(real["doors_agree"]), pct(samp["doors_agree"]), "100 %"),
-        ("rooms with exactly the doors asked", pct(real["rooms_with_doors_asked"]), pct(samp["rooms_with_doors_asked"]), ""),
+        (
+            "doors agree with the layout between all grid neighbours",
+            pct(real["doors_agree"]),
+            pct(samp["doors_agree"]),
+            "100 %",
+        ),
+        (
+            "rooms with exactly the doors asked",
+            pct(real["rooms_with_doors_asked"]),
+            pct(samp["rooms_with_doors_asked"]),
+            "",
+        ),
         ("walkable before regeneration", pct(real["walkable_before"]), pct(samp["walkable_before"]), "reported"),
         ("walkable after regeneration", pct(real["walkable"]), pct(samp["walkable"]), ">= 99 %"),
         ("mission check passes", pct(real["mission_beatable"]), pct(samp["mission_beatable"]), "100 % (real graphs)"),
@@ -120,12 +152,24 @@ def markdown(result: dict[str, Any]) -> str:
     ]
     lines += [f"| {a} | {b} | {c} | {d} |" for a, b, c, d in rows]
     t = result["timing"]
-    lines += ["", "| time (1 thread) | measured | target |", "|---|---:|---:|",
-              f"| one {ROOMS_FOR_TIMING}-room dungeon, incl. regeneration (median / max of 5) | {t['one_dungeon_s_median']:.2f} s / {t['one_dungeon_s_max']:.2f} s | <= 5 s |",
-              f"| 100 dungeons of {ROOMS_FOR_TIMING} rooms, batched | {t['hundred_dungeons_s']:.1f} s | <= 60 s |"]
-    lines += ["", "| layout statistic | real graphs (18) mean ± sd [min, max] | sampled layouts mean ± sd [min, max] |", "|---|---:|---:|"]
+    lines += [
+        "",
+        "| time (1 thread) | measured | target |",
+        "|---|---:|---:|",
+        f"| one {ROOMS_FOR_TIMING}-room dungeon, incl. regeneration (median / max of 5) | {t['one_dungeon_s_median']:.2f} s / {t['one_dungeon_s_max']:.2f} s | <= 5 s |",
+        f"| 100 dungeons of {ROOMS_FOR_TIMING} rooms, batched | {t['hundred_dungeons_s']:.1f} s | <= 60 s |",
+    ]
+    lines += [
+        "",
+        "| layout statistic | real graphs (18) mean ± sd [min, max] | sampled layouts mean ± sd [min, max] |",
+        "|---|---:|---:|",
+    ]
     for name, cell in result["layouts"].items():
-        fmt = [f"{c['mean']:.2f} ± {c['sd']:.2f} [{c['min']:.2f}, {c['max']:.2f}]" for c in (cell["real"], cell.get("sampled"))  if c]
+        fmt = [
+            f"{c['mean']:.2f} ± {c['sd']:.2f} [{c['min']:.2f}, {c['max']:.2f}]"
+            for c in (cell["real"], cell.get("sampled"))
+            if c
+        ]
         lines.append(f"| {name} | {fmt[0]} | {fmt[1] if len(fmt) > 1 else '-'} |")
     return "\n".join(lines)
 
@@ -134,11 +178,19 @@ def make_source(args: argparse.Namespace, data_dir: Path) -> Any:
     if args.model:
         from hmolqd.checkpointing.export import load_model
 
-        sampling = {k: v for k, v in (("steps", args.steps), ("guidance", args.guidance), ("temperature", args.temperature)) if v is not None}
+        sampling = {
+            k: v
+            for k, v in (("steps", args.steps), ("guidance", args.guidance), ("temperature", args.temperature))
+            if v is not None
+        }
         return as_source(load_model(args.model), **sampling)
     corpus = load_corpus(data_dir)
     rooms = augment_mirror(corpus).rooms
-    return {"markov": lambda: MarkovRoomSource(rooms), "corpus": lambda: CorpusRoomSource(rooms), "plain": PlainRoomSource}[args.source]()
+    return {
+        "markov": lambda: MarkovRoomSource(rooms),
+        "corpus": lambda: CorpusRoomSource(rooms),
+        "plain": PlainRoomSource,
+    }[args.source]()
 
 
 def write_maps(source: Any, graph_files: list[Path], data_dir: Path, folder: Path, config: DungeonConfig) -> None:
@@ -149,20 +201,29 @@ def write_maps(source: Any, graph_files: list[Path], data_dir: Path, folder: Pat
     save_map(dungeon, folder / "dungeon_generated_LoZ_1.png", title=f"LoZ_1.dot, rooms from {source.name}: {walk}")
     corpus = load_corpus(data_dir)
     idx = [i for i, m in enumerate(corpus.meta) if m.dungeon == "tloz1_1"]
-    rgb = dungeon_to_rgb(corpus.rooms[idx], [corpus.meta[i].slot_row for i in idx], [corpus.meta[i].slot_col for i in idx])
+    rgb = dungeon_to_rgb(
+        corpus.rooms[idx], [corpus.meta[i].slot_row for i in idx], [corpus.meta[i].slot_col for i in idx]
+    )
     save_png(rgb, folder / "dungeon_real_tloz1_1.png", title="tloz1_1: the real Level 1 (VGLC)")
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--model", type=Path, default=None, help="model_final.pt of the room model to measure")
-    p.add_argument("--source", choices=("markov", "corpus", "plain"), default="markov", help="room source when no --model is given")
+    p.add_argument(
+        "--source", choices=("markov", "corpus", "plain"), default="markov", help="room source when no --model is given"
+    )
     p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
     p.add_argument("--seeds", type=int, default=10, help="seeds per real graph")
     p.add_argument("--sampled", type=int, default=200, help="sampled layouts")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
-    p.add_argument("--temperature", type=float, default=None, help="temperature of the code draws (default: the model's sample_temperature)")
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="temperature of the code draws (default: the model's sample_temperature)",
+    )
     p.add_argument("--max-regenerations", type=int, default=DungeonConfig().max_regenerations)
     p.add_argument("--skip", nargs="*", default=(), choices=("real", "sampled", "timing"), help="parts to leave out")
     p.add_argument("--out", type=Path, default=None, help="JSON results file")
@@ -173,12 +234,27 @@ def main(argv: list[str] | None = None) -> int:
     graph_files = sorted((data_dir / "Graph Processed").glob("*.dot"))
     config = DungeonConfig(max_regenerations=args.max_regenerations)
     source = make_source(args, data_dir)
-    result: dict[str, Any] = {"source": source.name, "model": str(args.model) if args.model else None, "config": config.__dict__}
+    result: dict[str, Any] = {
+        "source": source.name,
+        "model": str(args.model) if args.model else None,
+        "config": config.__dict__,
+    }
     t0 = time.perf_counter()
-    result["real"] = run_real(source, graph_files, args.seeds, config)[0] if "real" not in args.skip else dungeon_metrics([])
-    result["sampled"] = run_sampled(source, args.sampled, config)[0] if "sampled" not in args.skip else dungeon_metrics([])
-    result["timing"] = timings(source, config) if "timing" not in args.skip else {
-        "one_dungeon_s_median": float("nan"), "one_dungeon_s_max": float("nan"), "hundred_dungeons_s": float("nan")}
+    result["real"] = (
+        run_real(source, graph_files, args.seeds, config)[0] if "real" not in args.skip else dungeon_metrics([])
+    )
+    result["sampled"] = (
+        run_sampled(source, args.sampled, config)[0] if "sampled" not in args.skip else dungeon_metrics([])
+    )
+    result["timing"] = (
+        timings(source, config)
+        if "timing" not in args.skip
+        else {
+            "one_dungeon_s_median": float("nan"),
+            "one_dungeon_s_max": float("nan"),
+            "hundred_dungeons_s": float("nan"),
+        }
+    )
     result["layouts"] = layout_table(graph_files, args.sampled, data_dir)
     result["wall_s"] = time.perf_counter() - t0
     if args.maps:

@@ -74,12 +74,24 @@ def build_parser() -> argparse.ArgumentParser:
     from run import default_data_dir  # bench/run.py, beside this file
 
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data", default=default_data_dir(), help="VGLC Zelda folder (default: $HMOLQD_VGLC_DIR, ../shared/data/vglc-zelda, or discover)")
-    p.add_argument("--out", type=Path, default=default_out(), help="results folder (default: $OUT if set, else bench/results)")
-    p.add_argument("--preset", default="notebook", help="the model measured: 'notebook' (the default model) or a shipped preset")
+    p.add_argument(
+        "--data",
+        default=default_data_dir(),
+        help="VGLC Zelda folder (default: $HMOLQD_VGLC_DIR, ../shared/data/vglc-zelda, or discover)",
+    )
+    p.add_argument(
+        "--out", type=Path, default=default_out(), help="results folder (default: $OUT if set, else bench/results)"
+    )
+    p.add_argument(
+        "--preset", default="notebook", help="the model measured: 'notebook' (the default model) or a shipped preset"
+    )
     p.add_argument("--skip", default="", help=f"comma-separated parts to skip, of {','.join(PARTS)}")
     p.add_argument("--busy", action="store_true", help="record machine_busy: true")
-    p.add_argument("--cpu-plumbing", action="store_true", help="run every step on the CPU, smoke preset, tiny sizes (tests this script; numbers meaningless)")
+    p.add_argument(
+        "--cpu-plumbing",
+        action="store_true",
+        help="run every step on the CPU, smoke preset, tiny sizes (tests this script; numbers meaningless)",
+    )
     return p
 
 
@@ -100,9 +112,11 @@ def require_gpu() -> tuple[torch.device | None, str | None]:
     """cuda:0 if this torch can run on a visible GPU, else the reason there is nothing to check."""
     if not torch.cuda.is_available():
         build = f"built with CUDA {torch.version.cuda}" if torch.version.cuda else "a CPU-only build"
-        return None, (f"gpu_check: no CUDA GPU is visible (torch {torch.__version__}, {build}, "
-                      f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}). The GPU checks need one: "
-                      "run this on a GPU machine; `python bench/run.py --quick` measures the CPU.")
+        return None, (
+            f"gpu_check: no CUDA GPU is visible (torch {torch.__version__}, {build}, "
+            f"CUDA_VISIBLE_DEVICES={os.environ.get('CUDA_VISIBLE_DEVICES', '<unset>')}). The GPU checks need one: "
+            "run this on a GPU machine; `python bench/run.py --quick` measures the CPU."
+        )
     device = torch.device("cuda", 0)
     try:
         check_gpu_supported(device)
@@ -118,9 +132,14 @@ def environment(cfg: Config, device: torch.device) -> dict[str, Any]:
     from hmolqd.notebook import environment_report
 
     smi = shutil.which("nvidia-smi")
-    smi_text = subprocess.run([smi], capture_output=True, text=True, timeout=60).stdout if smi else "nvidia-smi not found"
-    return {"report": environment_report(cfg.with_overrides(device=str(device))), "nvidia_smi": smi_text,
-            "host": host_facts(device, sizes="gpu_check", busy=False)}
+    smi_text = (
+        subprocess.run([smi], capture_output=True, text=True, timeout=60).stdout if smi else "nvidia-smi not found"
+    )
+    return {
+        "report": environment_report(cfg.with_overrides(device=str(device))),
+        "nvidia_smi": smi_text,
+        "host": host_facts(device, sizes="gpu_check", busy=False),
+    }
 
 
 # ---------------------------------------------------------------- 2. autocast paths
@@ -145,23 +164,33 @@ def _stage_steps(gen: RoomModel, cfg: Config, stage: str, corpus: Any, rt: Runti
     for i in range(steps):
         idx = torch.randint(len(data), (cfg.train.batch_size,), generator=g).to(dev)
         losses.append(o.step(loss_module, data.x[idx], data.cond[idx], schedule(i), rt.autocast).detach().float())
-        skipped += o.last_step_skipped  # the fp16 GradScaler skipped it (inf/NaN gradients); a host read it already paid
+        # the fp16 GradScaler skipped it (inf/NaN gradients); a host read it already paid
+        skipped += o.last_step_skipped
     loss = torch.stack(losses).cpu()  # (steps,): the one host sync
     seconds = time.perf_counter() - start
     k = max(1, steps // 5)
     first, last = float(loss[:k].mean()), float(loss[-k:].mean())
     finite = bool(torch.isfinite(loss).all())
-    return {"steps": steps, "steps_per_s": steps / seconds, "loss_first": first, "loss_last": last, "finite": finite,
-            "decreased": last < first, "ok": finite and last < first,
-            "grad_scale": o.scaler.get_scale() if o.scaler.is_enabled() else None, "skipped_steps": skipped,
-            "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None}
+    return {
+        "steps": steps,
+        "steps_per_s": steps / seconds,
+        "loss_first": first,
+        "loss_last": last,
+        "finite": finite,
+        "decreased": last < first,
+        "ok": finite and last < first,
+        "grad_scale": o.scaler.get_scale() if o.scaler.is_enabled() else None,
+        "skipped_steps": skipped,
+        "cuda_max_allocated_mib": torch.cuda.max_memory_allocated(dev) / 2**20 if dev.type == "cuda" else None,
+    }
 
 
 def autocast_paths(ctx: Context, base: Config, steps: int) -> dict[str, Any]:
     cfg = base.with_overrides(warmup_steps=max(1, steps // 8))
     corpus = ctx.training_corpus(cfg)
     bf16 = torch.cuda.is_bf16_supported() if ctx.device.type == "cuda" else True
-    paths: dict[str, bool | str] = {"fp32": False, "fp16": "fp16", **({"bf16": "bf16"} if bf16 else {})}  # use_amp values
+    # use_amp values
+    paths: dict[str, bool | str] = {"fp32": False, "fp16": "fp16", **({"bf16": "bf16"} if bf16 else {})}
     measured: dict[str, dict[str, Any]] = {}
     for name, use_amp in paths.items():
         torch.manual_seed(0)
@@ -170,10 +199,19 @@ def autocast_paths(ctx: Context, base: Config, steps: int) -> dict[str, Any]:
         if rt.amp_dtype != {"fp32": None, "fp16": torch.float16, "bf16": torch.bfloat16}[name]:
             raise RuntimeError(f"use_amp={use_amp!r} gave the runtime AMP dtype {rt.amp_dtype} on {ctx.device}")
         measured[name] = {stage: _stage_steps(gen, cfg, stage, corpus, rt, steps) for stage in ("vqvae", "diffusion")}
-        ctx.say(f"[gpu_check]   {name}: " + ", ".join(f"{s} loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['steps_per_s']:.1f} steps/s"
-                                                   for s, r in measured[name].items()))
-    return {"trainer_picks": ctx.amp_name(True), "paths": measured, "ok": all(r["ok"] for p in measured.values() for r in p.values()),
-            "skipped": None if bf16 else "bf16: this GPU has no bf16 support (torch.cuda.is_bf16_supported() is False)"}
+        ctx.say(
+            f"[gpu_check]   {name}: "
+            + ", ".join(
+                f"{s} loss {r['loss_first']:.3f} -> {r['loss_last']:.3f}, {r['steps_per_s']:.1f} steps/s"
+                for s, r in measured[name].items()
+            )
+        )
+    return {
+        "trainer_picks": ctx.amp_name(True),
+        "paths": measured,
+        "ok": all(r["ok"] for p in measured.values() for r in p.values()),
+        "skipped": None if bf16 else "bf16: this GPU has no bf16 support (torch.cuda.is_bf16_supported() is False)",
+    }
 
 
 # ---------------------------------------------------------------- 3. SIGKILL and resume
@@ -181,8 +219,10 @@ def autocast_paths(ctx: Context, base: Config, steps: int) -> dict[str, Any]:
 
 def comparable(checkpoint_dir: Path) -> dict[str, Any]:
     ckpt = load_checkpoint(checkpoint_dir / LATEST)
-    return {**{k: v for k, v in ckpt.items() if k not in (*RUN_SPECIFIC, "config")},
-            "config": {k: v for k, v in ckpt["config"].items() if k != "paths"}}
+    return {
+        **{k: v for k, v in ckpt.items() if k not in (*RUN_SPECIFIC, "config")},
+        "config": {k: v for k, v in ckpt["config"].items() if k != "paths"},
+    }
 
 
 def launch(cfg: Config, root: Path, name: str) -> tuple[subprocess.Popen, Path]:
@@ -190,9 +230,19 @@ def launch(cfg: Config, root: Path, name: str) -> tuple[subprocess.Popen, Path]:
     path = root / f"{name}.json"
     path.write_text(cfg.to_json(), encoding="utf-8")
     log = root / f"{name}.log"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]), "PYTHONUNBUFFERED": "1"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
+        "PYTHONUNBUFFERED": "1",
+    }
     with log.open("a", encoding="utf-8") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "hmolqd", "train", "--config", str(path)], cwd=REPO, env=env, stdout=f, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "hmolqd", "train", "--config", str(path)],
+            cwd=REPO,
+            env=env,
+            stdout=f,
+            stderr=subprocess.STDOUT,
+        )
     return proc, log
 
 
@@ -200,28 +250,55 @@ def run_to_end(cfg: Config, root: Path, name: str, timeout: float) -> float:
     start = time.perf_counter()
     proc, log = launch(cfg, root, name)
     if proc.wait(timeout=timeout) != 0:
-        raise RuntimeError(f"{name}: train exited {proc.returncode}; end of its log:\n{log.read_text(encoding='utf-8')[-2000:]}")
+        raise RuntimeError(
+            f"{name}: train exited {proc.returncode}; end of its log:\n{log.read_text(encoding='utf-8')[-2000:]}"
+        )
     return time.perf_counter() - start
 
 
-def kill_and_resume(ctx: Context, base: Config, epochs: tuple[int, int], step_every: int, kill_delay: float) -> dict[str, Any]:
+def kill_and_resume(
+    ctx: Context, base: Config, epochs: tuple[int, int], step_every: int, kill_delay: float
+) -> dict[str, Any]:
     """One SIGKILL-and-resume check per mixed-precision dtype: use_amp "fp16" (with its GradScaler, forced even where
     bf16 is native), then "bf16" where the device has it."""
     bf16 = torch.cuda.is_bf16_supported() if ctx.device.type == "cuda" else True
-    runs = {amp: kill_and_resume_one(ctx, base, amp, epochs, step_every, kill_delay) for amp in ("fp16", "bf16")[: 2 if bf16 else 1]}
-    return {"ok": all(r["ok"] for r in runs.values()), "runs": runs,
-            "skipped": None if bf16 else "bf16: this GPU has no bf16 support (torch.cuda.is_bf16_supported() is False)"}
+    runs = {
+        amp: kill_and_resume_one(ctx, base, amp, epochs, step_every, kill_delay)
+        for amp in ("fp16", "bf16")[: 2 if bf16 else 1]
+    }
+    return {
+        "ok": all(r["ok"] for r in runs.values()),
+        "runs": runs,
+        "skipped": None if bf16 else "bf16: this GPU has no bf16 support (torch.cuda.is_bf16_supported() is False)",
+    }
 
 
-def kill_and_resume_one(ctx: Context, base: Config, amp: str, epochs: tuple[int, int], step_every: int, kill_delay: float,
-                        timeout: float = 300) -> dict[str, Any]:
+def kill_and_resume_one(
+    ctx: Context,
+    base: Config,
+    amp: str,
+    epochs: tuple[int, int],
+    step_every: int,
+    kill_delay: float,
+    timeout: float = 300,
+) -> dict[str, Any]:
     root = ctx.workdir / f"kill_resume_{amp}"
     root.mkdir(parents=True, exist_ok=True)
 
     def cfg(name: str) -> Config:
-        return ctx.config(base, f"{name}_{amp}", vqvae_epochs=epochs[0], num_epochs=epochs[1], joint_epochs=0, sample_every=0,
-                          sample_steps=2, checkpoint_every_steps=step_every, auto_resume=True, use_amp=amp,
-                          name="kill_resume")  # one run name: equal configs
+        return ctx.config(
+            base,
+            f"{name}_{amp}",
+            vqvae_epochs=epochs[0],
+            num_epochs=epochs[1],
+            joint_epochs=0,
+            sample_every=0,
+            sample_steps=2,
+            checkpoint_every_steps=step_every,
+            auto_resume=True,
+            use_amp=amp,
+            name="kill_resume",
+        )  # one run name: equal configs
 
     times = {name: run_to_end(cfg(name), root, name, timeout) for name in ("reference", "reference_again")}
     victim = cfg("killed")
@@ -232,26 +309,45 @@ def kill_and_resume_one(ctx: Context, base: Config, amp: str, epochs: tuple[int,
         time.sleep(0.01)
     time.sleep(kill_delay)
     if proc.poll() is not None:
-        raise RuntimeError(f"the run to kill ended (exit {proc.returncode}) before it could be killed; end of its log:\n"
-                           f"{log.read_text(encoding='utf-8')[-2000:]}")
+        raise RuntimeError(
+            f"the run to kill ended (exit {proc.returncode}) before it could be killed; end of its log:\n"
+            f"{log.read_text(encoding='utf-8')[-2000:]}"
+        )
     killed_at = sorted(p.name for p in ckpt_dir.glob("checkpoint_*.pt"))
     proc.send_signal(signal.SIGKILL)
     proc.wait(timeout=60)
     times["resumed"] = run_to_end(victim, root, "killed", timeout)
     resumed_log = log.read_text(encoding="utf-8")
-    noise = compare_states(comparable(Path(cfg("reference").paths.checkpoint_dir)),
-                           comparable(Path(cfg("reference_again").paths.checkpoint_dir)), atol=float("inf")).max_abs_diff
+    noise = compare_states(
+        comparable(Path(cfg("reference").paths.checkpoint_dir)),
+        comparable(Path(cfg("reference_again").paths.checkpoint_dir)),
+        atol=float("inf"),
+    ).max_abs_diff
     tolerance = 10 * noise
     cmp = compare_states(comparable(ckpt_dir), comparable(Path(cfg("reference").paths.checkpoint_dir)), atol=tolerance)
     ok = not cmp.diffs and "Resuming from" in resumed_log
     final = load_checkpoint(ckpt_dir / LATEST)
-    ctx.say(f"[gpu_check]   {amp}: killed after {killed_at}; resumed vs uninterrupted max |diff| {cmp.max_abs_diff:.3g} "
-            f"(run-to-run noise {noise:.3g}, tolerance {tolerance:.3g}): {'PASS' if ok else 'FAIL'}")
-    return {"ok": ok, "use_amp": amp, "epochs": list(epochs), "checkpoint_every_steps": step_every, "files_when_killed": killed_at,
-            "grad_scaler": final["scaler"], "skipped_steps": sum(int(r.get("skipped_steps", 0)) for r in final["history"]),
-            "exit_signal": "SIGKILL", "resumed_said_resuming": "Resuming from" in resumed_log,
-            "run_to_run_noise": noise, "tolerance": tolerance, "max_abs_diff": cmp.max_abs_diff, "tensors_compared": cmp.tensors,
-            "differences": cmp.diffs[:10], "seconds": times}
+    ctx.say(
+        f"[gpu_check]   {amp}: killed after {killed_at}; resumed vs uninterrupted max |diff| {cmp.max_abs_diff:.3g} "
+        f"(run-to-run noise {noise:.3g}, tolerance {tolerance:.3g}): {'PASS' if ok else 'FAIL'}"
+    )
+    return {
+        "ok": ok,
+        "use_amp": amp,
+        "epochs": list(epochs),
+        "checkpoint_every_steps": step_every,
+        "files_when_killed": killed_at,
+        "grad_scaler": final["scaler"],
+        "skipped_steps": sum(int(r.get("skipped_steps", 0)) for r in final["history"]),
+        "exit_signal": "SIGKILL",
+        "resumed_said_resuming": "Resuming from" in resumed_log,
+        "run_to_run_noise": noise,
+        "tolerance": tolerance,
+        "max_abs_diff": cmp.max_abs_diff,
+        "tensors_compared": cmp.tensors,
+        "differences": cmp.diffs[:10],
+        "seconds": times,
+    }
 
 
 # ---------------------------------------------------------------- all of it
@@ -266,21 +362,34 @@ def markdown(results: dict[str, Any]) -> str:
         elif part == "env" and r:
             lines += ["## environment", "", "```", r["report"], "```", ""]
         elif part == "autocast" and r:
-            lines += ["## autocast paths", "", "| path | stage | loss first -> last | skipped steps | steps/s | CUDA max MiB | ok |",
-                      "|---|---|---|---|---|---|---|"]
+            lines += [
+                "## autocast paths",
+                "",
+                "| path | stage | loss first -> last | skipped steps | steps/s | CUDA max MiB | ok |",
+                "|---|---|---|---|---|---|---|",
+            ]
             for name, stages in r["paths"].items():
                 for stage, m in stages.items():
                     mem = "n/a" if m["cuda_max_allocated_mib"] is None else f"{m['cuda_max_allocated_mib']:.0f}"
-                    lines.append(f"| {name} | {stage} | {m['loss_first']:.4f} -> {m['loss_last']:.4f} | {m['skipped_steps']} | "
-                                 f"{m['steps_per_s']:.1f} | {mem} | {m['ok']} |")
-            lines += ["", f"The trainer picks AMP {r['trainer_picks']} on this device." + (f" Skipped: {r['skipped']}." if r["skipped"] else ""), ""]
+                    lines.append(
+                        f"| {name} | {stage} | {m['loss_first']:.4f} -> {m['loss_last']:.4f} | {m['skipped_steps']} | "
+                        f"{m['steps_per_s']:.1f} | {mem} | {m['ok']} |"
+                    )
+            lines += [
+                "",
+                f"The trainer picks AMP {r['trainer_picks']} on this device."
+                + (f" Skipped: {r['skipped']}." if r["skipped"] else ""),
+                "",
+            ]
         elif part == "resume" and r:
             lines += ["## SIGKILL and resume", ""]
             for amp, k in r["runs"].items():
-                lines += [f"- use_amp={amp!r}: {'PASS' if k['ok'] else 'FAIL'}: killed with files {k['files_when_killed']}; "
-                          f"resumed vs uninterrupted max |diff| {k['max_abs_diff']:.3g} over {k['tensors_compared']} tensors, "
-                          f"run-to-run noise {k['run_to_run_noise']:.3g} (tolerance 10x: {k['tolerance']:.3g}); "
-                          f"GradScaler steps skipped: {k['skipped_steps']}."]
+                lines += [
+                    f"- use_amp={amp!r}: {'PASS' if k['ok'] else 'FAIL'}: killed with files {k['files_when_killed']}; "
+                    f"resumed vs uninterrupted max |diff| {k['max_abs_diff']:.3g} over {k['tensors_compared']} tensors, "
+                    f"run-to-run noise {k['run_to_run_noise']:.3g} (tolerance 10x: {k['tolerance']:.3g}); "
+                    f"GradScaler steps skipped: {k['skipped_steps']}."
+                ]
             lines += [""] + ([f"Skipped: {r['skipped']}.", ""] if r["skipped"] else [])
         elif part == "suite" and r:
             lines += ["## suite", "", f"See [{r['markdown']}]({r['markdown']}).", ""]
@@ -300,8 +409,15 @@ def main(argv: list[str] | None = None) -> int:
     say: Callable[[str], None] = print
     args.out.mkdir(parents=True, exist_ok=True)
     parts = tuple(p for p in PARTS if p not in args.skip)
-    results: dict[str, Any] = {"device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device), "cpu_plumbing": args.cpu_plumbing,
-                               "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"), "parts": parts, "results": {}, "errors": {}, "seconds": {}}
+    results: dict[str, Any] = {
+        "device": str(device) if device.type == "cpu" else torch.cuda.get_device_name(device),
+        "cpu_plumbing": args.cpu_plumbing,
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "parts": parts,
+        "results": {},
+        "errors": {},
+        "seconds": {},
+    }
     base = base_config(args.preset)
     if args.cpu_plumbing:  # 7 steps per epoch: CPU fp16 / bf16 autocast is several times slower than fp32
         base = base.with_overrides(mirror_augment=False, door_augment=0)
@@ -310,8 +426,13 @@ def main(argv: list[str] | None = None) -> int:
         steps = {
             "env": lambda: environment(base, device),
             "autocast": lambda: autocast_paths(ctx, base, steps=8 if args.cpu_plumbing else 60),
-            "resume": lambda: kill_and_resume(ctx, base, epochs=(1, 1) if args.cpu_plumbing else (1, 4),
-                                              step_every=2 if args.cpu_plumbing else 7, kill_delay=0.0 if args.cpu_plumbing else 0.2),
+            "resume": lambda: kill_and_resume(
+                ctx,
+                base,
+                epochs=(1, 1) if args.cpu_plumbing else (1, 4),
+                step_every=2 if args.cpu_plumbing else 7,
+                kill_delay=0.0 if args.cpu_plumbing else 0.2,
+            ),
             "suite": lambda: _suite(args, device, sizes, say),
         }
         for part in parts:
@@ -323,16 +444,25 @@ def main(argv: list[str] | None = None) -> int:
                 results["errors"][part] = traceback.format_exc()
                 say(results["errors"][part])
             results["seconds"][part] = round(time.perf_counter() - start, 1)
-            say(f"[gpu_check] {part}: {'FAILED' if part in results['errors'] else 'done'} ({results['seconds'][part]:.0f} s)")
+            say(
+                f"[gpu_check] {part}: {'FAILED' if part in results['errors'] else 'done'} ({results['seconds'][part]:.0f} s)"
+            )
             atomic_write_text(args.out / "gpu_check.json", json.dumps(json_safe(results), indent=1, default=str) + "\n")
             atomic_write_text(args.out / "gpu_check.md", markdown(results))
-    failed = list(results["errors"]) + [p for p in ("autocast", "resume") if p in results["results"] and not results["results"][p]["ok"]]
-    say(f"[gpu_check] wrote {args.out / 'gpu_check.json'}; " + (f"FAILED: {', '.join(failed)}" if failed else "all checks passed"))
+    failed = list(results["errors"]) + [
+        p for p in ("autocast", "resume") if p in results["results"] and not results["results"][p]["ok"]
+    ]
+    say(
+        f"[gpu_check] wrote {args.out / 'gpu_check.json'}; "
+        + (f"FAILED: {', '.join(failed)}" if failed else "all checks passed")
+    )
     return 1 if failed else 0
 
 
 def _suite(args: argparse.Namespace, device: torch.device, sizes: Any, say: Callable[[str], None]) -> dict[str, Any]:
-    path, results = run_suite(preset=args.preset, sizes=sizes, device=device, out_dir=args.out, data_dir=args.data, busy=args.busy, say=say)
+    path, results = run_suite(
+        preset=args.preset, sizes=sizes, device=device, out_dir=args.out, data_dir=args.data, busy=args.busy, say=say
+    )
     if results["errors"]:
         raise RuntimeError(f"suite sections failed: {results['errors']}")
     return {"json": path.name, "markdown": path.with_suffix(".md").name}

@@ -46,17 +46,25 @@ def part_real(source: Any, data_dir: Path, seeds: int) -> dict[str, Any]:
     for seed in range(seeds):
         dungeons += build_dungeons([plan(layout, config, seed=seed) for layout in layouts], source, config, seed=seed)
     build_s = time.perf_counter() - t0
-    return {"real_maps": plays, "real_maps_beaten": sum(p["beaten"] for p in plays), "real_maps_seconds": real_s,
-            "real_graphs_built": _counts(dungeons, build_s)}
+    return {
+        "real_maps": plays,
+        "real_maps_beaten": sum(p["beaten"] for p in plays),
+        "real_maps_seconds": real_s,
+        "real_graphs_built": _counts(dungeons, build_s),
+    }
 
 
 def _counts(dungeons: list[Any], seconds: float) -> dict[str, Any]:
     rooms = sum(len(d.layout.rooms) for d in dungeons)
-    return {"dungeons": len(dungeons), "rooms": rooms, "seconds": seconds,
-            "beaten_before": sum(d.play_before.beaten for d in dungeons) / len(dungeons),
-            "beaten": sum(d.play.beaten for d in dungeons) / len(dungeons),
-            "rooms_regenerated": sum(int((d.generated > 1).sum()) for d in dungeons) / rooms,
-            "not_beaten": [d.layout.name + ": " + d.play.stuck for d in dungeons if not d.play.beaten][:20]}
+    return {
+        "dungeons": len(dungeons),
+        "rooms": rooms,
+        "seconds": seconds,
+        "beaten_before": sum(d.play_before.beaten for d in dungeons) / len(dungeons),
+        "beaten": sum(d.play.beaten for d in dungeons) / len(dungeons),
+        "rooms_regenerated": sum(int((d.generated > 1).sum()) for d in dungeons) / rooms,
+        "not_beaten": [d.layout.name + ": " + d.play.stuck for d in dungeons if not d.play.beaten][:20],
+    }
 
 
 def part_archive(model: Path, mode: str, seeds: list[int], evaluations: int, runs: Path, batch: int) -> dict[str, Any]:
@@ -65,14 +73,32 @@ def part_archive(model: Path, mode: str, seeds: list[int], evaluations: int, run
     out = {"mode": mode, "evaluations": evaluations, "runs": []}
     for seed in seeds:
         t0 = time.perf_counter()
-        result = illuminate(model, evaluations=evaluations, out=runs / f"{mode}_{seed}", seed=seed, mode=mode, batch_size=batch,
-                            progress=lambda h: print(f"  {mode} seed {seed}: {h['evaluations']} evaluations, coverage "
-                                                     f"{100 * h['coverage']:.1f} %", file=sys.stderr))
+        result = illuminate(
+            model,
+            evaluations=evaluations,
+            out=runs / f"{mode}_{seed}",
+            seed=seed,
+            mode=mode,
+            batch_size=batch,
+            progress=lambda h: print(
+                f"  {mode} seed {seed}: {h['evaluations']} evaluations, coverage {100 * h['coverage']:.1f} %",
+                file=sys.stderr,
+            ),
+        )
         c = result.counts
-        out["runs"].append({"seed": seed, **result.stats, "wall_s_this_process": time.perf_counter() - t0,
-                            "dungeons": c["dungeons"], "beaten_before": c["beaten_before"] / c["dungeons"],
-                            "beaten": c["beaten"] / c["dungeons"], "rooms_regenerated": c["rooms_regenerated"] / c["rooms"],
-                            "evaluation_seconds": c["seconds"], "history": result.history})
+        out["runs"].append(
+            {
+                "seed": seed,
+                **result.stats,
+                "wall_s_this_process": time.perf_counter() - t0,
+                "dungeons": c["dungeons"],
+                "beaten_before": c["beaten_before"] / c["dungeons"],
+                "beaten": c["beaten"] / c["dungeons"],
+                "rooms_regenerated": c["rooms_regenerated"] / c["rooms"],
+                "evaluation_seconds": c["seconds"],
+                "history": result.history,
+            }
+        )
     return out
 
 
@@ -85,11 +111,20 @@ def collect(folders: list[Path]) -> dict[str, Any]:
     for folder in folders:
         r = load_illumination(folder)
         c = r.counts
-        out.setdefault(r.settings["mode"], []).append({
-            "seed": r.settings["seed"], "folder": str(folder), **r.stats, "dungeons": c["dungeons"],
-            "beaten_before": c["beaten_before"] / c["dungeons"], "beaten": c["beaten"] / c["dungeons"],
-            "rooms": c["rooms"], "rooms_regenerated": c["rooms_regenerated"] / c["rooms"], "evaluation_seconds": c["seconds"],
-            "coverage_by_evaluations": {h["evaluations"]: h["coverage"] for h in r.history}})
+        out.setdefault(r.settings["mode"], []).append(
+            {
+                "seed": r.settings["seed"],
+                "folder": str(folder),
+                **r.stats,
+                "dungeons": c["dungeons"],
+                "beaten_before": c["beaten_before"] / c["dungeons"],
+                "beaten": c["beaten"] / c["dungeons"],
+                "rooms": c["rooms"],
+                "rooms_regenerated": c["rooms_regenerated"] / c["rooms"],
+                "evaluation_seconds": c["seconds"],
+                "coverage_by_evaluations": {h["evaluations"]: h["coverage"] for h in r.history},
+            }
+        )
     return out
 
 
@@ -101,9 +136,11 @@ def markdown(parts: list[dict[str, Any]]) -> str:
     lines = []
     archives = [p for p in parts if "mode" in p]
     if archives:
-        lines += ["| generator | seeds | evaluations | coverage mean [min, max] | QD score | beaten elites | "
-                  "beaten before / after regeneration (all dungeons) | rooms regenerated | evaluation s per run |",
-                  "|---|---|---:|---:|---:|---:|---:|---:|---:|"]
+        lines += [
+            "| generator | seeds | evaluations | coverage mean [min, max] | QD score | beaten elites | "
+            "beaten before / after regeneration (all dungeons) | rooms regenerated | evaluation s per run |",
+            "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        ]
         for p in archives:
             runs = p["runs"]
             lines.append(
@@ -111,20 +148,34 @@ def markdown(parts: list[dict[str, Any]]) -> str:
                 f"{_spread([100 * r['coverage'] for r in runs])} % | {_spread([r['qd_score'] for r in runs])} | "
                 f"{_spread([100 * r['beaten_elites'] for r in runs])} % | "
                 f"{_spread([100 * r['beaten_before'] for r in runs])} % / {_spread([100 * r['beaten'] for r in runs])} % | "
-                f"{_spread([100 * r['rooms_regenerated'] for r in runs])} % | {_spread([r['evaluation_seconds'] for r in runs])} |")
+                f"{_spread([100 * r['rooms_regenerated'] for r in runs])} % | {_spread([r['evaluation_seconds'] for r in runs])} |"
+            )
     for p in parts:
         if "real_maps" in p:
-            lines += ["", f"Real dungeons played from their VGLC maps + graphs: {p['real_maps_beaten']} of 18 beaten", "",
-                      "| dungeon | beaten | rooms on path / rooms | placed nodes / map rooms | links shown as doors | stuck |",
-                      "|---|---|---:|---:|---:|---|"]
+            lines += [
+                "",
+                f"Real dungeons played from their VGLC maps + graphs: {p['real_maps_beaten']} of 18 beaten",
+                "",
+                "| dungeon | beaten | rooms on path / rooms | placed nodes / map rooms | links shown as doors | stuck |",
+                "|---|---|---:|---:|---:|---|",
+            ]
             for r in p["real_maps"]:
-                lines.append(f"| {r['name']} | {'yes' if r['beaten'] else 'no'} | {r['rooms_on_path']} / {r['rooms']} | "
-                             f"{r['placed_nodes']} / {r['map_rooms']} | {r['links_shown_as_doors']} / {r['links']} | "
-                             f"{r['stuck'][:160]} |")
+                lines.append(
+                    f"| {r['name']} | {'yes' if r['beaten'] else 'no'} | {r['rooms_on_path']} / {r['rooms']} | "
+                    f"{r['placed_nodes']} / {r['map_rooms']} | {r['links_shown_as_doors']} / {r['links']} | "
+                    f"{r['stuck'][:160]} |"
+                )
             b = p.get("real_graphs_built")
-            lines += [] if b is None else ["", f"Real graphs built with the model: {b['dungeons']} dungeons, beaten before regeneration "
-                      f"{100 * b['beaten_before']:.1f} %, after {100 * b['beaten']:.1f} %, rooms regenerated "
-                      f"{100 * b['rooms_regenerated']:.1f} %, {b['seconds']:.0f} s"]
+            lines += (
+                []
+                if b is None
+                else [
+                    "",
+                    f"Real graphs built with the model: {b['dungeons']} dungeons, beaten before regeneration "
+                    f"{100 * b['beaten_before']:.1f} %, after {100 * b['beaten']:.1f} %, rooms regenerated "
+                    f"{100 * b['rooms_regenerated']:.1f} %, {b['seconds']:.0f} s",
+                ]
+            )
     return "\n".join(lines)
 
 
@@ -138,10 +189,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--real-seeds", type=int, default=5, help="seeds per real graph for the before/after measure")
     p.add_argument("--evaluations", type=int, default=2000)
     p.add_argument("--batch-size", type=int, default=50)
-    p.add_argument("--runs", type=Path, default=Path("runs/illuminate_bench"), help="checkpoint folders of the archive runs")
+    p.add_argument(
+        "--runs", type=Path, default=Path("runs/illuminate_bench"), help="checkpoint folders of the archive runs"
+    )
     p.add_argument("--out", type=Path, default=None, help="JSON results file of this part")
     p.add_argument("--merge", type=Path, nargs="*", default=None, help="print the tables of these part files")
-    p.add_argument("--collect", type=Path, nargs="*", default=None, help="read these archive folders' checkpoints into --out")
+    p.add_argument(
+        "--collect", type=Path, nargs="*", default=None, help="read these archive folders' checkpoints into --out"
+    )
     args = p.parse_args(argv)
     if args.collect is not None:
         result = collect(args.collect)
@@ -149,10 +204,12 @@ def main(argv: list[str] | None = None) -> int:
             args.out.write_text(json.dumps(result, indent=2) + "\n")
         for mode, runs in result.items():
             for r in runs:
-                print(f"{mode} seed {r['seed']}: {r['evaluations']} evaluations, coverage {100 * r['coverage']:.2f} %, "
-                      f"QD {r['qd_score']:.1f}, beaten elites {100 * r['beaten_elites']:.1f} %, beaten before/after "
-                      f"{100 * r['beaten_before']:.1f}/{100 * r['beaten']:.1f} %, rooms regenerated {100 * r['rooms_regenerated']:.1f} %, "
-                      f"{r['evaluation_seconds']:.0f} s")
+                print(
+                    f"{mode} seed {r['seed']}: {r['evaluations']} evaluations, coverage {100 * r['coverage']:.2f} %, "
+                    f"QD {r['qd_score']:.1f}, beaten elites {100 * r['beaten_elites']:.1f} %, beaten before/after "
+                    f"{100 * r['beaten_before']:.1f}/{100 * r['beaten']:.1f} %, rooms regenerated {100 * r['rooms_regenerated']:.1f} %, "
+                    f"{r['evaluation_seconds']:.0f} s"
+                )
         return 0
     if args.merge is not None:
         print(markdown([json.loads(f.read_text()) for f in args.merge]))
@@ -161,7 +218,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.part is None or (args.model is None and not (args.part == "real" and args.real_seeds == 0)):
         p.error("--model and --part are needed (or --merge FILES; --part real --real-seeds 0 needs no model)")
     if args.part == "real":
-        result = part_real(as_source(args.model) if args.real_seeds else None, find_data_dir(args.data), args.real_seeds)
+        result = part_real(
+            as_source(args.model) if args.real_seeds else None, find_data_dir(args.data), args.real_seeds
+        )
     else:
         result = part_archive(args.model, args.mode, args.seeds, args.evaluations, args.runs, args.batch_size)
     result["note"] = "timings on a 2-core machine shared with other agents' jobs"

@@ -49,22 +49,45 @@ TARGETS: tuple[tuple[str, str, float | None], ...] = (
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}  # every train / evaluate runs on one CPU thread
 
 
-def run_seed(preset: str, seed: int, data: Path, root: Path, samples: int, extra: list[str], reuse: bool = False,
-             evaluate_args: tuple[str, ...] = ()) -> dict[str, Any]:
+def run_seed(
+    preset: str,
+    seed: int,
+    data: Path,
+    root: Path,
+    samples: int,
+    extra: list[str],
+    reuse: bool = False,
+    evaluate_args: tuple[str, ...] = (),
+) -> dict[str, Any]:
     """Train (unless `reuse` finds the model) and evaluate one seed in `root/seed<S>`; returns the evaluate report
     plus the wall times."""
     folder = root / f"seed{seed}"
     folder.mkdir(parents=True, exist_ok=True)
     if reuse:
         return _evaluate(folder, seed, data, samples, evaluate_args, float((folder / "train_seconds.txt").read_text()))
-    sets = ["--set", f"seed={seed}", "--set", f"data_dir={data}", "--set", f"name=seed{seed}",
-            "--set", f"checkpoint_dir={folder / 'ckpt'}", "--set", f"output_dir={folder / 'out'}"]
+    sets = [
+        "--set",
+        f"seed={seed}",
+        "--set",
+        f"data_dir={data}",
+        "--set",
+        f"name=seed{seed}",
+        "--set",
+        f"checkpoint_dir={folder / 'ckpt'}",
+        "--set",
+        f"output_dir={folder / 'out'}",
+    ]
     for item in extra:
         sets += ["--set", item]
     with open(folder / "train.log", "w") as log:
         start = time.perf_counter()
-        code = subprocess.run([sys.executable, "-m", "hmolqd", "train", "--preset", preset, *sets], env={**os.environ, **ONE_THREAD}, cwd=folder,
-                              stdout=log, stderr=subprocess.STDOUT).returncode
+        code = subprocess.run(
+            [sys.executable, "-m", "hmolqd", "train", "--preset", preset, *sets],
+            env={**os.environ, **ONE_THREAD},
+            cwd=folder,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        ).returncode
         train_seconds = time.perf_counter() - start
     if code != 0:
         raise RuntimeError(f"seed {seed}: training exited with {code}; see {folder / 'train.log'}")
@@ -72,12 +95,37 @@ def run_seed(preset: str, seed: int, data: Path, root: Path, samples: int, extra
     return _evaluate(folder, seed, data, samples, evaluate_args, train_seconds)
 
 
-def _evaluate(folder: Path, seed: int, data: Path, samples: int, evaluate_args: tuple[str, ...], train_seconds: float) -> dict[str, Any]:
+def _evaluate(
+    folder: Path, seed: int, data: Path, samples: int, evaluate_args: tuple[str, ...], train_seconds: float
+) -> dict[str, Any]:
     start = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "hmolqd", "evaluate", "--model", str(folder / "out" / "model_final.pt"),
-                           "--data", str(data), "--samples", str(samples), "--seed", "0", "--device", "cpu",
-                           "--json", str(folder / "evaluation_report.json"), "--png", str(folder / "evaluation_samples.png"), *evaluate_args],
-                          env={**os.environ, **ONE_THREAD}, cwd=folder, capture_output=True, text=True)
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "hmolqd",
+            "evaluate",
+            "--model",
+            str(folder / "out" / "model_final.pt"),
+            "--data",
+            str(data),
+            "--samples",
+            str(samples),
+            "--seed",
+            "0",
+            "--device",
+            "cpu",
+            "--json",
+            str(folder / "evaluation_report.json"),
+            "--png",
+            str(folder / "evaluation_samples.png"),
+            *evaluate_args,
+        ],
+        env={**os.environ, **ONE_THREAD},
+        cwd=folder,
+        capture_output=True,
+        text=True,
+    )
     if proc.returncode != 0:
         raise RuntimeError(f"seed {seed}: evaluate exited with {proc.returncode}: {proc.stderr[-2000:]}")
     report = json.loads(proc.stdout)
@@ -99,17 +147,32 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 
 def markdown(reports: list[dict[str, Any]], stats: dict[str, dict[str, float]], seeds: list[int]) -> str:
     first = reports[0]
-    lines = [f"| metric | ours: mean over seeds {', '.join(map(str, seeds))} | range | training set | Markov | held-out real | target "
-             "| met (mean) |", "|---|---:|---:|---:|---:|---:|---:|:--:|"]
+    lines = [
+        f"| metric | ours: mean over seeds {', '.join(map(str, seeds))} | range | training set | Markov | held-out real | target "
+        "| met (mean) |",
+        "|---|---:|---:|---:|---:|---:|---:|:--:|",
+    ]
     for key, op, target in TARGETS:
         if key not in stats:
             continue
         s = stats[key]
-        met = "" if target is None else ("yes" if (s["mean"] >= target if op == ">=" else s["mean"] <= target) else "no")
-        cells = [f"{s['mean']:.3f}", f"{s['min']:.3f}-{s['max']:.3f}", _fmt(first["training_set"].get(key)), _fmt(first["markov"].get(key)),
-                 _fmt(first.get("held_out", {}).get(key)), "" if target is None else f"{op} {target}", met]
+        met = (
+            "" if target is None else ("yes" if (s["mean"] >= target if op == ">=" else s["mean"] <= target) else "no")
+        )
+        cells = [
+            f"{s['mean']:.3f}",
+            f"{s['min']:.3f}-{s['max']:.3f}",
+            _fmt(first["training_set"].get(key)),
+            _fmt(first["markov"].get(key)),
+            _fmt(first.get("held_out", {}).get(key)),
+            "" if target is None else f"{op} {target}",
+            met,
+        ]
         lines.append(f"| {key} | " + " | ".join(cells) + " |")
-    for key, label in (("rooms_per_second", "rooms/s in evaluate (1 thread, batch of the model's default)"), ("train_minutes", "training wall minutes (1 thread)")):
+    for key, label in (
+        ("rooms_per_second", "rooms/s in evaluate (1 thread, batch of the model's default)"),
+        ("train_minutes", "training wall minutes (1 thread)"),
+    ):
         s = stats[key]
         lines.append(f"| {label} | {s['mean']:.2f} | {s['min']:.2f}-{s['max']:.2f} | | | | | |")
     return "\n".join(lines) + "\n"
@@ -124,23 +187,53 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="cpu")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "vglc-zelda")
-    parser.add_argument("--work", type=Path, default=Path("runs/quality_seeds"), help="folder for the runs (not committed)")
-    parser.add_argument("--out", type=Path, default=REPO / "bench" / "results" / "quality_cpu", help="writes OUT.json and OUT.md")
+    parser.add_argument(
+        "--work", type=Path, default=Path("runs/quality_seeds"), help="folder for the runs (not committed)"
+    )
+    parser.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results" / "quality_cpu", help="writes OUT.json and OUT.md"
+    )
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=1, help="seeds trained side by side, one thread each")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="extra config key for every seed")
-    parser.add_argument("--reuse", action="store_true", help="evaluate the models already trained in --work (no training)")
-    parser.add_argument("--evaluate-arg", action="append", default=[], help="extra argument for `hmolqd evaluate` (repeatable)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="extra config key for every seed"
+    )
+    parser.add_argument(
+        "--reuse", action="store_true", help="evaluate the models already trained in --work (no training)"
+    )
+    parser.add_argument(
+        "--evaluate-arg", action="append", default=[], help="extra argument for `hmolqd evaluate` (repeatable)"
+    )
     args = parser.parse_args(argv)
 
     root = args.work.resolve()
     with ThreadPoolExecutor(max_workers=args.jobs) as pool:
-        reports = list(pool.map(lambda s: run_seed(args.preset, s, args.data.resolve(), root, args.samples, args.set, args.reuse,
-                                                   tuple(args.evaluate_arg)), args.seeds))
+        reports = list(
+            pool.map(
+                lambda s: run_seed(
+                    args.preset,
+                    s,
+                    args.data.resolve(),
+                    root,
+                    args.samples,
+                    args.set,
+                    args.reuse,
+                    tuple(args.evaluate_arg),
+                ),
+                args.seeds,
+            )
+        )
     stats = summary(reports)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    result = {"preset": args.preset, "seeds": args.seeds, "jobs": args.jobs, "extra": args.set, "evaluate_args": args.evaluate_arg,
-              "summary": stats, "reports": reports}
+    result = {
+        "preset": args.preset,
+        "seeds": args.seeds,
+        "jobs": args.jobs,
+        "extra": args.set,
+        "evaluate_args": args.evaluate_arg,
+        "summary": stats,
+        "reports": reports,
+    }
     args.out.with_suffix(".json").write_text(json.dumps(result, indent=1) + "\n")
     table = markdown(reports, stats, args.seeds)
     args.out.with_suffix(".md").write_text(table)

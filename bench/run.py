@@ -44,16 +44,42 @@ def default_data_dir() -> str | None:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--preset", default="cpu", help="shipped preset (cpu, gpu, smoke) or 'notebook' (the notebook's CONFIG: the default model)")
-    p.add_argument("--quick", action="store_true", help="small sizes: <= 10 minutes on a 2-core CPU (some numbers become proxies)")
-    p.add_argument("--sizes", choices=sorted(PROFILES), default=None, help="size profile (default: full; --quick = quick; tiny = the smoke test's)")
+    p.add_argument(
+        "--preset",
+        default="cpu",
+        help="shipped preset (cpu, gpu, smoke) or 'notebook' (the notebook's CONFIG: the default model)",
+    )
+    p.add_argument(
+        "--quick", action="store_true", help="small sizes: <= 10 minutes on a 2-core CPU (some numbers become proxies)"
+    )
+    p.add_argument(
+        "--sizes",
+        choices=sorted(PROFILES),
+        default=None,
+        help="size profile (default: full; --quick = quick; tiny = the smoke test's)",
+    )
     p.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
-    p.add_argument("--out", type=Path, default=REPO / "bench" / "results", help="folder for <machine>.json / .md / -quality.png")
-    p.add_argument("--data", default=default_data_dir(), help="VGLC Zelda folder (default: $HMOLQD_VGLC_DIR, ../shared/data/vglc-zelda, or discover)")
-    p.add_argument("--busy", action="store_true", help="record machine_busy: true (a shared machine: numbers check the suite, not the speed)")
+    p.add_argument(
+        "--out", type=Path, default=REPO / "bench" / "results", help="folder for <machine>.json / .md / -quality.png"
+    )
+    p.add_argument(
+        "--data",
+        default=default_data_dir(),
+        help="VGLC Zelda folder (default: $HMOLQD_VGLC_DIR, ../shared/data/vglc-zelda, or discover)",
+    )
+    p.add_argument(
+        "--busy",
+        action="store_true",
+        help="record machine_busy: true (a shared machine: numbers check the suite, not the speed)",
+    )
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's choice)")
     p.add_argument("--sections", default=",".join(SECTIONS), help=f"comma-separated subset of {','.join(SECTIONS)}")
-    p.add_argument("--workdir", type=Path, default=None, help="where the temporary training runs go (default: the system temp folder)")
+    p.add_argument(
+        "--workdir",
+        type=Path,
+        default=None,
+        help="where the temporary training runs go (default: the system temp folder)",
+    )
     return p
 
 
@@ -80,8 +106,16 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     device = resolve_device(args.device, key="--device")
     start = time.perf_counter()
-    path, results = run_suite(preset=args.preset, sizes=PROFILES[args.sizes], device=device, out_dir=args.out, data_dir=args.data,
-                              busy=args.busy, sections=args.sections, workdir=args.workdir)
+    path, results = run_suite(
+        preset=args.preset,
+        sizes=PROFILES[args.sizes],
+        device=device,
+        out_dir=args.out,
+        data_dir=args.data,
+        busy=args.busy,
+        sections=args.sections,
+        workdir=args.workdir,
+    )
     print(f"[bench] wrote {path} and {path.with_suffix('.md')} in {time.perf_counter() - start:.0f} s")
     for name, err in results["errors"].items():
         print(f"[bench] FAILED {name}: {err}", file=sys.stderr)

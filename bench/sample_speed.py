@@ -36,13 +36,21 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--n", type=int, default=1000, help="rooms to generate")
     parser.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
-    parser.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)")
-    parser.add_argument("--batch-size", type=int, default=256, help="rooms per network call (generate's batch_size; its default 256)")
+    parser.add_argument(
+        "--guidance", type=float, default=None, help="classifier-free guidance scale (default: the model's)"
+    )
+    parser.add_argument(
+        "--batch-size", type=int, default=256, help="rooms per network call (generate's batch_size; its default 256)"
+    )
     parser.add_argument("--repeats", type=int, default=3, help="timed calls; the median and the range are printed")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--device", default="cpu")
-    parser.add_argument("--model", default=None, help="a model_final.pt to time with its own sampling settings (optional)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="config key for the untrained model, repeatable")
+    parser.add_argument(
+        "--model", default=None, help="a model_final.pt to time with its own sampling settings (optional)"
+    )
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="config key for the untrained model, repeatable"
+    )
     args = parser.parse_args(argv)
 
     if args.threads:
@@ -55,15 +63,21 @@ def main(argv: list[str] | None = None) -> None:
     doors = torch.rand(args.n, 4, generator=torch.Generator().manual_seed(0)) < 0.5  # (n, 4)
 
     params = sum(p.numel() for p in model.diffusion.denoiser.parameters())
-    print(f"{model.cfg.model_kind} model, grid {model.vqvae.latent_shape}, denoiser {params:,} params, threads {torch.get_num_threads()}, device {args.device}")
+    print(
+        f"{model.cfg.model_kind} model, grid {model.vqvae.latent_shape}, denoiser {params:,} params, threads {torch.get_num_threads()}, device {args.device}"
+    )
     generate(model, min(args.n, 8), doors=doors[:8], steps=2)  # warm-up
     others = {k: v for k, v in sampling.items() if k != "steps"}
-    runs = [timed_generate(model, args.n, {"doors": doors}, settings.sample_steps, others,
-                           batch_size=args.batch_size) for _ in range(args.repeats)]
+    runs = [
+        timed_generate(model, args.n, {"doors": doors}, settings.sample_steps, others, batch_size=args.batch_size)
+        for _ in range(args.repeats)
+    ]
     rates = sorted(args.n / seconds for seconds, _ in runs)
     shown = ", ".join(f"{k} {settings[k]}" for k in ("steps", "guidance", "sampler") if k in settings)
-    print(f"generate(model, {args.n}, batch_size={args.batch_size}) ({shown}), {args.repeats} calls: "
-          f"median {rates[len(rates) // 2]:.1f} rooms/s (range {rates[0]:.1f}-{rates[-1]:.1f})")
+    print(
+        f"generate(model, {args.n}, batch_size={args.batch_size}) ({shown}), {args.repeats} calls: "
+        f"median {rates[len(rates) // 2]:.1f} rooms/s (range {rates[0]:.1f}-{rates[-1]:.1f})"
+    )
 
 
 if __name__ == "__main__":

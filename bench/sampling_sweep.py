@@ -24,8 +24,17 @@ from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
 from hmolqd.evaluation.report import evaluation_report
 from hmolqd.config import SamplingSettings
 
-COLUMNS = ("playable", "novel_playable", "novel_playable_symmetric", "symmetric", "distinct", "diversity", "door_adherence",
-           "tile_kl_train_gen", "pattern_kl_train_gen")
+COLUMNS = (
+    "playable",
+    "novel_playable",
+    "novel_playable_symmetric",
+    "symmetric",
+    "distinct",
+    "diversity",
+    "door_adherence",
+    "tile_kl_train_gen",
+    "pattern_kl_train_gen",
+)
 
 
 def parse_setting(text: str) -> dict[str, Any]:
@@ -52,7 +61,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--samples", type=int, default=1000)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=None, help="write every report here as JSON")
-    parser.add_argument("settings", nargs="+", help="comma-separated key=value sampling settings ('' = the model's own)")
+    parser.add_argument(
+        "settings", nargs="+", help="comma-separated key=value sampling settings ('' = the model's own)"
+    )
     args = parser.parse_args(argv)
 
     model = load_model(args.model)
@@ -66,7 +77,10 @@ def main(argv: list[str] | None = None) -> int:
         report = evaluation_report(model, train, n=args.samples, seed=args.seed, **parse_setting(text))
         reports[text] = report
         m = report["model"]
-        cells = [f"{m[k]:.3f}" for k in COLUMNS] + [f"{report['timing']['rooms_per_second']:.0f}", f"{m['nearest_hamming']['median']:.0f}"]
+        cells = [f"{m[k]:.3f}" for k in COLUMNS] + [
+            f"{report['timing']['rooms_per_second']:.0f}",
+            f"{m['nearest_hamming']['median']:.0f}",
+        ]
         print(f"| {text or 'model default'} | " + " | ".join(cells) + " |", flush=True)
     if args.out:
         args.out.write_text(json.dumps(reports, indent=1) + "\n")

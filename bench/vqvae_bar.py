@@ -35,7 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--vglc-dir", type=Path, default=DEFAULT_VGLC)
     parser.add_argument("--preset", default="cpu", help="preset whose VQ-VAE keys are measured (default cpu)")
-    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)")
+    parser.add_argument(
+        "--set", action="append", default=[], metavar="KEY=VALUE", help="override one config key (repeatable)"
+    )
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads for the measurement")
     args = parser.parse_args(argv)
@@ -44,25 +46,41 @@ def main(argv: list[str] | None = None) -> int:
     overrides = dict(item.split("=", 1) for item in args.set)
     with tempfile.TemporaryDirectory(prefix="vqvae_bar_") as tmp:
         cfg = Config.preset(args.preset).with_overrides(
-            data_dir=str(args.vglc_dir), seed=args.seed, num_epochs=0, joint_epochs=0, sample_every=0, auto_resume=False,
-            checkpoint_dir=f"{tmp}/ckpt", output_dir=f"{tmp}/out", **overrides)
+            data_dir=str(args.vglc_dir),
+            seed=args.seed,
+            num_epochs=0,
+            joint_epochs=0,
+            sample_every=0,
+            auto_resume=False,
+            checkpoint_dir=f"{tmp}/ckpt",
+            output_dir=f"{tmp}/out",
+            **overrides,
+        )
         wall0, cpu0 = time.perf_counter(), time.process_time()
         result = train(cfg, log=lambda msg: None)
         wall, cpu = time.perf_counter() - wall0, time.process_time() - cpu0
     vqvae = result.generator.vqvae.eval()
     train_c, val_c = split_corpus(load_corpus(find_data_dir(args.vglc_dir)), cfg.data.val_dungeons)
     m = cfg.model
-    print(f"VQ-VAE: downsample={m.downsample} embedding_dim={m.embedding_dim} latent_dim={m.latent_dim} num_embeddings={m.num_embeddings}, "
-          f"{cfg.train.vqvae_epochs} epochs, batch {cfg.train.batch_size}, lr {cfg.train.learning_rate}, seed {args.seed}, {args.threads} thread(s)")
+    print(
+        f"VQ-VAE: downsample={m.downsample} embedding_dim={m.embedding_dim} latent_dim={m.latent_dim} num_embeddings={m.num_embeddings}, "
+        f"{cfg.train.vqvae_epochs} epochs, batch {cfg.train.batch_size}, lr {cfg.train.learning_rate}, seed {args.seed}, {args.threads} thread(s)"
+    )
     print(f"parameters: {sum(p.numel() for p in vqvae.parameters()):,}  latent grid {vqvae.latent_shape}")
-    print(f"training (the real trainer, outputs included): {wall:.1f} s wall, {cpu:.1f} s CPU; "
-          f"loss {result.history[0]['train_loss']:.4f} -> {result.history[-1]['train_loss']:.4f}")
+    print(
+        f"training (the real trainer, outputs included): {wall:.1f} s wall, {cpu:.1f} s CPU; "
+        f"loss {result.history[0]['train_loss']:.4f} -> {result.history[-1]['train_loss']:.4f}"
+    )
     on_val = vqvae.evaluate(val_c.rooms)
     for name, rooms in (("train", train_c.rooms), ("held-out", val_c.rooms)):
         r = vqvae.evaluate(rooms)
-        print(f"{name:>9}: tile acc {r['tile_accuracy']:.4%}  room acc {r['room_accuracy']:.2%}  codebook usage {r['codebook_usage']:.2%}  perplexity {r['perplexity']:.1f}")
+        print(
+            f"{name:>9}: tile acc {r['tile_accuracy']:.4%}  room acc {r['room_accuracy']:.2%}  codebook usage {r['codebook_usage']:.2%}  perplexity {r['perplexity']:.1f}"
+        )
     ok = on_val["tile_accuracy"] >= BAR_TILE and on_val["room_accuracy"] >= BAR_ROOM
-    print(f"{'PASS' if ok else 'FAIL'}: held-out tile acc {on_val['tile_accuracy']:.4%} (bar {BAR_TILE:.1%}), room acc {on_val['room_accuracy']:.2%} (bar {BAR_ROOM:.0%})")
+    print(
+        f"{'PASS' if ok else 'FAIL'}: held-out tile acc {on_val['tile_accuracy']:.4%} (bar {BAR_TILE:.1%}), room acc {on_val['room_accuracy']:.2%} (bar {BAR_ROOM:.0%})"
+    )
     return 0 if ok else 1
 
 

@@ -33,8 +33,11 @@ __version__ = "0.1.0"
 
 # The heavy entry points import torch and matplotlib; load them on first use so `import hmolqd` stays light.
 _LAZY = {
-    "train": "hmolqd.training.loop", "load_model": "hmolqd.checkpointing.export", "generate": "hmolqd.sampling.generate",
-    "generate_dungeon": "hmolqd.illuminate.api", "illuminate": "hmolqd.illuminate.api",
+    "train": "hmolqd.training.loop",
+    "load_model": "hmolqd.checkpointing.export",
+    "generate": "hmolqd.sampling.generate",
+    "generate_dungeon": "hmolqd.illuminate.api",
+    "illuminate": "hmolqd.illuminate.api",
 }
 
 

@@ -122,6 +122,10 @@ def stale_temp_files(folder: Path, pattern: str = f".*{TEMP_SUFFIX}") -> list[Pa
     stale = []
     for path in sorted(Path(folder).glob(pattern)):
         pid = temp_writer_pid(path.name)
-        if pid is None or (pid == os.getpid() and str(path) not in in_flight) or (pid != os.getpid() and not process_alive(pid)):
+        if (
+            pid is None
+            or (pid == os.getpid() and str(path) not in in_flight)
+            or (pid != os.getpid() and not process_alive(pid))
+        ):
             stale.append(path)
     return stale

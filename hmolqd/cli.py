@@ -50,12 +50,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     check.number("--door-guidance", args.door_guidance, 0, "door guidance strength; 0 = off")
     check.file_target("--png", args.png, ".png")
     check.file_target("--json", args.json, ".json")
-    keys = {"steps": args.steps, "guidance": args.guidance, "eta": args.eta, "door_guidance": args.door_guidance,
-            "sampler": args.sampler, "temperature": args.temperature}
+    keys = {
+        "steps": args.steps,
+        "guidance": args.guidance,
+        "eta": args.eta,
+        "door_guidance": args.door_guidance,
+        "sampler": args.sampler,
+        "temperature": args.temperature,
+    }
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}
-    report = run_evaluate(args.model, args.data, args.samples, args.seed, args.png, args.json, sampling=sampling,
-                          device=args.device, sections=sections)
+    report = run_evaluate(
+        args.model,
+        args.data,
+        args.samples,
+        args.seed,
+        args.png,
+        args.json,
+        sampling=sampling,
+        device=args.device,
+        sections=sections,
+    )
     print(format_report_table(report), file=sys.stderr)
     print(json.dumps(report, allow_nan=False))
     return 0
@@ -70,8 +85,9 @@ def _data_stats(args: argparse.Namespace) -> int:
     data_dir = find_data_dir(args.data, key="--data")
     corpus = load_corpus(data_dir)
     if args.render and args.dungeon not in corpus.dungeons:  # before any output
-        raise ConfigError(f"--dungeon {args.dungeon!r} is not in the corpus; "
-                          f"choose one of {', '.join(corpus.dungeons)}")
+        raise ConfigError(
+            f"--dungeon {args.dungeon!r} is not in the corpus; choose one of {', '.join(corpus.dungeons)}"
+        )
     print(f"VGLC Zelda corpus: {data_dir}")
     print(format_stats(corpus_stats(corpus, load_graphs(data_dir))))
     if args.render:
@@ -153,9 +169,19 @@ def _sample(args: argparse.Namespace) -> int:
 
     gen = load_model(args.model)
     if stairs is not None and not gen.config.model.cond_stairs:
-        raise ConfigError(f"--stairs {args.stairs!r}: {args.model} was trained without the stairs condition (cond_stairs = false); leave --stairs out")
-    rooms = generate(gen, args.n, doors=doors, stairs=stairs, attributes=attributes, seed=args.seed,
-                     steps=args.steps, guidance=args.guidance)  # None = the model's own setting
+        raise ConfigError(
+            f"--stairs {args.stairs!r}: {args.model} was trained without the stairs condition (cond_stairs = false); leave --stairs out"
+        )
+    rooms = generate(
+        gen,
+        args.n,
+        doors=doors,
+        stairs=stairs,
+        attributes=attributes,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+    )  # None = the model's own setting
     out = args.out or Path(args.model).with_name("samples.png")
     asked = condition_caption(None if doors is None else tuple(doors.tolist()))
     asked += "" if stairs is None else f"; stairs {'yes' if stairs else 'no'}"
@@ -175,7 +201,9 @@ def _dungeon(args: argparse.Namespace) -> int:
     if args.graph is not None and args.rooms is not None:
         raise ConfigError("give --graph FILE.dot or --rooms N (a sampled layout), not both")
     if args.rooms is not None and args.rooms < MIN_ROOMS:
-        raise ConfigError(f"--rooms {args.rooms}: a dungeon needs at least {MIN_ROOMS} rooms (start, a room, boss, goal)")
+        raise ConfigError(
+            f"--rooms {args.rooms}: a dungeon needs at least {MIN_ROOMS} rooms (start, a room, boss, goal)"
+        )
     check.at_most("--rooms", args.rooms, MAX_ROOMS, "rooms of one dungeon; the largest real one has 66")
     if args.max_regenerations is not None and args.max_regenerations < 0:
         raise ConfigError(f"--max-regenerations {args.max_regenerations}: must be >= 0 (0 keeps the first rooms)")
@@ -186,12 +214,17 @@ def _dungeon(args: argparse.Namespace) -> int:
     check.model_file(args.model)
     out = args.out or args.model.with_name("dungeon")
     sampling = {} if args.steps is None else {"steps": args.steps}
-    config = DungeonConfig() if args.max_regenerations is None else DungeonConfig(max_regenerations=args.max_regenerations)
+    config = (
+        DungeonConfig() if args.max_regenerations is None else DungeonConfig(max_regenerations=args.max_regenerations)
+    )
     graph = read_layout(args.graph) if args.graph is not None else None  # a bad graph is said before the model loads
-    dungeon = generate_dungeon(load_model(args.model), graph, rooms=args.rooms, seed=args.seed, out=out, config=config,
-                               **sampling)
+    dungeon = generate_dungeon(
+        load_model(args.model), graph, rooms=args.rooms, seed=args.seed, out=out, config=config, **sampling
+    )
     print(format_summary(dungeon))
-    print(f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), dungeon.json (summary)")
+    print(
+        f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), dungeon.json (summary)"
+    )
     return 0
 
 
@@ -203,21 +236,40 @@ def _illuminate(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_name("illuminate")
     sampling = {} if args.steps is None else {"steps": args.steps}
     try:
-        result = illuminate(args.model, evaluations=args.evaluations, out=out, descriptors=args.descriptors, seed=args.seed,
-                            batch_size=args.batch_size, mode=args.mode, progress=lambda h: print(
-                                f"{h['evaluations']} evaluations: coverage {100 * h['coverage']:.1f} %, QD score {h['qd_score']:.1f}",
-                                file=sys.stderr), **sampling)
+        result = illuminate(
+            args.model,
+            evaluations=args.evaluations,
+            out=out,
+            descriptors=args.descriptors,
+            seed=args.seed,
+            batch_size=args.batch_size,
+            mode=args.mode,
+            progress=lambda h: print(
+                f"{h['evaluations']} evaluations: coverage {100 * h['coverage']:.1f} %, QD score {h['qd_score']:.1f}",
+                file=sys.stderr,
+            ),
+            **sampling,
+        )
     except IlluminateError as err:  # bad input: one line, like the other subcommands' errors
         raise ConfigError(str(err)) from None
     s = result.stats
-    print(f"{s['elites']} elites in {s['cells']} cells: coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.2f}, "
-          f"{100 * (s['beaten_elites'] or 0):.1f} % of elites beaten")
-    print(f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), summary.json, archive.pkl")
+    print(
+        f"{s['elites']} elites in {s['cells']} cells: coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.2f}, "
+        f"{100 * (s['beaten_elites'] or 0):.1f} % of elites beaten"
+    )
+    print(
+        f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), summary.json, archive.pkl"
+    )
     return 0
 
 
 def _add_config_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--config", type=Path, default=None, help="JSON config: flat like the notebook's CONFIG, or nested like config.json")
+    p.add_argument(
+        "--config",
+        type=Path,
+        default=None,
+        help="JSON config: flat like the notebook's CONFIG, or nested like config.json",
+    )
     p.add_argument("--preset", default=None, help="a shipped preset (hmolqd/presets): smoke, cpu, gpu")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
 
@@ -247,18 +299,30 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train (or resume) all stages; the notebook calls the same function")
     _add_config_arguments(p)
-    p.add_argument("--rewrite-outputs", action="store_true",
-                   help="when training is already finished, write model_final.pt, the pictures and the zip again (default: leave them)")
+    p.add_argument(
+        "--rewrite-outputs",
+        action="store_true",
+        help="when training is already finished, write model_final.pt, the pictures and the zip again (default: leave them)",
+    )
     p.set_defaults(run=_train)
 
     p = sub.add_parser("sample", help="generate rooms with model_final.pt and write a PNG grid")
     p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
-    p.add_argument("-n", type=int, default=24, help=f"rooms to generate (at most {check.MAX_SAMPLE_ROOMS:,}; "
-                   f"more than {PAGE_ROOMS} are drawn on several pages, OUT_001.png, OUT_002.png, ...)")
+    p.add_argument(
+        "-n",
+        type=int,
+        default=24,
+        help=f"rooms to generate (at most {check.MAX_SAMPLE_ROOMS:,}; "
+        f"more than {PAGE_ROOMS} are drawn on several pages, OUT_001.png, OUT_002.png, ...)",
+    )
     p.add_argument("--doors", default=None, help=f"door sides, {DOOR_NAMES_HELP}; default unconditional")
     p.add_argument("--stairs", default=None, help="'yes' / 'no' (default: unconditional)")
-    p.add_argument("--attributes", default=None, help="room attributes of a discrete model, e.g. 'monsters=yes,water=no' "
-                   "(names: monsters, water, playable, symmetric, mirror_rows, mirror_cols; yes / no / open); default: the model's own requests")
+    p.add_argument(
+        "--attributes",
+        default=None,
+        help="room attributes of a discrete model, e.g. 'monsters=yes,water=no' "
+        "(names: monsters, water, playable, symmetric, mirror_rows, mirror_cols; yes / no / open); default: the model's own requests",
+    )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the run's)")
     p.add_argument("--seed", type=int, default=0)
@@ -268,43 +332,91 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("dungeon", help="generate one whole dungeon (VGLC graph or sampled layout) with model_final.pt")
     p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
-    p.add_argument("--graph", type=Path, default=None, help="a room graph in the VGLC .dot format (default: sample a layout)")
-    p.add_argument("--rooms", type=int, default=None, help="rooms of the sampled layout (default: drawn like the real dungeons)")
+    p.add_argument(
+        "--graph", type=Path, default=None, help="a room graph in the VGLC .dot format (default: sample a layout)"
+    )
+    p.add_argument(
+        "--rooms", type=int, default=None, help="rooms of the sampled layout (default: drawn like the real dungeons)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the layout, its placement and the rooms")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
-    p.add_argument("--max-regenerations", type=int, default=None, help=f"rounds of regenerating rooms that fail their checks (default {DungeonConfig().max_regenerations})")
-    p.add_argument("--out", type=Path, default=None, help="folder for dungeon.txt/.dot/.png/.json (default: dungeon/ beside the model)")
+    p.add_argument(
+        "--max-regenerations",
+        type=int,
+        default=None,
+        help=f"rounds of regenerating rooms that fail their checks (default {DungeonConfig().max_regenerations})",
+    )
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder for dungeon.txt/.dot/.png/.json (default: dungeon/ beside the model)",
+    )
     p.set_defaults(run=_dungeon)
 
-    p = sub.add_parser("illuminate", help="fill a MAP-Elites archive of whole dungeons with model_final.pt (needs hmolqd[qd])")
+    p = sub.add_parser(
+        "illuminate", help="fill a MAP-Elites archive of whole dungeons with model_final.pt (needs hmolqd[qd])"
+    )
     p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
     p.add_argument("--evaluations", type=int, default=2000, help="dungeons to build and play (default 2000)")
-    p.add_argument("--out", type=Path, default=None, help="folder of the archive checkpoint and outputs (default: illuminate/ beside the model)")
-    p.add_argument("--descriptors", nargs="+", default=["rooms", "path_share", "backtracking"], help="1-3 behaviour descriptors")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        help="folder of the archive checkpoint and outputs (default: illuminate/ beside the model)",
+    )
+    p.add_argument(
+        "--descriptors", nargs="+", default=["rooms", "path_share", "backtracking"], help="1-3 behaviour descriptors"
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the search and of the rooms")
     p.add_argument("--batch-size", type=int, default=50, help="dungeons per batch (one room-model call per round)")
-    p.add_argument("--mode", default="map-elites", help="map-elites, or baseline (sampled real templates, same archive)")
+    p.add_argument(
+        "--mode", default="map-elites", help="map-elites, or baseline (sampled real templates, same archive)"
+    )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
     p.set_defaults(run=_illuminate)
 
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
 
-    p = sub.add_parser("evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)")
+    p = sub.add_parser(
+        "evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)"
+    )
     p.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
-    p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: the data_dir stored with "
-                   "the model where that folder exists, else discover)")
+    p.add_argument(
+        "--data",
+        default=None,
+        help="VGLC 'The Legend of Zelda' folder (default: the data_dir stored with "
+        "the model where that folder exists, else discover)",
+    )
     p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000, at most 20,000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
     p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
-    p.add_argument("--sampler", choices=("random", "confidence"), default=None, help="discrete model: unmasking order (default: the model's sampler)")
-    p.add_argument("--temperature", type=float, default=None, help="discrete model: temperature of the code draws (default: the model's sample_temperature)")
+    p.add_argument(
+        "--sampler",
+        choices=("random", "confidence"),
+        default=None,
+        help="discrete model: unmasking order (default: the model's sampler)",
+    )
+    p.add_argument(
+        "--temperature",
+        type=float,
+        default=None,
+        help="discrete model: temperature of the code draws (default: the model's sample_temperature)",
+    )
     p.add_argument("--eta", type=float, default=None, help="continuous model: DDIM eta (default: the model's ddim_eta)")
-    p.add_argument("--door-guidance", type=float, default=None, help="continuous model: door guidance strength (default: the model's door_guidance)")
+    p.add_argument(
+        "--door-guidance",
+        type=float,
+        default=None,
+        help="continuous model: door guidance strength (default: the model's door_guidance)",
+    )
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
-    p.add_argument("--no-dungeons", action="store_true", help="leave out the dungeon section (the 18 real room graphs built once)")
+    p.add_argument(
+        "--no-dungeons", action="store_true", help="leave out the dungeon section (the 18 real room graphs built once)"
+    )
     p.set_defaults(run=_evaluate)
     return parser
 
@@ -324,8 +436,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         try:
             return args.run(args)
         # Bad input, and an output path the OS refuses (a folder, no permission): one line naming it, exit 2.
-        except (ConfigError, VGLCFormatError, CheckpointError, LayoutError, FileNotFoundError, PermissionError,
-                IsADirectoryError, NotADirectoryError) as err:
+        except (
+            ConfigError,
+            VGLCFormatError,
+            CheckpointError,
+            LayoutError,
+            FileNotFoundError,
+            PermissionError,
+            IsADirectoryError,
+            NotADirectoryError,
+        ) as err:
             print(f"error: {err}", file=sys.stderr)
             return 2
     except KeyboardInterrupt:

@@ -27,7 +27,8 @@ from typing import Any
 from hmolqd.settings import CheckpointConfig, ConfigError, LoggingConfig, RunConfig, SamplingSettings  # noqa: F401
 from hmolqd.settings import check as _check
 
-KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"  # the one setting for where the Kaggle tree is (tests point it at a temporary folder)
+# the one setting for where the Kaggle tree is (tests point it at a temporary folder)
+KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"
 
 
 def kaggle_root() -> Path:
@@ -47,7 +48,8 @@ def kaggle_working() -> Path:
 PRESETS_DIR = Path(__file__).parent / "presets"
 MODEL_KINDS: tuple[str, ...] = ("discrete", "continuous")
 AMP_DTYPES: tuple[str, ...] = ("fp16", "bf16")  # the forced values of `use_amp` besides true / false
-COMMENT_PREFIX = "//"  # a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
+# a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
+COMMENT_PREFIX = "//"
 
 
 @dataclass(frozen=True)
@@ -112,18 +114,22 @@ def stage_named(name: str) -> Stage:
     raise ConfigError(f"unknown stage {name!r}; stages are {stage_names()}")
 
 
-
-
 @dataclass(frozen=True)
 class DataConfig:
     data_dir: str | None = None  # VGLC "The Legend of Zelda" folder; None = discover (see hmolqd.data)
     val_dungeons: tuple[str, ...] = ("tloz4_1", "tloz8_2")  # whole dungeons held out for validation
     mirror_augment: bool = True  # add left-right / top-bottom mirrored training rooms (doors follow)
-    door_augment: int = 1  # add this many copies of every training room with its doors redrawn (interior kept, attributes re-measured)
+    #: add this many copies of every training room with its doors redrawn (interior kept, attributes re-measured)
+    door_augment: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "val_dungeons", tuple(self.val_dungeons))
-        _check(isinstance(self.door_augment, int) and self.door_augment >= 0, "door_augment", "must be an integer >= 0", self.door_augment)
+        _check(
+            isinstance(self.door_augment, int) and self.door_augment >= 0,
+            "door_augment",
+            "must be an integer >= 0",
+            self.door_augment,
+        )
         _check(len(self.val_dungeons) >= 1, "val_dungeons", "hold out at least one dungeon", self.val_dungeons)
 
 
@@ -131,23 +137,30 @@ class DataConfig:
 class ModelConfig:
     """Architecture. Changing any of these on resume is an error."""
 
-    model_kind: str = "discrete"  # "discrete": absorbing-state [MASK] diffusion on code indices; "continuous": Gaussian diffusion on latents
+    #: "discrete": absorbing-state [MASK] diffusion on code indices; "continuous": Gaussian diffusion on latents
+    model_kind: str = "discrete"
     num_embeddings: int = 128  # VQ codebook size
     latent_dim: int = 64  # size of one code vector (channels of the latent grid)
     embedding_dim: int = 64  # hidden width of the VQ-VAE encoder/decoder
     downsample: int = 2  # room (16x11, padded to 16x12) -> latent grid 8x6 (2), 4x3 (4) or 16x12 (1)
-    vq_local: bool = True  # VQ-VAE encoder sees only each code's own downsample x downsample patch (a code is a patch type)
-    codebook_restart: str = "farthest"  # codebook init / dead-code restarts: "farthest" (farthest point, k-means++ draws) or "uniform" batch rows
-    column_pad: str = "center"  # 16x11 -> 16x12: "center" duplicates column 5 (mirrored rooms get mirrored codes) or "zero" column at the right
+    #: VQ-VAE encoder sees only each code's own downsample x downsample patch (a code is a patch type)
+    vq_local: bool = True
+    #: codebook init / dead-code restarts: "farthest" (farthest point, k-means++ draws) or "uniform" batch rows
+    codebook_restart: str = "farthest"
+    #: 16x11 -> 16x12: "center" duplicates column 5 (mirrored rooms get mirrored codes) or "zero" column at the right
+    column_pad: str = "center"
     num_timesteps: int = 1000  # continuous: DDPM training steps T
-    schedule: str = "cosine"  # continuous: noise schedule "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    #: continuous: noise schedule "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
+    schedule: str = "cosine"
     prediction: str = "v"  # continuous: denoiser target "eps" or "v" (Salimans & Ho 2022)
-    mask_schedule: str = "cosine"  # discrete: masked fraction m(t): "linear" m = t (D3PM absorbing) or "cosine" m = sin(pi t / 2) (MaskGIT)
+    #: discrete: masked fraction m(t): "linear" m = t (D3PM absorbing) or "cosine" m = sin(pi t / 2) (MaskGIT)
+    mask_schedule: str = "cosine"
     denoiser_dim: int = 128  # width of the denoiser
     denoiser_depth: int = 1  # number of denoiser blocks
     attn_radius: int = 1  # discrete: a code cell attends to the cells within this Chebyshev distance (0 = all cells)
     cond_stairs: bool = True  # condition on has-stairs as well as the 4 door sides
-    cond_attributes: bool = True  # discrete: also condition on room attributes (monsters, water, playable, symmetric, mirror axes)
+    #: discrete: also condition on room attributes (monsters, water, playable, symmetric, mirror axes)
+    cond_attributes: bool = True
     cond_in_context: bool = False  # also feed each condition as a token the latent tokens attend to (DiT sec. 3.2)
 
     def __post_init__(self) -> None:
@@ -160,10 +173,25 @@ class ModelConfig:
         _check(self.prediction in ("eps", "v"), "prediction", "must be 'eps' or 'v'", self.prediction)
         _check(isinstance(self.cond_in_context, bool), "cond_in_context", "must be true or false", self.cond_in_context)
         _check(self.model_kind in MODEL_KINDS, "model_kind", f"must be one of {MODEL_KINDS}", self.model_kind)
-        _check(self.codebook_restart in ("farthest", "uniform"), "codebook_restart", "must be 'farthest' or 'uniform'", self.codebook_restart)
+        _check(
+            self.codebook_restart in ("farthest", "uniform"),
+            "codebook_restart",
+            "must be 'farthest' or 'uniform'",
+            self.codebook_restart,
+        )
         _check(self.column_pad in ("center", "zero"), "column_pad", "must be 'center' or 'zero'", self.column_pad)
-        _check(self.mask_schedule in ("linear", "cosine"), "mask_schedule", "must be 'linear' or 'cosine'", self.mask_schedule)
-        _check(isinstance(self.attn_radius, int) and self.attn_radius >= 0, "attn_radius", "must be an integer >= 0", self.attn_radius)
+        _check(
+            self.mask_schedule in ("linear", "cosine"),
+            "mask_schedule",
+            "must be 'linear' or 'cosine'",
+            self.mask_schedule,
+        )
+        _check(
+            isinstance(self.attn_radius, int) and self.attn_radius >= 0,
+            "attn_radius",
+            "must be an integer >= 0",
+            self.attn_radius,
+        )
 
 
 @dataclass(frozen=True)
@@ -185,13 +213,19 @@ class TrainConfig:
     # Forcing "fp16" / "bf16" runs torch.autocast("cpu", ...) (+ torch.amp.GradScaler("cpu") for fp16) on a CPU: how
     # CI runs the GPU's mixed-precision paths without a GPU (slow on CPUs without native fp16/bf16 kernels). Weights,
     # optimizer state and checkpoints stay float32 in every mode, so a run may resume under another use_amp value.
-    use_amp: bool | str = True  # true: GPU bf16 (sm_80+) / fp16 + GradScaler, CPU off; false: fp32; "fp16"/"bf16": forced
+    #: true: GPU bf16 (sm_80+) / fp16 + GradScaler, CPU off; false: fp32; "fp16"/"bf16": forced
+    use_amp: bool | str = True
 
     def __post_init__(self) -> None:
         _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
         for key in (*(s.epochs_key for s in STAGE_TABLE), "warmup_steps"):
             _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
-        _check(self.learning_rate > 0 and math.isfinite(self.learning_rate), "learning_rate", "must be > 0", self.learning_rate)
+        _check(
+            self.learning_rate > 0 and math.isfinite(self.learning_rate),
+            "learning_rate",
+            "must be > 0",
+            self.learning_rate,
+        )
         _check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
         _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]", self.min_lr_ratio)
         _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)", self.grad_clip)
@@ -200,31 +234,51 @@ class TrainConfig:
         _check(self.commitment_beta >= 0, "commitment_beta", "must be >= 0", self.commitment_beta)
         _check(self.rare_tile_weight > 0, "rare_tile_weight", "must be > 0", self.rare_tile_weight)
         _check(0 <= self.cond_drop_prob < 1, "cond_drop_prob", "must be in [0, 1)", self.cond_drop_prob)
-        _check(isinstance(self.use_amp, bool) or self.use_amp in AMP_DTYPES, "use_amp",
-               "must be true (auto: bf16 on GPUs with compute capability >= 8.0, fp16 + GradScaler below, off on CPU), "
-               "false (fp32), 'fp16' or 'bf16' (that autocast dtype forced on any device, CPU included)", self.use_amp)
+        _check(
+            isinstance(self.use_amp, bool) or self.use_amp in AMP_DTYPES,
+            "use_amp",
+            "must be true (auto: bf16 on GPUs with compute capability >= 8.0, fp16 + GradScaler below, off on CPU), "
+            "false (fp32), 'fp16' or 'bf16' (that autocast dtype forced on any device, CPU included)",
+            self.use_amp,
+        )
 
 
 @dataclass(frozen=True)
 class PathsConfig:
     """None means the default for where it runs: /kaggle/working/... on Kaggle, ./runs/<name>/... elsewhere."""
 
-    checkpoint_dir: str | None = None  # checkpoint files; None = /kaggle/working/checkpoints or ./runs/<name>/checkpoints
-    output_dir: str | None = None  # config.json, history, curves, model_final.pt, samples, zip; None = .../outputs like checkpoint_dir
+    #: checkpoint files; None = /kaggle/working/checkpoints or ./runs/<name>/checkpoints
+    checkpoint_dir: str | None = None
+    #: config.json, history, curves, model_final.pt, samples, zip; None = .../outputs like checkpoint_dir
+    output_dir: str | None = None
     resume_from: str | None = None  # explicit checkpoint to resume from (missing file is an error)
     # Used only when checkpoint_dir holds no checkpoint of its run (a new Kaggle session); never inside a package or repo tree.
-    resume_input: str = "auto"  # previous output to continue: "auto" = an hmolqd checkpoint folder (run.json) under /kaggle/input; "off"; or a path
+    #: previous output to continue: "auto" = an hmolqd checkpoint folder (run.json) under /kaggle/input; "off"; or a
+    #: path
+    resume_input: str = "auto"
 
 
 # What a saved config (config.json, a checkpoint) written before a key existed meant: the behaviour of the
 # version that wrote it. Keys not listed here had their current default then.
 LEGACY_VALUES: dict[str, dict[str, Any]] = {
     "data": {"door_augment": 0},
-    "model": {"model_kind": "continuous", "vq_local": False, "codebook_restart": "uniform", "column_pad": "zero",
-              "attn_radius": 0, "cond_attributes": False},
+    "model": {
+        "model_kind": "continuous",
+        "vq_local": False,
+        "codebook_restart": "uniform",
+        "column_pad": "zero",
+        "attn_radius": 0,
+        "cond_attributes": False,
+    },
 }
 
-SECTIONS: dict[str, type] = {"data": DataConfig, "model": ModelConfig, "train": TrainConfig, "paths": PathsConfig, "run": RunConfig}
+SECTIONS: dict[str, type] = {
+    "data": DataConfig,
+    "model": ModelConfig,
+    "train": TrainConfig,
+    "paths": PathsConfig,
+    "run": RunConfig,
+}
 
 
 @dataclass(frozen=True)
@@ -238,8 +292,12 @@ class Config:
     def __post_init__(self) -> None:
         for stage in (s for s in STAGE_TABLE if s.trains_vqvae and s.trains_denoiser):  # the joint stage
             epochs = getattr(self.train, stage.epochs_key)
-            _check(epochs == 0 or self.model.model_kind == "continuous", stage.epochs_key,
-                   "must be 0 with model_kind 'discrete' (code indices carry no gradient to the VQ-VAE)", epochs)
+            _check(
+                epochs == 0 or self.model.model_kind == "continuous",
+                stage.epochs_key,
+                "must be 0 with model_kind 'discrete' (code indices carry no gradient to the VQ-VAE)",
+                epochs,
+            )
 
     # ---- flat form (the notebook's CONFIG dict, the CLI's --set key=value) ----
     @classmethod
@@ -280,7 +338,9 @@ class Config:
             valid = {key for key, _, _ in leaf_fields(SECTIONS[name], name)}
             for key, value in values.items():
                 if key not in valid:
-                    raise ConfigError(f"config section {name!r}: " + _unknown_key_message(key, {k: name for k in valid}))
+                    raise ConfigError(
+                        f"config section {name!r}: " + _unknown_key_message(key, {k: name for k in valid})
+                    )
                 flat[key] = value
         return cls.from_flat(flat)
 
@@ -325,8 +385,9 @@ class Config:
             raise ConfigError(f"cannot read config file {path}: {err.strerror}") from err
         except UnicodeDecodeError as err:
             line = path.read_bytes()[: err.start].count(b"\n") + 1
-            raise ConfigError(f"{path}:{line}: not UTF-8 text (byte offset {err.start}); "
-                              "a config file is JSON in UTF-8") from err
+            raise ConfigError(
+                f"{path}:{line}: not UTF-8 text (byte offset {err.start}); a config file is JSON in UTF-8"
+            ) from err
         return cls.from_json(text, source=str(path))
 
     # ---- derived values ----
@@ -406,7 +467,11 @@ def architecture_diff(saved: dict[str, Any], current: ModelConfig) -> list[str]:
     # A key added after the checkpoint was written means what that version did (LEGACY_VALUES), else its default.
     saved = {**dataclasses.asdict(ModelConfig()), **with_legacy_values({"model": saved})["model"]}
     keys = sorted(set(saved) | set(now))
-    return [f"{k}: checkpoint={saved.get(k, '<absent>')!r} config={now.get(k, '<absent>')!r}" for k in keys if saved.get(k, "<absent>") != now.get(k, "<absent>")]
+    return [
+        f"{k}: checkpoint={saved.get(k, '<absent>')!r} config={now.get(k, '<absent>')!r}"
+        for k in keys
+        if saved.get(k, "<absent>") != now.get(k, "<absent>")
+    ]
 
 
 def _unknown_key_message(key: str, owner: dict[str, Any]) -> str:
@@ -428,7 +493,12 @@ def _coerce(cls: type, key: str, value: Any) -> Any:
     if origin is tuple:
         if isinstance(value, str):
             value = [v.strip() for v in value.split(",") if v.strip()]
-        _check(isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value), key, "must be a list of strings", value)
+        _check(
+            isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
+            key,
+            "must be a list of strings",
+            value,
+        )
         return tuple(value)
     if set(args) == {bool, str}:  # `use_amp`: true / false, or a dtype name (the dataclass checks which)
         if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):

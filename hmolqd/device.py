@@ -23,6 +23,8 @@ def resolve_device(setting: str, key: str = "config key 'device'") -> torch.devi
         raise ConfigError(f"{what}: must be 'auto', 'cpu', 'cuda' or 'cuda:N' ({err})") from err
     if dev.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"{what}, but no GPU is visible here (torch.cuda.is_available() is False); use 'auto' or 'cpu'")
+            raise ConfigError(
+                f"{what}, but no GPU is visible here (torch.cuda.is_available() is False); use 'auto' or 'cpu'"
+            )
         return torch.device("cuda", dev.index or 0)
     return dev

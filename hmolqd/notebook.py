@@ -55,8 +55,17 @@ from hmolqd.training.runtime import (
 )
 
 __all__ = [
-    "data_summary", "draw_dungeon", "environment_report", "list_output_files", "notebook_config", "render_dungeon", "resume_status",
-    "sample_captions", "show_image", "show_samples", "training_summary",
+    "data_summary",
+    "draw_dungeon",
+    "environment_report",
+    "list_output_files",
+    "notebook_config",
+    "render_dungeon",
+    "resume_status",
+    "sample_captions",
+    "show_image",
+    "show_samples",
+    "training_summary",
 ]
 
 _AMP_NAMES = {None: "off (fp32)", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast + GradScaler"}
@@ -65,7 +74,9 @@ _AMP_NAMES = {None: "off (fp32)", torch.bfloat16: "bf16 autocast", torch.float16
 # ---------------------------------------------------------------- configuration
 
 
-def notebook_config(config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, preset: str | None = None) -> Config:
+def notebook_config(
+    config: Mapping[str, Any], overrides: Mapping[str, Any] | None = None, preset: str | None = None
+) -> Config:
     """The notebook's `CONFIG`, then the keys a preset sets (if `preset`), then `overrides`; paths resolved.
 
     A preset replaces only the keys its JSON file names (`hmolqd/presets/<preset>.json`), so CONFIG's paths
@@ -170,7 +181,10 @@ def resume_status(cfg: Config) -> str:
     if found.checkpoint is None:
         return found.message
     done = _epochs_by_stage(found.checkpoint.get("history", []))
-    trained = "; ".join(f"{stage}: epochs {', '.join(map(str, epochs))}" for stage, epochs in done.items()) or "no epoch finished yet"
+    trained = (
+        "; ".join(f"{stage}: epochs {', '.join(map(str, epochs))}" for stage, epochs in done.items())
+        or "no epoch finished yet"
+    )
     return f"{found.message}\nalready trained: {trained}"
 
 
@@ -183,13 +197,22 @@ def _epochs_by_stage(history: list[dict[str, Any]]) -> dict[str, list[int]]:
 
 def training_summary(result: Any) -> str:
     """One paragraph about a `hmolqd.training.loop.TrainResult`: finished or why it stopped, resume source, epochs."""
-    head = "training finished: every stage ran to its last epoch" if result.finished else (
-        f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - run the notebook again to resume")
+    head = (
+        "training finished: every stage ran to its last epoch"
+        if result.finished
+        else (
+            f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - run the notebook again to resume"
+        )
+    )
     if getattr(result, "already_finished", False):
-        head = ("training already finished before this run: nothing was trained, and outputs already written were left as "
-                "they are (train(cfg, rewrite_outputs=True) writes them again)")
+        head = (
+            "training already finished before this run: nothing was trained, and outputs already written were left as "
+            "they are (train(cfg, rewrite_outputs=True) writes them again)"
+        )
     source = f"resumed from {result.resumed_from}" if result.resumed_from else "started from scratch"
-    epochs = "; ".join(f"{s}: {len(e)} epoch(s)" for s, e in _epochs_by_stage(result.history).items()) or "no epoch finished"
+    epochs = (
+        "; ".join(f"{s}: {len(e)} epoch(s)" for s, e in _epochs_by_stage(result.history).items()) or "no epoch finished"
+    )
     return f"{head}\n{source}\nhistory: {epochs}\ncheckpoints: {result.checkpoint_dir}\noutputs: {result.output_dir}"
 
 
@@ -216,7 +239,11 @@ def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
     """Each `sample_<condition>.png` of hmolqd.training.outputs.SAMPLE_CONDITIONS with the door condition it asked for."""
     out = []
     for name, doors in SAMPLE_CONDITIONS:
-        asked = ("unconditional (no door condition)" if doors is None else condition_caption(doors) + " (sides as seen on screen)")
+        asked = (
+            "unconditional (no door condition)"
+            if doors is None
+            else condition_caption(doors) + " (sides as seen on screen)"
+        )
         asked += "; red outline = not playable"
         out.append((Path(output_dir) / f"sample_{name}.png", f"sample_{name}.png: {asked}"))
     return out
@@ -232,8 +259,6 @@ def show_samples(output_dir: str | Path) -> None:
         show_image(path, caption)
 
 
-
-
 def draw_dungeon(cfg: Config, rooms: int | None = 20, seed: int = 0) -> str:
     """One whole dungeon from the trained model: a layout sampled like the real ones (`rooms` rooms, None =
     drawn like them), its rooms from `model_final.pt` on the run's device, checked for walkability and the
@@ -244,7 +269,9 @@ def draw_dungeon(cfg: Config, rooms: int | None = 20, seed: int = 0) -> str:
 
     out = Path(cfg.paths.output_dir)
     if not (out / FINAL_MODEL).is_file():
-        return f"no dungeon yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
+        return (
+            f"no dungeon yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
+        )
     model = load_model(out / FINAL_MODEL).to(resolve_device(cfg.run.device))
     dungeon = generate_dungeon(model, rooms=rooms, seed=seed, out=out, stem=GENERATED_DUNGEON)
     zip_outputs(out, cfg.paths.checkpoint_dir)
@@ -266,13 +293,17 @@ def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> s
 
     out = Path(cfg.paths.output_dir)
     if not (out / FINAL_MODEL).is_file():
-        return f"no archive yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
+        return (
+            f"no archive yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
+        )
     model = load_model(out / FINAL_MODEL).to(resolve_device(cfg.run.device))
     result = illuminate(model, evaluations=evaluations, out=out / ILLUMINATE_DIR, seed=seed)
     show_image(out / ILLUMINATE_DIR / "heatmap.png")
     s = result.stats
-    return (f"{s['elites']} elite dungeons in {s['cells']} cells (coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.1f}, "
-            f"{100 * (s['beaten_elites'] or 0):.1f} % beaten); heatmap, elite grid and every elite's files in {out / ILLUMINATE_DIR}")
+    return (
+        f"{s['elites']} elite dungeons in {s['cells']} cells (coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.1f}, "
+        f"{100 * (s['beaten_elites'] or 0):.1f} % beaten); heatmap, elite grid and every elite's files in {out / ILLUMINATE_DIR}"
+    )
 
 
 def _size(n: int) -> str:
@@ -287,14 +318,18 @@ def list_output_files(output_dir: str | Path, checkpoint_dir: str | Path | None 
     """A table of the files in output_dir (and checkpoint_dir) with their sizes, and what the zip holds."""
     lines = []
     for folder in [Path(output_dir)] + ([Path(checkpoint_dir)] if checkpoint_dir is not None else []):
-        files = sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+        files = (
+            sorted(p for p in folder.iterdir() if p.is_file() and not p.name.startswith(".")) if folder.is_dir() else []
+        )
         lines.append(f"{folder.resolve()}/ ({len(files)} files, {_size(sum(p.stat().st_size for p in files))})")
         lines += [f"  {p.name:<40} {_size(p.stat().st_size):>10}" for p in files]
     zip_path = Path(output_dir) / ZIP_NAME
     if zip_path.is_file():
         with zipfile.ZipFile(zip_path) as zf:
             names = zf.namelist()
-        lines.append(f"{ZIP_NAME} holds {len(names)} files: download it from the output panel (or {FINAL_MODEL} alone to sample)")
+        lines.append(
+            f"{ZIP_NAME} holds {len(names)} files: download it from the output panel (or {FINAL_MODEL} alone to sample)"
+        )
     else:
         lines.append(f"{ZIP_NAME} is not written yet: it is made when the last stage finishes")
     return "\n".join(lines)

@@ -224,7 +224,9 @@ def dungeon_to_rgb(
     for name, v in (("rows", rows), ("cols", cols)):
         p = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
         if p.shape != (n,) or not np.issubdtype(p.dtype, np.integer) or (p < 0).any():
-            raise ValueError(f"{name} must be {n} ints >= 0 (one text slot index per room), got {p.dtype} {p.shape}: {p.tolist()[:8]}")
+            raise ValueError(
+                f"{name} must be {n} ints >= 0 (one text slot index per room), got {p.dtype} {p.shape}: {p.tolist()[:8]}"
+            )
         pos.append(p.astype(np.int64))
     r, c = pos
     seen: dict[tuple[int, int], int] = {}
@@ -272,7 +274,9 @@ def _wrap_title(fig: Figure, title: str, width_in: float) -> list[str]:
     return lines
 
 
-def _draw_figure(rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 100, mark_label: str | None = None) -> Figure:
+def _draw_figure(
+    rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 100, mark_label: str | None = None
+) -> Figure:
     """A pyplot-free Figure showing `rgb` at one image pixel per screen pixel, plus legend/title.
 
     The title is wrapped to the figure's width (never cut off); `mark_label` adds a legend entry for the
@@ -294,14 +298,18 @@ def _draw_figure(rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 10
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
     if lines:
-        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, "\n".join(lines), ha="center", va="center", fontsize=_TITLE_SIZE)
+        fig.text(
+            0.5, 1 - (margin + title_h / 2) / fig_h, "\n".join(lines), ha="center", va="center", fontsize=_TITLE_SIZE
+        )
     if legend:
         handles = [
             Patch(facecolor=np.array(TILE_COLORS[ch]) / 255, edgecolor="black", label=f"{ch}  {TILE_NAMES[ch]}")
             for ch in TILES
         ]
         if mark_label is not None:
-            handles.append(Patch(facecolor="white", edgecolor=np.array(MARK_COLOR) / 255, linewidth=2, label=mark_label))
+            handles.append(
+                Patch(facecolor="white", edgecolor=np.array(MARK_COLOR) / 255, linewidth=2, label=mark_label)
+            )
         fig.legend(
             handles=handles,
             loc="upper left",
@@ -312,7 +320,9 @@ def _draw_figure(rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 10
     return fig
 
 
-def save_png(rgb: np.ndarray, path: str | Path, legend: bool = False, title: str | None = None, mark_label: str | None = None) -> Path:
+def save_png(
+    rgb: np.ndarray, path: str | Path, legend: bool = False, title: str | None = None, mark_label: str | None = None
+) -> Path:
     """Write `rgb` `(H, W, 3)` uint8 as a PNG at `path`, atomically (temp file in the same folder + os.replace).
 
     Without legend and title the PNG is exactly the image's pixels; with them, the image is drawn at

@@ -29,8 +29,9 @@ def inject(nb: nbformat.NotebookNode, **params: Any) -> nbformat.NotebookNode:
     return nb
 
 
-def execute(nb: nbformat.NotebookNode, cwd: Path, monkeypatch: pytest.MonkeyPatch,
-            kernel_name: str = "python3") -> nbformat.NotebookNode:
+def execute(
+    nb: nbformat.NotebookNode, cwd: Path, monkeypatch: pytest.MonkeyPatch, kernel_name: str = "python3"
+) -> nbformat.NotebookNode:
     """Run every cell in a kernel started in `cwd`; a failing cell raises nbclient's CellExecutionError."""
     monkeypatch.setenv("OMP_NUM_THREADS", "1")  # the kernel inherits this environment
     NotebookClient(nb, timeout=300, kernel_name=kernel_name, resources={"metadata": {"path": str(cwd)}}).execute()

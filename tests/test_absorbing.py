@@ -17,7 +17,9 @@ def test_mask_ratio_runs_from_nothing_to_everything(schedule: str) -> None:
     t = torch.linspace(0, 1, 11)
     m = absorbing.mask_ratio(t, schedule)
     assert m[0] == 0 and m[-1] == pytest.approx(1.0) and bool((m[1:] > m[:-1]).all())
-    assert float(absorbing.mask_ratio(0.5, schedule)) == pytest.approx(0.5 if schedule == "linear" else math.sin(math.pi / 4))
+    assert float(absorbing.mask_ratio(0.5, schedule)) == pytest.approx(
+        0.5 if schedule == "linear" else math.sin(math.pi / 4)
+    )
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         absorbing.mask_ratio(1.5, schedule)
     with pytest.raises(ValueError, match="mask_schedule"):
@@ -27,7 +29,9 @@ def test_mask_ratio_runs_from_nothing_to_everything(schedule: str) -> None:
 def test_forward_process_masks_the_share_m_t() -> None:
     x0 = torch.randint(0, MASK, (4000, 48))
     ratio = torch.tensor([0.0, 0.3, 0.7, 1.0]).repeat_interleave(1000)
-    x_t, masked = absorbing.mask_tokens(x0, ratio, MASK, torch.rand(x0.shape, generator=torch.Generator().manual_seed(0)))
+    x_t, masked = absorbing.mask_tokens(
+        x0, ratio, MASK, torch.rand(x0.shape, generator=torch.Generator().manual_seed(0))
+    )
     assert torch.equal(x_t == MASK, masked) and torch.equal(x_t[~masked], x0[~masked])  # kept tokens are untouched
     shares = masked.float().view(4, 1000 * 48).mean(1)
     assert shares.tolist() == pytest.approx([0.0, 0.3, 0.7, 1.0], abs=0.01)
@@ -44,7 +48,9 @@ def test_loss_is_zero_at_t0_and_the_prior_cross_entropy_at_T() -> None:
     half = torch.zeros(1, 4, dtype=torch.bool)
     half[0, :2] = True
     lg = torch.tensor([[[10.0, 0.0], [0.0, 10.0], [0.0, 0.0], [0.0, 0.0]]])
-    assert absorbing.masked_cross_entropy(lg, torch.tensor([[0, 0, 1, 1]]), half).item() == pytest.approx((math.log1p(math.exp(-10)) + 10 + math.log1p(math.exp(-10))) / 2)
+    assert absorbing.masked_cross_entropy(lg, torch.tensor([[0, 0, 1, 1]]), half).item() == pytest.approx(
+        (math.log1p(math.exp(-10)) + 10 + math.log1p(math.exp(-10))) / 2
+    )
 
 
 def test_guidance_on_logits() -> None:
@@ -68,11 +74,15 @@ def test_random_unmasking_reveals_m_t_minus_m_s_over_m_t_and_never_changes_revea
     x[:, :8] = 3  # already revealed
     lp = torch.log_softmax(torch.randn(2000, 48, MASK), -1)
     g = torch.Generator().manual_seed(2)
-    out = absorbing.unmask_random(x, lp, 0.8, 0.2, MASK, torch.rand(x.shape, generator=g), torch.rand(x.shape, generator=g))
+    out = absorbing.unmask_random(
+        x, lp, 0.8, 0.2, MASK, torch.rand(x.shape, generator=g), torch.rand(x.shape, generator=g)
+    )
     assert bool((out[:, :8] == 3).all())
     revealed = (out[:, 8:] != MASK).float().mean().item()
     assert revealed == pytest.approx(0.75, abs=0.01)  # (0.8 - 0.2) / 0.8
-    last = absorbing.unmask_random(out, lp, 0.2, 0.0, MASK, torch.rand(x.shape, generator=g), torch.rand(x.shape, generator=g))
+    last = absorbing.unmask_random(
+        out, lp, 0.2, 0.0, MASK, torch.rand(x.shape, generator=g), torch.rand(x.shape, generator=g)
+    )
     assert not bool((last == MASK).any())  # the last step leaves no [MASK]
     with pytest.raises(ValueError, match="m\\(s\\) < m\\(t\\)"):
         absorbing.unmask_random(x, lp, 0.2, 0.2, MASK, torch.rand(x.shape), torch.rand(x.shape))

@@ -32,22 +32,37 @@ from hmolqd.training.validation import format_record
 
 DTYPES = {"fp16": torch.float16, "bf16": torch.bfloat16}
 # test_train's tiny model, discrete (the default kind), on the 404 unmirrored training rooms: 7 steps per epoch.
-SMALL = {**TRAIN_TINY, "model_kind": "discrete", "joint_epochs": 0, "mirror_augment": False, "door_augment": 0,
-         "batch_size": 64}
+SMALL = {
+    **TRAIN_TINY,
+    "model_kind": "discrete",
+    "joint_epochs": 0,
+    "mirror_augment": False,
+    "door_augment": 0,
+    "batch_size": 64,
+}
 EPOCH = 7  # optimizer steps per epoch of SMALL (tests check it against the history)
 INIT_SCALE = torch.amp.GradScaler("cpu").get_scale()  # 65536.0, torch's default
 
 
 def small_config(vglc_dir: Path, root: Path, **extra: Any) -> Config:
-    return Config.from_flat({**SMALL, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"),
-                             "output_dir": str(root / "out"), **extra})
+    return Config.from_flat(
+        {
+            **SMALL,
+            "data_dir": str(vglc_dir),
+            "checkpoint_dir": str(root / "ckpt"),
+            "output_dir": str(root / "out"),
+            **extra,
+        }
+    )
 
 
 def assert_same_amp_state(a: dict, b: dict) -> None:
     """assert_same_training plus the GradScaler state and the whole progress (the epoch's skip counter too)."""
     assert_same_training(a, b)
     assert a["scaler"] == b["scaler"]
-    assert {k: v for k, v in a["progress"].items() if k != "loss_sum"} == {k: v for k, v in b["progress"].items() if k != "loss_sum"}
+    assert {k: v for k, v in a["progress"].items() if k != "loss_sum"} == {
+        k: v for k, v in b["progress"].items() if k != "loss_sum"
+    }
     assert torch.equal(a["progress"]["loss_sum"], b["progress"]["loss_sum"])
 
 
@@ -55,22 +70,33 @@ class StepSpy:
     """Wraps `Optimization.step` (the trainer's step): what autocast and scaler each step ran under, whether it
     changed the weights, and the weights before the first step; optionally scales one step's loss to overflow."""
 
-    def __init__(self, monkeypatch: pytest.MonkeyPatch, overflow_at: int | None = None,
-                 stop_at: tuple[int, StopFlag] | None = None) -> None:
+    def __init__(
+        self,
+        monkeypatch: pytest.MonkeyPatch,
+        overflow_at: int | None = None,
+        stop_at: tuple[int, StopFlag] | None = None,
+    ) -> None:
         self.calls, self.modes, self.unchanged, self.first_params = 0, set(), [], None
         self.overflow_at, self.stop_at = overflow_at, stop_at
         real = Optimization.step
 
-        def step(o: Optimization, objective: Any, x: torch.Tensor, cond: torch.Tensor, lr: float, autocast: Any) -> torch.Tensor:
+        def step(
+            o: Optimization, objective: Any, x: torch.Tensor, cond: torch.Tensor, lr: float, autocast: Any
+        ) -> torch.Tensor:
             with autocast():
-                self.modes.add((torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), o.scaler.is_enabled()))
+                self.modes.add(
+                    (torch.is_autocast_enabled("cpu"), torch.get_autocast_dtype("cpu"), o.scaler.is_enabled())
+                )
             if self.first_params is None:
                 self.first_params = [p.detach().clone() for p in o.params]
             if self.calls == self.overflow_at:
                 # x 1e8: the loss stays finite in float32, but its gradient overflows fp16's range (max 65504).
-                def objective(x: torch.Tensor, c: torch.Tensor, real_objective: Any = objective) -> tuple[torch.Tensor, dict]:
+                def objective(
+                    x: torch.Tensor, c: torch.Tensor, real_objective: Any = objective
+                ) -> tuple[torch.Tensor, dict]:
                     loss, metrics = real_objective(x, c)
                     return loss * 1e8, metrics
+
             before = [p.detach().clone() for p in o.params]
             loss = real(o, objective, x, cond, lr, autocast)
             self.unchanged.append(all(torch.equal(a, p) for a, p in zip(before, o.params)))
@@ -117,7 +143,8 @@ def test_vq_codebook_distances_stay_float32_under_autocast(monkeypatch: pytest.M
     expected = nearest_code(z.permute(0, 2, 3, 1).reshape(-1, 8), vq.embedding).view(4, 3, 4)  # float32, no autocast
     monkeypatch.setattr(quantizer_module, "nearest_code", spy)
     with torch.autocast("cpu", dtype=DTYPES[amp]):
-        assert (z @ torch.randn(4, 4)).dtype == DTYPES[amp]  # autocast is on: an unguarded matmul would be low precision
+        # autocast is on: an unguarded matmul would be low precision
+        assert (z @ torch.randn(4, 4)).dtype == DTYPES[amp]
         out = vq(z.to(DTYPES[amp]))  # the encoder's output under autocast
         nearest = vq.nearest(z.to(DTYPES[amp]))
     assert seen == [(torch.float32, torch.float32, False, torch.float32)] * 2  # forward, then nearest
@@ -157,7 +184,9 @@ def test_fp16_step_skips_an_overflow_and_says_so() -> None:
 @pytest.mark.slow
 @pytest.mark.real_data
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
-def test_trainer_trains_under_cpu_autocast(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, amp: str) -> None:
+def test_trainer_trains_under_cpu_autocast(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, amp: str
+) -> None:
     spy = StepSpy(monkeypatch)
     lines: list[str] = []
     result = train(small_config(vglc_dir, tmp_path, use_amp=amp), log=lines.append)
@@ -165,8 +194,12 @@ def test_trainer_trains_under_cpu_autocast(vglc_dir: Path, tmp_path: Path, monke
     assert f"device cpu, AMP {'fp16 + GradScaler' if amp == 'fp16' else 'bf16'}, world size 1" in lines
     assert spy.modes == {(True, DTYPES[amp], amp == "fp16")}  # every step: autocast on, that dtype, scaler iff fp16
     history = result.history
-    assert [(r["stage"], r["epoch"], r["step"]) for r in history] == [("vqvae", 1, EPOCH), ("vqvae", 2, 2 * EPOCH),
-                                                                     ("diffusion", 1, 3 * EPOCH), ("diffusion", 2, 4 * EPOCH)]
+    assert [(r["stage"], r["epoch"], r["step"]) for r in history] == [
+        ("vqvae", 1, EPOCH),
+        ("vqvae", 2, 2 * EPOCH),
+        ("diffusion", 1, 3 * EPOCH),
+        ("diffusion", 2, 4 * EPOCH),
+    ]
     for r in history:
         assert math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) and r["skipped_steps"] == 0, r
     for stage in ("vqvae", "diffusion"):
@@ -174,7 +207,10 @@ def test_trainer_trains_under_cpu_autocast(vglc_dir: Path, tmp_path: Path, monke
         assert last < first, f"{stage}: train loss {first} -> {last} under {amp}"
     ckpt = final_state(tmp_path)
     if amp == "fp16":  # the diffusion stage's scaler: its initial scale (no overflow), one growth-tracker tick per step
-        assert ckpt["scaler"]["scale"] == INIT_SCALE and ckpt["scaler"]["_growth_tracker"] == ckpt["progress"]["stage_step"] == 2 * EPOCH
+        assert (
+            ckpt["scaler"]["scale"] == INIT_SCALE
+            and ckpt["scaler"]["_growth_tracker"] == ckpt["progress"]["stage_step"] == 2 * EPOCH
+        )
     else:
         assert ckpt["scaler"] == {}  # bf16 needs no loss scaling: the disabled scaler's state is empty
     floats = [t for part in ckpt["models"].values() for t in part.values() if t.is_floating_point()]
@@ -184,8 +220,9 @@ def test_trainer_trains_under_cpu_autocast(vglc_dir: Path, tmp_path: Path, monke
 @pytest.mark.slow
 @pytest.mark.real_data
 @pytest.mark.parametrize("amp", ["fp16", "bf16"])
-def test_stop_mid_stage_resumes_bit_exact_under_autocast(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         amp: str) -> None:
+def test_stop_mid_stage_resumes_bit_exact_under_autocast(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, amp: str
+) -> None:
     train(small_config(vglc_dir, tmp_path / "ref", use_amp=amp), log=lambda msg: None)
     stop = StopFlag()
     StepSpy(monkeypatch, stop_at=(2 * EPOCH + 3, stop))  # 3 steps into the diffusion stage
@@ -203,8 +240,9 @@ def test_stop_mid_stage_resumes_bit_exact_under_autocast(vglc_dir: Path, tmp_pat
 
 @pytest.mark.real_data
 @pytest.mark.parametrize(("amp", "skipped"), [("fp16", 1), ("bf16", 0)])
-def test_fp16_overflow_step_is_skipped_and_counted_in_the_history(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                  amp: str, skipped: int) -> None:
+def test_fp16_overflow_step_is_skipped_and_counted_in_the_history(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, amp: str, skipped: int
+) -> None:
     spy = StepSpy(monkeypatch, overflow_at=2)
     result = train(small_config(vglc_dir, tmp_path, use_amp=amp, vqvae_epochs=2, num_epochs=0), log=lambda msg: None)
     # fp16: the scaler skips the overflowing step (the weights stay as they were) and halves its scale.
@@ -212,15 +250,18 @@ def test_fp16_overflow_step_is_skipped_and_counted_in_the_history(vglc_dir: Path
     assert spy.unchanged == [False, False, bool(skipped)] + [False] * (2 * EPOCH - 3)
     assert [r["skipped_steps"] for r in result.history] == [skipped, 0]
     said = format_record(result.history[0])
-    assert ("skipped_steps=1 (fp16 overflow)" in said) == (amp == "fp16") and "skipped_steps" not in format_record(result.history[1])
+    assert ("skipped_steps=1 (fp16 overflow)" in said) == (amp == "fp16") and "skipped_steps" not in format_record(
+        result.history[1]
+    )
     scaler = final_state(tmp_path)["scaler"]
     assert scaler == {} if amp == "bf16" else scaler["scale"] == INIT_SCALE / 2
 
 
 @pytest.mark.real_data
 @pytest.mark.parametrize("amp", [False, "bf16"])
-def test_fp16_checkpoint_resumes_under_fp32_and_bf16(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                     amp: bool | str) -> None:
+def test_fp16_checkpoint_resumes_under_fp32_and_bf16(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, amp: bool | str
+) -> None:
     stop = StopFlag()
     StepSpy(monkeypatch, stop_at=(2 * EPOCH + 3, stop))
     cfg = small_config(vglc_dir, tmp_path, use_amp="fp16")
@@ -234,14 +275,20 @@ def test_fp16_checkpoint_resumes_under_fp32_and_bf16(vglc_dir: Path, tmp_path: P
     lines: list[str] = []
     resumed = train(cfg.with_overrides(use_amp=amp), log=lines.append)
     assert resumed.finished and resumed.resumed_from is not None
-    assert f"config key 'use_amp' changed since the checkpoint: 'fp16' -> {amp!r} (allowed: it does not change the model)" in lines
+    assert (
+        f"config key 'use_amp' changed since the checkpoint: 'fp16' -> {amp!r} (allowed: it does not change the model)"
+        in lines
+    )
     if amp:
         assert spy.modes == {(True, torch.bfloat16, False)}  # bf16 autocast, no scaler
     else:
-        assert {(enabled, scaler) for enabled, _, scaler in spy.modes} == {(False, False)}  # fp32: no autocast, no scaler
+        # fp32: no autocast, no scaler
+        assert {(enabled, scaler) for enabled, _, scaler in spy.modes} == {(False, False)}
     # The first resumed step starts from the fp16 run's (float32) diffusion weights.
     trained = [t for t in saved["models"]["diffusion"].values() if t.is_floating_point()]
-    assert len(spy.first_params) <= len(trained) and all(any(torch.equal(p, t) for t in trained) for p in spy.first_params)
+    assert len(spy.first_params) <= len(trained) and all(
+        any(torch.equal(p, t) for t in trained) for p in spy.first_params
+    )
     assert all(math.isfinite(r["train_loss"]) and math.isfinite(r["val_loss"]) for r in resumed.history)
     assert [r["step"] for r in resumed.history] == [EPOCH, 2 * EPOCH, 3 * EPOCH, 4 * EPOCH]
     assert resumed.history[:2] == saved["history"]

@@ -24,7 +24,9 @@ from hmolqd.evaluation.metrics import evaluate_rooms
 STRIPES = "FBFBFBF"  # interior columns alternate floor / block
 
 
-def banded(interior_row: str = STRIPES, top: bool = False, bottom: bool = False, left: bool = False, right: bool = False) -> list[str]:
+def banded(
+    interior_row: str = STRIPES, top: bool = False, bottom: bool = False, left: bool = False, right: bool = False
+) -> list[str]:
     """A room whose 12 interior rows all read `interior_row`, with doors on the chosen sides."""
     wall = "W" * 11
     rows = [wall, "WWWWDDDWWWW" if top else wall]

@@ -86,7 +86,9 @@ def train_steps(o: SimpleNamespace, n: int) -> None:
                 e.lerp_(p, 0.1)
 
 
-def make_state(o: SimpleNamespace, stage: str = "diffusion", epoch: int = 1, step: int = 10, cfg: Config | None = None) -> dict[str, Any]:
+def make_state(
+    o: SimpleNamespace, stage: str = "diffusion", epoch: int = 1, step: int = 10, cfg: Config | None = None
+) -> dict[str, Any]:
     return {
         "stage": stage,
         "epoch": epoch,
@@ -146,7 +148,14 @@ def test_rng_restore_reproduces_draws(tmp_path: Path, through_file: bool) -> Non
         state = torch.load(tmp_path / "rng.pt", weights_only=True)
 
     def draw() -> tuple:
-        return random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), np.random.randn(), torch.rand(3), torch.randn(2)
+        return (
+            random.random(),
+            random.gauss(0, 1),
+            np.random.rand(3).tolist(),
+            np.random.randn(),
+            torch.rand(3),
+            torch.randn(2),
+        )
 
     first = draw()
     restore_rng_state(state)
@@ -171,7 +180,9 @@ def test_round_trip_every_state_and_bit_exact_continuation(tmp_path: Path, scale
     result = find_resume_checkpoint(tmp_path)
     ckpt = result.checkpoint
     assert result.path == tmp_path / LATEST and ckpt is not None
-    load_training_state(ckpt, models={"denoiser": b.model, "ema": b.ema}, optimizer=b.opt, scheduler=b.sched, scaler=b.scaler)
+    load_training_state(
+        ckpt, models={"denoiser": b.model, "ema": b.ema}, optimizer=b.opt, scheduler=b.sched, scaler=b.scaler
+    )
     assert_same(b.model.state_dict(), state["models"]["denoiser"], "denoiser")
     assert_same(b.ema.state_dict(), state["models"]["ema"], "ema")
     assert_same(b.opt.state_dict(), state["optimizer"], "optimizer")
@@ -179,7 +190,11 @@ def test_round_trip_every_state_and_bit_exact_continuation(tmp_path: Path, scale
     assert_same(b.scaler.state_dict(), state["scaler"], "scaler")
     for key in ("rng", "data_order", "history", "elapsed", "config", "stage", "epoch", "global_step"):
         assert_same(ckpt[key], state[key], key)
-    assert ckpt["format_version"] == 1 and ckpt["torch_version"] == torch.__version__ and ckpt["best_metric"] == {"diffusion": 0.5}
+    assert (
+        ckpt["format_version"] == 1
+        and ckpt["torch_version"] == torch.__version__
+        and ckpt["best_metric"] == {"diffusion": 0.5}
+    )
 
     restore_rng_state(ckpt["rng"])
     train_steps(b, 4)
@@ -197,7 +212,9 @@ def test_checkpoint_loads_with_plain_weights_only_torch_load(tmp_path: Path, obj
 def test_non_plain_value_is_refused_at_save_with_its_key_path(tmp_path: Path, objs: SimpleNamespace) -> None:
     state = make_state(objs)
     state["history"][0]["val_loss"] = np.float64(0.5)
-    with pytest.raises(CheckpointError, match=r"state\['history'\]\[0\]\['val_loss'\]: numpy.float64 is not plain data"):
+    with pytest.raises(
+        CheckpointError, match=r"state\['history'\]\[0\]\['val_loss'\]: numpy.float64 is not plain data"
+    ):
         manager(tmp_path).save_epoch_end(state)
     assert names(tmp_path) == set()
 
@@ -213,7 +230,9 @@ def test_non_plain_value_is_refused_at_save_with_its_key_path(tmp_path: Path, ob
         ("joint", "max", [0.1, 0.3, float("nan"), 0.2], [1, 2]),
     ],
 )
-def test_files_written_when_due(tmp_path: Path, objs: SimpleNamespace, stage: str, mode: str, values: list[float], best_epochs: list[int]) -> None:
+def test_files_written_when_due(
+    tmp_path: Path, objs: SimpleNamespace, stage: str, mode: str, values: list[float], best_epochs: list[int]
+) -> None:
     mgr = manager(tmp_path, every_epochs=2, keep_last_n=10, monitor_mode=mode)
     for epoch, value in enumerate(values, start=1):
         written = {p.name for p in mgr.save_epoch_end(make_state(objs, stage, epoch, 10 * epoch), {"val_loss": value})}
@@ -221,7 +240,12 @@ def test_files_written_when_due(tmp_path: Path, objs: SimpleNamespace, stage: st
         expected |= {checkpoint_name(stage, "best")} if epoch in best_epochs else set()
         assert written == (expected | {LATEST} if expected else set()), f"epoch {epoch}"  # latest goes with any save
     prefix = "" if stage == "diffusion" else f"{stage}_"
-    assert names(tmp_path) == {LATEST, f"checkpoint_{prefix}best.pt", f"checkpoint_{prefix}epoch_2.pt", f"checkpoint_{prefix}epoch_4.pt"}
+    assert names(tmp_path) == {
+        LATEST,
+        f"checkpoint_{prefix}best.pt",
+        f"checkpoint_{prefix}epoch_2.pt",
+        f"checkpoint_{prefix}epoch_4.pt",
+    }
     best = load_checkpoint(tmp_path / checkpoint_name(stage, "best"))
     assert best["epoch"] == best_epochs[-1] and best["best_metric"] == {stage: values[best_epochs[-1] - 1]}
     assert load_checkpoint(tmp_path / LATEST)["epoch"] == len(values)
@@ -266,19 +290,45 @@ def test_rotation_keeps_last_n_per_stage_and_never_best_or_latest(tmp_path: Path
     for step in (6, 7, 8):
         mgr.save_step(make_state(objs, "diffusion", 5, step))
     assert names(tmp_path) == {
-        LATEST, "checkpoint_best.pt", "checkpoint_epoch_4.pt", "checkpoint_epoch_5.pt", "checkpoint_step_7.pt",
-        "checkpoint_step_8.pt", "checkpoint_vqvae_best.pt", "checkpoint_vqvae_epoch_2.pt", "checkpoint_vqvae_epoch_3.pt",
+        LATEST,
+        "checkpoint_best.pt",
+        "checkpoint_epoch_4.pt",
+        "checkpoint_epoch_5.pt",
+        "checkpoint_step_7.pt",
+        "checkpoint_step_8.pt",
+        "checkpoint_vqvae_best.pt",
+        "checkpoint_vqvae_epoch_2.pt",
+        "checkpoint_vqvae_epoch_3.pt",
     }
     assert load_checkpoint(tmp_path / "checkpoint_best.pt")["epoch"] == 1
 
 
 # Epoch 1 is also best (one file, two names) and epoch 5 also latest: deleting either name would free nothing,
 # so they stay; the budget counts each file once however many names it has.
-@pytest.mark.parametrize(("budget_files", "kept_epochs", "over"), [(3.5, [1, 4, 5], False), (4.5, [1, 3, 4, 5], False), (1.5, [1, 5], True)])
+@pytest.mark.parametrize(
+    ("budget_files", "kept_epochs", "over"), [(3.5, [1, 4, 5], False), (4.5, [1, 3, 4, 5], False), (1.5, [1, 5], True)]
+)
 @pytest.mark.parametrize("async_save", [False, True], ids=["sync", "async"])
-def test_disk_budget_deletes_oldest_epoch_files(tmp_path: Path, objs: SimpleNamespace, caplog: pytest.LogCaptureFixture,
-                                                budget_files: float, kept_epochs: list[int], over: bool, async_save: bool) -> None:
-    size = len(serialize(finalize({**make_state(objs), "best_metric": {"diffusion": 1.0}, "monitor": {"metric": "val_loss", "mode": "min"}})))
+def test_disk_budget_deletes_oldest_epoch_files(
+    tmp_path: Path,
+    objs: SimpleNamespace,
+    caplog: pytest.LogCaptureFixture,
+    budget_files: float,
+    kept_epochs: list[int],
+    over: bool,
+    async_save: bool,
+) -> None:
+    size = len(
+        serialize(
+            finalize(
+                {
+                    **make_state(objs),
+                    "best_metric": {"diffusion": 1.0},
+                    "monitor": {"metric": "val_loss", "mode": "min"},
+                }
+            )
+        )
+    )
     mgr = manager(tmp_path, async_save, keep_last_n=10, disk_budget_gb=budget_files * size / 1e9)
     with caplog.at_level(logging.WARNING, logger="hmolqd.checkpointing.manager"):
         for epoch in range(1, 6):
@@ -313,7 +363,9 @@ def _crash_mid_write(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 @pytest.mark.parametrize("crash", [_crash_in_torch_save, _crash_mid_write])
-def test_crash_while_saving_leaves_old_file_and_no_temp(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, crash: Any) -> None:
+def test_crash_while_saving_leaves_old_file_and_no_temp(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, crash: Any
+) -> None:
     mgr = manager(tmp_path)
     mgr.save_epoch_end(make_state(objs, epoch=1, step=1), {"val_loss": 1.0})
     before = {n: (tmp_path / n).read_bytes() for n in names(tmp_path)}
@@ -331,7 +383,9 @@ def test_stale_temp_file_from_a_killed_save_is_removed(tmp_path: Path, objs: Sim
     assert names(tmp_path) == {LATEST, "checkpoint_epoch_1.pt", "checkpoint_best.pt"}
 
 
-def test_disk_full_reports_needed_and_free_space(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_disk_full_reports_needed_and_free_space(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     reference = manager(tmp_path / "reference")  # the same two saves with room to spare give the size needed
     for epoch, loss in ((1, 1.0), (2, 0.5)):
         reference.save_epoch_end(make_state(objs, epoch=epoch, step=epoch), {"val_loss": loss})
@@ -352,9 +406,16 @@ def test_disk_full_reports_needed_and_free_space(tmp_path: Path, objs: SimpleNam
     assert {n: (tmp_path / "full" / n).read_bytes() for n in names(tmp_path / "full")} == before
 
 
-def test_too_little_free_space_fails_before_writing(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(checkpoint_file.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000))
-    with pytest.raises(CheckpointError, match=r"not saving .*checkpoint_latest\.pt: the checkpoint needs .* and 0\.0 MiB \(1000 bytes\) is free"):
+def test_too_little_free_space_fails_before_writing(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(
+        checkpoint_file.shutil, "disk_usage", lambda p: shutil._ntuple_diskusage(10**9, 10**9 - 1000, 1000)
+    )
+    with pytest.raises(
+        CheckpointError,
+        match=r"not saving .*checkpoint_latest\.pt: the checkpoint needs .* and 0\.0 MiB \(1000 bytes\) is free",
+    ):
         manager(tmp_path).save_epoch_end(make_state(objs), {"val_loss": 1.0})
     assert names(tmp_path) == set()
 
@@ -446,7 +507,9 @@ class RunsCode:
         return (os.system, (f"touch {self.marker}",))
 
 
-def test_hostile_pickle_is_refused_naming_the_global_without_unsafe_advice(tmp_path: Path, objs: SimpleNamespace) -> None:
+def test_hostile_pickle_is_refused_naming_the_global_without_unsafe_advice(
+    tmp_path: Path, objs: SimpleNamespace
+) -> None:
     manager(tmp_path).save_epoch_end(make_state(objs), {"val_loss": 1.0})
     obj = torch.load(tmp_path / LATEST, weights_only=True)
     obj["history"].append(RunsCode(tmp_path / "pwned"))
@@ -455,7 +518,10 @@ def test_hostile_pickle_is_refused_naming_the_global_without_unsafe_advice(tmp_p
     assert f"pickled reference to the global {os.system.__module__}.system" in reason  # posix.system on Linux
     assert "weights_only=False" not in reason and "set to `False`" not in reason and "trust" not in reason
     result = find_resume_checkpoint(tmp_path)
-    assert result.path == tmp_path / LATEST and "checkpoint_epoch_9.pt (refused by torch.load(weights_only=True)" in result.message
+    assert (
+        result.path == tmp_path / LATEST
+        and "checkpoint_epoch_9.pt (refused by torch.load(weights_only=True)" in result.message
+    )
     assert not (tmp_path / "pwned").exists()
 
 
@@ -510,7 +576,8 @@ def test_auto_resume_off_starts_fresh_and_deletes_nothing(tmp_path: Path, objs: 
     before = names(tmp_path)
     result = find_resume_checkpoint(tmp_path, auto_resume=False)
     assert result.checkpoint is None and result.message.startswith(NO_CHECKPOINT) and result.new_run
-    assert names(tmp_path) == before  # choosing writes nothing; lineage.start_run sets the files aside (test_lineage.py)
+    # choosing writes nothing; lineage.start_run sets the files aside (test_lineage.py)
+    assert names(tmp_path) == before
 
 
 def _kaggle_tree(root: Path, objs: SimpleNamespace) -> tuple[Path, Path]:
@@ -556,7 +623,11 @@ def test_architecture_change_lists_every_differing_key(objs: SimpleNamespace) ->
     current = Config().with_overrides(latent_dim=32, denoiser_depth=4, schedule="linear")
     with pytest.raises(CheckpointError, match="differs from the checkpoint in 3 key") as err:
         check_resume_config(saved, current)
-    for text in ("denoiser_depth: checkpoint=1 config=4", "latent_dim: checkpoint=64 config=32", "schedule: checkpoint='cosine' config='linear'"):
+    for text in (
+        "denoiser_depth: checkpoint=1 config=4",
+        "latent_dim: checkpoint=64 config=32",
+        "schedule: checkpoint='cosine' config='linear'",
+    ):
         assert text in str(err.value)
 
 
@@ -566,7 +637,10 @@ def test_training_key_changes_are_allowed_and_returned_once(caplog: pytest.LogCa
     with caplog.at_level(logging.INFO, logger="hmolqd.checkpointing.resume"):
         messages = check_resume_config(saved, current)
     assert len(messages) == 4
-    assert "config key 'batch_size' changed since the checkpoint: 32 -> 64 (allowed: it does not change the model)" in messages
+    assert (
+        "config key 'batch_size' changed since the checkpoint: 32 -> 64 (allowed: it does not change the model)"
+        in messages
+    )
     assert [m for m in messages if m.startswith("WARNING")] == [
         "WARNING: config key 'learning_rate' changed since the checkpoint: 0.0015 -> 0.0005 (applied: the learning-rate schedule is rebuilt with the new peak)"
     ]
@@ -585,7 +659,9 @@ def test_missing_model_in_checkpoint_is_an_error(tmp_path: Path, objs: SimpleNam
 
 def test_export_inference_round_trip(tmp_path: Path, objs: SimpleNamespace) -> None:
     cfg = Config().with_overrides(latent_dim=16)
-    path = export_inference(tmp_path / "export" / "model.pt", {"denoiser": nn.DataParallel(objs.model), "ema": objs.ema}, cfg)
+    path = export_inference(
+        tmp_path / "export" / "model.pt", {"denoiser": nn.DataParallel(objs.model), "ema": objs.ema}, cfg
+    )
     raw = torch.load(path, weights_only=True)
     assert raw["format"] == "hmolqd-inference" and set(raw) >= {"models", "config", "format_version", "integrity"}
     loaded = load_inference(path)
@@ -611,8 +687,16 @@ def test_cuda_rng_and_cuda_state_round_trip(tmp_path: Path) -> None:
     torch.randn(1, device="cuda")  # CUDA in use: its generators are captured
     model = nn.Linear(4, 3).cuda()
     manager(tmp_path).save_epoch_end(
-        {"stage": "diffusion", "epoch": 1, "global_step": 1, "models": {"denoiser": model.state_dict()}, "rng": capture_rng_state(),
-         "config": Config().to_dict()}, {"val_loss": 1.0})
+        {
+            "stage": "diffusion",
+            "epoch": 1,
+            "global_step": 1,
+            "models": {"denoiser": model.state_dict()},
+            "rng": capture_rng_state(),
+            "config": Config().to_dict(),
+        },
+        {"val_loss": 1.0},
+    )
     first = torch.randn(5, device="cuda")
     ckpt = find_resume_checkpoint(tmp_path, map_location="cuda").checkpoint
     assert len(ckpt["rng"]["cuda"]) == torch.cuda.device_count() and ckpt["models"]["denoiser"]["weight"].is_cuda

@@ -64,7 +64,9 @@ def test_one_save_is_one_file_written_once_plus_links(tmp_path: Path, objs: Simp
 
 
 @MODES
-def test_replacing_latest_never_touches_the_file_epoch_n_shares(tmp_path: Path, objs: SimpleNamespace, async_save: bool) -> None:
+def test_replacing_latest_never_touches_the_file_epoch_n_shares(
+    tmp_path: Path, objs: SimpleNamespace, async_save: bool
+) -> None:
     mgr = mgr_for(tmp_path, async_save, keep_last_n=5)
     mgr.save_epoch_end(make_state(objs, epoch=1, step=10), {"val_loss": 1.0})
     mgr.flush()
@@ -79,7 +81,9 @@ def test_replacing_latest_never_touches_the_file_epoch_n_shares(tmp_path: Path, 
 
 
 @MODES
-def test_rotation_deletes_a_name_never_the_file_of_latest_or_best(tmp_path: Path, objs: SimpleNamespace, async_save: bool) -> None:
+def test_rotation_deletes_a_name_never_the_file_of_latest_or_best(
+    tmp_path: Path, objs: SimpleNamespace, async_save: bool
+) -> None:
     mgr = mgr_for(tmp_path, async_save, keep_last_n=1)
     for epoch, loss in ((1, 1.0), (2, 2.0), (3, 3.0)):  # best only at epoch 1
         mgr.save_epoch_end(make_state(objs, epoch=epoch, step=10 * epoch), {"val_loss": loss})
@@ -90,8 +94,9 @@ def test_rotation_deletes_a_name_never_the_file_of_latest_or_best(tmp_path: Path
     assert load_checkpoint(tmp_path / LATEST)["epoch"] == 3 and (tmp_path / LATEST).stat().st_nlink == 1
 
 
-def test_without_hard_links_each_name_is_a_copy_logged_once(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch,
-                                                            caplog: pytest.LogCaptureFixture) -> None:
+def test_without_hard_links_each_name_is_a_copy_logged_once(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     def no_links(src: Any, dst: Any, **kw: Any) -> None:
         raise OSError(errno.EPERM, "Operation not permitted")
 
@@ -104,14 +109,17 @@ def test_without_hard_links_each_name_is_a_copy_logged_once(tmp_path: Path, objs
     latest = tmp_path / "ck" / LATEST
     copies = [latest, tmp_path / "ck" / "checkpoint_epoch_2.pt", tmp_path / "ck" / "checkpoint_best.pt"]
     assert len({p.stat().st_ino for p in copies}) == 3 and all(p.read_bytes() == latest.read_bytes() for p in copies)
-    assert mgr.stats.bytes_written == 3 * first_size + 3 * mgr.stats.last_size  # every name of both saves is a full copy
+    # every name of both saves is a full copy
+    assert mgr.stats.bytes_written == 3 * first_size + 3 * mgr.stats.last_size
     assert caplog.text.count("no hard links in") == 1
 
 
 # ---------------------------------------------------------------- the background writer
 
 
-def test_async_snapshot_is_taken_before_training_moves_on(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_async_snapshot_is_taken_before_training_moves_on(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     gate = threading.Event()
     real = fileformat._write_payload
 
@@ -133,8 +141,9 @@ def test_async_snapshot_is_taken_before_training_moves_on(tmp_path: Path, objs: 
     assert ckpt["epoch"] == 1 and len(ckpt["history"]) == 1
 
 
-def test_a_save_waits_for_the_one_in_flight_and_step_saves_are_skipped(tmp_path: Path, objs: SimpleNamespace,
-                                                                       monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+def test_a_save_waits_for_the_one_in_flight_and_step_saves_are_skipped(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     gate, events = threading.Event(), []
     real = fileformat._write_payload
 
@@ -161,8 +170,9 @@ def test_a_save_waits_for_the_one_in_flight_and_step_saves_are_skipped(tmp_path:
 
 
 @MODES
-def test_a_write_error_reaches_the_training_thread_with_its_reason(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch,
-                                                                    async_save: bool) -> None:
+def test_a_write_error_reaches_the_training_thread_with_its_reason(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch, async_save: bool
+) -> None:
     mgr = mgr_for(tmp_path, async_save)
     mgr.save_epoch_end(make_state(objs, epoch=1, step=1), {"val_loss": 1.0})
     mgr.flush()
@@ -185,7 +195,9 @@ def test_a_write_error_reaches_the_training_thread_with_its_reason(tmp_path: Pat
     mgr.flush()  # the error was reported once
 
 
-def test_an_async_write_error_is_raised_by_the_next_save(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_an_async_write_error_is_raised_by_the_next_save(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(f: Any, data: memoryview) -> None:
         raise OSError(errno.EIO, "Input/output error")
 
@@ -196,7 +208,9 @@ def test_an_async_write_error_is_raised_by_the_next_save(tmp_path: Path, objs: S
         mgr.save_latest(make_state(objs, epoch=1, step=2))
 
 
-def test_flush_returns_only_when_the_file_is_complete(tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_flush_returns_only_when_the_file_is_complete(
+    tmp_path: Path, objs: SimpleNamespace, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = fileformat._write_payload
 
     def slow(f: Any, data: memoryview) -> None:
@@ -240,16 +254,24 @@ time.sleep(120)
 
 def test_sigkill_during_the_background_write_leaves_the_previous_checkpoint(tmp_path: Path) -> None:
     folder = tmp_path / "ck"
-    proc = subprocess.Popen([sys.executable, "-c", KILLED_WRITER, str(folder)], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", KILLED_WRITER, str(folder)],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     deadline = time.monotonic() + 120
     while not (tmp_path / "mid-write").exists():
-        assert proc.poll() is None and time.monotonic() < deadline, proc.stderr.read() if proc.poll() is not None else "timeout"
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            proc.stderr.read() if proc.poll() is not None else "timeout"
+        )
         time.sleep(0.02)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     temps = [p for p in folder.iterdir() if p.name.endswith(".tmp")]
-    assert [p.name.split(".")[-2].split("-")[0] for p in temps] == [str(proc.pid)]  # the half-written file names its writer
+    # the half-written file names its writer
+    assert [p.name.split(".")[-2].split("-")[0] for p in temps] == [str(proc.pid)]
     assert load_checkpoint(folder / LATEST)["epoch"] == 1  # the previous save is intact and valid
     CheckpointManager(folder)  # the next start removes the temp file of the dead writer
     assert not any(p.name.endswith(".tmp") for p in folder.iterdir())
@@ -261,9 +283,11 @@ def test_stale_temp_cleanup_spares_a_live_writer(tmp_path: Path) -> None:
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     try:
-        names = {f".checkpoint_latest.pt.{live.pid}-abc123.tmp": True,  # another training still writing it: kept
-                 f".checkpoint_epoch_3.pt.{dead.pid}-abc123.tmp": False,  # its writer is gone
-                 ".checkpoint_best.pt.x1y2z3.tmp": False}  # an older name without a pid
+        names = {
+            f".checkpoint_latest.pt.{live.pid}-abc123.tmp": True,  # another training still writing it: kept
+            f".checkpoint_epoch_3.pt.{dead.pid}-abc123.tmp": False,  # its writer is gone
+            ".checkpoint_best.pt.x1y2z3.tmp": False,
+        }  # an older name without a pid
         for name in names:
             (tmp_path / name).write_bytes(b"half a checkpoint")
         CheckpointManager(tmp_path)
@@ -290,7 +314,10 @@ def test_zip_stores_each_file_once_and_never_deflates_checkpoints(tmp_path: Path
         assert zf.testzip() is None
     stored = {n.split("/", 1)[1] for n in infos if n.startswith("checkpoints/") and n.endswith(".pt")}
     assert stored == {LATEST, "checkpoint_best.pt"}  # epoch_2 is latest's file, epoch_1 best's
-    assert "checkpoint_epoch_2.pt: the same file as checkpoint_latest.pt" in note and "checkpoint_epoch_1.pt: the same file as checkpoint_best.pt" in note
+    assert (
+        "checkpoint_epoch_2.pt: the same file as checkpoint_latest.pt" in note
+        and "checkpoint_epoch_1.pt: the same file as checkpoint_best.pt" in note
+    )
     assert all(i.compress_type == zipfile.ZIP_STORED for n, i in infos.items() if n.endswith(".pt"))
     assert infos["outputs/training_history.json"].compress_type == zipfile.ZIP_DEFLATED
     assert (out / ZIP_NAME).stat().st_size < 2.2 * (ckpt / LATEST).stat().st_size  # two files' worth, not four
@@ -301,7 +328,13 @@ def test_zip_stores_each_file_once_and_never_deflates_checkpoints(tmp_path: Path
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 def test_async_snapshot_of_cuda_tensors_goes_through_pinned_buffers(tmp_path: Path) -> None:
     model = torch.nn.Linear(256, 256).cuda()
-    state = {"stage": "diffusion", "epoch": 1, "global_step": 1, "models": {"denoiser": model.state_dict()}, "config": {"model": {}}}
+    state = {
+        "stage": "diffusion",
+        "epoch": 1,
+        "global_step": 1,
+        "models": {"denoiser": model.state_dict()},
+        "config": {"model": {}},
+    }
     expected = {k: v.cpu().clone() for k, v in model.state_dict().items()}
     mgr = mgr_for(tmp_path, True)
     mgr.save_latest(state)

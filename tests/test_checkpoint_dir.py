@@ -74,7 +74,8 @@ def test_second_training_on_a_locked_directory_refuses_naming_the_holder(holder:
     text = str(err.value)
     assert f"in use by another training: pid {holder.proc.pid} on host {socket.gethostname()!r}, started 20" in text
     assert str(holder.folder / LOCK_NAME) in text and "another checkpoint_dir" in text
-    assert json.loads((holder.folder / LOCK_NAME).read_text())["pid"] == holder.proc.pid  # the holder's record is untouched
+    # the holder's record is untouched
+    assert json.loads((holder.folder / LOCK_NAME).read_text())["pid"] == holder.proc.pid
 
 
 def test_lock_of_a_killed_process_is_taken_over_with_its_pid_and_host(holder: SimpleNamespace) -> None:
@@ -82,14 +83,20 @@ def test_lock_of_a_killed_process_is_taken_over_with_its_pid_and_host(holder: Si
     holder.proc.wait()
     assert (holder.folder / LOCK_NAME).is_file()
     with DirLock(holder.folder) as lock:
-        assert lock.took_over and f"pid {holder.proc.pid} on host {socket.gethostname()!r}" in lock.took_over and "gone" in lock.took_over
+        assert (
+            lock.took_over
+            and f"pid {holder.proc.pid} on host {socket.gethostname()!r}" in lock.took_over
+            and "gone" in lock.took_over
+        )
         assert json.loads(lock.path.read_text())["pid"] == os.getpid()
     assert not (holder.folder / LOCK_NAME).exists()  # released on exit
 
 
 def test_stale_lock_file_of_a_dead_pid_is_taken_over(tmp_path: Path) -> None:
     pid = dead_pid()
-    (tmp_path / LOCK_NAME).write_text(json.dumps({"pid": pid, "host": socket.gethostname(), "started": "2020-01-01T00:00:00+00:00"}))
+    (tmp_path / LOCK_NAME).write_text(
+        json.dumps({"pid": pid, "host": socket.gethostname(), "started": "2020-01-01T00:00:00+00:00"})
+    )
     lock = DirLock(tmp_path).acquire()
     try:
         assert f"pid {pid} on host {socket.gethostname()!r}, started 2020-01-01" in lock.took_over
@@ -100,7 +107,9 @@ def test_stale_lock_file_of_a_dead_pid_is_taken_over(tmp_path: Path) -> None:
 def test_lock_from_another_host_is_reported_never_stolen(tmp_path: Path) -> None:
     record = json.dumps({"pid": 4242, "host": "gpu-node-7", "started": "2020-01-01T00:00:00+00:00"})
     (tmp_path / LOCK_NAME).write_text(record)
-    with pytest.raises(CheckpointError, match=r"locked by pid 4242 on host 'gpu-node-7'.*another machine.*delete .*hmolqd\.lock"):
+    with pytest.raises(
+        CheckpointError, match=r"locked by pid 4242 on host 'gpu-node-7'.*another machine.*delete .*hmolqd\.lock"
+    ):
         DirLock(tmp_path).acquire()
     assert (tmp_path / LOCK_NAME).read_text() == record
 
@@ -130,7 +139,10 @@ def test_checkpoint_dir_that_is_a_file_is_named(tmp_path: Path) -> None:
 @pytest.mark.parametrize("name", [LATEST, "checkpoint_best.pt", "checkpoint_vqvae_epoch_2.pt", "run.json"])
 def test_a_directory_with_a_checkpoint_name_is_named_at_start_up(tmp_path: Path, name: str) -> None:
     (tmp_path / name).mkdir()
-    with pytest.raises(CheckpointError, match=f"{tmp_path / name} is a directory, not a checkpoint file: every save under that name would fail"):
+    with pytest.raises(
+        CheckpointError,
+        match=f"{tmp_path / name} is a directory, not a checkpoint file: every save under that name would fail",
+    ):
         check_checkpoint_dir(tmp_path)
     assert try_load_checkpoint(tmp_path / name)[1] in ("is a directory, not a checkpoint file", "no such file")
 
@@ -146,7 +158,8 @@ def test_unwritable_checkpoint_dir_is_named_with_the_cause(tmp_path: Path, monke
     monkeypatch.setattr(os, "write", read_only)
     with pytest.raises(CheckpointError) as err:
         check_checkpoint_dir(tmp_path / "ck")
-    assert str(err.value) == f"checkpoint_dir {tmp_path / 'ck'} is not writable: Read-only file system"  # no free-space figures
+    # no free-space figures
+    assert str(err.value) == f"checkpoint_dir {tmp_path / 'ck'} is not writable: Read-only file system"
     assert not [p for p in (tmp_path / "ck").iterdir()]  # the probe file is gone
 
 
@@ -163,7 +176,10 @@ def test_full_disk_at_start_up_gives_the_free_space(tmp_path: Path, monkeypatch:
 @pytest.mark.parametrize("where", ["/sys/fs", "/sys/fs/hmolqd-checkpoints"])
 def test_real_read_only_places_are_refused_up_front(where: str) -> None:
     """sysfs refuses new files even to root: a real unwritable (or uncreatable) directory."""
-    with pytest.raises(CheckpointError, match=rf"checkpoint_dir {where} (is not writable|cannot be created): (Permission denied|Operation not permitted)"):
+    with pytest.raises(
+        CheckpointError,
+        match=rf"checkpoint_dir {where} (is not writable|cannot be created): (Permission denied|Operation not permitted)",
+    ):
         check_checkpoint_dir(where)
 
 
@@ -184,7 +200,8 @@ def _run_dir(folder: Path, objs: SimpleNamespace, run_id: str, epochs: int = 2) 
 def test_auto_resume_ignores_another_runs_newer_file(tmp_path: Path, objs: SimpleNamespace) -> None:
     _run_dir(tmp_path / "a", objs, "a" * 32)
     _run_dir(tmp_path / "b", objs, "b" * 32, epochs=5)
-    os.replace(tmp_path / "b" / LATEST, tmp_path / "a" / LATEST)  # another run's newer latest dropped into run a's folder
+    # another run's newer latest dropped into run a's folder
+    os.replace(tmp_path / "b" / LATEST, tmp_path / "a" / LATEST)
     shutil.copy(tmp_path / "b" / "checkpoint_epoch_5.pt", tmp_path / "a" / "checkpoint_epoch_5.pt")
     result = find_resume_checkpoint(tmp_path / "a")
     assert result.path == tmp_path / "a" / "checkpoint_epoch_2.pt" and result.checkpoint["run_id"] == "a" * 32
@@ -198,8 +215,11 @@ def test_only_another_runs_files_is_an_error_that_names_them(tmp_path: Path, obj
     write_run_info(tmp_path / "a", RunInfo("a" * 32, "now", "host"))
     assert read_run_info(tmp_path / "a").run_id == "a" * 32
     shutil.copy(tmp_path / "b" / LATEST, tmp_path / "a" / LATEST)
-    with pytest.raises(CheckpointError, match=r"holds only checkpoints of another run: checkpoint_latest\.pt \(run bbbbbbbb; "
-                                              r"this directory is run aaaaaaaa.*set resume_from="):
+    with pytest.raises(
+        CheckpointError,
+        match=r"holds only checkpoints of another run: checkpoint_latest\.pt \(run bbbbbbbb; "
+        r"this directory is run aaaaaaaa.*set resume_from=",
+    ):
         find_resume_checkpoint(tmp_path / "a")
     assert find_resume_checkpoint(tmp_path / "a", resume_from=tmp_path / "a" / LATEST).checkpoint["run_id"] == "b" * 32
 
@@ -227,7 +247,8 @@ def test_resume_from_seeds_the_run_once(tmp_path: Path, objs: SimpleNamespace) -
     later = find_resume_checkpoint(tmp_path / "new", resume_from=seed)  # the re-run keeps the newer progress
     assert later.path == tmp_path / "new" / LATEST and later.checkpoint["global_step"] == 13
     assert f"resume_from={str(seed)!r} started this run" in later.message and "wins over resume_from" in later.message
-    other = find_resume_checkpoint(tmp_path / "new", resume_from=tmp_path / "src" / "checkpoint_epoch_2.pt")  # another seed: a new run
+    # another seed: a new run
+    other = find_resume_checkpoint(tmp_path / "new", resume_from=tmp_path / "src" / "checkpoint_epoch_2.pt")
     assert other.checkpoint["global_step"] == 20 and other.run_id not in (first.run_id, "s" * 32) and other.new_run
 
 
@@ -254,7 +275,9 @@ def test_kaggle_resume_brings_every_best_checkpoint_and_the_run(tmp_path: Path, 
     session = CheckpointManager(work, run_id=result.run_id)
     session.restore(result.checkpoint)
     session.save_epoch_end(make_state(objs, "diffusion", epoch=3, step=30), {"val_loss": 2.5})
-    assert (work / "checkpoint_best.pt").read_bytes() == best and load_checkpoint(work / "checkpoint_best.pt")["epoch"] == 1
+    assert (work / "checkpoint_best.pt").read_bytes() == best and load_checkpoint(work / "checkpoint_best.pt")[
+        "epoch"
+    ] == 1
     assert find_resume_checkpoint(work, resume_input=tmp_path / "kaggle" / "input").checkpoint["global_step"] == 30
 
 
@@ -274,7 +297,18 @@ def test_a_holder_that_has_not_written_its_record_yet_counts_as_busy(tmp_path: P
     (tmp_path / LOCK_NAME).touch()
     fd = os.open(tmp_path / LOCK_NAME, os.O_RDWR)
     fcntl.flock(fd, fcntl.LOCK_EX)
-    child = subprocess.run([sys.executable, "-c", "import sys; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire()",
-                            str(tmp_path)], check=False, cwd=REPO, capture_output=True, text=True, timeout=60)
+    child = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire()",
+            str(tmp_path),
+        ],
+        check=False,
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     os.close(fd)
     assert child.returncode != 0 and "details are not written yet" in child.stderr

@@ -26,16 +26,32 @@ from hmolqd.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
 # One VQ-VAE epoch and one diffusion epoch of a tiny model on the real corpus: 5 steps each.
-TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "downsample": 4, "denoiser_dim": 16, "denoiser_depth": 1,
-        "num_timesteps": 50, "vqvae_epochs": 1, "num_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2,
-        "sample_steps": 2, "eval_samples": 8, "mirror_augment": False}
+TINY = {
+    "num_embeddings": 16,
+    "latent_dim": 4,
+    "embedding_dim": 16,
+    "downsample": 4,
+    "denoiser_dim": 16,
+    "denoiser_depth": 1,
+    "num_timesteps": 50,
+    "vqvae_epochs": 1,
+    "num_epochs": 1,
+    "joint_epochs": 0,
+    "batch_size": 256,
+    "warmup_steps": 2,
+    "sample_steps": 2,
+    "eval_samples": 8,
+    "mirror_augment": False,
+}
 
 
 @pytest.fixture(scope="module")
 def run_dir(vglc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A finished tiny run: `out/model_final.pt`, and in `ckpt/` the stage-1 (vqvae) and stage-2 checkpoints."""
     root = tmp_path_factory.mktemp("run")
-    cfg = Config.from_flat({**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out")})
+    cfg = Config.from_flat(
+        {**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out")}
+    )
     assert train(cfg, log=lambda msg: None).finished
     return root
 
@@ -53,47 +69,91 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
 @pytest.mark.parametrize(
     ("args", "says"),
     [
-        (["--doors", "up"], "error: --doors 'up': unknown door side(s) ['up']; use comma-separated sides as seen on screen: north, east, south, west"),
+        (
+            ["--doors", "up"],
+            "error: --doors 'up': unknown door side(s) ['up']; use comma-separated sides as seen on screen: north, east, south, west",
+        ),
         (["--doors", "north,sideways"], "error: --doors 'north,sideways': unknown door side(s) ['sideways']"),
-        (["--stairs", "maybe"], "error: --stairs 'maybe': stairs 'maybe' is not one of 1, true, yes, y, 0, false, no, n"),
+        (
+            ["--stairs", "maybe"],
+            "error: --stairs 'maybe': stairs 'maybe' is not one of 1, true, yes, y, 0, false, no, n",
+        ),
         (["-n", "0"], "error: -n 0: must be >= 1 (rooms to generate)"),
         (["-n", "-3"], "error: -n -3: must be >= 1"),
         (["--steps", "0"], "error: --steps 0: must be >= 1 (sampling steps)"),
-        (["--attributes", "enemies=yes"], "error: --attributes 'enemies=yes': enemies=yes: names are monsters, water, playable"),
+        (
+            ["--attributes", "enemies=yes"],
+            "error: --attributes 'enemies=yes': enemies=yes: names are monsters, water, playable",
+        ),
         (["--attributes", "monsters"], "error: --attributes 'monsters': write NAME=yes|no|open pairs"),
         (["--ncols", "0"], "error: --ncols 0: must be >= 1"),
     ],
 )
-def test_sample_bad_argument_is_one_error_line(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str) -> None:
+def test_sample_bad_argument_is_one_error_line(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], says: str
+) -> None:
     out = tmp_path / "s.png"
     assert main(["sample", "--model", str(run_dir / "out" / "model_final.pt"), "--out", str(out), *args]) == 2
     assert error_line(capsys).startswith(says)
     assert not out.exists()
 
 
-@pytest.mark.parametrize(("samples", "rule"), [("0", "must be an integer >= 2"), ("1", "diversity needs pairs of rooms")])
-def test_evaluate_too_few_samples_is_one_error_line(run_dir: Path, vglc_dir: Path, capsys: pytest.CaptureFixture[str], samples: str, rule: str) -> None:
-    argv = ["evaluate", "--model", str(run_dir / "out" / "model_final.pt"), "--data", str(vglc_dir), "--samples", samples, "--no-dungeons"]
+@pytest.mark.parametrize(
+    ("samples", "rule"), [("0", "must be an integer >= 2"), ("1", "diversity needs pairs of rooms")]
+)
+def test_evaluate_too_few_samples_is_one_error_line(
+    run_dir: Path, vglc_dir: Path, capsys: pytest.CaptureFixture[str], samples: str, rule: str
+) -> None:
+    argv = [
+        "evaluate",
+        "--model",
+        str(run_dir / "out" / "model_final.pt"),
+        "--data",
+        str(vglc_dir),
+        "--samples",
+        samples,
+        "--no-dungeons",
+    ]
     assert main(argv) == 2
     line = error_line(capsys)
     assert line.startswith(f"error: --samples {samples}: ") and rule in line
 
 
-def test_train_on_cuda_without_a_gpu_fails_before_any_work(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_train_on_cuda_without_a_gpu_fails_before_any_work(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
-    argv = ["train", "--preset", "smoke", "--set", "device=cuda", "--set", f"checkpoint_dir={ckpt}", "--set", f"output_dir={out}"]
+    argv = [
+        "train",
+        "--preset",
+        "smoke",
+        "--set",
+        "device=cuda",
+        "--set",
+        f"checkpoint_dir={ckpt}",
+        "--set",
+        f"output_dir={out}",
+    ]
     assert main(argv) == 2
     line = error_line(capsys)
-    assert line.startswith("error: config key 'device' = 'cuda', but no GPU is visible here") and "use 'auto' or 'cpu'" in line
+    assert (
+        line.startswith("error: config key 'device' = 'cuda', but no GPU is visible here")
+        and "use 'auto' or 'cpu'" in line
+    )
     assert not ckpt.exists() and not out.exists()
 
 
-def test_stairs_for_a_model_without_the_stairs_condition_is_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_stairs_for_a_model_without_the_stairs_condition_is_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     cfg = Config.from_flat({**TINY, "cond_stairs": False})
     model = export_model(RoomModel.from_config(cfg), tmp_path / "model_final.pt")
     assert main(["sample", "--model", str(model), "-n", "2", "--stairs", "yes", "--out", str(tmp_path / "s.png")]) == 2
-    assert error_line(capsys) == f"error: --stairs 'yes': {model} was trained without the stairs condition (cond_stairs = false); leave --stairs out"
+    assert (
+        error_line(capsys)
+        == f"error: --stairs 'yes': {model} was trained without the stairs condition (cond_stairs = false); leave --stairs out"
+    )
     assert main(["sample", "--model", str(model), "-n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
 
 
@@ -109,14 +169,30 @@ def test_sample_takes_on_screen_door_names(run_dir: Path, tmp_path: Path, capsys
     model = str(run_dir / "out" / "model_final.pt")
     screen, text = tmp_path / "screen.png", tmp_path / "text.png"
     assert main(["sample", "--model", model, "-n", "3", "--doors", "north,west", "--out", str(screen)]) == 0
-    assert main(["sample", "--model", model, "-n", "3", "--doors", "left,top", "--out", str(text)]) == 0  # the same sides, text names
+    # the same sides, text names
+    assert main(["sample", "--model", model, "-n", "3", "--doors", "left,top", "--out", str(text)]) == 0
     assert "wrote" in capsys.readouterr().out
     assert (imread(screen) == imread(text)).all()
 
 
 def test_sample_asks_for_room_attributes(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = str(run_dir / "out" / "model_final.pt")
-    assert main(["sample", "--model", model, "-n", "4", "--attributes", "monsters=yes,mirror_rows=yes", "--out", str(tmp_path / "a.png")]) == 0
+    assert (
+        main(
+            [
+                "sample",
+                "--model",
+                model,
+                "-n",
+                "4",
+                "--attributes",
+                "monsters=yes,mirror_rows=yes",
+                "--out",
+                str(tmp_path / "a.png"),
+            ]
+        )
+        == 0
+    )
     assert "wrote" in capsys.readouterr().out and (tmp_path / "a.png").is_file()
 
 
@@ -126,7 +202,17 @@ def test_sample_asks_for_room_attributes(run_dir: Path, tmp_path: Path, capsys: 
 def test_missing_data_dir_is_named_before_any_start_up_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "no-such-corpus"
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
-    argv = ["train", "--preset", "smoke", "--set", f"data_dir={missing}", "--set", f"checkpoint_dir={ckpt}", "--set", f"output_dir={out}"]
+    argv = [
+        "train",
+        "--preset",
+        "smoke",
+        "--set",
+        f"data_dir={missing}",
+        "--set",
+        f"checkpoint_dir={ckpt}",
+        "--set",
+        f"output_dir={out}",
+    ]
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # no "No checkpoint found", no device line before the error
@@ -136,7 +222,16 @@ def test_missing_data_dir_is_named_before_any_start_up_line(tmp_path: Path, caps
 
 def test_evaluate_names_its_data_flag(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     missing = tmp_path / "nowhere"
-    argv = ["evaluate", "--model", str(run_dir / "out" / "model_final.pt"), "--data", str(missing), "--samples", "4", "--no-dungeons"]
+    argv = [
+        "evaluate",
+        "--model",
+        str(run_dir / "out" / "model_final.pt"),
+        "--data",
+        str(missing),
+        "--samples",
+        "4",
+        "--no-dungeons",
+    ]
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"error: --data {str(missing)!r} does not exist.") and "or pass --data FOLDER with" in err
@@ -153,7 +248,9 @@ def stage1_checkpoint(run_dir: Path) -> Path:
     return best if best.is_file() else files[0]
 
 
-def test_sample_refuses_a_vqvae_stage_checkpoint(run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sample_refuses_a_vqvae_stage_checkpoint(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     path = stage1_checkpoint(run_dir)
     assert main(["sample", "--model", str(path), "-n", "2", "--out", str(tmp_path / "s.png")]) == 2
     line = error_line(capsys)
@@ -174,7 +271,9 @@ def test_load_model_refuses_stage1_unless_allowed(run_dir: Path) -> None:
 # ---------------------------------------------------------------- Ctrl-C during start-up
 
 
-def test_keyboard_interrupt_during_start_up_is_one_line(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_keyboard_interrupt_during_start_up_is_one_line(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     def interrupted(*args: Any, **kwargs: Any) -> None:
         raise KeyboardInterrupt
 
@@ -189,9 +288,16 @@ def test_sigint_while_reading_the_config_exits_cleanly(tmp_path: Path) -> None:
     fifo = tmp_path / "config.json"
     os.mkfifo(fifo)
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "hmolqd", "train", "--config", str(fifo)], cwd=tmp_path, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))  # even if the runner ignores SIGINT
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hmolqd", "train", "--config", str(fifo)],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        # even if the runner ignores SIGINT
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+    )
     writer = None
     try:
         # Opening the FIFO for writing succeeds only once the CLI has opened it for reading: it is then inside start-up.
@@ -221,5 +327,9 @@ def test_sigint_while_reading_the_config_exits_cleanly(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     assert proc.returncode == INTERRUPTED, err
-    assert err.startswith("error: train interrupted by SIGINT (Ctrl-C)") and err.count("\n") == 1 and "Traceback" not in err, err
+    assert (
+        err.startswith("error: train interrupted by SIGINT (Ctrl-C)")
+        and err.count("\n") == 1
+        and "Traceback" not in err
+    ), err
     assert out == ""

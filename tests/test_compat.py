@@ -34,7 +34,8 @@ def test_v0_1_0_training_checkpoint_resumes(vglc_dir: Path, tmp_path: Path) -> N
     old = load_checkpoint(tmp_path / "checkpoint_latest.pt")
     assert (old["stage"], old["epoch"], "last_epoch" in old["scheduler"]) == ("diffusion", 1, True)
     cfg = Config.load(FIXTURE / "config.json").with_overrides(
-        data_dir=str(vglc_dir), checkpoint_dir=str(tmp_path), output_dir=str(tmp_path / "out"), num_epochs=2)
+        data_dir=str(vglc_dir), checkpoint_dir=str(tmp_path), output_dir=str(tmp_path / "out"), num_epochs=2
+    )
     messages: list[str] = []
     result = train(cfg, log=messages.append)
     assert result.finished and result.resumed_from == tmp_path / "checkpoint_latest.pt"

@@ -87,7 +87,9 @@ def test_flat_json_file_and_cli_strings(tmp_path) -> None:
     cfg = Config.load(path)
     assert cfg.train.batch_size == 16 and cfg.train.use_amp is False
     # --set key=value passes strings: they are parsed by the field's type.
-    cfg = cfg.with_overrides(batch_size="8", use_amp="true", learning_rate="3e-4", resume_from="none", val_dungeons="tloz1_1,tloz2_1")
+    cfg = cfg.with_overrides(
+        batch_size="8", use_amp="true", learning_rate="3e-4", resume_from="none", val_dungeons="tloz1_1,tloz2_1"
+    )
     assert (cfg.train.batch_size, cfg.train.use_amp, cfg.train.learning_rate) == (8, True, 3e-4)
     assert cfg.paths.resume_from is None and cfg.data.val_dungeons == ("tloz1_1", "tloz2_1")
 
@@ -174,9 +176,14 @@ def test_readme_configuration_table_is_generated_from_config_py() -> None:
     """README.md's table between the config-table markers is exactly what tools/readme_config_table.py writes."""
     repo, tool = REPO, _table_tool()
     readme = (repo / "README.md").read_text(encoding="utf-8")
-    assert tool.with_table(readme) == readme, "README.md's configuration table is out of date: run python tools/readme_config_table.py"
+    assert tool.with_table(readme) == readme, (
+        "README.md's configuration table is out of date: run python tools/readme_config_table.py"
+    )
     # The notebook's CONFIG cell points at that table by its heading.
-    assert "### Configuration table" in readme and '\\"Configuration table\\"' in (repo / "train_h_molqd_kaggle.ipynb").read_text()
+    assert (
+        "### Configuration table" in readme
+        and '\\"Configuration table\\"' in (repo / "train_h_molqd_kaggle.ipynb").read_text()
+    )
 
 
 def test_config_table_lists_every_key_with_section_default_and_comment() -> None:
@@ -189,7 +196,10 @@ def test_config_table_lists_every_key_with_section_default_and_comment() -> None
         assert f"| `{key}` | {section} | `{default!r}` |" in config_table()
 
 
-@pytest.mark.parametrize(("given", "stored"), [("fp16", "fp16"), ("bf16", "bf16"), ("true", True), ("False", False), (True, True), ("no", False)])
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [("fp16", "fp16"), ("bf16", "bf16"), ("true", True), ("False", False), (True, True), ("no", False)],
+)
 def test_use_amp_takes_true_false_or_a_dtype_name(given: object, stored: object) -> None:
     cfg = Config.from_flat({"use_amp": given})  # a CONFIG value or a --set string
     assert cfg.train.use_amp is stored if isinstance(stored, bool) else cfg.train.use_amp == stored

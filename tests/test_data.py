@@ -105,7 +105,12 @@ def test_tiny_dungeon_metadata(tiny_dir: Path) -> None:
     assert a.neighbors == (-1, 3, -1, 2)
     assert b.neighbors == (-1, -1, 1, -1)
     assert c.neighbors == (1, -1, -1, -1)
-    assert [m.doors for m in corpus.meta] == [(False, False, False, True), (False, True, False, True), (False, False, True, False), (True, False, False, False)]
+    assert [m.doors for m in corpus.meta] == [
+        (False, False, False, True),
+        (False, True, False, True),
+        (False, False, True, False),
+        (True, False, False, False),
+    ]
     assert corpus.stairs.tolist() == [False, False, True, False]
     assert corpus.doors.shape == (4, 4) and torch.equal(corpus.doors, tiles.door_sides(corpus.rooms))
     check_neighbours(corpus)
@@ -215,7 +220,11 @@ def test_split_by_whole_dungeons(tiny_dir: Path) -> None:
 
 @pytest.mark.parametrize(
     "val, message",
-    [(["tloz1_1", "tloz9_9"], r"\['tloz9_9'\] not in the corpus; available dungeons: tloz1_1, tloz3_2"), (["tloz1_1", "tloz3_2"], "training split would be empty"), ([], "empty")],
+    [
+        (["tloz1_1", "tloz9_9"], r"\['tloz9_9'\] not in the corpus; available dungeons: tloz1_1, tloz3_2"),
+        (["tloz1_1", "tloz3_2"], "training split would be empty"),
+        ([], "empty"),
+    ],
 )
 def test_split_errors(tiny_dir: Path, val: list[str], message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -230,7 +239,11 @@ def test_mirror_keeps_doors_and_grid_consistent(tiny_dir: Path, mirror: str) -> 
     assert torch.equal(mirrored.rooms, corpus.rooms.flip(dims))
     assert torch.equal(tiles.door_sides(mirrored.rooms), mirrored.doors)
     a = mirrored.meta[1]  # the tloz3_2 room at slot (0,0) with doors bottom + right
-    expected = {"rows": ((True, False, False, True), (1, 0)), "cols": ((False, True, True, False), (0, 1)), "both": ((True, False, True, False), (1, 1))}
+    expected = {
+        "rows": ((True, False, False, True), (1, 0)),
+        "cols": ((False, True, True, False), (0, 1)),
+        "both": ((True, False, True, False), (1, 1)),
+    }
     assert (a.doors, (a.slot_row, a.slot_col), a.mirrored) == (*expected[mirror], mirror)
     check_neighbours(mirrored)
     twice = mirror_corpus(mirrored, mirror)
@@ -241,7 +254,9 @@ def test_mirror_rejects_metadata_that_disagrees_with_tiles(tiny_dir: Path) -> No
     corpus = load_corpus(tiny_dir)
     from dataclasses import replace
 
-    lying = Corpus(rooms=corpus.rooms, meta=(replace(corpus.meta[0], doors=(True, False, False, False)),) + corpus.meta[1:])
+    lying = Corpus(
+        rooms=corpus.rooms, meta=(replace(corpus.meta[0], doors=(True, False, False, False)),) + corpus.meta[1:]
+    )
     with pytest.raises(ValueError, match=r"broke the doors of 1 room\(s\), e.g. index 0 \(tloz1_1"):
         mirror_corpus(lying, "rows")
 
@@ -283,8 +298,12 @@ def test_configured_folder_without_rooms_is_named(tmp_path: Path) -> None:
     ],
     ids=["missing", "file", "empty_folder"],
 )
-@pytest.mark.parametrize(("key", "hint"), [("data_dir", "or set data_dir to"), ("--data", "or pass --data FOLDER with")])
-def test_configured_folder_problem_is_named_with_the_callers_setting(tmp_path: Path, make, says: str, key: str, hint: str) -> None:
+@pytest.mark.parametrize(
+    ("key", "hint"), [("data_dir", "or set data_dir to"), ("--data", "or pass --data FOLDER with")]
+)
+def test_configured_folder_problem_is_named_with_the_callers_setting(
+    tmp_path: Path, make, says: str, key: str, hint: str
+) -> None:
     folder = tmp_path / "corpus"
     make(folder)
     with pytest.raises(DataNotFoundError) as info:
@@ -331,7 +350,13 @@ def test_real_corpus_counts(real_corpus: Corpus) -> None:
     assert real_corpus.doors.sum(0).tolist() == [167, 168, 218, 237]
     assert int(real_corpus.stairs.sum()) == 39
     first = real_corpus.meta[0]
-    assert (first.dungeon, first.slot_row, first.slot_col, first.grid_shape, first.neighbors) == ("tloz1_1", 0, 2, (6, 6), (-1, 2, -1, -1))
+    assert (first.dungeon, first.slot_row, first.slot_col, first.grid_shape, first.neighbors) == (
+        "tloz1_1",
+        0,
+        2,
+        (6, 6),
+        (-1, 2, -1, -1),
+    )
     check_neighbours(real_corpus)
 
 

@@ -51,7 +51,9 @@ def test_schedule_pinned_values(kind: str) -> None:
 def test_schedule_closed_forms() -> None:
     betas, ac = D.make_schedule("linear", 1000)
     assert betas[0].item() == pytest.approx(1e-4) and betas[-1].item() == pytest.approx(0.02)
-    assert ac[-1].item() == pytest.approx(math.prod(1 - (1e-4 + i * (0.02 - 1e-4) / 999) for i in range(1000)), rel=1e-9)
+    assert ac[-1].item() == pytest.approx(
+        math.prod(1 - (1e-4 + i * (0.02 - 1e-4) / 999) for i in range(1000)), rel=1e-9
+    )
     # Cosine (Nichol & Dhariwal eq. 17): alpha_bar_t = f(t+1)/f(0) wherever the 0.999 beta clip is inactive.
     betas, ac = D.make_schedule("cosine", 1000)
     f = lambda t: math.cos((t / 1000 + 0.008) / 1.008 * math.pi / 2) ** 2  # noqa: E731
@@ -204,8 +206,12 @@ def test_ddim_sampling_matches_diffusers(kind: str, prediction: str, eta: float)
     diffusers = _diffusers()
     prediction_type = {"eps": "epsilon", "v": "v_prediction"}[prediction]
     ref = diffusers.DDIMScheduler(
-        num_train_timesteps=1000, beta_schedule=DIFFUSERS_KIND[kind], prediction_type=prediction_type,
-        timestep_spacing="trailing", set_alpha_to_one=True, clip_sample=False,
+        num_train_timesteps=1000,
+        beta_schedule=DIFFUSERS_KIND[kind],
+        prediction_type=prediction_type,
+        timestep_spacing="trailing",
+        set_alpha_to_one=True,
+        clip_sample=False,
     )
     ref.set_timesteps(50)
     _, ac = D.make_schedule(kind, 1000)
@@ -225,7 +231,9 @@ def test_ddpm_step_matches_diffusers(prediction: str) -> None:
     """DDIM with eta=1 and t_prev = t-1 vs diffusers' DDPMScheduler.step ("fixed_small" = posterior variance)."""
     diffusers = _diffusers()
     prediction_type = {"eps": "epsilon", "v": "v_prediction"}[prediction]
-    ref = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_schedule="linear", prediction_type=prediction_type, clip_sample=False)
+    ref = diffusers.DDPMScheduler(
+        num_train_timesteps=1000, beta_schedule="linear", prediction_type=prediction_type, clip_sample=False
+    )
     _, ac = D.make_schedule("linear", 1000)
     x_t, model_out = torch.randn(2, 3, 4, 3), torch.randn(2, 3, 4, 3)
     for t in (999, 500, 1):

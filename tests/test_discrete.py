@@ -10,7 +10,15 @@ import torch
 from hmolqd.checkpointing.export import load_model
 from hmolqd.config import Config, ModelConfig, SamplingSettings
 from hmolqd.data.attributes import (
-    ABSENT, ATTRIBUTES, PRESENT, UNKNOWN, attribute_request, condition_groups, condition_tokens, drop_condition, room_attributes,
+    ABSENT,
+    ATTRIBUTES,
+    PRESENT,
+    UNKNOWN,
+    attribute_request,
+    condition_groups,
+    condition_tokens,
+    drop_condition,
+    room_attributes,
 )
 from hmolqd.data.dataset import augment_doors, with_doors
 from hmolqd.data.tiles import ELEMENT, FLOOR, MONSTER, ROOM_H, ROOM_W, WALL, door_sides
@@ -49,7 +57,14 @@ def test_attributes_are_measured_on_the_room() -> None:
     crowd = plain.clone()
     crowd[4, 4] = MONSTER  # breaks the mirror symmetry of the interior
     attrs = room_attributes(torch.stack([plain, lava, crowd]))
-    assert attrs.shape == (3, len(ATTRIBUTES)) and ATTRIBUTES == ("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols")
+    assert attrs.shape == (3, len(ATTRIBUTES)) and ATTRIBUTES == (
+        "monsters",
+        "water",
+        "playable",
+        "symmetric",
+        "mirror_rows",
+        "mirror_cols",
+    )
     assert attrs.tolist() == [
         [False, False, True, True, True, True],
         [False, True, True, False, False, False],
@@ -62,7 +77,9 @@ def test_condition_tokens_with_attributes_and_open_entries() -> None:
     doors = torch.tensor([[True, False, False, True]])
     attrs = torch.tensor([[PRESENT, UNKNOWN, PRESENT, PRESENT, UNKNOWN, ABSENT]])
     tokens = condition_tokens(doors, torch.tensor([False]), attrs, n=1, cond_stairs=True, cond_attributes=True)
-    assert tokens.tolist() == [[PRESENT, ABSENT, ABSENT, PRESENT, ABSENT, PRESENT, UNKNOWN, PRESENT, PRESENT, UNKNOWN, ABSENT]]
+    assert tokens.tolist() == [
+        [PRESENT, ABSENT, ABSENT, PRESENT, ABSENT, PRESENT, UNKNOWN, PRESENT, PRESENT, UNKNOWN, ABSENT]
+    ]
     with pytest.raises(ValueError, match="cond_attributes is False"):
         condition_tokens(doors, None, attrs, n=1, cond_stairs=True, cond_attributes=False)
     with pytest.raises(ValueError, match="UNKNOWN=2"):
@@ -70,8 +87,13 @@ def test_condition_tokens_with_attributes_and_open_entries() -> None:
 
 
 def test_attribute_requests_name_their_keys() -> None:
-    out = attribute_request(2, {"monsters": True, "water": "no", "playable": torch.tensor([True, False])}, {"symmetric": "yes"})
-    assert out.tolist() == [[PRESENT, ABSENT, PRESENT, PRESENT, UNKNOWN, UNKNOWN], [PRESENT, ABSENT, ABSENT, PRESENT, UNKNOWN, UNKNOWN]]
+    out = attribute_request(
+        2, {"monsters": True, "water": "no", "playable": torch.tensor([True, False])}, {"symmetric": "yes"}
+    )
+    assert out.tolist() == [
+        [PRESENT, ABSENT, PRESENT, PRESENT, UNKNOWN, UNKNOWN],
+        [PRESENT, ABSENT, ABSENT, PRESENT, UNKNOWN, UNKNOWN],
+    ]
     with pytest.raises(ValueError, match="unknown room attribute 'enemies'.*monsters"):
         attribute_request(1, {"enemies": True}, {})
     with pytest.raises(ValueError, match="'maybe'"):
@@ -90,7 +112,10 @@ def test_redrawn_doors_keep_the_interior() -> None:
     from hmolqd.data.vglc import Corpus, RoomMeta
 
     rooms = torch.stack([plain_room(), plain_room((False, True, True, False))])
-    meta = tuple(RoomMeta("x", 1, 1, 0, i, (1, 2), tuple(door_sides(rooms[i:i + 1])[0].tolist()), False, (-1,) * 4) for i in range(2))
+    meta = tuple(
+        RoomMeta("x", 1, 1, 0, i, (1, 2), tuple(door_sides(rooms[i : i + 1])[0].tolist()), False, (-1,) * 4)
+        for i in range(2)
+    )
     out = augment_doors(Corpus(rooms=rooms, meta=meta), 3, seed=0)
     assert len(out) == 8 and torch.equal(out.rooms[:2], rooms)
     assert torch.equal(door_sides(out.rooms), out.doors)  # the tiles and the metadata agree
@@ -120,8 +145,9 @@ def test_loss_and_shapes(model: RoomModel) -> None:
 
 @pytest.mark.parametrize("sampler", ["random", "confidence"])
 def test_sampling_is_deterministic_complete_and_batch_size_independent(model: RoomModel, sampler: str) -> None:
-    settings = SamplingSettings(sample_steps=4, guidance_scale=2.0, sampler=sampler, sample_temperature=1.0,
-                                guide_attributes=False)  # CodeDiffusion.sample's former defaults
+    settings = SamplingSettings(
+        sample_steps=4, guidance_scale=2.0, sampler=sampler, sample_temperature=1.0, guide_attributes=False
+    )  # CodeDiffusion.sample's former defaults
     cond = condition_tokens(None, None, None, n=7, cond_stairs=True, cond_attributes=True)
     codes = model.diffusion.sample(cond, settings, generator=torch.Generator().manual_seed(3), batch_size=7)
     assert codes.shape == (7, 8, 6) and codes.dtype == torch.long
@@ -168,6 +194,11 @@ def test_continuous_model_refuses_attributes() -> None:
 
 def test_a_checkpoint_of_the_previous_model_kind_still_loads() -> None:
     old = load_model(FIXTURE / "model_final.pt")  # written by 0.1.0, before model_kind existed
-    assert (old.cfg.model_kind, old.cfg.vq_local, old.cfg.column_pad, old.config.data.door_augment) == ("continuous", False, "zero", 0)
+    assert (old.cfg.model_kind, old.cfg.vq_local, old.cfg.column_pad, old.config.data.door_augment) == (
+        "continuous",
+        False,
+        "zero",
+        0,
+    )
     assert generate(old, 2, doors="north", steps=2, seed=0).shape == (2, 16, 11)
     assert old.attribute_names == ()

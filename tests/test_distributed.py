@@ -18,18 +18,50 @@ pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.real_data]
 
 TINY = {
     "door_augment": 0,  # 1212 rooms per epoch: the step counts below
-    "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4, "denoiser_dim": 32, "denoiser_depth": 1,
-    "num_timesteps": 100, "vqvae_epochs": 1, "num_epochs": 2, "batch_size": 128, "warmup_steps": 2, "log_every": 3,
-    "sample_every": 0, "sample_steps": 4,
+    "num_embeddings": 32,
+    "latent_dim": 8,
+    "embedding_dim": 32,
+    "downsample": 4,
+    "denoiser_dim": 32,
+    "denoiser_depth": 1,
+    "num_timesteps": 100,
+    "vqvae_epochs": 1,
+    "num_epochs": 2,
+    "batch_size": 128,
+    "warmup_steps": 2,
+    "log_every": 3,
+    "sample_every": 0,
+    "sample_steps": 4,
 }
 
 
 @pytest.mark.parametrize("checkpoint_async", [False, True], ids=["sync", "async"])
 def test_torchrun_two_cpu_processes(vglc_dir: Path, tmp_path: Path, checkpoint_async: bool) -> None:
     cfg = tmp_path / "c.json"
-    cfg.write_text(json.dumps({**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(tmp_path / "ck"), "output_dir": str(tmp_path / "out"),
-                               "checkpoint_async": checkpoint_async, "checkpoint_every": 1}))
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "hmolqd", "train", "--config", str(cfg)]
+    cfg.write_text(
+        json.dumps(
+            {
+                **TINY,
+                "data_dir": str(vglc_dir),
+                "checkpoint_dir": str(tmp_path / "ck"),
+                "output_dir": str(tmp_path / "out"),
+                "checkpoint_async": checkpoint_async,
+                "checkpoint_every": 1,
+            }
+        )
+    )
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node=2",
+        "-m",
+        "hmolqd",
+        "train",
+        "--config",
+        str(cfg),
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -44,8 +76,15 @@ def test_torchrun_two_cpu_processes(vglc_dir: Path, tmp_path: Path, checkpoint_a
     # Rank 0 alone locked the directory, chose the run and wrote: one run id, files complete, no temp file, lock released.
     run_id = json.loads((tmp_path / "ck" / "run.json").read_text())["run_id"]
     names = {p.name for p in (tmp_path / "ck").iterdir()}
-    assert names == {"run.json", "checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_vqvae_best.pt", "checkpoint_vqvae_epoch_1.pt",
-                     "checkpoint_epoch_1.pt", "checkpoint_epoch_2.pt"}
+    assert names == {
+        "run.json",
+        "checkpoint_latest.pt",
+        "checkpoint_best.pt",
+        "checkpoint_vqvae_best.pt",
+        "checkpoint_vqvae_epoch_1.pt",
+        "checkpoint_epoch_1.pt",
+        "checkpoint_epoch_2.pt",
+    }
     assert all(load_checkpoint(tmp_path / "ck" / n)["run_id"] == run_id for n in names if n.endswith(".pt"))
     assert (tmp_path / "ck" / "checkpoint_latest.pt").samefile(tmp_path / "ck" / "checkpoint_epoch_2.pt")
     assert proc.stdout.count("checkpointing: ") == 1 and ("in the background" in proc.stdout) == checkpoint_async

@@ -58,7 +58,15 @@ def test_eps_from_x0_inverts_q_sample() -> None:
 
 
 def test_generate_with_door_guidance_is_deterministic_and_differs_from_plain() -> None:
-    cfg = ModelConfig(num_embeddings=16, latent_dim=4, embedding_dim=16, downsample=4, denoiser_dim=32, denoiser_depth=1, num_timesteps=50)
+    cfg = ModelConfig(
+        num_embeddings=16,
+        latent_dim=4,
+        embedding_dim=16,
+        downsample=4,
+        denoiser_dim=32,
+        denoiser_depth=1,
+        num_timesteps=50,
+    )
     torch.manual_seed(0)
     gen = RoomModel(cfg).eval()
     with torch.no_grad():

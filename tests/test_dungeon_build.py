@@ -35,7 +35,9 @@ class Recorder:
         self.calls: list[int] = []
         self.seen_attributes: list[set[str]] = []
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         self.calls.append(doors.shape[0])
         self.seen_attributes.append(set(attributes or {}))
         rooms = plain_rooms(doors, stairs)
@@ -85,7 +87,8 @@ def test_regeneration_is_bounded_and_failures_are_reported(plans) -> None:  # ty
         assert bool((d.generated == 1 + config.max_regenerations).all())
         assert set(d.failures) == {room.id for room in d.layout.rooms}
         assert all(any(r.startswith("doors none, asked ") for r in reasons) for reasons in d.failures.values())
-        stair_rooms = {room.id for k, room in enumerate(d.layout.rooms) if bool(d.plan.stairs[k])}  # their stair is a way in
+        # their stair is a way in
+        stair_rooms = {room.id for k, room in enumerate(d.layout.rooms) if bool(d.plan.stairs[k])}
         assert all("not playable" in reasons for rid, reasons in d.failures.items() if rid not in stair_rooms)
         assert not d.walk.walkable
         assert d.summary()["regeneration"]["rooms_failing"] == len(d.layout.rooms)
@@ -96,7 +99,8 @@ def test_from_the_second_regeneration_a_failing_room_is_asked_only_to_be_playabl
     source.attributes = frozenset({"monsters", "playable"})
     build_dungeons(plans, source, DungeonConfig(max_regenerations=3))
     full = {"monsters", "playable"}
-    assert source.seen_attributes == [full, full, {"playable"}, {"playable"}]  # e.g. stairs + monsters: no real room has both
+    # e.g. stairs + monsters: no real room has both
+    assert source.seen_attributes == [full, full, {"playable"}, {"playable"}]
 
 
 def test_a_room_entered_only_by_its_stair_link_needs_no_door() -> None:
@@ -145,11 +149,17 @@ def request(n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
 def training_rooms() -> torch.Tensor:
     """Plain rooms with every door combination and both stair states: enough for the Markov chain."""
     combos = torch.tensor([[bool(k >> s & 1) for s in range(4)] for k in range(1, 16)])
-    return torch.cat([plain_rooms(combos, torch.zeros(15, dtype=torch.bool)), plain_rooms(combos, torch.ones(15, dtype=torch.bool))])
+    return torch.cat(
+        [plain_rooms(combos, torch.zeros(15, dtype=torch.bool)), plain_rooms(combos, torch.ones(15, dtype=torch.bool))]
+    )
 
 
 def tiny_model() -> RoomModel:
-    model = RoomModel(ModelConfig(num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=1, num_timesteps=50))
+    model = RoomModel(
+        ModelConfig(
+            num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=1, num_timesteps=50
+        )
+    )
     return model.eval()
 
 
@@ -174,7 +184,12 @@ def test_request_is_checked() -> None:
     with pytest.raises(ValueError, match=r"doors must be \(n, 4\) bool"):
         PlainRoomSource().rooms(torch.zeros(2, 3, dtype=torch.bool), torch.zeros(2, dtype=torch.bool), None, 0)
     with pytest.raises(ValueError, match="unknown attribute 'lava'"):
-        PlainRoomSource().rooms(torch.zeros(2, 4, dtype=torch.bool), torch.zeros(2, dtype=torch.bool), {"lava": torch.zeros(2, dtype=torch.bool)}, 0)
+        PlainRoomSource().rooms(
+            torch.zeros(2, 4, dtype=torch.bool),
+            torch.zeros(2, dtype=torch.bool),
+            {"lava": torch.zeros(2, dtype=torch.bool)},
+            0,
+        )
 
 
 def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -188,21 +203,28 @@ def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) ->
 
     calls: list[dict] = []
 
-    def fake_generate(model, n, doors=None, stairs=None, attributes=None, *, seed=0, batch_size=256, use_ema=True, **kw):  # type: ignore[no-untyped-def]
+    def fake_generate(
+        model, n, doors=None, stairs=None, attributes=None, *, seed=0, batch_size=256, use_ema=True, **kw
+    ):  # type: ignore[no-untyped-def]
         calls.append({"stairs": stairs, "seed": seed, "attributes": sorted(attributes or {}), **kw})
         return plain_rooms(doors, torch.zeros(n, dtype=torch.bool))
 
     monkeypatch.setattr(sampling, "generate", fake_generate)
     sampling_settings = dataclasses.replace(Config().run.sampling, sample_steps=12, sampler="random")
     run = dataclasses.replace(Config().run, sampling=sampling_settings)
-    model = SimpleNamespace(config=SimpleNamespace(run=run), cfg=SimpleNamespace(cond_stairs=False, model_kind="discrete"),
-                            attribute_names=("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols"))
+    model = SimpleNamespace(
+        config=SimpleNamespace(run=run),
+        cfg=SimpleNamespace(cond_stairs=False, model_kind="discrete"),
+        attribute_names=("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols"),
+    )
     doors, stairs = request()
     monsters = {"monsters": torch.ones(len(doors), dtype=torch.bool)}
     ModelRoomSource(model).rooms(doors, stairs, monsters, seed=5)
     ModelRoomSource(model, steps=4, sampler="confidence").rooms(doors, stairs, None, seed=6)
-    assert calls == [{"stairs": None, "seed": 5, "attributes": ["monsters"]},
-                     {"stairs": None, "seed": 6, "attributes": [], "steps": 4, "sampler": "confidence"}]
+    assert calls == [
+        {"stairs": None, "seed": 5, "attributes": ["monsters"]},
+        {"stairs": None, "seed": 6, "attributes": [], "steps": 4, "sampler": "confidence"},
+    ]
     assert ModelRoomSource(model).name == f"model (discrete, 12 sampling steps, guidance {run.sampling.guidance_scale})"
     with pytest.raises(TypeError, match="unknown sampling setting"):
         ModelRoomSource(model, stepz=3)

@@ -17,7 +17,15 @@ from hmolqd.dungeon.source import PlainRoomSource, plain_rooms
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training.outputs import export_final
 
-TINY = dict(num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=1, num_timesteps=50, sample_steps=2)
+TINY = dict(
+    num_embeddings=16,
+    latent_dim=4,
+    embedding_dim=16,
+    denoiser_dim=32,
+    denoiser_depth=1,
+    num_timesteps=50,
+    sample_steps=2,
+)
 GRAPH = """digraph {
 0 [label="s"]
 1 [label="e,k"]
@@ -50,45 +58,75 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
 
 
 def test_dungeon_command_with_a_sampled_layout(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, out, err = run(["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--out", str(tmp_path / "a")], capsys)
+    code, out, err = run(
+        ["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--out", str(tmp_path / "a")], capsys
+    )
     assert code == 0 and err == ""
     assert out.startswith("dungeon sampled_3 (sampled (seed 3, template ")
     for line in ("rooms from model (discrete, 2 sampling steps, ", "walkable: ", "mission: beatable"):
         assert line in out
     summary = json.loads((tmp_path / "a" / "dungeon.json").read_text())
-    assert summary["rooms"] == 8 and summary["regeneration"]["rooms_regenerated"] >= summary["regeneration"]["rooms_failing"]
+    assert (
+        summary["rooms"] == 8
+        and summary["regeneration"]["rooms_regenerated"] >= summary["regeneration"]["rooms_failing"]
+    )
     rooms, positions, _ = parse_room_file(tmp_path / "a" / "dungeon.txt")
     assert rooms.shape[0] == 8 and len(positions) == 8
     # The same seed gives the same dungeon.
-    assert run(["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--out", str(tmp_path / "b")], capsys)[0] == 0
+    assert (
+        run(
+            ["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--out", str(tmp_path / "b")], capsys
+        )[0]
+        == 0
+    )
     assert (tmp_path / "a" / "dungeon.txt").read_text() == (tmp_path / "b" / "dungeon.txt").read_text()
 
 
 def test_dungeon_command_with_a_graph(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     graph = tmp_path / "my_level.dot"
     graph.write_text(GRAPH)
-    code, out, _ = run(["dungeon", "--model", str(model_path), "--graph", str(graph), "--max-regenerations", "0"], capsys)
+    code, out, _ = run(
+        ["dungeon", "--model", str(model_path), "--graph", str(graph), "--max-regenerations", "0"], capsys
+    )
     assert code == 0 and out.startswith(f"dungeon my_level ({graph}): 5 rooms")
     folder = model_path.with_name("dungeon")  # default: beside the model
     layout = read_layout(folder / "dungeon.dot")
-    assert [(link.a, link.b, link.kind_ab) for link in layout.links] == [(0, 1, "open"), (1, 2, "open"), (2, 3, "key"), (3, 4, "open")]
+    assert [(link.a, link.b, link.kind_ab) for link in layout.links] == [
+        (0, 1, "open"),
+        (1, 2, "open"),
+        (2, 3, "key"),
+        (3, 4, "open"),
+    ]
     assert json.loads((folder / "dungeon.json").read_text())["regeneration"]["extra_generations"] == 0
 
 
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--rooms", "8", "--graph", "g.dot"], "error: give --graph FILE.dot or --rooms N (a sampled layout), not both"),
+        (
+            ["--rooms", "8", "--graph", "g.dot"],
+            "error: give --graph FILE.dot or --rooms N (a sampled layout), not both",
+        ),
         (["--rooms", "3"], "error: --rooms 3: a dungeon needs at least 4 rooms"),
         (["--max-regenerations", "-1"], "error: --max-regenerations -1: must be >= 0"),
         (["--graph", "missing.dot"], "error: missing.dot: cannot read file"),
-        (["--graph", "STAR"], "error: graph {star}: node 0 has 7 neighbours; a room has at most 4 door sides and 2 stair links"),
+        (
+            ["--graph", "STAR"],
+            "error: graph {star}: node 0 has 7 neighbours; a room has at most 4 door sides and 2 stair links",
+        ),
         (["--graph", "NOSTART"], "error: graph {nostart}: expected exactly one start room"),
     ],
 )
-def test_dungeon_command_errors(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str) -> None:
+def test_dungeon_command_errors(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture, args: list[str], message: str
+) -> None:
     star = tmp_path / "star.dot"
-    star.write_text("digraph {\n" + '0 [label="s"]\n' + "".join(f'{k} [label="{"t" if k == 7 else ""}"]\n0 -> {k} [label=""]\n' for k in range(1, 8)) + "}\n")
+    star.write_text(
+        "digraph {\n"
+        + '0 [label="s"]\n'
+        + "".join(f'{k} [label="{"t" if k == 7 else ""}"]\n0 -> {k} [label=""]\n' for k in range(1, 8))
+        + "}\n"
+    )
     nostart = tmp_path / "nostart.dot"
     nostart.write_text(GRAPH.replace('0 [label="s"]', '0 [label=""]'))
     args = [{"STAR": str(star), "NOSTART": str(nostart)}.get(a, a) for a in args]
@@ -123,8 +161,21 @@ def test_evaluate_has_a_dungeon_section(model_path: Path, tmp_path: Path, capsys
     lines = ["".join("".join(chars[t] for t in room[r].tolist()) for room in rooms) for r in range(16)]
     for name in ("tloz1_1", "tloz4_1", "tloz8_2"):
         (data / "Processed" / f"{name}.txt").write_text("\n".join(lines) + "\n")
-    base = ["evaluate", "--model", str(model_path), "--data", str(data), "--samples", "4", "--device", "cpu", "--json", str(tmp_path / "r.json"),
-            "--png", str(tmp_path / "r.png")]
+    base = [
+        "evaluate",
+        "--model",
+        str(model_path),
+        "--data",
+        str(data),
+        "--samples",
+        "4",
+        "--device",
+        "cpu",
+        "--json",
+        str(tmp_path / "r.json"),
+        "--png",
+        str(tmp_path / "r.png"),
+    ]
     code, out, err = run(base, capsys)
     assert code == 0
     report = json.loads(out)

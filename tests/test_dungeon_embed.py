@@ -20,10 +20,17 @@ from hmolqd.dungeon.layout import Layout, Link, Room, read_layout
 REAL_GRAPHS = tuple(f"LoZ_{i}" for i in range(1, 10)) + tuple(f"LoZ2_{i}" for i in range(1, 10))
 
 
-def make_layout(n: int, pairs: list[tuple[int, int]], stairs: frozenset[tuple[int, int]] = frozenset(),
-                slots: dict[int, tuple[int, int]] | None = None) -> Layout:
+def make_layout(
+    n: int,
+    pairs: list[tuple[int, int]],
+    stairs: frozenset[tuple[int, int]] = frozenset(),
+    slots: dict[int, tuple[int, int]] | None = None,
+) -> Layout:
     """Room 0 is the start, room n-1 the goal; every pair an open two-way link (`s` for `stairs`)."""
-    links = tuple(Link(a, b, "open", "open", frozenset({"s"}) if (a, b) in stairs else frozenset(), (a, b) in stairs) for a, b in pairs)
+    links = tuple(
+        Link(a, b, "open", "open", frozenset({"s"}) if (a, b) in stairs else frozenset(), (a, b) in stairs)
+        for a, b in pairs
+    )
     labels = {0: {"s"}, n - 1: {"t"}}
     rooms = tuple(Room(i, frozenset(labels.get(i, set()))) for i in range(n))
     return Layout(name="test", source="test.dot", rooms=rooms, links=links, start=0, goal=n - 1, slots=slots)
@@ -91,20 +98,27 @@ def test_five_neighbours_take_a_stair_link() -> None:
 
 def test_too_many_neighbours_is_a_clear_error() -> None:
     layout = make_layout(8, [(0, k) for k in range(1, 8)])
-    with pytest.raises(EmbeddingError, match=r"graph test\.dot: node 0 has 7 neighbours; a room has at most 4 door sides and 2 stair links"):
+    with pytest.raises(
+        EmbeddingError,
+        match=r"graph test\.dot: node 0 has 7 neighbours; a room has at most 4 door sides and 2 stair links",
+    ):
         embed(layout, max_stair_links=2)
 
 
 def test_too_many_s_links_is_a_clear_error() -> None:
     layout = make_layout(4, [(0, 1), (0, 2), (0, 3)], stairs=frozenset({(0, 2), (0, 3)}))
-    with pytest.raises(EmbeddingError, match=r"node 0 has 2 links labelled 's' \(stairs\); a room has at most 1 stair links"):
+    with pytest.raises(
+        EmbeddingError, match=r"node 0 has 2 links labelled 's' \(stairs\); a room has at most 1 stair links"
+    ):
         embed(layout, max_stair_links=1)
 
 
 def test_placement_that_needs_too_many_stairs_is_a_clear_error() -> None:
     # K5 minus nothing: 10 links on 5 rooms; no grid placement keeps every room at <= 1 stair link.
     pairs = [(a, b) for a in range(5) for b in range(a + 1, 5)]
-    with pytest.raises(EmbeddingError, match=r"graph test\.dot: node \d+ needs \d+ stair links in this placement; a room has at most 1"):
+    with pytest.raises(
+        EmbeddingError, match=r"graph test\.dot: node \d+ needs \d+ stair links in this placement; a room has at most 1"
+    ):
         embed(make_layout(5, pairs), max_stair_links=1, attempts=8)
 
 

@@ -37,7 +37,9 @@ def test_vglc_text_round_trip(dungeon: Dungeon, tmp_path: Path) -> None:
     folder.mkdir(parents=True)
     (folder / "tloz1_1.txt").write_text(paths["txt"].read_text())
     corpus = load_corpus(tmp_path / "corpus")
-    assert torch.equal(corpus.doors, dungeon.plan.doors[order]) and torch.equal(corpus.stairs, dungeon.plan.stairs[order])
+    assert torch.equal(corpus.doors, dungeon.plan.doors[order]) and torch.equal(
+        corpus.stairs, dungeon.plan.stairs[order]
+    )
 
 
 def test_empty_slots_are_void(dungeon: Dungeon) -> None:
@@ -59,11 +61,17 @@ def test_dot_round_trip_keeps_slots_kinds_and_stairs(dungeon: Dungeon, tmp_path:
         (l.a, l.b, l.kind_ab, l.kind_ba, l.stair) for l in dungeon.layout.links
     ]
     again = embed(layout)
-    assert (again.door_links, again.stair_links, again.doors) == (dungeon.embedding.door_links, dungeon.embedding.stair_links, dungeon.embedding.doors)
+    assert (again.door_links, again.stair_links, again.doors) == (
+        dungeon.embedding.door_links,
+        dungeon.embedding.stair_links,
+        dungeon.embedding.doors,
+    )
 
 
 def test_real_graph_dot_round_trip_with_stair_links(vglc_dir: Path, tmp_path: Path) -> None:
-    (d,) = generate_dungeons(PlainRoomSource(), [vglc_dir / "Graph Processed" / "LoZ2_4.dot"], config=DungeonConfig(max_regenerations=0))
+    (d,) = generate_dungeons(
+        PlainRoomSource(), [vglc_dir / "Graph Processed" / "LoZ2_4.dot"], config=DungeonConfig(max_regenerations=0)
+    )
     assert d.embedding.stair_links  # LoZ2_4 has odd cycles: the embedding adds stair links
     layout = read_layout(write_dungeon(d, tmp_path)["dot"])
     assert embed(layout).stair_links == d.embedding.stair_links
@@ -89,7 +97,13 @@ def test_files_and_json_summary(dungeon: Dungeon, tmp_path: Path) -> None:
     summary = json.loads(paths["json"].read_text())
     assert summary["rooms"] == len(dungeon.layout.rooms) == 14
     assert summary["walk"]["walkable"] is True and summary["mission"]["beatable"] is True
-    assert summary["regeneration"] == {"rooms_regenerated": 0, "share_regenerated": 0.0, "extra_generations": 0, "rooms_failing": 0, "failing": {}}
+    assert summary["regeneration"] == {
+        "rooms_regenerated": 0,
+        "share_regenerated": 0.0,
+        "extra_generations": 0,
+        "rooms_failing": 0,
+        "failing": {},
+    }
 
 
 class Doorless:

@@ -55,8 +55,17 @@ def test_door_kinds_follow_each_direction(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("codes", "kind"),
-    [({"k", "b"}, "key"), ({"K", "k"}, "boss"), ({"I"}, "item"), ({"S1"}, "switch"), ({"S"}, "switch"),
-     ({"b"}, "bomb"), ({"l"}, "soft"), (set(), "open"), ({"s"}, "open")],
+    [
+        ({"k", "b"}, "key"),
+        ({"K", "k"}, "boss"),
+        ({"I"}, "item"),
+        ({"S1"}, "switch"),
+        ({"S"}, "switch"),
+        ({"b"}, "bomb"),
+        ({"l"}, "soft"),
+        (set(), "open"),
+        ({"s"}, "open"),
+    ],
 )
 def test_direction_kind(codes: set[str], kind: str) -> None:
     assert direction_kind(frozenset(codes)) == kind
@@ -85,7 +94,8 @@ def test_self_loop_in_a_graph_a_user_wrote_is_an_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    "statement", ['0 [label="s", label="e"]', '0 [label="s", row=0, col=0, row=1]', '0 -> 1 [link="door", link="stair"]']
+    "statement",
+    ['0 [label="s", label="e"]', '0 [label="s", row=0, col=0, row=1]', '0 -> 1 [link="door", link="stair"]'],
 )
 def test_an_attribute_given_twice_is_an_error(tmp_path: Path, statement: str) -> None:
     path = write(tmp_path, SMALL.replace("}", statement + "\n}"))
@@ -133,10 +143,12 @@ def test_parse_errors_name_the_real_file(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     ("edit", "message"),
-    [(("0 [label=\"s\"]", "0 [label=\"s\", row=0, col=0]"), r"node\(s\) \[1, 2, 3\] lack row= and col="),
-     (("0 [label=\"s\"]", "0 [label=\"s\", row=x, col=0]"), "needs both row= and col= as integers"),
-     (("0 [label=\"s\"]", "0 [label=\"s\", colour=red]"), "unknown attribute"),
-     (('1 -> 2 [label="k"]', '1 -> 2 [label="k", link="tunnel"]'), 'may only carry link="door" or link="stair"')],
+    [
+        (('0 [label="s"]', '0 [label="s", row=0, col=0]'), r"node\(s\) \[1, 2, 3\] lack row= and col="),
+        (('0 [label="s"]', '0 [label="s", row=x, col=0]'), "needs both row= and col= as integers"),
+        (('0 [label="s"]', '0 [label="s", colour=red]'), "unknown attribute"),
+        (('1 -> 2 [label="k"]', '1 -> 2 [label="k", link="tunnel"]'), 'may only carry link="door" or link="stair"'),
+    ],
 )
 def test_slot_attribute_errors(tmp_path: Path, edit: tuple[str, str], message: str) -> None:
     with pytest.raises(LayoutError, match=message):
@@ -149,7 +161,9 @@ def test_real_graphs_read_and_templates_match(vglc_dir: Path) -> None:
     layouts = [read_layout(f) for f in files]
     # The shipped templates are exactly the statistics of the corpus graphs.
     assert tuple(template_of(layout) for layout in layouts) == REAL_TEMPLATES
-    assert all(layout.room(layout.start).labels >= {"s"} and "t" in layout.room(layout.goal).labels for layout in layouts)
+    assert all(
+        layout.room(layout.start).labels >= {"s"} and "t" in layout.room(layout.goal).labels for layout in layouts
+    )
 
 
 def test_sampler_is_seeded() -> None:
@@ -167,7 +181,9 @@ def test_sampled_layout_is_connected_embedded_and_beatable(seed: int) -> None:
         degree[link.a] += 1
         degree[link.b] += 1
     assert degree[layout.start] == 1 and degree[layout.goal] == 1  # start and goal are dead ends, as in the corpus
-    assert layout.boss in {link.a for link in layout.links if layout.goal == link.b} | {link.b for link in layout.links if layout.goal == link.a}
+    assert layout.boss in {link.a for link in layout.links if layout.goal == link.b} | {
+        link.b for link in layout.links if layout.goal == link.a
+    }
     emb = embed(layout)
     assert emb.slots == layout.slots or len(set(emb.slots.values())) == len(layout.rooms)
     # Every link that is not an `s` link joins neighbouring slots: sampled layouts place doors, not stairs.
@@ -185,7 +201,10 @@ def test_rooms_argument() -> None:
 
 
 def test_sampled_statistics_follow_the_real_graphs(vglc_dir: Path) -> None:
-    real = [layout_stats(layout, embed(layout)).row() for layout in map(read_layout, sorted((vglc_dir / "Graph Processed").glob("*.dot")))]
+    real = [
+        layout_stats(layout, embed(layout)).row()
+        for layout in map(read_layout, sorted((vglc_dir / "Graph Processed").glob("*.dot")))
+    ]
     sampled = []
     for seed in range(60):
         layout = sample_layout(seed)

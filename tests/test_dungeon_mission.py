@@ -12,11 +12,18 @@ from hmolqd.dungeon.mission import check_mission
 REAL_GRAPHS = tuple(f"LoZ_{i}" for i in range(1, 10)) + tuple(f"LoZ2_{i}" for i in range(1, 10))
 
 
-def make(labels: dict[int, str], links: list[tuple[int, int, str, str]], start: int = 0, goal: int | None = None,
-         boss: int | None = None) -> Layout:
+def make(
+    labels: dict[int, str],
+    links: list[tuple[int, int, str, str]],
+    start: int = 0,
+    goal: int | None = None,
+    boss: int | None = None,
+) -> Layout:
     """Rooms with comma-separated labels; links (a, b, kind a->b, kind b->a); switch doors get the code S1."""
     rooms = tuple(Room(i, frozenset(c for c in labels.get(i, "").split(",") if c)) for i in range(max(labels) + 1))
-    built = tuple(Link(a, b, ab, ba, frozenset({"S1"}) if "switch" in (ab, ba) else frozenset()) for a, b, ab, ba in links)
+    built = tuple(
+        Link(a, b, ab, ba, frozenset({"S1"}) if "switch" in (ab, ba) else frozenset()) for a, b, ab, ba in links
+    )
     return Layout("m", "mission test", rooms, built, start=start, goal=max(labels) if goal is None else goal, boss=boss)
 
 
@@ -37,8 +44,10 @@ def test_key_behind_its_own_lock_fails() -> None:
 def test_the_order_of_opening_key_doors_is_searched() -> None:
     # One key; door 0->2 leads to a dead end, door 0->3 to the goal. Spending the key on 2 first would
     # strand the player: the check must find the other order.
-    layout = make({0: "s", 1: "k", 2: "", 3: "", 4: "t"},
-                  [(0, 1, "open", "open"), (0, 2, "key", "key"), (0, 3, "key", "key"), (3, 4, "open", "open")])
+    layout = make(
+        {0: "s", 1: "k", 2: "", 3: "", 4: "t"},
+        [(0, 1, "open", "open"), (0, 2, "key", "key"), (0, 3, "key", "key"), (3, 4, "open", "open")],
+    )
     result = check_mission(layout)
     assert result.beatable and result.keys_used == 1 and result.states >= 2
 
@@ -51,8 +60,10 @@ def test_two_locks_one_key_fails() -> None:
 
 @pytest.mark.parametrize(
     ("labels", "beatable"),
-    [({0: "s", 1: "K", 2: "b", 3: "t"}, True),  # boss key found before the boss door
-     ({0: "s", 1: "", 2: "b,K", 3: "t"}, False)],  # boss key behind the boss door
+    [
+        ({0: "s", 1: "K", 2: "b", 3: "t"}, True),  # boss key found before the boss door
+        ({0: "s", 1: "", 2: "b,K", 3: "t"}, False),
+    ],  # boss key behind the boss door
 )
 def test_boss_key_before_boss_door(labels: dict[int, str], beatable: bool) -> None:
     layout = make(labels, [(0, 1, "open", "open"), (1, 2, "boss", "boss"), (2, 3, "open", "open")], boss=2)
@@ -61,7 +72,10 @@ def test_boss_key_before_boss_door(labels: dict[int, str], beatable: bool) -> No
     assert beatable or "1->2 needs the boss key" in result.stuck
 
 
-@pytest.mark.parametrize(("kind", "item", "message"), [("item", "I", "needs a key item"), ("switch", "S1", "switch-locked (switch S1 not reached)")])
+@pytest.mark.parametrize(
+    ("kind", "item", "message"),
+    [("item", "I", "needs a key item"), ("switch", "S1", "switch-locked (switch S1 not reached)")],
+)
 def test_key_item_and_switch_doors(kind: str, item: str, message: str) -> None:
     reachable = make({0: "s", 1: item, 2: "t"}, [(0, 1, "open", "open"), (0, 2, kind, kind)])
     assert check_mission(reachable).beatable
@@ -90,7 +104,9 @@ def test_goal_comes_last_items_in_the_goal_room_do_not_count() -> None:
 
 
 def test_boss_before_goal_is_reported() -> None:
-    around = make({0: "s", 1: "b", 2: "t"}, [(0, 1, "open", "open"), (1, 2, "open", "open"), (0, 2, "open", "open")], boss=1)
+    around = make(
+        {0: "s", 1: "b", 2: "t"}, [(0, 1, "open", "open"), (1, 2, "open", "open"), (0, 2, "open", "open")], boss=1
+    )
     behind = make({0: "s", 1: "b", 2: "t"}, [(0, 1, "open", "open"), (1, 2, "open", "open")], boss=1)
     assert not check_mission(around).boss_before_goal and check_mission(behind).boss_before_goal
 

@@ -26,11 +26,18 @@ def test_backtracking_counts_reentries() -> None:
     layout = make({0: "s", 1: "k", 2: "t"}, [(0, 1, "open", "open"), (0, 2, "key", "key")])
     result = play_layout(layout)
     assert result.beaten and result.rooms_path == (0, 1, 0, 2)
-    assert result.backtracking == 1 and result.rooms_backtracked == 1 and result.rooms_on_path == 3 and result.keys_used == 1
+    assert (
+        result.backtracking == 1
+        and result.rooms_backtracked == 1
+        and result.rooms_on_path == 3
+        and result.keys_used == 1
+    )
 
 
 def test_shortest_way_skips_side_rooms() -> None:
-    layout = make({0: "s", 1: "", 2: "", 3: "t"}, [(0, 1, "open", "open"), (0, 2, "open", "open"), (2, 3, "open", "open")])
+    layout = make(
+        {0: "s", 1: "", 2: "", 3: "t"}, [(0, 1, "open", "open"), (0, 2, "open", "open"), (2, 3, "open", "open")]
+    )
     assert play_layout(layout).rooms_path == (0, 2, 3)
 
 

@@ -105,7 +105,9 @@ def test_doors_must_agree_with_the_links() -> None:
     missing[1, 14, 4:7] = WALL  # the linked rooms 1 and 2 both lose the doors between them
     missing[2, 1, 4:7] = WALL
     result = walk(p, missing)
-    assert not result.walkable and result.disagreements == ("rooms 1 and 2 are linked but have no doors on the wall between them",)
+    assert not result.walkable and result.disagreements == (
+        "rooms 1 and 2 are linked but have no doors on the wall between them",
+    )
 
 
 def test_rooms_without_any_door_do_not_agree(row_of_three: tuple[Plan, torch.Tensor]) -> None:
@@ -128,5 +130,10 @@ def test_real_maps_doors_line_up(vglc_dir: Path) -> None:
             opp = LEFT if side == RIGHT else SIDES.index("top")
             if j >= 0 and sides[i, side] and sides[j, opp]:
                 pairs += 1
-                assert bool((positions[side][i] & positions[opp][j]).any()), (meta.dungeon, meta.slot_row, meta.slot_col, SIDES[side])
+                assert bool((positions[side][i] & positions[opp][j]).any()), (
+                    meta.dungeon,
+                    meta.slot_row,
+                    meta.slot_col,
+                    SIDES[side],
+                )
     assert pairs > 300

@@ -19,7 +19,15 @@ from hmolqd.data.tiles import door_sides, has_stairs
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import MARK_COLOR
 
-TINY = dict(model_kind="continuous", num_embeddings=16, latent_dim=8, embedding_dim=32, denoiser_dim=32, denoiser_depth=1, num_timesteps=50)
+TINY = dict(
+    model_kind="continuous",
+    num_embeddings=16,
+    latent_dim=8,
+    embedding_dim=32,
+    denoiser_dim=32,
+    denoiser_depth=1,
+    num_timesteps=50,
+)
 FAST = dict(steps=3, guidance=2.0, eta=0.0)
 METRICS = list(ev.TABLE_ROWS)
 
@@ -45,14 +53,21 @@ def room_rows(doors: tuple[bool, ...], stairs: bool = False, block: int | None =
 
 
 def toy_corpus(door_list: list[tuple[bool, ...]], stairs_list: list[bool]) -> SimpleNamespace:
-    rooms = torch.stack([room_from_rows(room_rows(d, s, block=i)) for i, (d, s) in enumerate(zip(door_list, stairs_list))])
+    rooms = torch.stack(
+        [room_from_rows(room_rows(d, s, block=i)) for i, (d, s) in enumerate(zip(door_list, stairs_list))]
+    )
     return SimpleNamespace(rooms=rooms, doors=door_sides(rooms), stairs=has_stairs(rooms))
 
 
 @pytest.fixture
 def train() -> SimpleNamespace:
     """12 distinct rooms; doors skewed (top in 3/4, right in 1/4), one room without doors, 1/4 with stairs."""
-    doors = [(True, False, False, False), (True, True, False, False), (True, False, True, True), (False, False, False, False)] * 3
+    doors = [
+        (True, False, False, False),
+        (True, True, False, False),
+        (True, False, True, True),
+        (False, False, False, False),
+    ] * 3
     stairs = [False, False, True] * 4
     return toy_corpus(doors, stairs)
 
@@ -69,7 +84,12 @@ def report(tiny_generator: RoomModel, train: SimpleNamespace) -> dict:
 
 def test_draw_conditions_follows_training_distribution(train: SimpleNamespace) -> None:
     doors, stairs = ev.draw_conditions(train, 20000, seed=3)
-    assert doors.shape == (20000, 4) and doors.dtype == torch.bool and stairs.shape == (20000,) and stairs.dtype == torch.bool
+    assert (
+        doors.shape == (20000, 4)
+        and doors.dtype == torch.bool
+        and stairs.shape == (20000,)
+        and stairs.dtype == torch.bool
+    )
     assert torch.allclose(doors.double().mean(0), train.doors.double().mean(0), atol=0.02)
     assert abs(stairs.double().mean() - train.stairs.double().mean()) < 0.02
     # Joint law kept: every drawn (doors, stairs) row is the row of some training room.
@@ -97,7 +117,15 @@ def test_draw_conditions_fails_early(doors: torch.Tensor, stairs: torch.Tensor, 
 
 def test_report_structure(report: dict, train: SimpleNamespace) -> None:
     assert set(report) == {"settings", "timing", "model", "training_set", "markov", "rooms"}
-    assert report["settings"] == {**report["settings"], "n": 24, "seed": 0, "steps": 3, "guidance": 2.0, "eta": 0.0, "train_rooms": 12}
+    assert report["settings"] == {
+        **report["settings"],
+        "n": 24,
+        "seed": 0,
+        "steps": 3,
+        "guidance": 2.0,
+        "eta": 0.0,
+        "train_rooms": 12,
+    }
     assert report["rooms"] == {"model": 24, "training_set": 12, "markov": 24}
     assert report["timing"]["generation_seconds"] > 0 and report["timing"]["rooms_per_second"] > 0
     for column, _ in ev.COLUMNS:
@@ -108,7 +136,9 @@ def test_report_structure(report: dict, train: SimpleNamespace) -> None:
     real = report["training_set"]
     assert real["novel"] == 0.0 and real["novel_playable"] == 0.0
     assert real["door_adherence"] == 1.0 and real["distinct"] == 1.0
-    assert real["tile_kl_train_gen"] == pytest.approx(0.0, abs=1e-9) and real["pattern_kl_gen_train"] == pytest.approx(0.0, abs=1e-9)
+    assert real["tile_kl_train_gen"] == pytest.approx(0.0, abs=1e-9) and real["pattern_kl_gen_train"] == pytest.approx(
+        0.0, abs=1e-9
+    )
     assert real["playable"] == pytest.approx(float(playable_mask(train.rooms).double().mean()))
     assert real["playable"] == pytest.approx(9 / 12)  # the 3 rooms without doors fail rule 2
     # The Markov band is copied from a training room with exactly the requested doors.
@@ -144,7 +174,9 @@ def test_format_report_table(report: dict) -> None:
     with pytest.raises(ValueError, match="markov"):
         ev.format_report_table({k: v for k, v in report.items() if k != "markov"})
     # The held-out reference, where the report has it, is a fourth column.
-    held = ev.format_report_table({**report, "held_out": report["training_set"], "rooms": {**report["rooms"], "held_out": 12}})
+    held = ev.format_report_table(
+        {**report, "held_out": report["training_set"], "rooms": {**report["rooms"], "held_out": 12}}
+    )
     assert held.splitlines()[0] == "| metric | ours | training set | Markov | held-out real |"
     assert held.splitlines()[2] == "| rooms | 24 | 12 | 24 | 12 |"
 
@@ -173,7 +205,9 @@ def test_save_sample_grid_marks_nonplayable(tmp_path: Path, train: SimpleNamespa
 
 
 @pytest.mark.parametrize("cond_stairs", [True, False])
-def test_generation_metrics_scores_doors_against_the_requested_ones(monkeypatch: pytest.MonkeyPatch, train: SimpleNamespace, cond_stairs: bool) -> None:
+def test_generation_metrics_scores_doors_against_the_requested_ones(
+    monkeypatch: pytest.MonkeyPatch, train: SimpleNamespace, cond_stairs: bool
+) -> None:
     """A stub generator that obeys the requested doors scores 1.0; one fixed room scores the matching share."""
     calls: list[dict] = []
     fixed = train.rooms[0]  # doors: top only
@@ -219,8 +253,15 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     from hmolqd.training.outputs import export_final
 
     data = tmp_path / "vglc"
-    door_sets = [(False, False, False, True), (False, False, True, True), (True, False, True, False), (False, True, False, False)]
-    write_dungeon(data / "Processed", "tloz1_1", [room_rows(d, stairs=i == 2, block=i) for i, d in enumerate(door_sets)])
+    door_sets = [
+        (False, False, False, True),
+        (False, False, True, True),
+        (True, False, True, False),
+        (False, True, False, False),
+    ]
+    write_dungeon(
+        data / "Processed", "tloz1_1", [room_rows(d, stairs=i == 2, block=i) for i, d in enumerate(door_sets)]
+    )
     write_dungeon(data / "Processed", "tloz4_1", [room_rows((True, True, True, True))])
     cfg = Config().with_overrides(val_dungeons=["tloz4_1"], sample_steps=2, **TINY)
     model = RoomModel.from_config(cfg)
@@ -232,7 +273,19 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     model.reset_ema()
     model_path = export_final(model, tmp_path / "run")
 
-    argv = ["evaluate", "--model", str(model_path), "--data", str(data), "--samples", "20", "--seed", "1", "--device", "cpu"]
+    argv = [
+        "evaluate",
+        "--model",
+        str(model_path),
+        "--data",
+        str(data),
+        "--samples",
+        "20",
+        "--seed",
+        "1",
+        "--device",
+        "cpu",
+    ]
     assert cli_main(argv) == 0
     captured = capsys.readouterr()
     report = json.loads(captured.out)  # exactly one JSON document on stdout
@@ -243,11 +296,20 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     direct = ev.evaluation_report(model, train, n=20, seed=1, steps=2, guidance=guidance, eta=0.0)
     assert report["model"] == direct["model"] and report["markov"] == direct["markov"]
     # Steps come from the saved config; the reference set is the training split plus its two mirrors.
-    assert report["settings"] == {**report["settings"], "n": 20, "seed": 1, "steps": 2, "guidance": guidance, "train_rooms": 12, "mirror_augment": True}
+    assert report["settings"] == {
+        **report["settings"],
+        "n": 20,
+        "seed": 1,
+        "steps": 2,
+        "guidance": guidance,
+        "train_rooms": 12,
+        "mirror_augment": True,
+    }
     assert json.loads((tmp_path / "run" / ev.DEFAULT_JSON).read_text()) == report
     assert imread(tmp_path / "run" / ev.DEFAULT_PNG).shape[2] in (3, 4)
     assert report["training_set"]["door_adherence"] == 1.0 and report["markov"]["door_adherence"] == 1.0
-    assert report["rooms"]["held_out"] >= 1 and report["held_out"]["novel"] >= 0.0  # the held-out dungeons, scored alike
+    # the held-out dungeons, scored alike
+    assert report["rooms"]["held_out"] >= 1 and report["held_out"]["novel"] >= 0.0
 
     with pytest.raises(FileNotFoundError, match="no such file"):
         ev.run_evaluate(tmp_path / "missing.pt", data, 4, 0, None, None)

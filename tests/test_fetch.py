@@ -331,7 +331,9 @@ def test_no_network_tells_user_about_offline_options(tmp_path: Path) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     one = [ManifestEntry("zelda.json", "The Legend of Zelda/zelda.json", "0" * 64, 1)]
-    with pytest.raises(NetworkUnavailableError, match=r"cannot reach http://127\.0\.0\.1:\d+/.*Kaggle dataset.*data dir"):
+    with pytest.raises(
+        NetworkUnavailableError, match=r"cannot reach http://127\.0\.0\.1:\d+/.*Kaggle dataset.*data dir"
+    ):
         fetch_vglc(tmp_path / "data", f"http://127.0.0.1:{port}", manifest=one, **FAST)
     assert part_files(tmp_path) == []
 
@@ -378,13 +380,17 @@ def test_old_licence_name_fails_against_the_upstream_names(server: Server, tmp_p
 @pytest.mark.real_data
 @pytest.mark.parametrize("extra", [b"\n", b"x" * 100_000], ids=["one_byte", "100k"])
 @pytest.mark.parametrize("content_length", [True, False], ids=["content_length", "no_length"])
-def test_oversized_download_is_a_size_mismatch_not_retried(server: Server, tmp_path: Path, extra: bytes, content_length: bool) -> None:
+def test_oversized_download_is_a_size_mismatch_not_retried(
+    server: Server, tmp_path: Path, extra: bytes, content_length: bool
+) -> None:
     target = entry("zelda.json")
     server.repo.extra[target.remote] = extra
     if not content_length:
         server.repo.no_length.add(target.remote)
     dest = tmp_path / "data"
-    with pytest.raises(SizeMismatchError, match=rf"^zelda\.json: size mismatch: .*the manifest's file is {target.size} bytes") as info:
+    with pytest.raises(
+        SizeMismatchError, match=rf"^zelda\.json: size mismatch: .*the manifest's file is {target.size} bytes"
+    ) as info:
         fetch_vglc(dest, server.base_url, manifest=[target], **FAST)
     assert "connection closed" not in str(info.value)
     assert server.repo.requests[target.remote] == 1  # a size mismatch is not retried as a network fault
@@ -406,7 +412,9 @@ def test_readme_command_a_fetches_then_trains(server: Server, tmp_path: Path) ->
     data = tmp_path / "data" / "vglc-zelda"
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "hmolqd", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+        return subprocess.run(
+            [sys.executable, "-m", "hmolqd", *args], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+        )
 
     fetched = run("fetch-data", str(data), "--base-url", server.base_url)
     assert fetched.returncode == 0, fetched.stderr

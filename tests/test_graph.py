@@ -60,12 +60,19 @@ def test_quirky_graph(tmp_path: Path) -> None:
     assert [n.labels for n in graph.nodes] == [{"s"}, {"e", "p", "k"}, {"e", "p"}, {"m"}]
     assert graph.node(1).raw_label == "e,p,k\n"
     assert [(e.src, e.dst, e.labels) for e in graph.edges] == [
-        (0, 1, frozenset()), (1, 0, frozenset()), (1, 2, {"k"}), (2, 1, {"l"}),
-        (2, 3, {"I", "S1"}), (3, 3, frozenset()), (3, 3, frozenset()),
+        (0, 1, frozenset()),
+        (1, 0, frozenset()),
+        (1, 2, {"k"}),
+        (2, 1, {"l"}),
+        (2, 3, {"I", "S1"}),
+        (3, 3, frozenset()),
+        (3, 3, frozenset()),
     ]  # every statement kept, directed, in file order
     assert graph.undirected_edges() == (
-        UndirectedEdge(0, 1, frozenset()), UndirectedEdge(1, 2, frozenset({"k", "l"})),
-        UndirectedEdge(2, 3, frozenset({"I", "S1"})), UndirectedEdge(3, 3, frozenset()),
+        UndirectedEdge(0, 1, frozenset()),
+        UndirectedEdge(1, 2, frozenset({"k", "l"})),
+        UndirectedEdge(2, 3, frozenset({"I", "S1"})),
+        UndirectedEdge(3, 3, frozenset()),
     )
     assert graph.node_label_counts() == {"e": 2, "k": 1, "m": 1, "p": 2, "s": 1}
     with pytest.raises(KeyError, match="no node 9"):
@@ -91,7 +98,7 @@ def test_quest_one_name_and_semicolons(tmp_path: Path) -> None:
         ("", 1, "no 'digraph {' header"),
         ('digraph {\n0 [label="e"]\n', 3, "missing the closing '}'"),
         ('digraph {\n0 [label="e"]\n}\n1 [label="e"]\n', 4, "text after the closing '}'"),
-        ('digraph {\ndigraph {\n}\n', 2, "a second 'digraph {' header"),
+        ("digraph {\ndigraph {\n}\n", 2, "a second 'digraph {' header"),
     ],
 )
 def test_malformed_dot_names_file_and_line(tmp_path: Path, text: str, line: int, message: str) -> None:

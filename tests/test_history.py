@@ -14,7 +14,9 @@ def records(quality: bool) -> list[dict]:
     for e in (1, 2, 3):
         r = {"stage": "diffusion", "epoch": e, "train_loss": 0.5 / e, "val_loss": 0.6 / e, "lr": 1e-3}
         if quality:
-            r.update(playable=0.8 + 0.01 * e, novel_playable_symmetric=0.7, symmetric=1.0, distinct=0.9, door_adherence=0.99)
+            r.update(
+                playable=0.8 + 0.01 * e, novel_playable_symmetric=0.7, symmetric=1.0, distinct=0.9, door_adherence=0.99
+            )
         out.append(r)
     return out
 

@@ -34,7 +34,9 @@ class SlowPlain(PlainRoomSource):
 
     name = "slow plain rooms"
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         time.sleep(float(os.environ.get("SLOW_PLAIN_S", "0")))
         return super().rooms(doors, stairs, attributes, seed)
 
@@ -82,8 +84,10 @@ def test_same_seed_same_archive_other_seed_other_archive() -> None:
 
 def test_sigkilled_run_resumes_to_the_same_archive(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code = ("import sys; from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
-            f"illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5, out={str(out)!r}, outputs=False)")
+    code = (
+        "import sys; from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
+        f"illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5, out={str(out)!r}, outputs=False)"
+    )
     env = {**os.environ, "SLOW_PLAIN_S": "1.5", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
     try:
@@ -167,5 +171,22 @@ def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert main(["illuminate", "--model", str(model), "--evaluations", "4", "--descriptors", "rooms", "bogus"]) == 2
     assert "unknown descriptor 'bogus'" in capsys.readouterr().err
     out = tmp_path / "ill"
-    assert main(["illuminate", "--model", str(model), "--evaluations", "4", "--batch-size", "2", "--steps", "2", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "illuminate",
+                "--model",
+                str(model),
+                "--evaluations",
+                "4",
+                "--batch-size",
+                "2",
+                "--steps",
+                "2",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     assert "elites in 1600 cells" in capsys.readouterr().out and (out / "heatmap.png").is_file()

@@ -49,8 +49,14 @@ LOCK = "hmolqd.lock"
 # The smoke preset (hmolqd/presets/smoke.json: its model) shrunk to the fewest steps that still run every stage,
 # validate (the last epoch of a stage always does: checkpoint_best.pt) and sample: 1212 training rooms / 256 = 5 steps
 # an epoch.
-SHRINK = {"vqvae_epochs": 1, "num_epochs": 1, "batch_size": 256, "warmup_steps": 2, "eval_samples": 8,
-          "sample_steps": 2}
+SHRINK = {
+    "vqvae_epochs": 1,
+    "num_epochs": 1,
+    "batch_size": 256,
+    "warmup_steps": 2,
+    "eval_samples": 8,
+    "sample_steps": 2,
+}
 
 
 # ---------------------------------------------------------------- the fake Kaggle tree
@@ -106,9 +112,12 @@ def _kaggle_kernel(jupyter_dir: Path, monkeypatch: pytest.MonkeyPatch, root: Pat
     # sys.path but the repository (a path-style editable install, pytest's rootdir) and tests/ (pytest's prepend).
     hidden = {REPO, Path(__file__).parent}
     paths = [p for p in sys.path if p and Path(p).is_dir() and Path(p).resolve() not in hidden]
-    spec = {"argv": [sys.executable, "-S", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-            "display_name": "hmolqd on a fake Kaggle", "language": "python",
-            "env": {"PYTHONPATH": os.pathsep.join(paths), "PYTHONDONTWRITEBYTECODE": "1"}}
+    spec = {
+        "argv": [sys.executable, "-S", "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+        "display_name": "hmolqd on a fake Kaggle",
+        "language": "python",
+        "env": {"PYTHONPATH": os.pathsep.join(paths), "PYTHONDONTWRITEBYTECODE": "1"},
+    }
     (jupyter_dir / "kernels" / KERNEL).mkdir(parents=True, exist_ok=True)
     (jupyter_dir / "kernels" / KERNEL / "kernel.json").write_text(json.dumps(spec))
     monkeypatch.setenv("JUPYTER_PATH", str(jupyter_dir))
@@ -167,8 +176,9 @@ def _saved_state(working: Path) -> dict[str, str]:
 
 @pytest.mark.slow
 @pytest.mark.real_data
-def test_kaggle_run_all_resume_and_second_session(vglc_dir: Path, tmp_path: Path,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_kaggle_run_all_resume_and_second_session(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # ---- (a) session 1, first "Run all": trains from scratch, never from the repository's fixture checkpoint
     root1 = tmp_path / "session1"
     inp1 = _kaggle_tree(root1, vglc_dir)
@@ -177,7 +187,8 @@ def test_kaggle_run_all_resume_and_second_session(vglc_dir: Path, tmp_path: Path
     assert any(k.endswith(f"fixtures/v0_1_0/{LATEST}") for k in input_before)  # the file the first run adopted
     _kaggle_kernel(tmp_path / "jupyter", monkeypatch, root1)
 
-    first = _run(TRAIN_NB, work1, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=SHRINK, ILLUMINATE_EVALUATIONS=2)  # any failing cell raises here
+    # any failing cell raises here
+    first = _run(TRAIN_NB, work1, monkeypatch, PRESET="smoke", CONFIG_OVERRIDES=SHRINK, ILLUMINATE_EVALUATIONS=2)
     text = text_of(first)
     _assert_imported_from(text, inp1)
     assert "on Kaggle: yes" in text
@@ -217,8 +228,9 @@ def test_kaggle_run_all_resume_and_second_session(vglc_dir: Path, tmp_path: Path
     status, trained = _cell(second, "# 4. Resume status"), _cell(second, "# 5. Train")
     for said in (status, trained):
         resumed = _resume_lines(said)
-        assert resumed and resumed[0].startswith("Resuming from") and str(prev) in resumed[0], \
+        assert resumed and resumed[0].startswith("Resuming from") and str(prev) in resumed[0], (
             f"session 2 did not resume from the previous version's output {prev}:\n{said[:3000]}"
+        )
         assert not _repo_checkpoints_named(said, inp2), f"the resume search looked into the repository:\n{said[:3000]}"
     assert "stage diffusion, epoch 1" in _resume_lines(trained)[0], trained[:2000]
     # The same lineage continues: session 2's checkpoints carry session 1's run id.

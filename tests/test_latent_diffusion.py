@@ -149,8 +149,9 @@ def test_guided_output_is_cfg_combination(model: LatentDiffusion, guidance: floa
 def _sample(model: LatentDiffusion, cond, seed: int = 0, **kw) -> torch.Tensor:
     kw = {"steps": 8, "eta": 0.0, "guidance": 2.0, **kw}
     with torch.no_grad():
-        settings = SamplingSettings(sample_steps=kw.pop("steps"), ddim_eta=kw.pop("eta"),
-                                    guidance_scale=kw.pop("guidance"))
+        settings = SamplingSettings(
+            sample_steps=kw.pop("steps"), ddim_eta=kw.pop("eta"), guidance_scale=kw.pop("guidance")
+        )
         n = cond.shape[0] if cond is not None else 6
         return model.sample(n, cond, settings, generator=torch.Generator().manual_seed(seed), **kw)
 
@@ -160,7 +161,9 @@ def test_sample_dropped_condition_equals_unconditional(model: LatentDiffusion) -
     torch.testing.assert_close(_sample(model, unknown, guidance=3.0), _sample(model, None, guidance=1.0))
     x, t = torch.randn(6, *LATENT), torch.full((6,), 50)
     with torch.no_grad():  # through the batched cond + uncond forward as well
-        torch.testing.assert_close(model.guided_output(model.denoiser, x, t, unknown, 3.0), model.denoiser(x, t, unknown), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(
+            model.guided_output(model.denoiser, x, t, unknown, 3.0), model.denoiser(x, t, unknown), rtol=1e-5, atol=1e-5
+        )
 
 
 def test_sample_doors_reach_the_denoiser(model: LatentDiffusion) -> None:

@@ -50,7 +50,9 @@ def imported_parts(module_path: Path) -> list[tuple[int, str]]:
 
 def test_every_part_has_a_layer() -> None:
     parts = {part_of(p) for p in PACKAGE.rglob("*.py")}
-    assert parts - set(LAYER_OF) == set(), "a new module or subpackage needs a place in LAYERS (and in hmolqd/__init__.py's docstring)"
+    assert parts - set(LAYER_OF) == set(), (
+        "a new module or subpackage needs a place in LAYERS (and in hmolqd/__init__.py's docstring)"
+    )
 
 
 def test_top_level_holds_only_entry_points_and_justified_modules() -> None:
@@ -72,4 +74,6 @@ def test_imports_point_down(module_path: Path) -> None:
 def test_subpackages_say_what_they_own_and_may_import() -> None:
     for init in PACKAGE.glob("*/__init__.py"):
         doc = ast.get_docstring(ast.parse(init.read_text(encoding="utf-8"))) or ""
-        assert "May import" in doc, f"{init.relative_to(PACKAGE.parent)}: its docstring must say what the subpackage may import"
+        assert "May import" in doc, (
+            f"{init.relative_to(PACKAGE.parent)}: its docstring must say what the subpackage may import"
+        )

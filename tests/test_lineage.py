@@ -35,13 +35,32 @@ from hmolqd.training.trainee import TINY_MODEL
 pytestmark = pytest.mark.real_data
 
 # Discrete model, 3 optimizer steps per epoch on the 1212 training rooms (mirrors included): seconds per run.
-TINY = {**TINY_MODEL, "vqvae_epochs": 1, "num_epochs": 2, "joint_epochs": 0, "batch_size": 512, "warmup_steps": 1,
-        "checkpoint_every": 1, "val_every": 1, "sample_every": 0, "sample_steps": 2, "door_augment": 0, "checkpoint_every_minutes": 0.0}
+TINY = {
+    **TINY_MODEL,
+    "vqvae_epochs": 1,
+    "num_epochs": 2,
+    "joint_epochs": 0,
+    "batch_size": 512,
+    "warmup_steps": 1,
+    "checkpoint_every": 1,
+    "val_every": 1,
+    "sample_every": 0,
+    "sample_steps": 2,
+    "door_augment": 0,
+    "checkpoint_every_minutes": 0.0,
+}
 
 
 def config(vglc_dir: Path, root: Path, **extra: Any) -> Config:
-    return Config.from_flat({**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out"),
-                             **extra})
+    return Config.from_flat(
+        {
+            **TINY,
+            "data_dir": str(vglc_dir),
+            "checkpoint_dir": str(root / "ckpt"),
+            "output_dir": str(root / "out"),
+            **extra,
+        }
+    )
 
 
 def run(cfg: Config) -> tuple[Any, list[str]]:
@@ -51,8 +70,11 @@ def run(cfg: Config) -> tuple[Any, list[str]]:
 
 def files(folder: Path) -> dict[str, str]:
     """{path relative to folder: sha256} of every file below it (the live lock aside)."""
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
-            if p.is_file() and p.name != LOCK_NAME}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != LOCK_NAME
+    }
 
 
 def assert_kept(before: dict[str, str], folder: Path) -> list[str]:
@@ -85,7 +107,9 @@ def copy_of(finished: Path, tmp_path: Path) -> Path:
     return root
 
 
-def test_auto_resume_false_sets_the_finished_run_aside_and_says_so(vglc_dir: Path, finished: Path, tmp_path: Path) -> None:
+def test_auto_resume_false_sets_the_finished_run_aside_and_says_so(
+    vglc_dir: Path, finished: Path, tmp_path: Path
+) -> None:
     root = copy_of(finished, tmp_path)
     before_ckpt, before_out = files(root / "ckpt"), files(root / "out")
     old = read_run_info(root / "ckpt")
@@ -101,7 +125,9 @@ def test_auto_resume_false_sets_the_finished_run_aside_and_says_so(vglc_dir: Pat
     assert any(f"output_dir {root / 'out'} held the outputs of run {old.run_id[:8]}" in m for m in messages)
 
 
-def test_resume_from_an_epoch_file_keeps_the_later_files_and_the_better_best(vglc_dir: Path, finished: Path, tmp_path: Path) -> None:
+def test_resume_from_an_epoch_file_keeps_the_later_files_and_the_better_best(
+    vglc_dir: Path, finished: Path, tmp_path: Path
+) -> None:
     root = copy_of(finished, tmp_path)
     before = files(root / "ckpt")
     seed = root / "ckpt" / "checkpoint_epoch_1.pt"
@@ -115,15 +141,19 @@ def test_resume_from_an_epoch_file_keeps_the_later_files_and_the_better_best(vgl
     assert_kept(before, root / "ckpt")
 
 
-def test_a_folder_of_a_newer_format_is_refused_and_left_as_it_is(vglc_dir: Path, finished: Path, tmp_path: Path,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_of_a_newer_format_is_refused_and_left_as_it_is(
+    vglc_dir: Path, finished: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     root = copy_of(finished, tmp_path)
     newer = load_checkpoint(root / "ckpt" / LATEST)
     monkeypatch.setattr(fileformat, "FORMAT_VERSION", 2)
     fileformat.write_atomic(root / "ckpt" / LATEST, fileformat.serialize(fileformat.finalize(newer)))
     monkeypatch.undo()
     before = files(root / "ckpt")
-    with pytest.raises(CheckpointError, match=r"written by a newer hmolqd \(checkpoint_latest\.pt: format_version 2 > 1\).*upgrade hmolqd"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"written by a newer hmolqd \(checkpoint_latest\.pt: format_version 2 > 1\).*upgrade hmolqd",
+    ):
         run(config(vglc_dir, root))
     assert files(root / "ckpt") == before
 
@@ -211,7 +241,9 @@ def test_a_second_training_into_the_same_output_dir_is_refused(vglc_dir: Path, t
     assert not (tmp_path / "out" / "config.json").exists()
 
 
-def test_another_runs_outputs_are_set_aside_before_new_ones_are_written(vglc_dir: Path, finished: Path, tmp_path: Path) -> None:
+def test_another_runs_outputs_are_set_aside_before_new_ones_are_written(
+    vglc_dir: Path, finished: Path, tmp_path: Path
+) -> None:
     root = copy_of(finished, tmp_path)
     before = files(root / "out")
     result, messages = run(config(vglc_dir, root, checkpoint_dir=str(root / "second_ckpt")))
@@ -219,7 +251,13 @@ def test_another_runs_outputs_are_set_aside_before_new_ones_are_written(vglc_dir
     moved = assert_kept(before, root / "out")
     assert {Path(m).name for m in moved} >= {FINAL_MODEL, ZIP_NAME, "config.json"}
     old = Path(moved[0]).parent  # previous_runs/<run id>/ of output_dir holds the earlier run's outputs, all of them
-    assert {p.name for p in (root / "out" / old).iterdir()} >= {FINAL_MODEL, ZIP_NAME, "config.json", "training_history.json", "run.json"}
+    assert {p.name for p in (root / "out" / old).iterdir()} >= {
+        FINAL_MODEL,
+        ZIP_NAME,
+        "config.json",
+        "training_history.json",
+        "run.json",
+    }
 
 
 def test_num_epochs_0_exports_a_model_that_says_it_cannot_generate(vglc_dir: Path, tmp_path: Path) -> None:
@@ -231,7 +269,9 @@ def test_num_epochs_0_exports_a_model_that_says_it_cannot_generate(vglc_dir: Pat
     assert load_model(tmp_path / "out" / FINAL_MODEL, allow_untrained=True) is not None
 
 
-def test_a_file_system_without_chmod_or_hard_links_still_saves(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_file_system_without_chmod_or_hard_links_still_saves(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def no(*args: Any) -> None:
         raise OSError(errno.ENOSYS, "Function not implemented")
 
@@ -255,14 +295,18 @@ def test_zip_of_one_folder_for_checkpoints_and_outputs(vglc_dir: Path, tmp_path:
         with zipfile.ZipFile(zip_outputs(folder, folder)) as zf:
             names = zf.namelist()
     assert len(names) == len(set(names)) and not any(LOCK_NAME in n for n in names)
-    assert {"checkpoints/checkpoint_best.pt", "checkpoints/checkpoint_latest.pt", "outputs/model_final.pt"} <= set(names)
-    assert not any(n.startswith("outputs/checkpoint_") for n in names)  # a checkpoint is stored once, under checkpoints/
+    assert {"checkpoints/checkpoint_best.pt", "checkpoints/checkpoint_latest.pt", "outputs/model_final.pt"} <= set(
+        names
+    )
+    # a checkpoint is stored once, under checkpoints/
+    assert not any(n.startswith("outputs/checkpoint_") for n in names)
     with zipfile.ZipFile(folder / ZIP_NAME) as zf:
         assert zf.read("checkpoints/checkpoint_best.pt") == (folder / "checkpoint_best.pt").read_bytes()
 
 
-def test_the_input_search_never_adopts_a_repository_fixture_or_another_architecture(vglc_dir: Path, finished: Path,
-                                                                                      tmp_path: Path) -> None:
+def test_the_input_search_never_adopts_a_repository_fixture_or_another_architecture(
+    vglc_dir: Path, finished: Path, tmp_path: Path
+) -> None:
     repo = Path(__file__).resolve().parents[1]
     inp = tmp_path / "input"
     shutil.copytree(repo / "tests" / "fixtures", inp / "hmolqd" / "tests" / "fixtures")  # the repository as a data set
@@ -279,8 +323,9 @@ def test_the_input_search_never_adopts_a_repository_fixture_or_another_architect
     assert find_resume_checkpoint(tmp_path / "work", resume_input=str(inp)).checkpoint is None
 
 
-def test_a_folder_that_cannot_take_the_set_aside_files_is_an_error_naming_it(tmp_path: Path,
-                                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_folder_that_cannot_take_the_set_aside_files_is_an_error_naming_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hmolqd.checkpointing.lineage import set_aside
 
     (tmp_path / LATEST).write_bytes(b"an earlier run's file")
@@ -289,6 +334,8 @@ def test_a_folder_that_cannot_take_the_set_aside_files_is_an_error_naming_it(tmp
         raise OSError(errno.EROFS, "Read-only file system", str(tmp_path / ARCHIVE / "abcd1234"))
 
     monkeypatch.setattr(Path, "mkdir", read_only)
-    with pytest.raises(CheckpointError, match=rf"cannot set aside {tmp_path / ARCHIVE / 'abcd1234'} .*Read-only file system"):
+    with pytest.raises(
+        CheckpointError, match=rf"cannot set aside {tmp_path / ARCHIVE / 'abcd1234'} .*Read-only file system"
+    ):
         set_aside(tmp_path, [tmp_path / LATEST], "abcd1234")
     assert (tmp_path / LATEST).read_bytes() == b"an earlier run's file"

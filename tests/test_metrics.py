@@ -70,7 +70,9 @@ def edit(rows: list[str], changes: dict[tuple[int, int], str]) -> list[str]:
     return ["".join(r) for r in grid]
 
 
-def with_interior(interior: list[str], top: bool = True, bottom: bool = False, left: bool = False, right: bool = False) -> list[str]:
+def with_interior(
+    interior: list[str], top: bool = True, bottom: bool = False, left: bool = False, right: bool = False
+) -> list[str]:
     """Wrap 12 strings of 7 interior tiles in a wall band with doors on the chosen sides."""
     assert len(interior) == 12 and all(len(r) == 7 for r in interior)
     wall = "WWWWWWWWWWW"
@@ -167,7 +169,13 @@ SERPENT_CUT = SERPENT[:8] + ["BBBBBBB"] + SERPENT[9:]
         pytest.param(OPEN_4_DOORS, True, id="open-4-doors"),
         pytest.param(with_interior(blank_interior(), top=True), True, id="one-door"),
         pytest.param(with_interior(blank_interior(), top=False), False, id="no-door"),
-        pytest.param(with_interior(blank_interior(), top=False)[:8] + ["WWFFDFFFFWW"] + with_interior(blank_interior(), top=False)[9:], False, id="door-tile-only-inside"),
+        pytest.param(
+            with_interior(blank_interior(), top=False)[:8]
+            + ["WWFFDFFFFWW"]
+            + with_interior(blank_interior(), top=False)[9:],
+            False,
+            id="door-tile-only-inside",
+        ),
         pytest.param(edit(OPEN_4_DOORS, {(0, 5): "F"}), False, id="floor-in-band"),
         pytest.param(edit(OPEN_4_DOORS, {(15, 0): "B"}), False, id="block-in-band-corner"),
         pytest.param(edit(OPEN_4_DOORS, {(7, 1): "-"}), False, id="void-in-band"),
@@ -190,7 +198,11 @@ def test_playable_mask_on_hand_made_rooms(rows: list[str], expected: bool) -> No
 
 
 def test_playable_mask_batches_independently() -> None:
-    rooms = rooms_of(OPEN_4_DOORS, with_interior(SPLIT_BY_BLOCKS, top=True, bottom=True), with_interior(SERPENT, top=True, bottom=True))
+    rooms = rooms_of(
+        OPEN_4_DOORS,
+        with_interior(SPLIT_BY_BLOCKS, top=True, bottom=True),
+        with_interior(SERPENT, top=True, bottom=True),
+    )
     assert playable_mask(rooms).tolist() == [True, False, True]
     assert playable_mask(rooms[:0]).shape == (0,)
 
@@ -237,7 +249,11 @@ def test_symmetric_mask(interior: list[str], expected: bool) -> None:
 
 def test_nearest_hamming_counts_differing_tiles() -> None:
     train = rooms_of(OPEN_4_DOORS, with_interior(blank_interior("B")))
-    gen = rooms_of(OPEN_4_DOORS, edit(OPEN_4_DOORS, {(5, 5): "B", (6, 6): "M"}), with_interior(blank_interior("B")[:11] + ["BBBFBBB"]))
+    gen = rooms_of(
+        OPEN_4_DOORS,
+        edit(OPEN_4_DOORS, {(5, 5): "B", (6, 6): "M"}),
+        with_interior(blank_interior("B")[:11] + ["BBBFBBB"]),
+    )
     assert nearest_hamming(gen, train).tolist() == [0, 2, 1]
     assert nearest_hamming(gen[:0], train).shape == (0,)
     with pytest.raises(ValueError, match="at least one room"):
@@ -321,7 +337,9 @@ def test_pattern_kl_matches_reference(size: int) -> None:
     p_rooms = rooms_of(OPEN_4_DOORS, with_interior(SERPENT, top=True, bottom=True))
     q_rooms = torch.cat([rooms_of(OPEN_4_DOORS), torch.randint(0, 4, (2, 16, 11), generator=gen).to(torch.uint8)])
     for eps in (KL_EPSILON, 0.5):
-        assert pattern_kl(p_rooms, q_rooms, size=size, epsilon=eps) == pytest.approx(reference_pattern_kl(p_rooms, q_rooms, size, eps), rel=1e-9)
+        assert pattern_kl(p_rooms, q_rooms, size=size, epsilon=eps) == pytest.approx(
+            reference_pattern_kl(p_rooms, q_rooms, size, eps), rel=1e-9
+        )
 
 
 def test_pattern_kl_zero_on_identical_sets_and_rejects_bad_args() -> None:

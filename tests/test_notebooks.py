@@ -28,13 +28,41 @@ REPO = Path(__file__).resolve().parents[1]
 TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"
 CHECK_NB = REPO / "test_checkpoint_resume.ipynb"
 # The seed notebook's keys: the CONFIG cell must keep every one of them.
-SEED_KEYS = {"batch_size", "num_epochs", "learning_rate", "weight_decay", "checkpoint_every", "latent_dim", "num_embeddings",
-             "num_timesteps", "embedding_dim", "data_dir", "checkpoint_dir", "output_dir", "resume_from", "auto_resume",
-             "use_amp", "log_every", "val_every"}
+SEED_KEYS = {
+    "batch_size",
+    "num_epochs",
+    "learning_rate",
+    "weight_decay",
+    "checkpoint_every",
+    "latent_dim",
+    "num_embeddings",
+    "num_timesteps",
+    "embedding_dim",
+    "data_dir",
+    "checkpoint_dir",
+    "output_dir",
+    "resume_from",
+    "auto_resume",
+    "use_amp",
+    "log_every",
+    "val_every",
+}
 # 5 optimizer steps per epoch on the 1212 training rooms (mirrors included); a couple of seconds per stage on CPU.
-TINY = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "num_timesteps": 50, "denoiser_dim": 16, "denoiser_depth": 1,
-        "vqvae_epochs": 1, "joint_epochs": 0, "batch_size": 256, "warmup_steps": 2, "sample_steps": 2, "eval_samples": 8,
-        "door_augment": 0}
+TINY = {
+    "num_embeddings": 16,
+    "latent_dim": 4,
+    "embedding_dim": 16,
+    "num_timesteps": 50,
+    "denoiser_dim": 16,
+    "denoiser_depth": 1,
+    "vqvae_epochs": 1,
+    "joint_epochs": 0,
+    "batch_size": 256,
+    "warmup_steps": 2,
+    "sample_steps": 2,
+    "eval_samples": 8,
+    "door_augment": 0,
+}
 
 
 def images_shown(nb: nbformat.NotebookNode) -> int:
@@ -49,7 +77,9 @@ def assert_outputs_valid(out: Path, ckpt: Path) -> list[dict[str, Any]]:
     """Every output file exists and is what it claims to be; returns the training history."""
     Config.from_json((out / "config.json").read_text())
     history = json.loads((out / "training_history.json").read_text())
-    pngs = ["training_curves.png", "dungeon_tloz1_1.png", "dungeon_generated.png"] + [f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS]
+    pngs = ["training_curves.png", "dungeon_tloz1_1.png", "dungeon_generated.png"] + [
+        f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS
+    ]
     for name in pngs:
         image = matplotlib.image.imread(out / name)
         assert image.ndim == 3 and min(image.shape[:2]) > 16, f"{name}: {image.shape}"
@@ -83,7 +113,9 @@ def test_notebook_is_valid_clean_and_parametrised(path: Path) -> None:
 
 
 def test_training_notebook_config_cell_documents_every_key() -> None:
-    cell = next(c.source for c in read(TRAIN_NB).cells if c.source.lstrip().startswith("# 2.") and "CONFIG = {" in c.source)
+    cell = next(
+        c.source for c in read(TRAIN_NB).cells if c.source.lstrip().startswith("# 2.") and "CONFIG = {" in c.source
+    )
     namespace: dict[str, Any] = {}
     exec(cell, namespace)  # noqa: S102 - our own notebook's literal dict
     config = namespace["CONFIG"]
@@ -92,7 +124,9 @@ def test_training_notebook_config_cell_documents_every_key() -> None:
         line = next(line for line in cell.splitlines() if line.strip().startswith(f'"{key}":'))
         assert re.search(r"#\s*\S", line), f"CONFIG key {key!r} has no comment"
     defaults = Config().to_flat()
-    assert {k: v for k, v in config.items()} == {k: defaults[k] for k in config}, "CONFIG shows other values than Config's defaults"
+    assert {k: v for k, v in config.items()} == {k: defaults[k] for k in config}, (
+        "CONFIG shows other values than Config's defaults"
+    )
     Config.from_flat(config)
 
 
@@ -101,24 +135,34 @@ def test_training_notebook_config_cell_documents_every_key() -> None:
 
 @pytest.mark.slow
 @pytest.mark.real_data
-def test_training_notebook_runs_then_resumes_when_run_again(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_notebook_runs_then_resumes_when_run_again(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     ckpt, out = tmp_path / "ckpt", tmp_path / "out"
     base = {**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(ckpt), "output_dir": str(out)}
     nb = read(TRAIN_NB)
 
-    first = execute(inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 1}, ILLUMINATE_EVALUATIONS=2), tmp_path, monkeypatch)
+    first = execute(
+        inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 1}, ILLUMINATE_EVALUATIONS=2), tmp_path, monkeypatch
+    )
     text = text_of(first)
     assert NO_CHECKPOINT in text and "device: cpu" in text and "AMP: off" in text
     assert "rooms: 459" in text  # the corpus statistics cell
-    heatmap = int(importlib.util.find_spec("ribs") is not None)  # the MAP-Elites cell shows its heatmap where pyribs is installed
-    assert images_shown(first) == 3 + len(SAMPLE_CONDITIONS) + heatmap, "real dungeon map, curves, one grid per door condition, generated dungeon"
+    # the MAP-Elites cell shows its heatmap where pyribs is installed
+    heatmap = int(importlib.util.find_spec("ribs") is not None)
+    assert images_shown(first) == 3 + len(SAMPLE_CONDITIONS) + heatmap, (
+        "real dungeon map, curves, one grid per door condition, generated dungeon"
+    )
     assert ("elite dungeons in" if heatmap else "pyribs is not installed") in text
-    assert "dungeon sampled_0 (sampled (seed 0, template " in text and "mission: " in text  # the generated dungeon's summary
+    # the generated dungeon's summary
+    assert "dungeon sampled_0 (sampled (seed 0, template " in text and "mission: " in text
     history = assert_outputs_valid(out, ckpt)
     assert epochs(history) == [("vqvae", 1), ("diffusion", 1)]
 
     # Run again with one more diffusion epoch: it must resume, not retrain what is done.
-    second = execute(inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 2}, ILLUMINATE_EVALUATIONS=2), tmp_path, monkeypatch)
+    second = execute(
+        inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 2}, ILLUMINATE_EVALUATIONS=2), tmp_path, monkeypatch
+    )
     text = text_of(second)
     resumed = re.findall(r"Resuming from (\S+) \(stage diffusion, epoch 1, global step 10", text)
     assert resumed and all(Path(p) == ckpt / "checkpoint_latest.pt" for p in resumed), text[:2000]
@@ -131,7 +175,9 @@ def test_training_notebook_runs_then_resumes_when_run_again(vglc_dir: Path, tmp_
 
 @pytest.mark.slow
 @pytest.mark.real_data
-def test_checkpoint_resume_notebook_passes_every_check(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_checkpoint_resume_notebook_passes_every_check(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     nb = execute(inject(read(CHECK_NB), DATA_DIR=str(vglc_dir), WORKDIR=str(tmp_path / "work")), tmp_path, monkeypatch)
     text = text_of(nb)
     assert len(re.findall(r"^✔ PASS", text, flags=re.M)) == 7 and "FAIL" not in text, text

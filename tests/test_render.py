@@ -73,7 +73,10 @@ def read_vglc(path: Path) -> tuple[np.ndarray, list[int], list[int]]:
 def occupancy(rgb: np.ndarray) -> list[str]:
     """Screen slots holding a room in a scale-1 dungeon map (a room always has a non-black wall)."""
     nr, nc = rgb.shape[0] // W, rgb.shape[1] // H
-    return ["".join("#" if rgb[i * W : (i + 1) * W, j * H : (j + 1) * H].any() else "." for j in range(nc)) for i in range(nr)]
+    return [
+        "".join("#" if rgb[i * W : (i + 1) * W, j * H : (j + 1) * H].any() else "." for j in range(nc))
+        for i in range(nr)
+    ]
 
 
 # --- orientation -------------------------------------------------------------------------------------
@@ -333,7 +336,9 @@ def test_long_title_is_wrapped_inside_the_picture_not_cut_off(legend: bool, ncol
         assert fig.legends[0].get_window_extent(renderer).x1 <= fig.bbox.width
 
 
-def test_save_png_failure_keeps_the_old_file_and_leaves_no_temp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_save_png_failure_keeps_the_old_file_and_leaves_no_temp(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     path = save_png(room_to_rgb(walled_room()), tmp_path / "room.png")
     before = path.read_bytes()
 
@@ -392,7 +397,9 @@ def test_real_levels_read_in_game_orientation(vglc_dir: Path) -> None:
 # --- the sample pictures of a training run ------------------------------------------------------------
 
 
-def test_sample_pictures_have_screen_side_titles_a_legend_and_marked_unplayable_rooms(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_sample_pictures_have_screen_side_titles_a_legend_and_marked_unplayable_rooms(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from hmolqd.config import Config
     from hmolqd.evaluation import report
     from hmolqd.training import outputs
@@ -412,7 +419,12 @@ def test_sample_pictures_have_screen_side_titles_a_legend_and_marked_unplayable_
 
     paths = outputs.write_samples(None, Config(), tmp_path, n=3)  # type: ignore[arg-type]  # generate is replaced
     assert [p.name for p in paths] == [f"sample_{name}.png" for name, _ in outputs.SAMPLE_CONDITIONS]
-    assert [p.name for p in paths] == ["sample_unconditional.png", "sample_west_east.png", "sample_north_south.png", "sample_all_sides.png"]
+    assert [p.name for p in paths] == [
+        "sample_unconditional.png",
+        "sample_west_east.png",
+        "sample_north_south.png",
+        "sample_all_sides.png",
+    ]
     assert [kw["title"] for kw in saved] == [
         "3 generated rooms: unconditional (any doors) (seed 0)",
         "3 generated rooms: doors east, west; none north, south (seed 1)",

@@ -22,7 +22,12 @@ from hmolqd.training.runtime import (
 
 @pytest.mark.parametrize(
     ("capability", "use_amp", "expected"),
-    [((7, 5), True, torch.float16), ((8, 0), True, torch.bfloat16), ((9, 0), True, torch.bfloat16), ((7, 5), False, None)],
+    [
+        ((7, 5), True, torch.float16),
+        ((8, 0), True, torch.bfloat16),
+        ((9, 0), True, torch.bfloat16),
+        ((7, 5), False, None),
+    ],
 )
 def test_amp_dtype_follows_compute_capability(monkeypatch, capability, use_amp, expected) -> None:
     monkeypatch.setattr(torch.cuda, "get_device_capability", lambda device=None: capability)
@@ -87,7 +92,15 @@ def test_clock_budget_adds_up_across_resumes() -> None:
 
 def test_lr_schedule_warmup_then_cosine() -> None:
     # Pinned values: linear warm-up to the peak, then cosine to min_ratio at the last step.
-    assert [round(lr_factor(s, 100, 10, 0.1), 4) for s in (0, 4, 9, 10, 55, 99, 100)] == [0.1, 0.5, 1.0, 1.0, 0.55, 0.1003, 0.1]
+    assert [round(lr_factor(s, 100, 10, 0.1), 4) for s in (0, 4, 9, 10, 55, 99, 100)] == [
+        0.1,
+        0.5,
+        1.0,
+        1.0,
+        0.55,
+        0.1003,
+        0.1,
+    ]
     assert lr_factor(5, 10, 0, 0.0) == pytest.approx(0.5)
 
 
@@ -96,8 +109,15 @@ def test_schedule_is_a_pure_function_of_the_config_and_step() -> None:
     schedule = LRSchedule.from_config(train, total_steps=50)
     # The same product LambdaLR computes (base_lr * factor), so runs stay bit-identical across the change.
     assert [schedule(s) for s in (0, 4, 30)] == [2e-3 * lr_factor(s, 50, 5, 0.1) for s in (0, 4, 30)]
-    assert schedule.state_dict() == {"name": "warmup_cosine", "peak": 2e-3, "total_steps": 50, "warmup_steps": 5,
-                                     "min_ratio": 0.1, "decay_start": None, "start_factor": 1.0}
+    assert schedule.state_dict() == {
+        "name": "warmup_cosine",
+        "peak": 2e-3,
+        "total_steps": 50,
+        "warmup_steps": 5,
+        "min_ratio": 0.1,
+        "decay_start": None,
+        "start_factor": 1.0,
+    }
     assert LRSchedule.from_config(train, total_steps=50) == schedule  # rebuilt on resume, equal by value
 
 
@@ -107,7 +127,10 @@ def test_optimizer_decays_only_matrices() -> None:
     # Weight decay only on matrices: the bias group has none.
     assert [g["weight_decay"] for g in opt.param_groups] == [0.1, 0.0]
 
-@pytest.mark.parametrize(("use_amp", "expected"), [("fp16", torch.float16), ("bf16", torch.bfloat16), (True, None), (False, None)])
+
+@pytest.mark.parametrize(
+    ("use_amp", "expected"), [("fp16", torch.float16), ("bf16", torch.bfloat16), (True, None), (False, None)]
+)
 def test_forced_amp_applies_on_the_cpu_too(use_amp, expected) -> None:
     assert amp_dtype_for(torch.device("cpu"), use_amp) == expected
     rt = setup_runtime("cpu", use_amp=use_amp)

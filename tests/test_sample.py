@@ -12,7 +12,15 @@ from hmolqd.data.attributes import ABSENT, PRESENT, UNKNOWN
 from hmolqd.models.room_model import RoomModel, ema_update
 from hmolqd.sampling.generate import generate, parse_doors, parse_stairs
 
-TINY = dict(model_kind="continuous", num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=2, num_timesteps=100)
+TINY = dict(
+    model_kind="continuous",
+    num_embeddings=16,
+    latent_dim=4,
+    embedding_dim=16,
+    denoiser_dim=32,
+    denoiser_depth=2,
+    num_timesteps=100,
+)
 
 
 def _randomize_zero_init(module: nn.Module) -> None:
@@ -153,7 +161,14 @@ def test_parse_doors_and_stairs() -> None:
 
 @pytest.mark.parametrize(
     ("screen", "text"),
-    [("north", "left"), ("south", "right"), ("west", "top"), ("east", "bottom"), ("North, EAST", "left,bottom"), ("north,west,south,east", "top,bottom,left,right")],
+    [
+        ("north", "left"),
+        ("south", "right"),
+        ("west", "top"),
+        ("east", "bottom"),
+        ("North, EAST", "left,bottom"),
+        ("north,west,south,east", "top,bottom,left,right"),
+    ],
 )
 def test_parse_doors_takes_on_screen_names(screen: str, text: str) -> None:
     # On screen = the text grid transposed (hmolqd.render.TEXT_TO_SCREEN_SIDE): text left is the north side.

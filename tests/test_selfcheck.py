@@ -37,19 +37,26 @@ def _one_thread() -> Any:
 
 
 def test_identical_states_compare_equal_and_count_tensors() -> None:
-    state = {"w": torch.arange(6.0).view(2, 3), "opt": {"step": torch.tensor(3), "groups": [{"lr": 0.1}]}, "nan": float("nan")}
+    state = {
+        "w": torch.arange(6.0).view(2, 3),
+        "opt": {"step": torch.tensor(3), "groups": [{"lr": 0.1}]},
+        "nan": float("nan"),
+    }
     result = compare_states(state, {**state, "w": state["w"].clone()})
     assert result.diffs == [] and result.tensors == 2 and result.values == 2 and result.max_abs_diff == 0.0
 
 
-@pytest.mark.parametrize("change, message", [
-    (lambda s: s["w"].view(-1)[4].add_(0.5), r"\['w'\]: max \|difference\| 0.5"),
-    (lambda s: s.update(w=s["w"].double()), r"\['w'\]: torch.float32 \(2, 3\) != torch.float64 \(2, 3\)"),
-    (lambda s: s["opt"].update(step=torch.tensor(4)), r"\['opt'\]\['step'\]: 1 of 1 elements differ"),
-    (lambda s: s["opt"]["groups"][0].update(lr=0.2), r"\['lr'\]: 0.1 != 0.2"),
-    (lambda s: s["opt"].pop("step"), r"\['opt'\]: keys differ: only in first \['step'\]"),
-    (lambda s: s["opt"]["groups"].append({}), r"\['groups'\]: length 1 != 2"),
-])
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        (lambda s: s["w"].view(-1)[4].add_(0.5), r"\['w'\]: max \|difference\| 0.5"),
+        (lambda s: s.update(w=s["w"].double()), r"\['w'\]: torch.float32 \(2, 3\) != torch.float64 \(2, 3\)"),
+        (lambda s: s["opt"].update(step=torch.tensor(4)), r"\['opt'\]\['step'\]: 1 of 1 elements differ"),
+        (lambda s: s["opt"]["groups"][0].update(lr=0.2), r"\['lr'\]: 0.1 != 0.2"),
+        (lambda s: s["opt"].pop("step"), r"\['opt'\]: keys differ: only in first \['step'\]"),
+        (lambda s: s["opt"]["groups"].append({}), r"\['groups'\]: length 1 != 2"),
+    ],
+)
 def test_any_difference_is_reported_with_its_key_path(change: Any, message: str) -> None:
     def make() -> dict[str, Any]:
         return {"w": torch.arange(6.0).view(2, 3), "opt": {"step": torch.tensor(3), "groups": [{"lr": 0.1}]}}
@@ -71,8 +78,14 @@ def test_tolerance_applies_to_floats_only_and_nan_positions_must_match() -> None
 
 # ---------------------------------------------------------------- each check passes ...
 
-CHEAP_CHECKS = [selfcheck.check_state_round_trip, selfcheck.check_rng_round_trip, selfcheck.check_checkpoint_files,
-                selfcheck.check_rotation, selfcheck.check_corrupt_fallback, selfcheck.check_inference_export]
+CHEAP_CHECKS = [
+    selfcheck.check_state_round_trip,
+    selfcheck.check_rng_round_trip,
+    selfcheck.check_checkpoint_files,
+    selfcheck.check_rotation,
+    selfcheck.check_corrupt_fallback,
+    selfcheck.check_inference_export,
+]
 
 
 @pytest.mark.parametrize("check", CHEAP_CHECKS, ids=lambda f: f.__name__)
@@ -110,18 +123,26 @@ def test_rotation_check_fails_when_nothing_is_rotated(tmp_path: Path, monkeypatc
         selfcheck.check_rotation(tmp_path, CPU)
 
 
-def test_corrupt_check_fails_when_a_damaged_file_goes_unnoticed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_corrupt_check_fails_when_a_damaged_file_goes_unnoticed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     real = selfcheck._damage
     monkeypatch.setattr(selfcheck, "_damage", lambda path, how: None if how == "alter" else real(path, how))
     with pytest.raises(AssertionError, match="resumed from .*checkpoint_epoch_3.pt, expected checkpoint_epoch_1.pt"):
         selfcheck.check_corrupt_fallback(tmp_path, CPU)
 
 
-def test_run_all_prints_one_line_per_check_and_raises_naming_the_failures(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_run_all_prints_one_line_per_check_and_raises_naming_the_failures(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken() -> str:
         raise RuntimeError("the file vanished")
 
-    monkeypatch.setattr(selfcheck, "_checks", lambda *args: [("fine", lambda: "all good"), ("broken", broken), ("also fine", lambda: "ok")])
+    monkeypatch.setattr(
+        selfcheck,
+        "_checks",
+        lambda *args: [("fine", lambda: "all good"), ("broken", broken), ("also fine", lambda: "ok")],
+    )
     lines: list[str] = []
     with pytest.raises(AssertionError, match=r"^1 of 3 checks failed: broken: RuntimeError: the file vanished$"):
         selfcheck.run_all(tmp_path, device="cpu", log=lines.append)
@@ -139,7 +160,9 @@ def test_run_all_returns_results_when_every_check_passes(monkeypatch: pytest.Mon
 
 @pytest.mark.slow
 @pytest.mark.real_data
-def test_training_check_fails_when_resume_skips_the_rng(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_training_check_fails_when_resume_skips_the_rng(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """The notebook test runs the passing case; this one shows the check catches a resume that is not exact."""
     import hmolqd.training.loop
 
@@ -165,7 +188,9 @@ def test_notebook_config_merges_preset_keys_then_overrides(tmp_path: Path) -> No
 
 
 def test_environment_report_on_cpu(tmp_path: Path) -> None:
-    cfg = notebook.notebook_config({"data_dir": str(tmp_path), "checkpoint_dir": str(tmp_path / "ck"), "output_dir": str(tmp_path / "out")})
+    cfg = notebook.notebook_config(
+        {"data_dir": str(tmp_path), "checkpoint_dir": str(tmp_path / "ck"), "output_dir": str(tmp_path / "out")}
+    )
     report = notebook.environment_report(cfg)
     assert f"torch {torch.__version__}" in report
     if not torch.cuda.is_available():
@@ -185,13 +210,25 @@ def _fake_gpu(monkeypatch: pytest.MonkeyPatch, name: str, capability: tuple[int,
 KAGGLE_ARCHS = ["sm_70", "sm_75", "sm_80", "sm_86", "sm_90", "compute_90"]  # a build without sm_60
 
 
-@pytest.mark.parametrize("name, capability, expect", [
-    ("Tesla P100-PCIE-16GB", (6, 0), r"UNSUPPORTED GPU: Tesla P100-PCIE-16GB has compute capability 6.0 \(sm_60\).*'GPU T4 x1'"),
-    ("Tesla T4", (7, 5), r"GPU 0: Tesla T4, compute capability 7.5\ndevice: cuda:0 .*\nAMP: fp16 autocast \+ GradScaler"),
-    ("NVIDIA A100", (8, 0), r"device: cuda:0 .*\nAMP: bf16 autocast"),
-])
-def test_environment_report_names_the_gpu_and_refuses_an_unsupported_one(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-                                                                          name: str, capability: tuple[int, int], expect: str) -> None:
+@pytest.mark.parametrize(
+    "name, capability, expect",
+    [
+        (
+            "Tesla P100-PCIE-16GB",
+            (6, 0),
+            r"UNSUPPORTED GPU: Tesla P100-PCIE-16GB has compute capability 6.0 \(sm_60\).*'GPU T4 x1'",
+        ),
+        (
+            "Tesla T4",
+            (7, 5),
+            r"GPU 0: Tesla T4, compute capability 7.5\ndevice: cuda:0 .*\nAMP: fp16 autocast \+ GradScaler",
+        ),
+        ("NVIDIA A100", (8, 0), r"device: cuda:0 .*\nAMP: bf16 autocast"),
+    ],
+)
+def test_environment_report_names_the_gpu_and_refuses_an_unsupported_one(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, name: str, capability: tuple[int, int], expect: str
+) -> None:
     _fake_gpu(monkeypatch, name, capability, KAGGLE_ARCHS)
     report = notebook.environment_report(notebook.notebook_config({"data_dir": str(tmp_path)}))
     assert re.search(expect, report, flags=re.S), report
@@ -205,23 +242,39 @@ def test_resume_status_reads_without_changing_anything(tmp_path: Path) -> None:
     CheckpointManager(tmp_path).save_epoch_end(selfcheck.training_state(trainee, "diffusion", 1))
     before = {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()}
     status = notebook.resume_status(cfg)
-    assert status.startswith(f"Resuming from {tmp_path / 'checkpoint_latest.pt'} (stage diffusion, epoch 1, global step 0")
+    assert status.startswith(
+        f"Resuming from {tmp_path / 'checkpoint_latest.pt'} (stage diffusion, epoch 1, global step 0"
+    )
     assert status.endswith("already trained: diffusion: epochs 1")
     assert {p.name: p.stat().st_mtime_ns for p in tmp_path.iterdir()} == before
 
 
 def test_training_summary_says_how_training_ended() -> None:
     history = [{"stage": "vqvae", "epoch": 1}, {"stage": "vqvae", "epoch": 2}, {"stage": "diffusion", "epoch": 1}]
-    done = SimpleNamespace(finished=True, stopped=None, resumed_from=Path("c/checkpoint_latest.pt"), history=history,
-                           checkpoint_dir=Path("c"), output_dir=Path("o"))
+    done = SimpleNamespace(
+        finished=True,
+        stopped=None,
+        resumed_from=Path("c/checkpoint_latest.pt"),
+        history=history,
+        checkpoint_dir=Path("c"),
+        output_dir=Path("o"),
+    )
     text = notebook.training_summary(done)
     assert "training finished" in text and "resumed from c/checkpoint_latest.pt" in text
     assert "history: vqvae: 2 epoch(s); diffusion: 1 epoch(s)" in text
-    stopped = notebook.training_summary(SimpleNamespace(**{**vars(done), "finished": False, "stopped": "time budget", "resumed_from": None}))
-    assert "stopped early (time budget)" in stopped and "run the notebook again to resume" in stopped and "started from scratch" in stopped
+    stopped = notebook.training_summary(
+        SimpleNamespace(**{**vars(done), "finished": False, "stopped": "time budget", "resumed_from": None})
+    )
+    assert (
+        "stopped early (time budget)" in stopped
+        and "run the notebook again to resume" in stopped
+        and "started from scratch" in stopped
+    )
 
 
-def test_show_image_displays_or_says_what_is_missing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+def test_show_image_displays_or_says_what_is_missing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
     import IPython.display
 
     shown: list[Any] = []

@@ -32,7 +32,10 @@ def test_the_default_table_is_the_three_stages() -> None:
     assert config.stage_names() == ("vqvae", "diffusion", "joint")
     assert [s.epochs_key for s in config.stages()] == ["vqvae_epochs", "num_epochs", "joint_epochs"]
     assert [checkpoint_name(s.name, "epoch", 1) for s in config.stages()] == [
-        "checkpoint_vqvae_epoch_1.pt", "checkpoint_epoch_1.pt", "checkpoint_joint_epoch_1.pt"]
+        "checkpoint_vqvae_epoch_1.pt",
+        "checkpoint_epoch_1.pt",
+        "checkpoint_joint_epoch_1.pt",
+    ]
     assert config.denoiser_stage().name == "diffusion"
 
 
@@ -46,7 +49,9 @@ def test_every_per_stage_fact_comes_from_the_table(polish_table: tuple[Stage, ..
     for name in ("checkpoint_polish_epoch_3.pt", "checkpoint_polish_best.pt", "checkpoint_joint_epoch_1.pt"):
         (tmp_path / name).write_bytes(b"")
     assert {(f.path.name, f.stage, f.kind) for f in list_checkpoint_files(tmp_path)} == {
-        ("checkpoint_polish_epoch_3.pt", "polish", "epoch"), ("checkpoint_polish_best.pt", "polish", "best")}
+        ("checkpoint_polish_epoch_3.pt", "polish", "epoch"),
+        ("checkpoint_polish_best.pt", "polish", "best"),
+    }
     # config: its epochs key is checked, and the joint stage's rule (discrete: 0 epochs) no longer applies to it
     cfg = Config.from_flat({**TINY_MODEL, "model_kind": "discrete", "joint_epochs": 2})
     with pytest.raises(ConfigError, match="'joint_epochs' = -1: must be >= 0"):
@@ -71,11 +76,25 @@ def test_the_unpatched_table_keeps_the_joint_rule() -> None:
 
 
 @pytest.mark.real_data
-def test_a_registered_stage_trains_saves_and_resumes(polish_table: tuple[Stage, ...], vglc_dir: Path,
-                                                      tmp_path: Path) -> None:
-    flat = {**TINY_MODEL, "vqvae_epochs": 1, "num_epochs": 1, "joint_epochs": 1, "door_augment": 0, "batch_size": 256,
-            "warmup_steps": 2, "log_every": 2, "sample_every": 0, "sample_steps": 2, "checkpoint_every": 1,
-            "data_dir": str(vglc_dir), "checkpoint_dir": str(tmp_path / "ckpt"), "output_dir": str(tmp_path / "out")}
+def test_a_registered_stage_trains_saves_and_resumes(
+    polish_table: tuple[Stage, ...], vglc_dir: Path, tmp_path: Path
+) -> None:
+    flat = {
+        **TINY_MODEL,
+        "vqvae_epochs": 1,
+        "num_epochs": 1,
+        "joint_epochs": 1,
+        "door_augment": 0,
+        "batch_size": 256,
+        "warmup_steps": 2,
+        "log_every": 2,
+        "sample_every": 0,
+        "sample_steps": 2,
+        "checkpoint_every": 1,
+        "data_dir": str(vglc_dir),
+        "checkpoint_dir": str(tmp_path / "ckpt"),
+        "output_dir": str(tmp_path / "out"),
+    }
     cfg = Config.from_flat(flat)  # discrete: the joint stage could not run here, the polish stage can
     messages: list[str] = []
     result = train(cfg, log=messages.append)

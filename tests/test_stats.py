@@ -33,7 +33,9 @@ def small_dir(tmp_path: Path) -> Path:
         (tmp_path / "Processed" / f"{name}.txt").write_text(text + "\n")
     graphs = tmp_path / "Graph Processed"
     graphs.mkdir()
-    (graphs / "LoZ_1.dot").write_text('digraph {\n0 [label="s"]\n1 [label="e"]\n2 [label="t"]\n0 -> 1 [label=""]\n1 -> 0 [label=""]\n}\n')
+    (graphs / "LoZ_1.dot").write_text(
+        'digraph {\n0 [label="s"]\n1 [label="e"]\n2 [label="t"]\n0 -> 1 [label=""]\n1 -> 0 [label=""]\n}\n'
+    )
     (graphs / "LoZ_3.dot").write_text('digraph {\n0 [label="s"]\n}\n')
     return tmp_path
 
@@ -49,7 +51,12 @@ def test_small_corpus_stats(small_dir: Path) -> None:
     assert (one["rooms"], one["distinct"], one["stairs"], one["graph_nodes"]) == (3, 2, 2, 3)
     assert one["doors"] == {"north": 0, "east": 0, "south": 2, "west": 2} and one["mean_doors"] == pytest.approx(4 / 3)
     assert (two["rooms"], two["doors"]["north"], two["graph_nodes"]) == (1, 1, None)
-    assert (stats["graphs"], stats["graph_nodes"], stats["graph_edges"], stats["graph_undirected_edges"]) == (2, 4, 2, 1)
+    assert (stats["graphs"], stats["graph_nodes"], stats["graph_edges"], stats["graph_undirected_edges"]) == (
+        2,
+        4,
+        2,
+        1,
+    )
     assert stats["graphs_without_rooms"] == ["tloz3_1"]
     json.dumps(stats)  # plain JSON types only
 
@@ -75,7 +82,13 @@ def test_stats_without_graphs(small_dir: Path) -> None:
 @pytest.mark.real_data
 def test_real_stats(vglc_dir: Path) -> None:
     stats = corpus_stats(load_corpus(vglc_dir), load_graphs(vglc_dir))
-    assert (stats["rooms"], stats["distinct"], stats["dungeons"], stats["graphs"], stats["graph_nodes"]) == (459, 267, 18, 18, 531)
+    assert (stats["rooms"], stats["distinct"], stats["dungeons"], stats["graphs"], stats["graph_nodes"]) == (
+        459,
+        267,
+        18,
+        18,
+        531,
+    )
     assert stats["doors"] == {"north": 218, "east": 168, "south": 237, "west": 167}
     assert stats["stairs"] == 39 and stats["tile_histogram"]["S"] == 39
     assert stats["tile_histogram"]["D"] == 1915 and sum(stats["tile_histogram"].values()) == 459 * 176

@@ -26,11 +26,25 @@ pytestmark = pytest.mark.real_data
 
 TINY = {
     "model_kind": "continuous",  # the three-stage model; DISCRETE switches to the default kind (no joint stage)
-    "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4,
-    "denoiser_dim": 32, "denoiser_depth": 1, "num_timesteps": 100,
-    "vqvae_epochs": 2, "num_epochs": 2, "joint_epochs": 1, "batch_size": 128, "warmup_steps": 4,
-    "log_every": 3, "sample_every": 1, "eval_samples": 8, "sample_steps": 4, "checkpoint_every_steps": 4,
-    "checkpoint_every": 1, "val_every": 1,
+    "num_embeddings": 32,
+    "latent_dim": 8,
+    "embedding_dim": 32,
+    "downsample": 4,
+    "denoiser_dim": 32,
+    "denoiser_depth": 1,
+    "num_timesteps": 100,
+    "vqvae_epochs": 2,
+    "num_epochs": 2,
+    "joint_epochs": 1,
+    "batch_size": 128,
+    "warmup_steps": 4,
+    "log_every": 3,
+    "sample_every": 1,
+    "eval_samples": 8,
+    "sample_steps": 4,
+    "checkpoint_every_steps": 4,
+    "checkpoint_every": 1,
+    "val_every": 1,
 }
 DISCRETE = {"model_kind": "discrete", "joint_epochs": 0}
 KINDS = {"continuous": {}, "discrete": DISCRETE}
@@ -39,7 +53,15 @@ ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBU
 
 
 def tiny_config(vglc_dir: Path, root: Path, **extra: object) -> Config:
-    return Config.from_flat({**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out"), **extra})
+    return Config.from_flat(
+        {
+            **TINY,
+            "data_dir": str(vglc_dir),
+            "checkpoint_dir": str(root / "ckpt"),
+            "output_dir": str(root / "out"),
+            **extra,
+        }
+    )
 
 
 def final_state(root: Path) -> dict:
@@ -63,8 +85,13 @@ def assert_same_training(a: dict, b: dict) -> None:
 def run_cli(cfg_path: Path, kill_when: tuple[str, float] | None = None, sig: int = signal.SIGKILL) -> int:
     """Run `python -m hmolqd train`; optionally send `sig` once a checkpoint file matching a glob appears
     (kill_when=("glob", delay)) or after `delay` seconds (("", delay))."""
-    proc = subprocess.Popen([sys.executable, "-m", "hmolqd", "train", "--config", str(cfg_path)], env=ENV,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "hmolqd", "train", "--config", str(cfg_path)],
+        env=ENV,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     if kill_when is not None:
         pattern, delay = kill_when
         ckpt_dir = Path(json.loads(cfg_path.read_text())["checkpoint_dir"])
@@ -85,7 +112,13 @@ def run_cli(cfg_path: Path, kill_when: tuple[str, float] | None = None, sig: int
 def write_config(vglc_dir: Path, root: Path, **extra: object) -> Path:
     path = root / "config.json"
     root.mkdir(parents=True, exist_ok=True)
-    flat = {**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out"), **extra}
+    flat = {
+        **TINY,
+        "data_dir": str(vglc_dir),
+        "checkpoint_dir": str(root / "ckpt"),
+        "output_dir": str(root / "out"),
+        **extra,
+    }
     path.write_text(json.dumps(flat))
     return path
 
@@ -95,16 +128,34 @@ def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path, kind: str) ->
     result = train(tiny_config(vglc_dir, tmp_path, **KINDS[kind]), log=lambda msg: None)
     assert result.finished and result.stopped is None and result.resumed_from is None
     out = tmp_path / "out"
-    for name in ("config.json", "training_history.json", "training_curves.png", "model_final.pt", "h_molqd_outputs.zip",
-                 "sample_unconditional.png", "sample_all_sides.png"):
+    for name in (
+        "config.json",
+        "training_history.json",
+        "training_curves.png",
+        "model_final.pt",
+        "h_molqd_outputs.zip",
+        "sample_unconditional.png",
+        "sample_all_sides.png",
+    ):
         assert (out / name).is_file(), name
     history = json.loads((out / "training_history.json").read_text())
     joint = [("joint", 1)] if kind == "continuous" else []
-    assert [(r["stage"], r["epoch"]) for r in history] == [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2), *joint]
+    assert [(r["stage"], r["epoch"]) for r in history] == [
+        ("vqvae", 1),
+        ("vqvae", 2),
+        ("diffusion", 1),
+        ("diffusion", 2),
+        *joint,
+    ]
     assert all("val_loss" in r for r in history) and "novel_playable_symmetric" in history[2]
     assert Config.from_json((out / "config.json").read_text()) == tiny_config(vglc_dir, tmp_path, **KINDS[kind])
     names = {p.name for p in (tmp_path / "ckpt").iterdir()}
-    assert {"checkpoint_latest.pt", "checkpoint_best.pt", "checkpoint_epoch_2.pt", "checkpoint_vqvae_epoch_2.pt"} <= names
+    assert {
+        "checkpoint_latest.pt",
+        "checkpoint_best.pt",
+        "checkpoint_epoch_2.pt",
+        "checkpoint_vqvae_epoch_2.pt",
+    } <= names
     assert set(torch.load(out / "model_final.pt", weights_only=True)["models"]) == {"vqvae", "diffusion", "ema"}
     gen = hmolqd.load_model(out / "model_final.pt")
     rooms = generate(gen, 3, doors="top,left", steps=3, seed=1)
@@ -183,8 +234,13 @@ def test_sigkill_at_several_points_resumes_bit_exact(vglc_dir: Path, tmp_path: P
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "stop_at", "stage"), [("continuous", "checkpoint_vqvae_step_4.pt", "vqvae"), ("discrete", "checkpoint_step_*.pt", "diffusion")])
-def test_sigterm_saves_latest_and_resumes_bit_exact(vglc_dir: Path, tmp_path: Path, kind: str, stop_at: str, stage: str) -> None:
+@pytest.mark.parametrize(
+    ("kind", "stop_at", "stage"),
+    [("continuous", "checkpoint_vqvae_step_4.pt", "vqvae"), ("discrete", "checkpoint_step_*.pt", "diffusion")],
+)
+def test_sigterm_saves_latest_and_resumes_bit_exact(
+    vglc_dir: Path, tmp_path: Path, kind: str, stop_at: str, stage: str
+) -> None:
     ref_cfg = write_config(vglc_dir, tmp_path / "ref", joint_epochs=0, model_kind=kind)
     assert run_cli(ref_cfg) == 0
     cfg = write_config(vglc_dir, tmp_path / "run", joint_epochs=0, model_kind=kind)
@@ -217,9 +273,23 @@ def test_out_of_memory_saves_latest_and_names_the_keys(vglc_dir: Path, tmp_path:
 @pytest.mark.slow
 def test_both_stages_learn_on_the_real_corpus(vglc_dir: Path, tmp_path: Path) -> None:
     """A brief real run: both losses fall and held-out rooms are reconstructed far above chance."""
-    cfg = tiny_config(vglc_dir, tmp_path, downsample=2, embedding_dim=48, num_embeddings=128, latent_dim=16,
-                      vqvae_epochs=20, num_epochs=6, joint_epochs=0, batch_size=64, learning_rate=2e-3, warmup_steps=20,
-                      sample_every=0, val_every=20, checkpoint_every_steps=0)
+    cfg = tiny_config(
+        vglc_dir,
+        tmp_path,
+        downsample=2,
+        embedding_dim=48,
+        num_embeddings=128,
+        latent_dim=16,
+        vqvae_epochs=20,
+        num_epochs=6,
+        joint_epochs=0,
+        batch_size=64,
+        learning_rate=2e-3,
+        warmup_steps=20,
+        sample_every=0,
+        val_every=20,
+        checkpoint_every_steps=0,
+    )
     history = train(cfg, log=lambda msg: None).history
     vq = [r for r in history if r["stage"] == "vqvae"]
     diff = [r for r in history if r["stage"] == "diffusion"]

@@ -37,15 +37,38 @@ pytestmark = pytest.mark.real_data
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
-    "num_embeddings": 32, "latent_dim": 8, "embedding_dim": 32, "downsample": 4, "denoiser_dim": 32, "denoiser_depth": 1,
-    "num_timesteps": 100, "vqvae_epochs": 2, "num_epochs": 0, "joint_epochs": 0, "batch_size": 64, "warmup_steps": 4,
-    "log_every": 3, "sample_every": 0, "sample_steps": 4, "checkpoint_every": 1, "val_every": 1, "door_augment": 0,
+    "num_embeddings": 32,
+    "latent_dim": 8,
+    "embedding_dim": 32,
+    "downsample": 4,
+    "denoiser_dim": 32,
+    "denoiser_depth": 1,
+    "num_timesteps": 100,
+    "vqvae_epochs": 2,
+    "num_epochs": 0,
+    "joint_epochs": 0,
+    "batch_size": 64,
+    "warmup_steps": 4,
+    "log_every": 3,
+    "sample_every": 0,
+    "sample_steps": 4,
+    "checkpoint_every": 1,
+    "val_every": 1,
+    "door_augment": 0,
 }
 ROOMS = 1212  # training rooms per epoch (mirrors included)
 
 
 def config(vglc_dir: Path, root: Path, **extra: Any) -> Config:
-    return Config.from_flat({**TINY, "data_dir": str(vglc_dir), "checkpoint_dir": str(root / "ckpt"), "output_dir": str(root / "out"), **extra})
+    return Config.from_flat(
+        {
+            **TINY,
+            "data_dir": str(vglc_dir),
+            "checkpoint_dir": str(root / "ckpt"),
+            "output_dir": str(root / "out"),
+            **extra,
+        }
+    )
 
 
 def quiet(msg: str) -> None:
@@ -56,8 +79,9 @@ def quiet(msg: str) -> None:
 
 
 @pytest.mark.parametrize("new_batch", [128, 32])
-def test_changed_batch_size_continues_the_epoch_with_the_same_rooms(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    new_batch: int) -> None:
+def test_changed_batch_size_continues_the_epoch_with_the_same_rooms(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, new_batch: int
+) -> None:
     batches: list[tuple[int, float]] = []  # (rooms, loss) of every optimizer step, in order, across both runs
     real_step = Optimization.step
 
@@ -67,7 +91,8 @@ def test_changed_batch_size_continues_the_epoch_with_the_same_rooms(vglc_dir: Pa
         return loss
 
     monkeypatch.setattr(Optimization, "step", step)
-    stopped = train(config(vglc_dir, tmp_path, max_runtime_hours=1e-9), log=quiet)  # one step of 64 rooms, then a clean stop
+    # one step of 64 rooms, then a clean stop
+    stopped = train(config(vglc_dir, tmp_path, max_runtime_hours=1e-9), log=quiet)
     assert stopped.stopped == "time budget" and batches == [(64, batches[0][1])]
     result = train(config(vglc_dir, tmp_path, batch_size=new_batch), log=quiet)
     assert result.finished
@@ -88,7 +113,9 @@ def test_changed_batch_size_continues_the_epoch_with_the_same_rooms(vglc_dir: Pa
 # ---------------------------------------------------------------- items 11 and 12: re-runs of a finished training
 
 
-def test_finished_training_says_so_and_leaves_its_outputs(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_finished_training_says_so_and_leaves_its_outputs(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = config(vglc_dir, tmp_path, vqvae_epochs=1, num_epochs=1, batch_size=256)
     train(cfg, log=quiet)
     out = tmp_path / "out"
@@ -97,13 +124,19 @@ def test_finished_training_says_so_and_leaves_its_outputs(vglc_dir: Path, tmp_pa
     again = train(cfg.with_overrides(vqvae_epochs=2), log=messages.append)
     assert again.finished and again.already_finished and again.resumed_from == tmp_path / "ckpt" / LATEST
     assert "training already finished (stage diffusion, epoch 1): nothing to train" in messages
-    assert any(m.startswith("vqvae_epochs=2 but stage vqvae ended after 1 epochs and the run is already in stage diffusion") for m in messages)
+    assert any(
+        m.startswith("vqvae_epochs=2 but stage vqvae ended after 1 epochs and the run is already in stage diffusion")
+        for m in messages
+    )
     assert any(m.startswith(f"outputs in {out} left as they are") for m in messages)
-    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before  # config.json, model_final.pt, pictures, zip untouched
+    # config.json, model_final.pt, pictures, zip untouched
+    assert {p.name: p.stat().st_mtime_ns for p in out.iterdir()} == before
 
     (out / "h_molqd_outputs.zip").unlink()  # an output that is missing is written again
     train(cfg, log=messages.append)
-    assert (out / "h_molqd_outputs.zip").is_file() and (out / "model_final.pt").stat().st_mtime_ns != before["model_final.pt"]
+    assert (out / "h_molqd_outputs.zip").is_file() and (out / "model_final.pt").stat().st_mtime_ns != before[
+        "model_final.pt"
+    ]
     rewritten = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     train(cfg, log=quiet, rewrite_outputs=True)
     assert (out / "model_final.pt").stat().st_mtime_ns != rewritten["model_final.pt"]
@@ -122,21 +155,48 @@ def test_lowered_epoch_count_says_the_run_is_past_the_new_end(vglc_dir: Path, tm
     messages: list[str] = []
     result = train(config(vglc_dir, tmp_path, batch_size=256, vqvae_epochs=1), log=messages.append)
     assert result.finished and result.already_finished
-    assert ("the run is already past the new end of stage vqvae: it trained 2 epochs, and vqvae_epochs is now 1; "
-            "nothing more is trained in stage vqvae") in messages
+    assert (
+        "the run is already past the new end of stage vqvae: it trained 2 epochs, and vqvae_epochs is now 1; "
+        "nothing more is trained in stage vqvae"
+    ) in messages
     assert "training already finished (stage vqvae, epoch 2): nothing to train" in messages
 
 
 @pytest.mark.slow
 def test_config_change_warning_is_printed_once(vglc_dir: Path, tmp_path: Path) -> None:
     path = tmp_path / "c.json"
-    path.write_text(json.dumps({**TINY, "vqvae_epochs": 1, "batch_size": 256, "data_dir": str(vglc_dir),
-                                "checkpoint_dir": str(tmp_path / "ckpt"), "output_dir": str(tmp_path / "out")}))
+    path.write_text(
+        json.dumps(
+            {
+                **TINY,
+                "vqvae_epochs": 1,
+                "batch_size": 256,
+                "data_dir": str(vglc_dir),
+                "checkpoint_dir": str(tmp_path / "ckpt"),
+                "output_dir": str(tmp_path / "out"),
+            }
+        )
+    )
     env = {"OMP_NUM_THREADS": "1", "PATH": "/usr/bin:/bin"}
-    first = subprocess.run([sys.executable, "-m", "hmolqd", "train", "--config", str(path)], check=False, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    first = subprocess.run(
+        [sys.executable, "-m", "hmolqd", "train", "--config", str(path)],
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert first.returncode == 0, first.stderr[-2000:]
-    second = subprocess.run([sys.executable, "-m", "hmolqd", "train", "--config", str(path), "--set", "seed=3"], check=False, cwd=REPO, env=env,
-                            capture_output=True, text=True, timeout=300)
+    second = subprocess.run(
+        [sys.executable, "-m", "hmolqd", "train", "--config", str(path), "--set", "seed=3"],
+        check=False,
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert second.returncode == 0, second.stderr[-2000:]
     assert (second.stdout + second.stderr).count("config key 'seed' changed since the checkpoint") == 1
 
@@ -145,8 +205,11 @@ def test_end_of_run_line_reports_what_the_folder_holds(vglc_dir: Path, tmp_path:
     messages: list[str] = []
     result = train(config(vglc_dir, tmp_path, batch_size=256), log=messages.append)
     line = next(m for m in messages if m.startswith("checkpointing: "))
-    m = re.search(r"(\d+) saves, ([\d.]+) MiB written; (\S+) holds (\d+) files \((\d+) distinct, ([\d.]+) MiB on disk\); "
-                  r"training waited [\d.]+ s \(\d+ ms per save\) = [\d.]+ % of this session's \d+ s; writing took [\d.]+ s in the background", line)
+    m = re.search(
+        r"(\d+) saves, ([\d.]+) MiB written; (\S+) holds (\d+) files \((\d+) distinct, ([\d.]+) MiB on disk\); "
+        r"training waited [\d.]+ s \(\d+ ms per save\) = [\d.]+ % of this session's \d+ s; writing took [\d.]+ s in the background",
+        line,
+    )
     assert m, line
     folder = tmp_path / "ckpt"
     present = [p for p in folder.iterdir() if p.is_file()]
@@ -161,11 +224,15 @@ def test_end_of_run_line_reports_what_the_folder_holds(vglc_dir: Path, tmp_path:
 def test_second_training_on_a_locked_directory_does_not_start(vglc_dir: Path, tmp_path: Path) -> None:
     holder_code = "import sys, time; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(120)"
     (tmp_path / "ckpt").mkdir()
-    holder = subprocess.Popen([sys.executable, "-c", holder_code, str(tmp_path / "ckpt")], cwd=REPO, stdout=subprocess.PIPE, text=True)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", holder_code, str(tmp_path / "ckpt")], cwd=REPO, stdout=subprocess.PIPE, text=True
+    )
     try:
         assert holder.stdout.readline().strip() == "locked"
         messages: list[str] = []
-        with pytest.raises(CheckpointError, match=rf"is in use by another training: pid {holder.pid} on host '.+', started 20"):
+        with pytest.raises(
+            CheckpointError, match=rf"is in use by another training: pid {holder.pid} on host '.+', started 20"
+        ):
             train(config(vglc_dir, tmp_path), log=messages.append)
         assert messages == [] and not (tmp_path / "out").exists()  # refused before any start-up work
     finally:
@@ -173,7 +240,9 @@ def test_second_training_on_a_locked_directory_does_not_start(vglc_dir: Path, tm
         holder.wait()
     messages = []
     assert train(config(vglc_dir, tmp_path, vqvae_epochs=1, batch_size=256), log=messages.append).finished
-    assert any(m.startswith(f"took over the lock {tmp_path / 'ckpt' / LOCK_NAME} of pid {holder.pid}") for m in messages)
+    assert any(
+        m.startswith(f"took over the lock {tmp_path / 'ckpt' / LOCK_NAME} of pid {holder.pid}") for m in messages
+    )
     assert not (tmp_path / "ckpt" / LOCK_NAME).exists()  # released at the end
 
 
@@ -196,13 +265,21 @@ def test_a_bad_checkpoint_dir_is_named_before_any_training(vglc_dir: Path, tmp_p
 
 def test_another_runs_checkpoint_copied_in_is_not_adopted(vglc_dir: Path, tmp_path: Path) -> None:
     train(config(vglc_dir, tmp_path / "a", batch_size=256), log=quiet)
-    train(config(vglc_dir, tmp_path / "b", batch_size=256, latent_dim=16, vqvae_epochs=3, seed=5), log=quiet)  # other architecture, further on
+    # other architecture, further on
+    train(config(vglc_dir, tmp_path / "b", batch_size=256, latent_dim=16, vqvae_epochs=3, seed=5), log=quiet)
     run_a = read_run_info(tmp_path / "a" / "ckpt").run_id
     assert all(load_checkpoint(f.path)["run_id"] == run_a for f in list_checkpoint_files(tmp_path / "a" / "ckpt"))
-    shutil.copy(tmp_path / "b" / "ckpt" / LATEST, tmp_path / "a" / "ckpt" / LATEST)  # cp writes into latest's file: all its names change
+    # cp writes into latest's file: all its names change
+    shutil.copy(tmp_path / "b" / "ckpt" / LATEST, tmp_path / "a" / "ckpt" / LATEST)
     messages: list[str] = []
-    result = train(config(vglc_dir, tmp_path / "a", batch_size=256, vqvae_epochs=3), log=messages.append)  # no architecture error
-    assert result.finished and result.resumed_from is not None and "ignored" in messages[0] and "of another run" in messages[0]
+    # no architecture error
+    result = train(config(vglc_dir, tmp_path / "a", batch_size=256, vqvae_epochs=3), log=messages.append)
+    assert (
+        result.finished
+        and result.resumed_from is not None
+        and "ignored" in messages[0]
+        and "of another run" in messages[0]
+    )
     assert load_checkpoint(result.resumed_from)["run_id"] == run_a
     final = load_checkpoint(tmp_path / "a" / "ckpt" / LATEST)
     assert final["run_id"] == run_a and final["config"]["model"]["latent_dim"] == 8
@@ -214,22 +291,25 @@ def test_resume_from_seeds_the_run_once_then_its_newer_checkpoints_win(vglc_dir:
     seeded = config(vglc_dir, tmp_path / "run", vqvae_epochs=3, batch_size=256, resume_from=str(seed))
     stop = StopFlag()
     stop.request("stop requested by the test")  # honoured at the first stop check: one step past the seed, a clean stop
-    stopped = train(seeded, log=quiet, stop=stop)  # not a tiny time budget: the seed's own training time spent it already
+    # not a tiny time budget: the seed's own training time spent it already
+    stopped = train(seeded, log=quiet, stop=stop)
     assert stopped.resumed_from == seed and load_checkpoint(tmp_path / "run" / "ckpt" / LATEST)["global_step"] == 6
     messages: list[str] = []
     result = train(seeded, log=messages.append)  # the same resume_from: the run's newer progress wins
     assert result.resumed_from == tmp_path / "run" / "ckpt" / LATEST
     assert f"resume_from={str(seed)!r} started this run" in messages[0] and "wins over resume_from" in messages[0]
     assert [(r["stage"], r["epoch"]) for r in result.history] == [("vqvae", 1), ("vqvae", 2), ("vqvae", 3)]
-    assert load_checkpoint(tmp_path / "run" / "ckpt" / LATEST)["global_step"] == 15  # 5 steps per epoch, none trained twice
+    # 5 steps per epoch, none trained twice
+    assert load_checkpoint(tmp_path / "run" / "ckpt" / LATEST)["global_step"] == 15
 
 
 # ---------------------------------------------------------------- issue 13: the last write and write errors
 
 
 @pytest.mark.parametrize("checkpoint_async", [False, True], ids=["sync", "async"])
-def test_a_stopped_training_returns_only_after_its_last_save_is_written(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                        checkpoint_async: bool) -> None:
+def test_a_stopped_training_returns_only_after_its_last_save_is_written(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoint_async: bool
+) -> None:
     real = fileformat._write_payload
 
     def slow(f: Any, data: memoryview) -> None:
@@ -250,7 +330,9 @@ def test_a_stopped_training_returns_only_after_its_last_save_is_written(vglc_dir
 
 
 @pytest.mark.parametrize("checkpoint_async", [False, True], ids=["sync", "async"])
-def test_a_write_error_stops_training_with_its_reason(vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoint_async: bool) -> None:
+def test_a_write_error_stops_training_with_its_reason(
+    vglc_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, checkpoint_async: bool
+) -> None:
     real, writes = fileformat._write_payload, []
 
     def read_only_after_first(f: Any, data: memoryview) -> None:

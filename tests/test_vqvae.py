@@ -96,7 +96,8 @@ def test_local_encoder_codes_see_only_their_own_patch(rooms: torch.Tensor) -> No
 
 def test_farthest_point_initialisation_gives_distinct_inputs_distinct_codes() -> None:
     vq = VectorQuantizerEMA(4, 2, restart="farthest").train()
-    points = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]).repeat(25, 1)  # 4 distinct rows, 100 vectors
+    # 4 distinct rows, 100 vectors
+    points = torch.tensor([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]]).repeat(25, 1)
     q = vq(points.view(100, 2, 1, 1))
     assert sorted(q.indices.flatten().unique().tolist()) == [0, 1, 2, 3]  # each distinct input got a code of its own
     with pytest.raises(ValueError, match="codebook_restart"):
@@ -162,7 +163,10 @@ def test_ema_codebook_update_matches_the_formula() -> None:
     n = [2.0, 2.0, 0.0]
     s = [(0.2, 0.4), (2.2, 2.2), (0.0, 0.0)]
     size = [decay * old + (1 - decay) * ni for old, ni in zip([2.0, 1.0, 1.0], n)]  # N_i
-    m = [[decay * old * w + (1 - decay) * si for old, si in zip(e, s_i)] for e, w, s_i in zip(e0.tolist(), [2.0, 1.0, 1.0], s)]
+    m = [
+        [decay * old * w + (1 - decay) * si for old, si in zip(e, s_i)]
+        for e, w, s_i in zip(e0.tolist(), [2.0, 1.0, 1.0], s)
+    ]
     total = sum(size)
     smoothed = [(x + LAPLACE_EPS) / (total + 3 * LAPLACE_EPS) * total for x in size]
     expected = torch.tensor([[mi / ni for mi in m_i] for m_i, ni in zip(m, smoothed)])
@@ -190,7 +194,9 @@ def test_eval_mode_leaves_the_codebook_alone(rooms: torch.Tensor) -> None:
     used, perplexity = codebook_usage(torch.bincount(out.indices.flatten(), minlength=TINY["num_embeddings"]).float())
     assert metrics["tile_accuracy"] == pytest.approx(float(same.float().mean()))
     assert metrics["room_accuracy"] == pytest.approx(float(same.flatten(1).all(1).float().mean()))
-    assert metrics["codebook_usage"] == pytest.approx(float(used)) and metrics["perplexity"] == pytest.approx(float(perplexity))
+    assert metrics["codebook_usage"] == pytest.approx(float(used)) and metrics["perplexity"] == pytest.approx(
+        float(perplexity)
+    )
 
 
 def test_dead_codes_are_restarted_from_encoder_outputs() -> None:
@@ -338,10 +344,24 @@ def test_ddp_all_reduces_ema_statistics(tmp_path: Path) -> None:
 @pytest.mark.real_data
 def test_short_training_on_the_real_corpus_generalises(vglc_dir: Path, tmp_path: Path) -> None:
     # The real trainer (as bench/vqvae_bar.py runs it), VQ-VAE stage only, without mirrors.
-    cfg = Config.from_flat({"num_embeddings": 128, "latent_dim": 32, "embedding_dim": 48, "downsample": 2, "vqvae_epochs": 10,
-                            "num_epochs": 0, "joint_epochs": 0, "learning_rate": 4e-3, "batch_size": 16, "mirror_augment": False,
-                            "sample_steps": 2, "data_dir": str(vglc_dir), "checkpoint_dir": str(tmp_path / "ckpt"),
-                            "output_dir": str(tmp_path / "out")})
+    cfg = Config.from_flat(
+        {
+            "num_embeddings": 128,
+            "latent_dim": 32,
+            "embedding_dim": 48,
+            "downsample": 2,
+            "vqvae_epochs": 10,
+            "num_epochs": 0,
+            "joint_epochs": 0,
+            "learning_rate": 4e-3,
+            "batch_size": 16,
+            "mirror_augment": False,
+            "sample_steps": 2,
+            "data_dir": str(vglc_dir),
+            "checkpoint_dir": str(tmp_path / "ckpt"),
+            "output_dir": str(tmp_path / "out"),
+        }
+    )
     result = train(cfg, log=lambda msg: None)
     _, val = split_corpus(load_corpus(vglc_dir), cfg.data.val_dungeons)
     held_out = result.generator.vqvae.evaluate(val.rooms)

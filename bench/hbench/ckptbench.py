@@ -30,12 +30,18 @@ def files_on_disk(folder: Path) -> dict[str, Any]:
     """Checkpoint files, their sizes, and the bytes they hold on disk (hard links to one file counted once)."""
     files = sorted(folder.glob("checkpoint_*.pt"))
     inodes = {p.stat().st_ino: p.stat().st_size for p in files}
-    return {"names": {p.name: p.stat().st_size for p in files}, "distinct_files": len(inodes), "bytes_on_disk": sum(inodes.values())}
+    return {
+        "names": {p.name: p.stat().st_size for p in files},
+        "distinct_files": len(inodes),
+        "bytes_on_disk": sum(inodes.values()),
+    }
 
 
 def diffusion_epochs(run: TimedRun) -> tuple[float, int] | None:
     """(median wall seconds, optimizer steps) of a diffusion epoch after the first; None with fewer than 2."""
-    rows = [(t, r["step"]) for r, t in zip(run.result.history, run.record_s) if r["stage"] == "diffusion" and t is not None]
+    rows = [
+        (t, r["step"]) for r, t in zip(run.result.history, run.record_s) if r["stage"] == "diffusion" and t is not None
+    ]
     if len(rows) < 2:
         return None
     return statistics.median(b[0] - a[0] for a, b in zip(rows, rows[1:])), rows[1][1] - rows[0][1]
@@ -70,12 +76,20 @@ def summarize(run: TimedRun, cfg: Config) -> dict[str, Any]:
     load_s = time.perf_counter() - start
     train_s = training_end_s(run)
     return {
-        "saves": stats["saves"], "files_per_save": stats["files"] / saves,
-        "file_mib": stats["last_size"] / 2**20, "bytes_written_per_save_mib": stats["bytes_written"] / saves / 2**20,
-        "blocked_per_save_s": blocked / saves, "blocked_total_s": blocked, "write_total_s": write,
-        "flush_s": stats.get("flush_seconds", 0.0), "skipped": stats.get("skipped", 0),
-        "load_s": load_s, "train_wall_s": train_s, "share_of_train_wall": blocked / train_s,
-        "disk": files_on_disk(latest.parent), "stats": stats,
+        "saves": stats["saves"],
+        "files_per_save": stats["files"] / saves,
+        "file_mib": stats["last_size"] / 2**20,
+        "bytes_written_per_save_mib": stats["bytes_written"] / saves / 2**20,
+        "blocked_per_save_s": blocked / saves,
+        "blocked_total_s": blocked,
+        "write_total_s": write,
+        "flush_s": stats.get("flush_seconds", 0.0),
+        "skipped": stats.get("skipped", 0),
+        "load_s": load_s,
+        "train_wall_s": train_s,
+        "share_of_train_wall": blocked / train_s,
+        "disk": files_on_disk(latest.parent),
+        "stats": stats,
     }
 
 
@@ -83,27 +97,51 @@ def checkpoint_costs(ctx: Context, base: Config) -> dict[str, Any]:
     """Sync (and async) runs of `base`'s model saving every epoch; `base`'s own cadence for the projection."""
     v, d = ctx.sizes.checkpoint_epochs
     has_async = ASYNC_KEY in flat_keys()
-    modes: dict[str, dict[str, Any]] = {"sync": {ASYNC_KEY: False}, "async": {ASYNC_KEY: True}} if has_async else {"sync": {}}
+    modes: dict[str, dict[str, Any]] = (
+        {"sync": {ASYNC_KEY: False}, "async": {ASYNC_KEY: True}} if has_async else {"sync": {}}
+    )
     out: dict[str, Any] = {
-        "cadence": {**{k: getattr(base.run.checkpoint, k) for k in ("checkpoint_every", "checkpoint_every_steps",
-                                                                      "checkpoint_every_minutes", "keep_last_n")},
-                    "val_every": base.run.logging.val_every},
+        "cadence": {
+            **{
+                k: getattr(base.run.checkpoint, k)
+                for k in ("checkpoint_every", "checkpoint_every_steps", "checkpoint_every_minutes", "keep_last_n")
+            },
+            "val_every": base.run.logging.val_every,
+        },
         "run": f"{v} VQ-VAE + {d} diffusion epochs saving every epoch (latest + epoch_N + best), batch {base.train.batch_size}, "
-               f"the model of {'the notebook CONFIG' if ctx.sizes.checkpoint_model == 'notebook' else 'the preset'}",
+        f"the model of {'the notebook CONFIG' if ctx.sizes.checkpoint_model == 'notebook' else 'the preset'}",
     }
     for mode, extra in modes.items():
-        cfg = ctx.config(base, f"checkpoint_{mode}", vqvae_epochs=v, num_epochs=d, joint_epochs=0, sample_every=0, sample_steps=2,
-                         checkpoint_every=1, val_every=1, checkpoint_every_steps=0, checkpoint_every_minutes=0.0, **extra)
+        cfg = ctx.config(
+            base,
+            f"checkpoint_{mode}",
+            vqvae_epochs=v,
+            num_epochs=d,
+            joint_epochs=0,
+            sample_every=0,
+            sample_steps=2,
+            checkpoint_every=1,
+            val_every=1,
+            checkpoint_every_steps=0,
+            checkpoint_every_minutes=0.0,
+            **extra,
+        )
         run = timed_train(cfg)
         out[mode] = summarize(run, cfg)
         out[mode]["at_cadence"] = projected_share(out[mode]["blocked_per_save_s"], diffusion_epochs(run), base)
         share = out[mode]["at_cadence"]["share"]
-        ctx.say(f"[bench]   {mode}: {out[mode]['saves']} saves of {out[mode]['file_mib']:.1f} MiB, {out[mode]['blocked_per_save_s']:.3f} s "
-                f"blocked per save, {100 * out[mode]['share_of_train_wall']:.1f} % of this run's training"
-                + ("" if share is None else f", {100 * share:.2f} % at the configured cadence"))
+        ctx.say(
+            f"[bench]   {mode}: {out[mode]['saves']} saves of {out[mode]['file_mib']:.1f} MiB, {out[mode]['blocked_per_save_s']:.3f} s "
+            f"blocked per save, {100 * out[mode]['share_of_train_wall']:.1f} % of this run's training"
+            + ("" if share is None else f", {100 * share:.2f} % at the configured cadence")
+        )
         ctx.discard(cfg)
     if has_async:
-        out["async_blocked_vs_sync_save"] = out["async"]["blocked_per_save_s"] / max(out["sync"]["blocked_per_save_s"], 1e-12)
+        out["async_blocked_vs_sync_save"] = out["async"]["blocked_per_save_s"] / max(
+            out["sync"]["blocked_per_save_s"], 1e-12
+        )
     else:
-        out["async"] = {"status": f"pending: config key {ASYNC_KEY!r} does not exist yet, so only synchronous saving was measured"}
+        out["async"] = {
+            "status": f"pending: config key {ASYNC_KEY!r} does not exist yet, so only synchronous saving was measured"
+        }
     return out

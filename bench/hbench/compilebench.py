@@ -27,7 +27,9 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_forwards(fns: dict[str, nn.Module], args: tuple[torch.Tensor, ...], iters: int, device: torch.device) -> dict[str, float]:
+def time_forwards(
+    fns: dict[str, nn.Module], args: tuple[torch.Tensor, ...], iters: int, device: torch.device
+) -> dict[str, float]:
     """Median milliseconds of one forward of each fn, the fns called in turn at every iteration (so a load that
     changes on a shared machine hits both alike), after two warm-up calls each."""
     for fn in fns.values():
@@ -53,14 +55,24 @@ def compile_speed(ctx: Context, cfg: Config, model: RoomModel | None = None) -> 
     cond = torch.randint(0, COND_VALUES, (b, model.diffusion.cond_size), generator=g).to(device)  # (B, K)
     if model.cfg.model_kind == "discrete":  # code indices, [MASK] included -> code logits
         grid = model.vqvae.latent_shape[1:]
-        args: tuple[torch.Tensor, ...] = (torch.randint(0, model.cfg.num_embeddings + 1, (b, *grid), generator=g).to(device), cond)  # (B, h, w)
+        # (B, h, w)
+        args: tuple[torch.Tensor, ...] = (
+            torch.randint(0, model.cfg.num_embeddings + 1, (b, *grid), generator=g).to(device),
+            cond,
+        )
     else:
         grid = model.diffusion.latent_shape
         x = torch.randn((b, *grid), generator=g).to(device)  # (B, C, h, w)
         t = torch.randint(0, model.cfg.num_timesteps, (b,), generator=g).to(device)  # (B,)
         args = (x, t, cond)
-    out: dict[str, Any] = {"batch": b, "iters": s.compile_iters, "backend": s.compile_backend, "model_kind": model.cfg.model_kind,
-                           "latent_shape": list(grid), "package_default": "eager (hmolqd never calls torch.compile)"}
+    out: dict[str, Any] = {
+        "batch": b,
+        "iters": s.compile_iters,
+        "backend": s.compile_backend,
+        "model_kind": model.cfg.model_kind,
+        "latent_shape": list(grid),
+        "package_default": "eager (hmolqd never calls torch.compile)",
+    }
     with torch.inference_mode():
         reference = denoiser(*args)
         try:
@@ -80,14 +92,23 @@ def compile_speed(ctx: Context, cfg: Config, model: RoomModel | None = None) -> 
         out["faster"] = "eager (compile failed)"
     else:
         out["speedup"] = out["eager_ms"] / out["compiled_ms"]
-        out["faster"] = "compile" if out["speedup"] > 1 + TIE else "eager" if out["speedup"] < 1 - TIE else f"tie (within {TIE:.0%})"
+        out["faster"] = (
+            "compile"
+            if out["speedup"] > 1 + TIE
+            else "eager"
+            if out["speedup"] < 1 - TIE
+            else f"tie (within {TIE:.0%})"
+        )
     out["default_kept"] = "eager"
     if out["faster"] == "compile":
         # Forwards of this batch that repay the compilation; a generate(model, 1000) call of the default discrete
         # model makes 8 steps x 4 chunks of 256 rooms = 32 forwards of 512 rows (cond + uncond).
         out["break_even_forwards"] = out["compile_s"] / ((out["eager_ms"] - out["compiled_ms"]) / 1000)
-    out["verdict"] = (f"compile measured {out['speedup']:.2f}x faster per forward after {out['compile_s']:.0f} s of compilation, "
-                      f"repaid after {out['break_even_forwards']:.0f} forwards of batch {b}; the package has no compile option, "
-                      "so eager stays its default" if out["faster"] == "compile"
-                      else f"{out['faster']}: eager, the package's default, stays")
+    out["verdict"] = (
+        f"compile measured {out['speedup']:.2f}x faster per forward after {out['compile_s']:.0f} s of compilation, "
+        f"repaid after {out['break_even_forwards']:.0f} forwards of batch {b}; the package has no compile option, "
+        "so eager stays its default"
+        if out["faster"] == "compile"
+        else f"{out['faster']}: eager, the package's default, stays"
+    )
     return out

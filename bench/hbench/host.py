@@ -59,8 +59,12 @@ def host_facts(device: torch.device, *, sizes: str, busy: bool) -> dict[str, Any
     }
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        facts.update(gpu_name=props.name, gpu_capability=f"{props.major}.{props.minor}",
-                     gpu_memory_gib=round(props.total_memory / 2**30, 1), cuda_version=torch.version.cuda)
+        facts.update(
+            gpu_name=props.name,
+            gpu_capability=f"{props.major}.{props.minor}",
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+            cuda_version=torch.version.cuda,
+        )
     return facts
 
 

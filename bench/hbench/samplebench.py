@@ -33,8 +33,14 @@ def sampler_options(model: RoomModel) -> tuple[dict[str, dict[str, Any]], str]:
     return sampling.sampler_options(model), "hmolqd.sampling.generate.sampler_options"
 
 
-def timed_generate(model: RoomModel, n: int, conditions: dict[str, Any], steps: int, kwargs: dict[str, Any],
-                   batch_size: int | None = None) -> tuple[float, torch.Tensor]:
+def timed_generate(
+    model: RoomModel,
+    n: int,
+    conditions: dict[str, Any],
+    steps: int,
+    kwargs: dict[str, Any],
+    batch_size: int | None = None,
+) -> tuple[float, torch.Tensor]:
     """Median seconds of `generate(model, n, ...)` (one batch of n unless `batch_size`), and its rooms (CPU
     tensors: the device work is done when it returns)."""
     times: list[float] = []
@@ -66,14 +72,24 @@ def sampling_throughput(ctx: Context, model: RoomModel) -> dict[str, Any]:
             for batch in batches:
                 cond = {"doors": doors[:batch], "stairs": stairs[:batch] if take_stairs else None}
                 seconds, rooms = timed_generate(model, batch, cond, steps, kwargs)
-                rows.append({"sampler": name, "steps": steps, "batch": batch, "seconds": seconds, "rooms_per_s": batch / seconds})
+                rows.append(
+                    {
+                        "sampler": name,
+                        "steps": steps,
+                        "batch": batch,
+                        "seconds": seconds,
+                        "rooms_per_s": batch / seconds,
+                    }
+                )
                 ctx.say(f"[bench]   {name} steps={steps} batch={batch}: {batch / seconds:.1f} rooms/s")
             metrics = evaluate_rooms(rooms, corpus.rooms, requested_doors=doors[:n_max])
             quality.append({"sampler": name, "steps": steps, "rooms": n_max, **json_safe(metrics)})
     return {
-        "samplers": {name: kwargs for name, kwargs in options.items()}, "samplers_from": source,
+        "samplers": {name: kwargs for name, kwargs in options.items()},
+        "samplers_from": source,
         "model_kind": model.cfg.model_kind,
         "conditions": "door sides (and stairs, if the model takes them) of training rooms drawn with replacement, seed 0",
         "quality_note": f"scored on the {n_max} rooms of the largest batch (generate's output does not depend on batch_size)",
-        "throughput": rows, "quality": quality,
+        "throughput": rows,
+        "quality": quality,
     }

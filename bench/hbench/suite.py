@@ -65,8 +65,16 @@ class Context:
     def config(self, base: Config, folder: str, **flat: Any) -> Config:
         """`base` with this run's data, device, a fresh folder (also the run name) under workdir, and `flat` on top."""
         root = self.workdir / folder
-        run = {"name": folder, "data_dir": self.data_dir, "device": str(self.device), "checkpoint_dir": str(root / "ckpt"),
-               "output_dir": str(root / "out"), "auto_resume": False, "resume_from": None, "max_runtime_hours": 0.0}
+        run = {
+            "name": folder,
+            "data_dir": self.data_dir,
+            "device": str(self.device),
+            "checkpoint_dir": str(root / "ckpt"),
+            "output_dir": str(root / "out"),
+            "auto_resume": False,
+            "resume_from": None,
+            "max_runtime_hours": 0.0,
+        }
         return base.with_overrides(**{**run, **flat})
 
     def discard(self, cfg: Config) -> None:
@@ -86,12 +94,26 @@ class Context:
         return len(self.training_corpus(cfg).rooms) * (1 + cfg.data.door_augment)
 
     def amp_name(self, amp: bool) -> str:
-        return str(amp_dtype_for(self.device, amp)).replace("torch.", "") if amp_dtype_for(self.device, amp) else "off (fp32)"
+        return (
+            str(amp_dtype_for(self.device, amp)).replace("torch.", "")
+            if amp_dtype_for(self.device, amp)
+            else "off (fp32)"
+        )
 
 
-def run_suite(*, preset: str, sizes: Sizes, device: torch.device, out_dir: Path, data_dir: str | None, busy: bool,
-              sections: tuple[str, ...] = SECTIONS, workdir: Path | None = None, say: Callable[[str], None] = print,
-              extra: dict[str, Any] | None = None) -> tuple[Path, dict[str, Any]]:
+def run_suite(
+    *,
+    preset: str,
+    sizes: Sizes,
+    device: torch.device,
+    out_dir: Path,
+    data_dir: str | None,
+    busy: bool,
+    sections: tuple[str, ...] = SECTIONS,
+    workdir: Path | None = None,
+    say: Callable[[str], None] = print,
+    extra: dict[str, Any] | None = None,
+) -> tuple[Path, dict[str, Any]]:
     """Measure every section, write `<out_dir>/<machine>.json` / `.md` / `-quality.png`; returns the JSON path and results."""
     from hbench import ckptbench, compilebench, report, samplebench, trainbench
 
@@ -99,8 +121,16 @@ def run_suite(*, preset: str, sizes: Sizes, device: torch.device, out_dir: Path,
     machine = machine_slug(facts)
     base = base_config(preset)
     results: dict[str, Any] = {
-        "machine": machine, "host": facts, "preset": preset, "sizes": asdict(sizes), "proxies": sizes.proxies,
-        "model_parameters": None, "sections": {}, "memory": {}, "errors": {}, **(extra or {}),
+        "machine": machine,
+        "host": facts,
+        "preset": preset,
+        "sizes": asdict(sizes),
+        "proxies": sizes.proxies,
+        "model_parameters": None,
+        "sections": {},
+        "memory": {},
+        "errors": {},
+        **(extra or {}),
     }
     out_dir.mkdir(parents=True, exist_ok=True)
     suite_start = time.perf_counter()
@@ -111,7 +141,9 @@ def run_suite(*, preset: str, sizes: Sizes, device: torch.device, out_dir: Path,
         def ttq() -> dict[str, Any]:
             measured, result = trainbench.time_to_quality(ctx, base)
             trained["model"] = result.generator
-            results["model_parameters"] = {name: sum(p.numel() for p in part.parameters()) for name, part in result.generator.parts().items()}
+            results["model_parameters"] = {
+                name: sum(p.numel() for p in part.parameters()) for name, part in result.generator.parts().items()
+            }
             return measured
 
         def sampling() -> dict[str, Any]:
@@ -128,7 +160,9 @@ def run_suite(*, preset: str, sizes: Sizes, device: torch.device, out_dir: Path,
             "training": lambda: [trainbench.training_throughput(ctx, base, amp) for amp in amps],
             "time_to_quality": ttq,
             "sampling": sampling,
-            "checkpoints": lambda: ckptbench.checkpoint_costs(ctx, base if sizes.checkpoint_model == "preset" else base_config("notebook")),
+            "checkpoints": lambda: ckptbench.checkpoint_costs(
+                ctx, base if sizes.checkpoint_model == "preset" else base_config("notebook")
+            ),
             "compile": compiled,
         }
         for name in sections:
@@ -141,8 +175,10 @@ def run_suite(*, preset: str, sizes: Sizes, device: torch.device, out_dir: Path,
                     results["errors"][name] = f"{type(err).__name__}: {err}"
                     say(traceback.format_exc())
             results["memory"][name] = {**mem, "seconds": round(time.perf_counter() - start, 1)}
-            say(f"[bench] {name}: {'FAILED: ' + results['errors'][name] if name in results['errors'] else 'done'} "
-                f"({results['memory'][name]['seconds']:.0f} s)")
+            say(
+                f"[bench] {name}: {'FAILED: ' + results['errors'][name] if name in results['errors'] else 'done'} "
+                f"({results['memory'][name]['seconds']:.0f} s)"
+            )
             results["suite_wall_s"] = round(time.perf_counter() - suite_start, 1)
             path = report.write_results(results, out_dir)
     return path, results

@@ -22,7 +22,16 @@ from hmolqd.training.loop import TrainResult, train
 from hmolqd.training.validation import format_record
 
 # Generation metrics of the in-training evaluation (`sample_every`) kept in the quality curve.
-CURVE_KEYS = ("playable", "novel_playable", "novel", "distinct", "symmetric", "diversity", "door_adherence", "pattern_kl_train_gen")
+CURVE_KEYS = (
+    "playable",
+    "novel_playable",
+    "novel",
+    "distinct",
+    "symmetric",
+    "diversity",
+    "door_adherence",
+    "pattern_kl_train_gen",
+)
 THRESHOLDS = (0.5, 0.8)  # novel & playable levels whose first arrival is timed (issue 13)
 
 
@@ -30,7 +39,8 @@ THRESHOLDS = (0.5, 0.8)  # novel & playable levels whose first arrival is timed 
 class TimedRun:
     result: TrainResult
     wall_s: float  # the whole train() call: setup, every stage, the final outputs
-    record_s: list[float | None]  # per history record: seconds after train() began when it was logged (None: an earlier call's)
+    # per history record: seconds after train() began when it was logged (None: an earlier call's)
+    record_s: list[float | None]
     messages: list[str]
 
 
@@ -71,7 +81,9 @@ def stage_throughput(run: TimedRun, stage: str, rooms_per_epoch: int) -> dict[st
     warm-up, the last its validation and checkpoint)."""
     idx = [i for i, r in enumerate(run.result.history) if r["stage"] == stage]
     if len(idx) < 3:
-        return {"error": f"stage {stage!r} ran {len(idx)} epoch(s); throughput needs >= 3 (the first and last are not timed)"}
+        return {
+            "error": f"stage {stage!r} ran {len(idx)} epoch(s); throughput needs >= 3 (the first and last are not timed)"
+        }
     first, last = idx[0], idx[-2]
     t0, t1 = run.record_s[first], run.record_s[last]
     if t0 is None or t1 is None:
@@ -81,8 +93,11 @@ def stage_throughput(run: TimedRun, stage: str, rooms_per_epoch: int) -> dict[st
     steps = run.result.history[last]["step"] - run.result.history[first]["step"]
     before = run.record_s[first - 1] if first > 0 else 0.0
     return {
-        "epochs_timed": epochs, "seconds": seconds, "optimizer_steps": steps,
-        "steps_per_s": steps / seconds, "rooms_per_s": epochs * rooms_per_epoch / seconds,
+        "epochs_timed": epochs,
+        "seconds": seconds,
+        "optimizer_steps": steps,
+        "steps_per_s": steps / seconds,
+        "rooms_per_s": epochs * rooms_per_epoch / seconds,
         "first_epoch_s": None if before is None else t0 - before,
     }
 
@@ -92,13 +107,27 @@ def training_throughput(ctx: Context, base: Config, amp: bool) -> dict[str, Any]
     (validation only at each stage's last epoch, no evaluation, no checkpoint before it)."""
     e = ctx.sizes.throughput_epochs
     joint = e if base.model.model_kind == "continuous" else 0  # the discrete model has no joint stage
-    cfg = ctx.config(base, f"throughput_amp_{'on' if amp else 'off'}", vqvae_epochs=e, num_epochs=e, joint_epochs=joint,
-                     val_every=10**6, sample_every=0, checkpoint_every=10**6, checkpoint_every_steps=0,
-                     checkpoint_every_minutes=0.0, sample_steps=2, use_amp=amp)
+    cfg = ctx.config(
+        base,
+        f"throughput_amp_{'on' if amp else 'off'}",
+        vqvae_epochs=e,
+        num_epochs=e,
+        joint_epochs=joint,
+        val_every=10**6,
+        sample_every=0,
+        checkpoint_every=10**6,
+        checkpoint_every_steps=0,
+        checkpoint_every_minutes=0.0,
+        sample_steps=2,
+        use_amp=amp,
+    )
     run = timed_train(cfg)
     n = ctx.training_rooms(cfg)
     return {
-        "use_amp": amp, "amp_dtype": ctx.amp_name(amp), "batch_size": cfg.train.batch_size, "rooms_per_epoch": n,
+        "use_amp": amp,
+        "amp_dtype": ctx.amp_name(amp),
+        "batch_size": cfg.train.batch_size,
+        "rooms_per_epoch": n,
         "stages": {stage: stage_throughput(run, stage, n) for stage in stage_names() if stage != "joint" or joint},
         "train_wall_s": run.wall_s,
     }
@@ -107,14 +136,25 @@ def training_throughput(ctx: Context, base: Config, amp: bool) -> dict[str, Any]
 def quality_curve(run: TimedRun) -> list[dict[str, Any]]:
     """Every in-training evaluation: when it was logged and its generation metrics."""
     return [
-        {"wall_s": t, "stage": r["stage"], "epoch": r["epoch"], "step": r["step"], **{k: r[k] for k in CURVE_KEYS if k in r}}
-        for r, t in zip(run.result.history, run.record_s) if "novel_playable" in r and t is not None
+        {
+            "wall_s": t,
+            "stage": r["stage"],
+            "epoch": r["epoch"],
+            "step": r["step"],
+            **{k: r[k] for k in CURVE_KEYS if k in r},
+        }
+        for r, t in zip(run.result.history, run.record_s)
+        if "novel_playable" in r and t is not None
     ]
 
 
 def first_reaching(curve: list[dict[str, Any]], key: str, level: float) -> dict[str, Any] | None:
     hit = next((p for p in curve if isinstance(p.get(key), float) and math.isfinite(p[key]) and p[key] >= level), None)
-    return None if hit is None else {"wall_s": hit["wall_s"], "stage": hit["stage"], "epoch": hit["epoch"], "step": hit["step"], key: hit[key]}
+    return (
+        None
+        if hit is None
+        else {"wall_s": hit["wall_s"], "stage": hit["stage"], "epoch": hit["epoch"], "step": hit["step"], key: hit[key]}
+    )
 
 
 def time_to_quality(ctx: Context, base: Config) -> tuple[dict[str, Any], TrainResult]:
@@ -135,10 +175,23 @@ def time_to_quality(ctx: Context, base: Config) -> tuple[dict[str, Any], TrainRe
     run = timed_train(cfg)
     curve = quality_curve(run)
     return {
-        "settings": {"vqvae_epochs": cfg.train.vqvae_epochs, "num_epochs": cfg.train.num_epochs, "joint_epochs": cfg.train.joint_epochs,
-                     **{k: cfg.to_flat()[k] for k in ("sample_every", "eval_samples", "sample_steps", "guidance_scale",
-                                                      "door_guidance", "checkpoint_every")},
-                     "use_amp": cfg.train.use_amp},
+        "settings": {
+            "vqvae_epochs": cfg.train.vqvae_epochs,
+            "num_epochs": cfg.train.num_epochs,
+            "joint_epochs": cfg.train.joint_epochs,
+            **{
+                k: cfg.to_flat()[k]
+                for k in (
+                    "sample_every",
+                    "eval_samples",
+                    "sample_steps",
+                    "guidance_scale",
+                    "door_guidance",
+                    "checkpoint_every",
+                )
+            },
+            "use_amp": cfg.train.use_amp,
+        },
         "wall_clock": "seconds after train() began, including data loading, the VQ-VAE stage and the evaluations themselves",
         "reached": {f"novel_playable>={level}": first_reaching(curve, "novel_playable", level) for level in THRESHOLDS},
         "curve": curve,

@@ -20,12 +20,18 @@ class Comparison:
     diffs: list[str] = field(default_factory=list)  # what differs, with its key path
 
 
-def compare_states(a: Any, b: Any, where: str = "state", atol: float = 0.0, out: Comparison | None = None) -> Comparison:
+def compare_states(
+    a: Any, b: Any, where: str = "state", atol: float = 0.0, out: Comparison | None = None
+) -> Comparison:
     """Walk two nested states; tensors by dtype, shape and every element (floats within `atol`, else exact)."""
     out = out if out is not None else Comparison()
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         out.tensors += 1
-        if not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor)) or a.dtype != b.dtype or a.shape != b.shape:
+        if (
+            not (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor))
+            or a.dtype != b.dtype
+            or a.shape != b.shape
+        ):
             out.diffs.append(f"{where}: {_kind(a)} != {_kind(b)}")
             return out
         x, y = a.detach().cpu(), b.detach().cpu()
@@ -38,7 +44,9 @@ def compare_states(a: Any, b: Any, where: str = "state", atol: float = 0.0, out:
             out.diffs.append(f"{where}: {int((x != y).sum())} of {x.numel()} elements differ")
     elif isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
-            out.diffs.append(f"{where}: keys differ: only in first {sorted(map(str, set(a) - set(b)))}, only in second {sorted(map(str, set(b) - set(a)))}")
+            out.diffs.append(
+                f"{where}: keys differ: only in first {sorted(map(str, set(a) - set(b)))}, only in second {sorted(map(str, set(b) - set(a)))}"
+            )
         for key in a.keys() & b.keys():
             compare_states(a[key], b[key], f"{where}[{key!r}]", atol, out)
     elif isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
@@ -76,6 +84,8 @@ def assert_same(a: Any, b: Any, what: str, atol: float = 0.0) -> Comparison:
     """compare_states, raising AssertionError with the first differences (and how many there are)."""
     result = compare_states(a, b, what, atol)
     if result.diffs:
-        shown = "; ".join(result.diffs[:4]) + (f"; ... ({len(result.diffs)} differences)" if len(result.diffs) > 4 else "")
+        shown = "; ".join(result.diffs[:4]) + (
+            f"; ... ({len(result.diffs)} differences)" if len(result.diffs) > 4 else ""
+        )
         raise AssertionError(f"{what} differs: {shown}")
     return result

@@ -26,8 +26,12 @@ from hmolqd.config import Config, ConfigError, denoiser_stage, stage_names
 from hmolqd.models.room_model import RoomModel
 
 
-def export_inference(path: str | Path, model_states: Mapping[str, Any], config: Config | Mapping[str, Any],
-                     trained_epochs: Mapping[str, int] | None = None) -> Path:
+def export_inference(
+    path: str | Path,
+    model_states: Mapping[str, Any],
+    config: Config | Mapping[str, Any],
+    trained_epochs: Mapping[str, int] | None = None,
+) -> Path:
     """Weights-only file for sampling: {name: state_dict} (modules are unwrapped), config, format version and,
     from a training, `trained_epochs` ({stage: epochs trained}), so that a model never trained is recognised."""
     path = Path(path)
@@ -46,8 +50,14 @@ def load_inference(path: str | Path, map_location: Any = "cpu") -> dict[str, Any
     "stage" is the training stage a checkpoint was saved in, None for an export (written after the last stage).
     """
     obj = load_checkpoint(path, map_location, (INFERENCE_FORMAT, CHECKPOINT_FORMAT))
-    return {"models": obj["models"], "config": obj["config"], "format": obj["format"], "format_version": obj["format_version"],
-            "stage": obj.get("stage"), "trained_epochs": obj.get("trained_epochs")}
+    return {
+        "models": obj["models"],
+        "config": obj["config"],
+        "format": obj["format"],
+        "format_version": obj["format_version"],
+        "stage": obj.get("stage"),
+        "trained_epochs": obj.get("trained_epochs"),
+    }
 
 
 def export_model(model: RoomModel, path: str | Path, trained_epochs: Mapping[str, int] | None = None) -> Path:
@@ -55,7 +65,9 @@ def export_model(model: RoomModel, path: str | Path, trained_epochs: Mapping[str
     return export_inference(path, model.parts(), model.config, trained_epochs)
 
 
-def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, allow_untrained: bool = False) -> RoomModel:
+def load_model(
+    path: str | Path, map_location: str | torch.device = "cpu", *, allow_untrained: bool = False
+) -> RoomModel:
     """Rebuild the room model from `model_final.pt` (or any training checkpoint) with `weights_only=True`.
 
     The returned model's `.config` is the run's whole Config (split, sampling settings), in eval mode.
@@ -88,5 +100,7 @@ def load_model(path: str | Path, map_location: str | torch.device = "cpu", *, al
         try:
             part.load_state_dict(obj["models"][name])
         except (RuntimeError, KeyError, ValueError) as err:
-            raise CheckpointError(f"{path}: the {name!r} weights do not match the saved config's architecture: {err}") from err
+            raise CheckpointError(
+                f"{path}: the {name!r} weights do not match the saved config's architecture: {err}"
+            ) from err
     return model.eval()

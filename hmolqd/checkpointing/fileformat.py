@@ -48,7 +48,14 @@ _REQUIRED = {
 TEMP_GLOB = ".checkpoint_*.tmp"  # hmolqd.atomic.atomic_write's temp files for our names
 _SPACE_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
 # os.link failures that mean "this file system (or this many links) cannot": copy instead.
-_NO_LINK_ERRNOS = {errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOSYS, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)}
+_NO_LINK_ERRNOS = {
+    errno.EPERM,
+    errno.EXDEV,
+    errno.EMLINK,
+    errno.ENOSYS,
+    errno.EOPNOTSUPP,
+    getattr(errno, "ENOTSUP", errno.EOPNOTSUPP),
+}
 _copy_fallback_logged: set[str] = set()  # folders where "no hard links" was already logged
 
 
@@ -98,7 +105,11 @@ def not_regular_entries(folder: str | Path, extra_names: Sequence[str] = ()) -> 
     folder = Path(folder)
     if not folder.is_dir():
         return []
-    return [p for p in sorted(folder.iterdir()) if (is_checkpoint_name(p.name) or p.name in extra_names) and p.exists() and not p.is_file()]
+    return [
+        p
+        for p in sorted(folder.iterdir())
+        if (is_checkpoint_name(p.name) or p.name in extra_names) and p.exists() and not p.is_file()
+    ]
 
 
 def list_checkpoint_files(folder: str | Path) -> list[CheckpointFile]:
@@ -112,7 +123,11 @@ def list_checkpoint_files(folder: str | Path) -> list[CheckpointFile]:
             out.append(CheckpointFile(path, "latest", None, None))
         elif (m := pattern.match(path.name)) and path.is_file():
             stage = stage_of[m["prefix"] or ""]
-            out.append(CheckpointFile(path, "best", stage, None) if m["best"] else CheckpointFile(path, m["kind"], stage, int(m["n"])))
+            out.append(
+                CheckpointFile(path, "best", stage, None)
+                if m["best"]
+                else CheckpointFile(path, m["kind"], stage, int(m["n"]))
+            )
     return out
 
 
@@ -175,7 +190,9 @@ def _feed(h: Any, obj: Any, where: str) -> None:
 # ---------------------------------------------------------------- reading
 
 
-def try_load_checkpoint(path: str | Path, map_location: Any = "cpu", formats: Sequence[str] = (CHECKPOINT_FORMAT,)) -> tuple[dict | None, str | None]:
+def try_load_checkpoint(
+    path: str | Path, map_location: Any = "cpu", formats: Sequence[str] = (CHECKPOINT_FORMAT,)
+) -> tuple[dict | None, str | None]:
     """(checkpoint, None) for a valid file, (None, reason) otherwise. Only `torch.load(weights_only=True)`."""
     path = Path(path)
     if path.is_dir():
@@ -227,8 +244,18 @@ def _truncated(path: Path) -> str | None:
 
 _GLOBAL = re.compile(r"GLOBAL\s+([\w.]+)")
 # Sentences of torch's message that advise turning the protection off (or allow-listing): never repeated.
-_UNSAFE_ADVICE = ("weights_only` set to `False`", "weights_only=False", "safe_globals", "trusted source", "trust the source",
-                  "two options", "Check the documentation", "file an issue", "Weights only load failed", "Alternatively")
+_UNSAFE_ADVICE = (
+    "weights_only` set to `False`",
+    "weights_only=False",
+    "safe_globals",
+    "trusted source",
+    "trust the source",
+    "two options",
+    "Check the documentation",
+    "file an issue",
+    "Weights only load failed",
+    "Alternatively",
+)
 
 
 def load_error_reason(err: Exception) -> str:
@@ -245,7 +272,9 @@ def load_error_reason(err: Exception) -> str:
     detail = re.sub(r"\x1b\[[0-9;]*m", "", detail).strip()
     if "Weights only load failed" in text or "WeightsUnpickler" in text:
         return f"unreadable, truncated or not a torch file (weights-only unpickler: {detail or type(err).__name__})"
-    return f"unreadable, truncated or not a torch file ({type(err).__name__}: {detail.splitlines()[0] if detail else ''})"
+    return (
+        f"unreadable, truncated or not a torch file ({type(err).__name__}: {detail.splitlines()[0] if detail else ''})"
+    )
 
 
 def _invalid_reason(obj: Any, formats: Sequence[str]) -> str | None:
@@ -259,7 +288,9 @@ def _invalid_reason(obj: Any, formats: Sequence[str]) -> str | None:
     if type(obj["format_version"]) is not int:
         return f"format_version {obj['format_version']!r} is not an integer"
     if obj["format_version"] > FORMAT_VERSION:
-        return f"format_version {obj['format_version']} is newer than this hmolqd reads ({FORMAT_VERSION}); upgrade hmolqd"
+        return (
+            f"format_version {obj['format_version']} is newer than this hmolqd reads ({FORMAT_VERSION}); upgrade hmolqd"
+        )
     stored = obj["integrity"].get("sha256") if isinstance(obj["integrity"], dict) else None
     try:
         actual = state_digest(obj)
@@ -292,6 +323,7 @@ def write_atomic(path: Path, data: memoryview) -> None:
 
 def write_atomic_from(path: Path, source: Path) -> None:
     """Copy the file `source` to `path` atomically (same guarantees as `write_atomic`)."""
+
     def copy(f: BinaryIO) -> None:
         with open(source, "rb") as src:
             shutil.copyfileobj(src, f, length=2**22)
@@ -325,17 +357,25 @@ def _link_into_place(source: Path, target: Path) -> bool:
         os.link(source, tmp)
     except OSError as err:
         if err.errno not in _NO_LINK_ERRNOS:
-            raise CheckpointError(f"saving {target} (a hard link to {source.name}) failed: {err.strerror or err}; "
-                                  "earlier checkpoints are untouched") from err
+            raise CheckpointError(
+                f"saving {target} (a hard link to {source.name}) failed: {err.strerror or err}; "
+                "earlier checkpoints are untouched"
+            ) from err
         if str(target.parent) not in _copy_fallback_logged:
             _copy_fallback_logged.add(str(target.parent))
-            log.info("no hard links in %s (%s): each checkpoint name of a save is written as its own copy", target.parent, err.strerror or err)
+            log.info(
+                "no hard links in %s (%s): each checkpoint name of a save is written as its own copy",
+                target.parent,
+                err.strerror or err,
+            )
         return False
     try:
         os.replace(tmp, target)
     except OSError as err:
         tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"saving {target} failed: {err.strerror or err}; earlier checkpoints are untouched") from err
+        raise CheckpointError(
+            f"saving {target} failed: {err.strerror or err}; earlier checkpoints are untouched"
+        ) from err
     return True
 
 
@@ -349,9 +389,14 @@ def _atomic(path: Path, size: int, write: Callable[[BinaryIO], None]) -> None:
         atomic_write(path, write)
     except OSError as err:
         # Free-space figures only where space is the cause; otherwise the cause alone (read-only, permissions).
-        cause = (f" (disk full): {err.strerror or err}; {_space(size, _free_bytes(folder), folder)}" if err.errno in _SPACE_ERRNOS
-                 else f": {err.strerror or err} ({folder})")
-        raise CheckpointError(f"saving {path} failed{cause}; earlier checkpoints are untouched and the temp file was removed") from err
+        cause = (
+            f" (disk full): {err.strerror or err}; {_space(size, _free_bytes(folder), folder)}"
+            if err.errno in _SPACE_ERRNOS
+            else f": {err.strerror or err} ({folder})"
+        )
+        raise CheckpointError(
+            f"saving {path} failed{cause}; earlier checkpoints are untouched and the temp file was removed"
+        ) from err
 
 
 def _free_bytes(folder: Path) -> int | None:

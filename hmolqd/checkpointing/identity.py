@@ -42,7 +42,12 @@ class RunInfo:
 
     @classmethod
     def new(cls, seeded_from: dict[str, Any] | None = None, run_id: str | None = None) -> RunInfo:
-        return cls(run_id or new_run_id(), datetime.now(timezone.utc).isoformat(timespec="seconds"), socket.gethostname(), seeded_from)
+        return cls(
+            run_id or new_run_id(),
+            datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            socket.gethostname(),
+            seeded_from,
+        )
 
     def seeded_by(self, path: str | Path) -> bool:
         """True when `path` (resolved) is the resume_from file that started this run."""
@@ -55,8 +60,13 @@ def new_run_id() -> str:
 
 def seed_record(path: str | Path, ckpt: dict[str, Any]) -> dict[str, Any]:
     """What `seeded_from` keeps about a resume_from file: where it was and which state it held."""
-    return {"path": str(Path(path).resolve()), "run_id": ckpt.get("run_id"), "stage": ckpt.get("stage"),
-            "global_step": ckpt.get("global_step"), "sha256": (ckpt.get("integrity") or {}).get("sha256")}
+    return {
+        "path": str(Path(path).resolve()),
+        "run_id": ckpt.get("run_id"),
+        "stage": ckpt.get("stage"),
+        "global_step": ckpt.get("global_step"),
+        "sha256": (ckpt.get("integrity") or {}).get("sha256"),
+    }
 
 
 def read_run_info(folder: str | Path) -> RunInfo | None:

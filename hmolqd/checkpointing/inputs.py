@@ -41,8 +41,10 @@ def input_candidates(resume_input: str | os.PathLike | None) -> tuple[list[Path]
     if path.is_file():
         return [path], str(path)
     if not path.is_dir():
-        raise CheckpointError(f"resume_input {str(path)!r} does not exist: name a previous output folder or checkpoint file, "
-                              f"or set resume_input to {AUTO!r} (search the Kaggle input) or {OFF!r}")
+        raise CheckpointError(
+            f"resume_input {str(path)!r} does not exist: name a previous output folder or checkpoint file, "
+            f"or set resume_input to {AUTO!r} (search the Kaggle input) or {OFF!r}"
+        )
     named = [path / LATEST] if (path / LATEST).is_file() else []
     return list(dict.fromkeys(named + previous_outputs(path))), f"under {path}"
 

@@ -48,16 +48,20 @@ def set_aside(folder: Path, paths: Iterable[Path], label: str) -> Path | None:
         if not any((target / p.name).exists() or (target / p.name).is_symlink() for p in paths):
             break
     else:
-        raise CheckpointError(f"cannot set aside {len(paths)} file(s) of {label} in {base}: every numbered folder is taken")
+        raise CheckpointError(
+            f"cannot set aside {len(paths)} file(s) of {label} in {base}: every numbered folder is taken"
+        )
     try:
         target.mkdir(parents=True, exist_ok=True)
         for path in paths:
             os.rename(path, target / path.name)  # same file system: atomic, the inode (and its other names) kept
     except OSError as err:
         # err.filename: the folder that could not be made or the file that could not move (`path` may be unbound).
-        raise CheckpointError(f"cannot set aside {err.filename or label} into {target} before training: "
-                              f"{err.strerror or err}; nothing was overwritten or deleted: free the folder, or use "
-                              "another checkpoint_dir") from err
+        raise CheckpointError(
+            f"cannot set aside {err.filename or label} into {target} before training: "
+            f"{err.strerror or err}; nothing was overwritten or deleted: free the folder, or use "
+            "another checkpoint_dir"
+        ) from err
     fsync_dir(target)
     fsync_dir(folder)
     return target
@@ -94,14 +98,20 @@ def start_run(folder: str | Path, found: ResumeResult) -> ResumeResult:
         if target is None:
             continue
         what = "that failed to load" if label == UNREADABLE else f"of run {label}"
-        notes.append(f"set aside {len(paths)} file(s) {what} ({', '.join(p.name for p in paths)}) into {target} (kept, not resumed)")
+        notes.append(
+            f"set aside {len(paths)} file(s) {what} ({', '.join(p.name for p in paths)}) into {target} (kept, not resumed)"
+        )
         if path is not None and path in paths:
             path = target / path.name  # resume_from named a file of the previous run: it is read where it lies now
             if seeded is not None and seeded.seeded_from:
-                seeded = dataclasses.replace(seeded, seeded_from={**seeded.seeded_from, "moved_to": str(path.resolve())})
+                seeded = dataclasses.replace(
+                    seeded, seeded_from={**seeded.seeded_from, "moved_to": str(path.resolve())}
+                )
     if found.imports:
         path, copied = _copy_in(folder, found.imports)
-        notes.append(f"copied {', '.join(copied)} from {found.imports[0].parent} into {folder}: training continues from {path}")
+        notes.append(
+            f"copied {', '.join(copied)} from {found.imports[0].parent} into {folder}: training continues from {path}"
+        )
     if seeded is not None:
         write_run_info(folder, seeded)
     for note in notes:

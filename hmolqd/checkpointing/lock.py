@@ -65,7 +65,9 @@ def check_checkpoint_dir(folder: str | Path, key: str = "checkpoint_dir") -> Pat
         raise CheckpointError(f"{key} {folder} is not writable: {_cause(err, folder)}") from err
     for entry in not_regular_entries(folder, (LOCK_NAME, RUN_INFO_NAME)):
         kind = "a directory" if entry.is_dir() else "not a regular file"
-        raise CheckpointError(f"{entry} is {kind}, not a checkpoint file: every save under that name would fail; move or delete it")
+        raise CheckpointError(
+            f"{entry} is {kind}, not a checkpoint file: every save under that name would fail; move or delete it"
+        )
     return folder
 
 
@@ -124,7 +126,8 @@ class DirLock:
                 if self.path.is_symlink():
                     raise CheckpointError(
                         f"cannot lock {self.key} {self.folder}: {self.path} is a symbolic link (to {os.readlink(self.path)}); "
-                        "a lock file must be a plain file, so nothing was written through it: delete the link and start again") from err
+                        "a lock file must be a plain file, so nothing was written through it: delete the link and start again"
+                    ) from err
                 raise CheckpointError(f"cannot lock {self.key} {self.folder}: {_cause(err, self.folder)}") from err
             try:
                 if self._try_lock(fd):
@@ -132,7 +135,9 @@ class DirLock:
             except BaseException:
                 os.close(fd)
                 raise
-        raise CheckpointError(f"cannot lock {self.key} {self.folder}: {self.path} keeps being replaced by another process")
+        raise CheckpointError(
+            f"cannot lock {self.key} {self.folder}: {self.path} keeps being replaced by another process"
+        )
 
     def _try_lock(self, fd: int) -> bool:
         flocked = False
@@ -158,17 +163,25 @@ class DirLock:
                 raise CheckpointError(
                     f"{self.key} {self.folder} is locked by {_describe(previous)}, another machine: this host cannot "
                     f"tell whether that training still runs. If no training on {previous.get('host')!r} uses this directory "
-                    f"any more, delete {self.path} and start again; otherwise give this training another {self.key}")
+                    f"any more, delete {self.path} and start again; otherwise give this training another {self.key}"
+                )
             if previous.get("pid") != os.getpid() and (not flocked or fcntl is None) and _holder_alive(previous):
                 raise CheckpointError(self._busy(previous))
             # Here the flock was free (or there is none and the pid test says gone): the holder no longer holds it.
-            why = ("that process still runs but no longer holds the lock (the pid was reused, or it let the lock go "
-                   "without removing the file)" if _holder_alive(previous) else
-                   "that process is gone (it ended without releasing the lock, e.g. killed)")
+            why = (
+                "that process still runs but no longer holds the lock (the pid was reused, or it let the lock go "
+                "without removing the file)"
+                if _holder_alive(previous)
+                else "that process is gone (it ended without releasing the lock, e.g. killed)"
+            )
             self.took_over = f"took over the lock {self.path} of {_describe(previous)}: {why}"
             log.info(self.took_over)  # the trainer prints it (training.session); a warning here printed it twice
-        info = {"pid": os.getpid(), "host": host, "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "proc_start": _proc_start(os.getpid())}
+        info = {
+            "pid": os.getpid(),
+            "host": host,
+            "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "proc_start": _proc_start(os.getpid()),
+        }
         os.ftruncate(fd, 0)
         os.pwrite(fd, (json.dumps(info) + "\n").encode(), 0)
         os.fsync(fd)
@@ -177,9 +190,11 @@ class DirLock:
 
     def _busy(self, holder: dict[str, Any]) -> str:
         who = _describe(holder) if holder else "another process (its details are not written yet)"
-        return (f"{self.key} {self.folder} is in use by another training: {who} holds {self.path}. "
-                "Two trainings on one directory would replace each other's files: wait for it to finish (or stop it), "
-                f"or give this training another {self.key}")
+        return (
+            f"{self.key} {self.folder} is in use by another training: {who} holds {self.path}. "
+            "Two trainings on one directory would replace each other's files: wait for it to finish (or stop it), "
+            f"or give this training another {self.key}"
+        )
 
     def release(self) -> None:
         """Remove the lock file and unlock; safe to call twice."""

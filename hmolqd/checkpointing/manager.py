@@ -97,8 +97,15 @@ class CheckpointPolicy:
     @classmethod
     def from_run_config(cls, run: RunConfig) -> CheckpointPolicy:
         c = run.checkpoint
-        return cls(c.checkpoint_every, c.checkpoint_every_steps, c.checkpoint_every_minutes, c.keep_last_n,
-                   c.disk_budget_gb, c.monitor_metric, c.monitor_mode)
+        return cls(
+            c.checkpoint_every,
+            c.checkpoint_every_steps,
+            c.checkpoint_every_minutes,
+            c.keep_last_n,
+            c.disk_budget_gb,
+            c.monitor_metric,
+            c.monitor_mode,
+        )
 
 
 @dataclass
@@ -140,8 +147,16 @@ class CheckpointManager:
     `flush()` before reading the files or exiting.
     """
 
-    def __init__(self, checkpoint_dir: str | Path, policy: CheckpointPolicy | None = None, *, is_main: bool = True,
-                 clock: Callable[[], float] = time.monotonic, async_save: bool = False, run_id: str | None = None) -> None:
+    def __init__(
+        self,
+        checkpoint_dir: str | Path,
+        policy: CheckpointPolicy | None = None,
+        *,
+        is_main: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+        async_save: bool = False,
+        run_id: str | None = None,
+    ) -> None:
         self.dir = Path(checkpoint_dir)
         self.policy = policy or CheckpointPolicy()
         if self.policy.monitor_mode not in ("min", "max"):
@@ -161,21 +176,36 @@ class CheckpointManager:
         self._owners: dict[tuple[int, int, int], str | None] = {}  # (dev, inode, mtime) -> run id, for rotation
         if is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
-            for tmp in stale_temp_files(self.dir, f".*{TEMP_SUFFIX}"):  # a writer killed mid-write; the real files are intact
-                log.info("removing stale temp file %s (its writer, pid %s, is gone: a save interrupted by a kill)", tmp, temp_writer_pid(tmp.name))
+            # a writer killed mid-write; the real files are intact
+            for tmp in stale_temp_files(self.dir, f".*{TEMP_SUFFIX}"):
+                log.info(
+                    "removing stale temp file %s (its writer, pid %s, is gone: a save interrupted by a kill)",
+                    tmp,
+                    temp_writer_pid(tmp.name),
+                )
                 tmp.unlink(missing_ok=True)
 
     @classmethod
     def from_config(cls, cfg: Config, *, is_main: bool = True, run_id: str | None = None) -> CheckpointManager:
-        return cls(cfg.resolved().paths.checkpoint_dir, CheckpointPolicy.from_run_config(cfg.run), is_main=is_main,
-                   async_save=cfg.run.checkpoint.checkpoint_async, run_id=run_id)
+        return cls(
+            cfg.resolved().paths.checkpoint_dir,
+            CheckpointPolicy.from_run_config(cfg.run),
+            is_main=is_main,
+            async_save=cfg.run.checkpoint.checkpoint_async,
+            run_id=run_id,
+        )
 
     def restore(self, checkpoint: Mapping[str, Any]) -> None:
         """Adopt the best values of a resumed checkpoint (forgotten if the monitor changed: the config check warns)."""
         monitor = checkpoint.get("monitor", {})
         if monitor.get("metric") != self.policy.monitor_metric or monitor.get("mode") != self.policy.monitor_mode:
-            log.info("the checkpoint monitored %s/%s, now %s/%s: the best value starts over",
-                     monitor.get("metric"), monitor.get("mode"), self.policy.monitor_metric, self.policy.monitor_mode)
+            log.info(
+                "the checkpoint monitored %s/%s, now %s/%s: the best value starts over",
+                monitor.get("metric"),
+                monitor.get("mode"),
+                self.policy.monitor_metric,
+                self.policy.monitor_mode,
+            )
             self.best = {}
             return
         self.best = {str(k): float(v) for k, v in dict(checkpoint.get("best_metric") or {}).items()}
@@ -187,7 +217,9 @@ class CheckpointManager:
             return True
         return value < self.best[stage] if self.policy.monitor_mode == "min" else value > self.best[stage]
 
-    def save_epoch_end(self, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None, *, last: bool = False) -> list[Path]:
+    def save_epoch_end(
+        self, state: Mapping[str, Any], metrics: Mapping[str, float] | None = None, *, last: bool = False
+    ) -> list[Path]:
         """Write epoch_N (every `every_epochs`) and best (if `metrics[monitor_metric]` improved), each time
         with latest; an epoch with neither writes nothing, except the stage's `last` epoch, which writes latest
         alone (so a finished stage is never resumed from an earlier epoch). Returns the paths written (or being written)."""
@@ -286,8 +318,14 @@ class CheckpointManager:
             st.write_seconds += seconds
             st.last_size = len(data)
         how = "linked" if written == len(data) else "copied"
-        log.info("saved %s (%s written once, other names %s, %.2f s%s)", ", ".join(names), mib(len(data)), how, seconds,
-                 " in the background" if self.async_save else "")
+        log.info(
+            "saved %s (%s written once, other names %s, %.2f s%s)",
+            ", ".join(names),
+            mib(len(data)),
+            how,
+            seconds,
+            " in the background" if self.async_save else "",
+        )
 
     def flush(self) -> None:
         """Wait for the save in flight (async) and raise its error, if any; a no-op when nothing is in flight."""
@@ -359,7 +397,12 @@ class CheckpointManager:
         protected = {inode[f.path] for f in files if f.kind in ("latest", "best") and f.path in inode}
         groups: dict[tuple[int, int], list[CheckpointFile]] = {}
         for f in files:
-            if f.kind in ("epoch", "step") and f.path in inode and inode[f.path] not in protected and self._owns(f.path):
+            if (
+                f.kind in ("epoch", "step")
+                and f.path in inode
+                and inode[f.path] not in protected
+                and self._owns(f.path)
+            ):
                 groups.setdefault(inode[f.path], []).append(f)
         total = sum(size.values())
         removed = []
@@ -371,9 +414,13 @@ class CheckpointManager:
             if len(gone) == len(names):
                 total -= size[key]
         if total > budget:
-            log.warning("checkpoint files in %s use %.3f GB, over disk_budget_gb=%s, with only latest and best (and names "
-                        "of their files) left; they are never deleted: raise the budget or free space", self.dir, total / 1e9,
-                        self.policy.disk_budget_gb)
+            log.warning(
+                "checkpoint files in %s use %.3f GB, over disk_budget_gb=%s, with only latest and best (and names "
+                "of their files) left; they are never deleted: raise the budget or free space",
+                self.dir,
+                total / 1e9,
+                self.policy.disk_budget_gb,
+            )
         return removed
 
 

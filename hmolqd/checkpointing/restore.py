@@ -37,8 +37,14 @@ def state_of(obj: Any) -> Any:
     return obj.state_dict() if hasattr(obj, "state_dict") else obj
 
 
-def load_training_state(checkpoint: Mapping[str, Any], *, models: Mapping[str, Any], optimizer: Any = None,
-                        scheduler: Any = None, scaler: Any = None) -> list[str]:
+def load_training_state(
+    checkpoint: Mapping[str, Any],
+    *,
+    models: Mapping[str, Any],
+    optimizer: Any = None,
+    scheduler: Any = None,
+    scaler: Any = None,
+) -> list[str]:
     """Load `checkpoint` into live objects (any wrapped model is unwrapped); returns notes to log.
 
     A model named in `models` but absent from the checkpoint, or one whose keys or shapes differ, is an

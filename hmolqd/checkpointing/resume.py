@@ -86,9 +86,15 @@ class _Head:
     model: Mapping[str, Any] | None  # the config's model section: the architecture
 
 
-def find_resume_checkpoint(checkpoint_dir: str | Path, *, resume_from: str | Path | None = None, auto_resume: bool = True,
-                           resume_input: str | os.PathLike | None = None, model: ModelConfig | None = None,
-                           map_location: Any = "cpu") -> ResumeResult:
+def find_resume_checkpoint(
+    checkpoint_dir: str | Path,
+    *,
+    resume_from: str | Path | None = None,
+    auto_resume: bool = True,
+    resume_input: str | os.PathLike | None = None,
+    model: ModelConfig | None = None,
+    map_location: Any = "cpu",
+) -> ResumeResult:
     """Choose and load the checkpoint to resume from (see the module docstring for the order); writes nothing.
 
     `model` (the config's architecture) makes an input candidate of another architecture be skipped.
@@ -100,14 +106,27 @@ def find_resume_checkpoint(checkpoint_dir: str | Path, *, resume_from: str | Pat
         raise CheckpointError(
             f"checkpoint_dir {folder} holds files written by a newer hmolqd ({'; '.join(f'{p.name}: {r}' for p, r in newer)}). "
             "This version does not train beside them (it could not keep them as their writer expects): upgrade hmolqd, "
-            "or use another checkpoint_dir. Nothing in the folder was changed")
+            "or use another checkpoint_dir. Nothing in the folder was changed"
+        )
     owners = {h.path: h.run_id for h in heads}
     if resume_from:
-        return _used(dataclasses.replace(_explicit(folder, Path(resume_from), info, heads, map_location), owners=owners))
+        return _used(
+            dataclasses.replace(_explicit(folder, Path(resume_from), info, heads, map_location), owners=owners)
+        )
     if not auto_resume:
         new = RunInfo.new()
-        return _used(ResumeResult(None, None, f"{NO_CHECKPOINT} (auto_resume=False: a new run {new.run_id[:8]})", skipped,
-                                  new.run_id, new, True, owners))
+        return _used(
+            ResumeResult(
+                None,
+                None,
+                f"{NO_CHECKPOINT} (auto_resume=False: a new run {new.run_id[:8]})",
+                skipped,
+                new.run_id,
+                new,
+                True,
+                owners,
+            )
+        )
     found = _own_newest(folder, heads, skipped, info, map_location)
     if found is not None:
         return _used(dataclasses.replace(found, owners=owners))
@@ -121,8 +140,11 @@ def find_resume_checkpoint(checkpoint_dir: str | Path, *, resume_from: str | Pat
     searched = str(folder) + (f" or {where}" if where else "")
     run_id = own or new_run_id()
     message = f"{NO_CHECKPOINT} (no valid checkpoint in {searched}){_skipped_text(skipped)}"
-    return _used(ResumeResult(None, None, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id),
-                              info is None, owners))
+    return _used(
+        ResumeResult(
+            None, None, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id), info is None, owners
+        )
+    )
 
 
 def _explicit(folder: Path, path: Path, info: RunInfo | None, heads: list[_Head], map_location: Any) -> ResumeResult:
@@ -131,28 +153,52 @@ def _explicit(folder: Path, path: Path, info: RunInfo | None, heads: list[_Head]
         own, ckpt, skipped = _pick([h for h in heads if h.run_id == info.run_id], map_location)
         seed = info.seeded_from or {}
         if ckpt is not None and own is not None:
-            return ResumeResult(own, ckpt, (
-                f"Resuming from {_describe(own, ckpt)}: resume_from={str(path)!r} started this run (run {info.run_id[:8]}, "
-                f"at {seed.get('stage')} global step {seed.get('global_step')}) and {own.name} is the run's newest valid "
-                f"checkpoint since, so it wins over resume_from (to start again from {path.name}, use another checkpoint_dir)"
-                f"{_skipped_text(skipped)}"), skipped, info.run_id)
+            return ResumeResult(
+                own,
+                ckpt,
+                (
+                    f"Resuming from {_describe(own, ckpt)}: resume_from={str(path)!r} started this run (run {info.run_id[:8]}, "
+                    f"at {seed.get('stage')} global step {seed.get('global_step')}) and {own.name} is the run's newest valid "
+                    f"checkpoint since, so it wins over resume_from (to start again from {path.name}, use another checkpoint_dir)"
+                    f"{_skipped_text(skipped)}"
+                ),
+                skipped,
+                info.run_id,
+            )
         # No save of the run yet: the seed itself, where it lies now (lineage may have set it aside with its run).
         moved = Path(seed["moved_to"]) if seed.get("moved_to") and not path.is_file() else path
         ckpt, reason = try_load_checkpoint(moved, map_location)
         if ckpt is None:
-            raise CheckpointError(f"resume_from={str(path)!r}: {reason} (set resume_from=None to resume from checkpoint_dir)")
-        return ResumeResult(moved, ckpt, f"Resuming from {_describe(moved, ckpt)}: explicit resume_from (it started this run; "
-                            f"no checkpoint of the run in {folder} yet)", skipped, info.run_id)
+            raise CheckpointError(
+                f"resume_from={str(path)!r}: {reason} (set resume_from=None to resume from checkpoint_dir)"
+            )
+        return ResumeResult(
+            moved,
+            ckpt,
+            f"Resuming from {_describe(moved, ckpt)}: explicit resume_from (it started this run; "
+            f"no checkpoint of the run in {folder} yet)",
+            skipped,
+            info.run_id,
+        )
     ckpt, reason = try_load_checkpoint(path, map_location)
     if ckpt is None:
-        raise CheckpointError(f"resume_from={str(path)!r}: {reason} (set resume_from=None to resume from checkpoint_dir)")
+        raise CheckpointError(
+            f"resume_from={str(path)!r}: {reason} (set resume_from=None to resume from checkpoint_dir)"
+        )
     new = RunInfo.new(seeded_from=seed_record(path, ckpt))
-    return ResumeResult(path, ckpt, f"Resuming from {_describe(path, ckpt)}: explicit resume_from, which starts run "
-                        f"{new.run_id[:8]} in {folder}", run_id=new.run_id, run_info=new, new_run=True)
+    return ResumeResult(
+        path,
+        ckpt,
+        f"Resuming from {_describe(path, ckpt)}: explicit resume_from, which starts run {new.run_id[:8]} in {folder}",
+        run_id=new.run_id,
+        run_info=new,
+        new_run=True,
+    )
 
 
-def _own_newest(folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]], info: RunInfo | None,
-                map_location: Any) -> ResumeResult | None:
+def _own_newest(
+    folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]], info: RunInfo | None, map_location: Any
+) -> ResumeResult | None:
     """The newest valid file of the directory's run (then of no run), or None; CheckpointError when only
     another run's files are there."""
     named = sorted({h.run_id for h in heads if h.run_id is not None})
@@ -160,19 +206,31 @@ def _own_newest(folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]
         raise CheckpointError(
             f"{folder} holds checkpoints of {len(named)} runs ({', '.join(r[:8] for r in named)}) and no {RUN_INFO_NAME} saying "
             f"which run the directory belongs to: set resume_from to the file to continue (e.g. {max(heads, key=_order).path}), "
-            "or move the other runs' files away")
+            "or move the other runs' files away"
+        )
     own = info.run_id if info else (named[0] if named else None)
     foreign = [h for h in heads if h.run_id not in (own, None)]
-    ignored = f"; ignored {len(foreign)} file(s) of another run ({', '.join(h.path.name for h in foreign)})" if foreign else ""
-    adopted = f" ({RUN_INFO_NAME} was missing: the directory's checkpoints are run {own[:8]})" if info is None and own else ""
-    groups = (([h for h in heads if own and h.run_id == own], ""), ([h for h in heads if h.run_id is None], " (written before run ids existed)"))
+    ignored = (
+        f"; ignored {len(foreign)} file(s) of another run ({', '.join(h.path.name for h in foreign)})"
+        if foreign
+        else ""
+    )
+    adopted = (
+        f" ({RUN_INFO_NAME} was missing: the directory's checkpoints are run {own[:8]})" if info is None and own else ""
+    )
+    groups = (
+        ([h for h in heads if own and h.run_id == own], ""),
+        ([h for h in heads if h.run_id is None], " (written before run ids existed)"),
+    )
     for group, note in groups:
         path, ckpt, more = _pick(group, map_location)
         skipped += more
         if ckpt is not None and path is not None:
             run_id = own or new_run_id()
-            message = (f"Resuming from {_describe(path, ckpt)}: newest valid checkpoint of this run in {folder}{note}{adopted}{ignored}"
-                       f"{_skipped_text(skipped)}")
+            message = (
+                f"Resuming from {_describe(path, ckpt)}: newest valid checkpoint of this run in {folder}{note}{adopted}{ignored}"
+                f"{_skipped_text(skipped)}"
+            )
             return ResumeResult(path, ckpt, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id))
     if foreign:
         newest = max(foreign, key=_order)
@@ -180,12 +238,14 @@ def _own_newest(folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]
             f"{folder} holds only checkpoints of another run: {', '.join(h.path.name for h in foreign)} (run {str(newest.run_id)[:8]}; "
             f"this directory is run {str(own)[:8]}, {RUN_INFO_NAME}). They are not resumed automatically: to continue from one, "
             f"set resume_from={str(newest.path)!r}; to start afresh, set auto_resume=False (a new run here: those files are "
-            "set aside into previous_runs/, not deleted) or use another checkpoint_dir")
+            "set aside into previous_runs/, not deleted) or use another checkpoint_dir"
+        )
     return None
 
 
-def _from_input(candidates: list[Path], own: str | None, model: ModelConfig | None,
-                map_location: Any) -> tuple[ResumeResult | None, list[tuple[Path, str]]]:
+def _from_input(
+    candidates: list[Path], own: str | None, model: ModelConfig | None, map_location: Any
+) -> tuple[ResumeResult | None, list[tuple[Path, str]]]:
     """(the input checkpoint to continue, or None; the candidates skipped and why): this directory's run first, then
     the newest; one of another architecture is skipped."""
     heads, skipped, newer = _heads(candidates)
@@ -194,7 +254,12 @@ def _from_input(candidates: list[Path], own: str | None, model: ModelConfig | No
     for h in heads:
         diff = architecture_diff(dict(h.model), model) if model is not None and h.model is not None else []
         if diff:
-            skipped.append((h.path, f"another architecture than the config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''})"))
+            skipped.append(
+                (
+                    h.path,
+                    f"another architecture than the config ({'; '.join(diff[:3])}{'; ...' if len(diff) > 3 else ''})",
+                )
+            )
             log.warning("skipping input checkpoint %s: another architecture (%s)", h.path, "; ".join(diff))
         else:
             usable.append(h)
@@ -233,7 +298,11 @@ def _heads(paths: Sequence[Path]) -> tuple[list[_Head], list[tuple[Path, str]], 
         else:
             run_id = head.get("run_id") if isinstance(head.get("run_id"), str) else None
             config = head.get("config")
-            model = config.get("model") if isinstance(config, Mapping) and isinstance(config.get("model"), Mapping) else None
+            model = (
+                config.get("model")
+                if isinstance(config, Mapping) and isinstance(config.get("model"), Mapping)
+                else None
+            )
             key = (stage_names().index(head["stage"]), head["global_step"])
             heads.append(_Head(key, _tie_break(path), _mtime_ns(path), path, run_id, model))
     return heads, skipped, newer
@@ -282,8 +351,14 @@ def _used(result: ResumeResult) -> ResumeResult:
 def find_for_config(cfg: Config, map_location: Any = "cpu") -> ResumeResult:
     """`find_resume_checkpoint` with the config's keys (checkpoint_dir, resume_from, auto_resume, resume_input, model)."""
     cfg = cfg.resolved()
-    return find_resume_checkpoint(cfg.paths.checkpoint_dir, resume_from=cfg.paths.resume_from, auto_resume=cfg.run.auto_resume,
-                                  resume_input=cfg.paths.resume_input, model=cfg.model, map_location=map_location)
+    return find_resume_checkpoint(
+        cfg.paths.checkpoint_dir,
+        resume_from=cfg.paths.resume_from,
+        auto_resume=cfg.run.auto_resume,
+        resume_input=cfg.paths.resume_input,
+        model=cfg.model,
+        map_location=map_location,
+    )
 
 
 # ---------------------------------------------------------------- config changes on resume
@@ -319,11 +394,17 @@ def check_resume_config(saved: Mapping[str, Any], current: Config) -> list[str]:
         old, new = dict(saved.get(section) or {}), now.get(section, {})
         for key in sorted(set(old) | set(new)):
             if key not in new:
-                messages.append(f"config key {section}.{key} = {old[key]!r} in the checkpoint is unknown to this version (ignored)")
+                messages.append(
+                    f"config key {section}.{key} = {old[key]!r} in the checkpoint is unknown to this version (ignored)"
+                )
             elif key not in old:
                 messages.append(f"config key {key!r} is new since the checkpoint: using {new[key]!r}")
             elif old[key] != new[key] and key in _WARN_KEYS:
-                messages.append(f"WARNING: config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} ({_WARN_KEYS[key]})")
+                messages.append(
+                    f"WARNING: config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} ({_WARN_KEYS[key]})"
+                )
             elif old[key] != new[key]:
-                messages.append(f"config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} (allowed: it does not change the model)")
+                messages.append(
+                    f"config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} (allowed: it does not change the model)"
+                )
     return messages

@@ -29,7 +29,11 @@ def capture_rng_state() -> dict[str, Any]:
     # CUDA generators are queried only once CUDA is in use: a CPU run on a GPU machine creates no context.
     cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else []
     return {
-        "python": {"version": int(py_version), "state": torch.tensor(py_internal, dtype=torch.int64), "gauss_next": py_gauss},
+        "python": {
+            "version": int(py_version),
+            "state": torch.tensor(py_internal, dtype=torch.int64),
+            "gauss_next": py_gauss,
+        },
         "numpy": {
             "bit_generator": str(np_name),
             "keys": torch.from_numpy(np.asarray(np_keys, dtype=np.int64)),  # (624,) uint32 values widened to int64
@@ -58,7 +62,9 @@ def restore_rng_state(state: dict[str, Any]) -> list[str]:
 
     npy = state["numpy"]
     keys = torch.as_tensor(npy["keys"]).cpu().numpy().astype(np.uint32)
-    np.random.set_state((str(npy["bit_generator"]), keys, int(npy["pos"]), int(npy["has_gauss"]), float(npy["cached_gaussian"])))
+    np.random.set_state(
+        (str(npy["bit_generator"]), keys, int(npy["pos"]), int(npy["has_gauss"]), float(npy["cached_gaussian"]))
+    )
 
     # set_rng_state wants a CPU ByteTensor; a map_location="cuda" load would have moved it.
     torch.set_rng_state(torch.as_tensor(state["torch"]).cpu().to(torch.uint8))

@@ -51,8 +51,11 @@ class Snapshot:
                 used.add(path)
                 return buf
             if isinstance(obj, dict):  # OrderedDict state dicts keep their type and torch's _metadata
-                out = type(obj)((k, copy(v, f"{path}/{k!r}")) for k, v in obj.items()) if isinstance(obj, OrderedDict) else {
-                    k: copy(v, f"{path}/{k!r}") for k, v in obj.items()}
+                out = (
+                    type(obj)((k, copy(v, f"{path}/{k!r}")) for k, v in obj.items())
+                    if isinstance(obj, OrderedDict)
+                    else {k: copy(v, f"{path}/{k!r}") for k, v in obj.items()}
+                )
                 if isinstance(out, OrderedDict) and hasattr(obj, "_metadata"):
                     out._metadata = {k: dict(v) for k, v in obj._metadata.items()}  # type: ignore[attr-defined]
                 return out
@@ -142,5 +145,7 @@ def _wait_through_interrupts(done: threading.Event | Callable[[], Any]) -> bool:
             return interrupted
         except KeyboardInterrupt:
             if not interrupted:
-                log.warning("interrupted again while a checkpoint is being written: the write is finished first, then training stops")
+                log.warning(
+                    "interrupted again while a checkpoint is being written: the write is finished first, then training stops"
+                )
             interrupted = True

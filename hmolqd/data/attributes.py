@@ -56,30 +56,45 @@ def _tokens(values: torch.Tensor) -> torch.Tensor:
 
 
 def condition_tokens(
-    doors: torch.Tensor | None, stairs: torch.Tensor | None, attributes: torch.Tensor | None = None,
-    *, n: int, cond_stairs: bool, cond_attributes: bool = False,
+    doors: torch.Tensor | None,
+    stairs: torch.Tensor | None,
+    attributes: torch.Tensor | None = None,
+    *,
+    n: int,
+    cond_stairs: bool,
+    cond_attributes: bool = False,
 ) -> torch.Tensor:
     """`(n, K)` long tokens on the CPU; None leaves a whole group UNKNOWN. doors `(n, 4)`, stairs `(n,)`,
     attributes `(n, 6)` in ATTRIBUTES order: bool, or integer tokens (so single entries can be left open)."""
     tokens = torch.full((n, cond_size(cond_stairs, cond_attributes)), UNKNOWN, dtype=torch.long)
     if doors is not None:
         if tuple(doors.shape) != (n, len(SIDES)):
-            raise ValueError(f"condition_tokens: doors must be ({n}, {len(SIDES)}) (sides {SIDES}), got {tuple(doors.shape)}")
+            raise ValueError(
+                f"condition_tokens: doors must be ({n}, {len(SIDES)}) (sides {SIDES}), got {tuple(doors.shape)}"
+            )
         tokens[:, : len(SIDES)] = _tokens(doors)
     if stairs is not None:
         if not cond_stairs:
-            raise ValueError("condition_tokens: stairs given but ModelConfig.cond_stairs is False (the model has no stairs input)")
+            raise ValueError(
+                "condition_tokens: stairs given but ModelConfig.cond_stairs is False (the model has no stairs input)"
+            )
         if tuple(stairs.shape) != (n,):
             raise ValueError(f"condition_tokens: stairs must be ({n},), got {tuple(stairs.shape)}")
         tokens[:, len(SIDES)] = _tokens(stairs)
     if attributes is not None:
         if not cond_attributes:
-            raise ValueError("condition_tokens: attributes given but ModelConfig.cond_attributes is False (the model has no attribute input)")
+            raise ValueError(
+                "condition_tokens: attributes given but ModelConfig.cond_attributes is False (the model has no attribute input)"
+            )
         if tuple(attributes.shape) != (n, len(ATTRIBUTES)):
-            raise ValueError(f"condition_tokens: attributes must be ({n}, {len(ATTRIBUTES)}) ({', '.join(ATTRIBUTES)}), got {tuple(attributes.shape)}")
+            raise ValueError(
+                f"condition_tokens: attributes must be ({n}, {len(ATTRIBUTES)}) ({', '.join(ATTRIBUTES)}), got {tuple(attributes.shape)}"
+            )
         tokens[:, -len(ATTRIBUTES) :] = _tokens(attributes)
     if bool(((tokens < ABSENT) | (tokens > UNKNOWN)).any()):
-        raise ValueError(f"condition_tokens: tokens must be ABSENT=0, PRESENT=1 or UNKNOWN=2, got {tokens.unique().tolist()}")
+        raise ValueError(
+            f"condition_tokens: tokens must be ABSENT=0, PRESENT=1 or UNKNOWN=2, got {tokens.unique().tolist()}"
+        )
     return tokens
 
 
@@ -87,8 +102,12 @@ def room_condition(rooms: torch.Tensor, cond_stairs: bool, cond_attributes: bool
     """The condition tokens `(N, K)` that describe real rooms `(N, 16, 11)`, every group measured."""
     rooms = rooms.long().cpu()
     return condition_tokens(
-        door_sides(rooms), has_stairs(rooms) if cond_stairs else None, room_attributes(rooms) if cond_attributes else None,
-        n=rooms.shape[0], cond_stairs=cond_stairs, cond_attributes=cond_attributes,
+        door_sides(rooms),
+        has_stairs(rooms) if cond_stairs else None,
+        room_attributes(rooms) if cond_attributes else None,
+        n=rooms.shape[0],
+        cond_stairs=cond_stairs,
+        cond_attributes=cond_attributes,
     )
 
 
@@ -103,14 +122,18 @@ def attribute_request(n: int, asked: Mapping[str, object] | None, defaults: Mapp
         col = ATTRIBUTES.index(name)
         if isinstance(value, str):
             if value not in ASK_WORDS:
-                raise ValueError(f"room attribute {name!r} = {value!r}: must be one of {', '.join(ASK_WORDS)} or a bool")
+                raise ValueError(
+                    f"room attribute {name!r} = {value!r}: must be one of {', '.join(ASK_WORDS)} or a bool"
+                )
             out[:, col] = ASK_WORDS[value]
         elif isinstance(value, bool):
             out[:, col] = PRESENT if value else ABSENT
         else:
             value = torch.as_tensor(value)
             if value.dtype != torch.bool or tuple(value.shape) != (n,):
-                raise ValueError(f"room attribute {name!r}: a tensor must be ({n},) bool, got {value.dtype} {tuple(value.shape)}")
+                raise ValueError(
+                    f"room attribute {name!r}: a tensor must be ({n},) bool, got {value.dtype} {tuple(value.shape)}"
+                )
             out[:, col] = _tokens(value)
     return out
 

@@ -61,7 +61,12 @@ def _search(root: Path) -> Path | None:
     return None
 
 
-def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path | None = None, default: Path = DEFAULT_DATA_DIR, key: str = "data_dir") -> Path:
+def find_data_dir(
+    configured: str | os.PathLike | None,
+    kaggle_root: Path | None = None,
+    default: Path = DEFAULT_DATA_DIR,
+    key: str = "data_dir",
+) -> Path:
     """Where the corpus is: `configured` if given, else a Kaggle input holding tloz*.txt, else `default`.
 
     Returns the folder containing Processed/ (being pointed at Processed/ itself is accepted). A
@@ -78,7 +83,9 @@ def find_data_dir(configured: str | os.PathLike | None, kaggle_root: Path | None
         try:
             return zelda_root(folder)
         except VGLCFormatError as err:
-            raise DataNotFoundError(f"{key} {str(folder)!r} holds no {ROOM_GLOB} (nor its {PROCESSED}/ subfolder). {_download_hint(key)}") from err
+            raise DataNotFoundError(
+                f"{key} {str(folder)!r} holds no {ROOM_GLOB} (nor its {PROCESSED}/ subfolder). {_download_hint(key)}"
+            ) from err
     kaggle_root = kaggle_input() if kaggle_root is None else kaggle_root
     found = _search(kaggle_root)
     if found is not None:
@@ -104,8 +111,10 @@ def check_val_dungeons(val_dungeons: Iterable[str], dungeons: Iterable[str]) -> 
     val, dungeons = tuple(val_dungeons), tuple(dungeons)
     missing = [name for name in val if name not in dungeons]
     if missing:
-        raise ConfigError(f"config key 'val_dungeons' = {list(val)!r}: {missing} not in the corpus; "
-                          f"available dungeons: {', '.join(dungeons)}")
+        raise ConfigError(
+            f"config key 'val_dungeons' = {list(val)!r}: {missing} not in the corpus; "
+            f"available dungeons: {', '.join(dungeons)}"
+        )
 
 
 def dungeon_names(data_dir: Path) -> tuple[str, ...]:
@@ -144,7 +153,9 @@ def mirror_corpus(corpus: Corpus, mirror: str) -> Corpus:
     bad = (found != expected).any(1).nonzero().flatten().tolist()
     if bad:
         m = meta[bad[0]]
-        raise ValueError(f"mirror {mirror!r} broke the doors of {len(bad)} room(s), e.g. index {bad[0]} ({m.dungeon} slot {m.slot_row},{m.slot_col}): door_sides {found[bad[0]].tolist()} != metadata {list(m.doors)}")
+        raise ValueError(
+            f"mirror {mirror!r} broke the doors of {len(bad)} room(s), e.g. index {bad[0]} ({m.dungeon} slot {m.slot_row},{m.slot_col}): door_sides {found[bad[0]].tolist()} != metadata {list(m.doors)}"
+        )
     return Corpus(rooms=rooms, meta=meta)
 
 
@@ -199,5 +210,7 @@ def augment_doors(corpus: Corpus, copies: int, seed: int) -> Corpus:
     for _ in range(copies):
         doors = torch.rand(len(corpus), 4, generator=g) < 0.5  # (N, 4)
         rooms.append(with_doors(corpus.rooms, doors))
-        meta += [replace(m, doors=tuple(d), neighbors=(-1,) * len(m.neighbors)) for m, d in zip(corpus.meta, doors.tolist())]
+        meta += [
+            replace(m, doors=tuple(d), neighbors=(-1,) * len(m.neighbors)) for m, d in zip(corpus.meta, doors.tolist())
+        ]
     return Corpus(rooms=torch.cat(rooms), meta=tuple(meta))

@@ -217,7 +217,9 @@ def _stream_to(response: http.client.HTTPResponse, url: str, entry: ManifestEntr
             out.write(chunk)
             received += len(chunk)
     except (http.client.HTTPException, OSError) as err:  # reset, timeout (socket.timeout is OSError)
-        raise IncompleteDownloadError(f"{entry.path}: connection failed after {received} bytes from {url}: {err}") from err
+        raise IncompleteDownloadError(
+            f"{entry.path}: connection failed after {received} bytes from {url}: {err}"
+        ) from err
     if received > entry.size:  # more bytes than the pinned file has (no Content-Length to say so up front)
         raise _size_mismatch(entry, url, f"the server sent more than {entry.size} bytes")
     # http.client's read(amt) returns short data instead of raising when the server closes
@@ -276,16 +278,18 @@ def fetch_vglc(
     empty then are removed.
     """
     if retries < 0 or backoff_s < 0 or not 0 < timeout < float("inf"):
-        raise ValueError(f"need retries >= 0, backoff_s >= 0, a finite timeout > 0; "
-                         f"got {retries}, {backoff_s}, {timeout}")
+        raise ValueError(
+            f"need retries >= 0, backoff_s >= 0, a finite timeout > 0; got {retries}, {backoff_s}, {timeout}"
+        )
     entries = load_manifest() if manifest is None else list(manifest)
     dest = Path(dest)
     if dest.exists() and not dest.is_dir():
         raise FetchError(f"{dest}: exists and is not a folder")
     created: list[Path] = []  # folders this call made, removed again if they are still empty when it fails
     try:
-        return _fetch_entries(dest, entries, base_url, created, timeout=timeout, progress=progress, retries=retries,
-                              backoff_s=backoff_s)
+        return _fetch_entries(
+            dest, entries, base_url, created, timeout=timeout, progress=progress, retries=retries, backoff_s=backoff_s
+        )
     except BaseException:
         for folder in reversed(created):
             if folder.is_dir() and not any(folder.iterdir()):
@@ -304,8 +308,17 @@ def _make_dirs(folder: Path, created: list[Path]) -> None:
         created.append(new)
 
 
-def _fetch_entries(dest: Path, entries: Sequence[ManifestEntry], base_url: str, created: list[Path], *, timeout: float,
-                   progress: bool, retries: int, backoff_s: float) -> FetchReport:
+def _fetch_entries(
+    dest: Path,
+    entries: Sequence[ManifestEntry],
+    base_url: str,
+    created: list[Path],
+    *,
+    timeout: float,
+    progress: bool,
+    retries: int,
+    backoff_s: float,
+) -> FetchReport:
     downloaded, skipped, replaced, total_bytes = [], [], [], 0
     for i, entry in enumerate(entries, start=1):
         target = dest / entry.path

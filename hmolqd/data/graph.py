@@ -32,13 +32,25 @@ from hmolqd.data.vglc import PROCESSED, VGLCFormatError, read_text
 
 GRAPH_DIR = "Graph Processed"
 NODE_LEGEND: dict[str, str] = {
-    "e": "enemy", "S": "switch", "b": "boss", "k": "key", "K": "boss key",
-    "I": "key item", "p": "puzzle", "s": "start", "t": "triforce",
+    "e": "enemy",
+    "S": "switch",
+    "b": "boss",
+    "k": "key",
+    "K": "boss key",
+    "I": "key item",
+    "p": "puzzle",
+    "s": "start",
+    "t": "triforce",
 }
 # zelda.json lists "S" twice with the same meaning (JSON keeps the last); "s" is a visible, impassable link.
 EDGE_LEGEND: dict[str, str] = {
-    "S": "switch locked door", "b": "bombable door", "k": "key locked door", "K": "boss key locked door",
-    "I": "key item locked door", "l": "soft locked door", "s": "visible, impassable",
+    "S": "switch locked door",
+    "b": "bombable door",
+    "k": "key locked door",
+    "K": "boss key locked door",
+    "I": "key item locked door",
+    "l": "soft locked door",
+    "s": "visible, impassable",
 }
 EXTRA_CODES: dict[str, str] = {
     "i": "item (not in zelda.json; our reading)",
@@ -131,12 +143,15 @@ def dungeon_of(path: Path) -> str:
     """`LoZ_<level>` -> `tloz<level>_1`, `LoZ2_<level>` -> `tloz<level>_2`."""
     match = _FILE_RULE.match(path.stem)
     if match is None:
-        raise VGLCFormatError(f"{path}: graph file name must be LoZ_<level>.dot (quest 1) or LoZ2_<level>.dot (quest 2), level 1-9")
+        raise VGLCFormatError(
+            f"{path}: graph file name must be LoZ_<level>.dot (quest 1) or LoZ2_<level>.dot (quest 2), level 1-9"
+        )
     return f"tloz{match.group(2)}_{2 if match.group(1) else 1}"
 
 
-def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = True,
-              self_loops: bool = True) -> DungeonGraph:
+def parse_dot(
+    path: str | Path, text: str | None = None, corpus_name: bool = True, self_loops: bool = True
+) -> DungeonGraph:
     """Parse one room graph; a malformed statement raises `VGLCFormatError` naming file:line.
 
     `corpus_name=False` accepts any file name (a graph a user wrote): `dungeon` is then the file stem.
@@ -168,7 +183,9 @@ def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = Tru
         match = _STATEMENT.match(text, pos)
         if match is None:
             snippet = text[pos:].split("\n", 1)[0][:60]
-            raise VGLCFormatError(f"{path}:{line}: cannot parse DOT statement {snippet!r} (expected 'N [label=\"...\"]' or 'N -> M [label=\"...\"]')")
+            raise VGLCFormatError(
+                f"{path}:{line}: cannot parse DOT statement {snippet!r} (expected 'N [label=\"...\"]' or 'N -> M [label=\"...\"]')"
+            )
         if closed:
             raise VGLCFormatError(f"{path}:{line}: text after the closing '}}'")
         if match.group("open"):
@@ -190,8 +207,9 @@ def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = Tru
             else:
                 dst = int(match.group("dst"))
                 if src == dst and not self_loops:
-                    raise VGLCFormatError(f"{path}:{line}: edge {src} -> {dst} joins a room to itself; "
-                                          "a room graph has no self-loops")
+                    raise VGLCFormatError(
+                        f"{path}:{line}: edge {src} -> {dst} joins a room to itself; a room graph has no self-loops"
+                    )
                 edges.append((Edge(src, dst, parse_label(raw), raw), line))
         pos = match.end()
     if not opened:
@@ -201,10 +219,14 @@ def parse_dot(path: str | Path, text: str | None = None, corpus_name: bool = Tru
     for edge, line in edges:
         for end in (edge.src, edge.dst):
             if end not in nodes:
-                raise VGLCFormatError(f"{path}:{line}: edge {edge.src} -> {edge.dst} names node {end}, which is never defined")
+                raise VGLCFormatError(
+                    f"{path}:{line}: edge {edge.src} -> {edge.dst} names node {end}, which is never defined"
+                )
     return DungeonGraph(
-        name=path.stem, dungeon=dungeon,
-        nodes=tuple(nodes[k] for k in sorted(nodes)), edges=tuple(edge for edge, _ in edges),
+        name=path.stem,
+        dungeon=dungeon,
+        nodes=tuple(nodes[k] for k in sorted(nodes)),
+        edges=tuple(edge for edge, _ in edges),
     )
 
 
@@ -215,7 +237,9 @@ def graph_dir(data_dir: str | Path) -> Path:
     for candidate in (data_dir / GRAPH_DIR, *sibling, data_dir):
         if candidate.is_dir() and any(candidate.glob("*.dot")):
             return candidate
-    raise VGLCFormatError(f"{data_dir}: no '{GRAPH_DIR}/*.dot' room graphs found (expected the VGLC 'The Legend of Zelda' folder)")
+    raise VGLCFormatError(
+        f"{data_dir}: no '{GRAPH_DIR}/*.dot' room graphs found (expected the VGLC 'The Legend of Zelda' folder)"
+    )
 
 
 def load_graphs(data_dir: str | Path) -> dict[str, DungeonGraph]:

@@ -12,8 +12,9 @@ from hmolqd.data.vglc import Corpus
 
 
 # (screen side, text side) in SCREEN_SIDES order: north = text left, east = bottom, south = right, west = top
-_SCREEN_TO_TEXT = sorted(((screen, text) for text, screen in tiles.SCREEN_SIDE.items()),
-                         key=lambda pair: tiles.SCREEN_SIDES.index(pair[0]))
+_SCREEN_TO_TEXT = sorted(
+    ((screen, text) for text, screen in tiles.SCREEN_SIDE.items()), key=lambda pair: tiles.SCREEN_SIDES.index(pair[0])
+)
 
 
 def _distinct(rooms: torch.Tensor) -> int:
@@ -83,5 +84,7 @@ def format_stats(stats: Mapping[str, Any]) -> str:
             lines.append("-" * len(header))
         nodes = "-" if row.get("graph_nodes") is None else str(row["graph_nodes"])
         door_cells = " ".join(f"{row['doors'][s]:>6}" for s in tiles.SCREEN_SIDES)
-        lines.append(f"{name:<10} {row['rooms']:>5} {row['distinct']:>8} {door_cells} {row['mean_doors']:>10.2f} {row['stairs']:>6} {nodes:>5}")
+        lines.append(
+            f"{name:<10} {row['rooms']:>5} {row['distinct']:>8} {door_cells} {row['mean_doors']:>10.2f} {row['stairs']:>6} {nodes:>5}"
+        )
     return "\n".join(lines)

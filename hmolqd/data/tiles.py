@@ -67,7 +67,10 @@ INTERIOR: tuple[slice, slice] = (slice(BAND_WIDTH, ROOM_H - BAND_WIDTH), slice(B
 # inner band row or column, centred (top: row 1, columns 4-6; left: rows 7-8, column 1; ...). The outer
 # band is wall, so a room's band is fixed by its door set.
 DOOR_TILES: tuple[tuple[slice | int, slice | int], ...] = (
-    (1, slice(4, 7)), (ROOM_H - 2, slice(4, 7)), (slice(7, 9), 1), (slice(7, 9), ROOM_W - 2),
+    (1, slice(4, 7)),
+    (ROOM_H - 2, slice(4, 7)),
+    (slice(7, 9), 1),
+    (slice(7, 9), ROOM_W - 2),
 )
 
 

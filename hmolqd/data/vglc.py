@@ -64,8 +64,14 @@ class Corpus:
     meta: tuple[RoomMeta, ...]
 
     def __post_init__(self) -> None:
-        if self.rooms.dtype != torch.uint8 or self.rooms.dim() != 3 or tuple(self.rooms.shape[1:]) != (tiles.ROOM_H, tiles.ROOM_W):
-            raise ValueError(f"Corpus.rooms must be uint8 (N, {tiles.ROOM_H}, {tiles.ROOM_W}), got {self.rooms.dtype} {tuple(self.rooms.shape)}")
+        if (
+            self.rooms.dtype != torch.uint8
+            or self.rooms.dim() != 3
+            or tuple(self.rooms.shape[1:]) != (tiles.ROOM_H, tiles.ROOM_W)
+        ):
+            raise ValueError(
+                f"Corpus.rooms must be uint8 (N, {tiles.ROOM_H}, {tiles.ROOM_W}), got {self.rooms.dtype} {tuple(self.rooms.shape)}"
+            )
         if len(self.meta) != self.rooms.shape[0]:
             raise ValueError(f"Corpus has {self.rooms.shape[0]} rooms but {len(self.meta)} metadata entries")
 
@@ -133,7 +139,9 @@ def read_text(path: Path) -> str:
         return data.decode("utf-8")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
-        raise VGLCFormatError(f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); is it a binary file?") from err
+        raise VGLCFormatError(
+            f"{path}:{line}: not UTF-8 text (byte {data[err.start]:#04x} at offset {err.start}); is it a binary file?"
+        ) from err
 
 
 def parse_grid(path: Path) -> tuple[list[str], int, int]:
@@ -147,15 +155,21 @@ def parse_grid(path: Path) -> tuple[list[str], int, int]:
     width = len(lines[0])
     for number, line in enumerate(lines, start=1):
         if len(line) != width:
-            raise VGLCFormatError(f"{path}:{number}: ragged line of length {len(line)}; line 1 has length {width} and every line must match")
+            raise VGLCFormatError(
+                f"{path}:{number}: ragged line of length {len(line)}; line 1 has length {width} and every line must match"
+            )
         unknown = set(line) - _VALID
         if unknown:
             column, ch = next((col, ch) for col, ch in enumerate(line, start=1) if ch in unknown)
-            raise VGLCFormatError(f"{path}:{number}: unknown tile character {ch!r} at column {column} (valid: {tiles.TILES!r})")
+            raise VGLCFormatError(
+                f"{path}:{number}: unknown tile character {ch!r} at column {column} (valid: {tiles.TILES!r})"
+            )
     if width == 0 or width % tiles.ROOM_W:
         raise VGLCFormatError(f"{path}:1: width {width} is not a positive multiple of the room width {tiles.ROOM_W}")
     if len(lines) % tiles.ROOM_H:
-        raise VGLCFormatError(f"{path}:{len(lines)}: height {len(lines)} lines is not a multiple of the room height {tiles.ROOM_H}")
+        raise VGLCFormatError(
+            f"{path}:{len(lines)}: height {len(lines)} lines is not a multiple of the room height {tiles.ROOM_H}"
+        )
     return lines, len(lines) // tiles.ROOM_H, width // tiles.ROOM_W
 
 
@@ -201,8 +215,15 @@ def load_corpus(data_dir: str | Path) -> Corpus:
             around = ((r - 1, c), (r + 1, c), (r, c - 1), (r, c + 1))  # tiles.SIDES order
             meta.append(
                 RoomMeta(
-                    dungeon=path.stem, level=level, quest=quest, slot_row=r, slot_col=c, grid_shape=grid_shape,
-                    doors=tuple(doors[k]), stairs=bool(stairs[k]), neighbors=tuple(index_at.get(p, -1) for p in around),
+                    dungeon=path.stem,
+                    level=level,
+                    quest=quest,
+                    slot_row=r,
+                    slot_col=c,
+                    grid_shape=grid_shape,
+                    doors=tuple(doors[k]),
+                    stairs=bool(stairs[k]),
+                    neighbors=tuple(index_at.get(p, -1) for p in around),
                 )
             )
         all_rooms.append(rooms)

@@ -48,13 +48,17 @@ def mask_ratio(t: torch.Tensor | float, schedule: str) -> torch.Tensor:
     raise ValueError(f"mask_ratio: schedule {schedule!r} must be one of {MASK_SCHEDULES} (config key mask_schedule)")
 
 
-def mask_tokens(x0: torch.Tensor, ratio: torch.Tensor, mask_id: int, uniform: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(
+    x0: torch.Tensor, ratio: torch.Tensor, mask_id: int, uniform: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Forward process q(x_t | x_0): `x0 (B, N)` long, `ratio (B,)` = m(t), `uniform (B, N)` in [0, 1).
 
     Returns `(x_t (B, N), masked (B, N) bool)`: a token is masked where uniform < m(t).
     """
     if x0.shape != uniform.shape:
-        raise ValueError(f"mask_tokens: x0 {tuple(x0.shape)} and uniform {tuple(uniform.shape)} must have the same shape")
+        raise ValueError(
+            f"mask_tokens: x0 {tuple(x0.shape)} and uniform {tuple(uniform.shape)} must have the same shape"
+        )
     masked = uniform < ratio.to(uniform.dtype).reshape(-1, *([1] * (x0.dim() - 1)))  # (B, N)
     return torch.where(masked, torch.full_like(x0, mask_id), x0), masked
 
@@ -79,15 +83,23 @@ def guided_log_probs(cond_logits: torch.Tensor, uncond_logits: torch.Tensor | No
 def sample_categorical(log_probs: torch.Tensor, uniform: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
     """Inverse-CDF draw from softmax(log_probs / temperature): `(..., V)`, `uniform (...)` -> `(...)` long."""
     if temperature <= 0:
-        raise ValueError(f"sample_categorical: temperature must be > 0 (config key sample_temperature), got {temperature}")
+        raise ValueError(
+            f"sample_categorical: temperature must be > 0 (config key sample_temperature), got {temperature}"
+        )
     cdf = F.softmax(log_probs / temperature, dim=-1).cumsum(-1)  # (..., V)
     idx = (cdf < uniform.unsqueeze(-1) * cdf[..., -1:]).sum(-1)
     return idx.clamp(max=log_probs.shape[-1] - 1)
 
 
 def unmask_random(
-    x_t: torch.Tensor, log_probs: torch.Tensor, ratio_t: float, ratio_s: float, mask_id: int,
-    u_keep: torch.Tensor, u_draw: torch.Tensor, temperature: float = 1.0,
+    x_t: torch.Tensor,
+    log_probs: torch.Tensor,
+    ratio_t: float,
+    ratio_s: float,
+    mask_id: int,
+    u_keep: torch.Tensor,
+    u_draw: torch.Tensor,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """Ancestral step t -> s of the absorbing reverse process: `x_t (B, N)`, `log_probs (B, N, V)` -> `(B, N)`.
 
@@ -101,8 +113,14 @@ def unmask_random(
 
 
 def unmask_confidence(
-    x_t: torch.Tensor, log_probs: torch.Tensor, keep_masked: int, mask_id: int,
-    u_draw: torch.Tensor, u_noise: torch.Tensor, noise: float, temperature: float = 1.0,
+    x_t: torch.Tensor,
+    log_probs: torch.Tensor,
+    keep_masked: int,
+    mask_id: int,
+    u_draw: torch.Tensor,
+    u_noise: torch.Tensor,
+    noise: float,
+    temperature: float = 1.0,
 ) -> torch.Tensor:
     """MaskGIT step: draw every masked token, keep `keep_masked` of them masked (the least confident).
 

@@ -85,7 +85,9 @@ def v_target(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, alphas_cump
     return _coef(a.sqrt(), x0) * noise - _coef((1 - a).sqrt(), x0) * x0
 
 
-def training_target(x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str, alphas_cumprod: torch.Tensor) -> torch.Tensor:
+def training_target(
+    x0: torch.Tensor, noise: torch.Tensor, t: torch.Tensor, prediction: str, alphas_cumprod: torch.Tensor
+) -> torch.Tensor:
     """What the denoiser regresses: the noise itself ("eps") or the velocity ("v")."""
     if prediction == "eps":
         return noise

@@ -28,15 +28,22 @@ def as_source(model: Any, **sampling: Any) -> RoomSource:
         model = load_model(model)
     if isinstance(model, RoomSource):
         if sampling:
-            raise ValueError(f"sampling keys {sorted(sampling)} apply to a room model, not to the room source {model.name!r}")
+            raise ValueError(
+                f"sampling keys {sorted(sampling)} apply to a room model, not to the room source {model.name!r}"
+            )
         return model
     if hasattr(model, "vqvae") and hasattr(model, "diffusion"):
         return ModelRoomSource(model, **sampling)
     raise TypeError(f"expected a room model or a RoomSource, got {type(model).__name__}")
 
 
-def layouts_for(graphs: Sequence[str | Path | Layout] | None, count: int, rooms: int | None, seed: int,
-                sampler: SamplerConfig = SamplerConfig()) -> list[Layout]:
+def layouts_for(
+    graphs: Sequence[str | Path | Layout] | None,
+    count: int,
+    rooms: int | None,
+    seed: int,
+    sampler: SamplerConfig = SamplerConfig(),
+) -> list[Layout]:
     """The given graphs (paths are read with `read_layout`), or `count` layouts sampled with seeds seed, seed+1, ..."""
     if graphs:
         if rooms is not None:
@@ -47,25 +54,43 @@ def layouts_for(graphs: Sequence[str | Path | Layout] | None, count: int, rooms:
     return [sample_layout(seed + i, rooms=rooms, config=sampler) for i in range(count)]
 
 
-def generate_dungeons(model: Any, graphs: Sequence[str | Path | Layout] | None = None, *, count: int = 1, rooms: int | None = None,
-                      seed: int = 0, config: DungeonConfig = DungeonConfig(), sampler: SamplerConfig = SamplerConfig(),
-                      **sampling: Any) -> list[Dungeon]:
+def generate_dungeons(
+    model: Any,
+    graphs: Sequence[str | Path | Layout] | None = None,
+    *,
+    count: int = 1,
+    rooms: int | None = None,
+    seed: int = 0,
+    config: DungeonConfig = DungeonConfig(),
+    sampler: SamplerConfig = SamplerConfig(),
+    **sampling: Any,
+) -> list[Dungeon]:
     """Dungeons for `graphs` (or `count` sampled layouts of `rooms` rooms), all rooms in batched calls."""
     layouts = layouts_for(graphs, count, rooms, seed, sampler)
     plans = [plan(layout, config, seed=seed) for layout in layouts]
     return build_dungeons(plans, as_source(model, **sampling), config, seed=seed)
 
 
-def generate_dungeon(model: Any, graph: str | Path | Layout | None = None, *, rooms: int | None = None, seed: int = 0,
-                     out: str | Path | None = None, stem: str = "dungeon", config: DungeonConfig = DungeonConfig(),
-                     **sampling: Any) -> Dungeon:
+def generate_dungeon(
+    model: Any,
+    graph: str | Path | Layout | None = None,
+    *,
+    rooms: int | None = None,
+    seed: int = 0,
+    out: str | Path | None = None,
+    stem: str = "dungeon",
+    config: DungeonConfig = DungeonConfig(),
+    **sampling: Any,
+) -> Dungeon:
     """One dungeon from a room model (a `RoomModel`, the path of `model_final.pt`, or any RoomSource): for the
     room graph `graph` (a VGLC .dot, any name), or for a layout sampled with `seed` (`rooms` rooms, default:
     drawn like the real dungeons). With `out`, writes `<stem>.txt`, `.dot`, `.png`, `.json` there
     (`hmolqd.dungeon.export`). `sampling`: steps, guidance, eta, door_guidance of the room model."""
     if graph is not None and rooms is not None:
         raise ValueError("give a graph or a room count for a sampled layout, not both")
-    (dungeon,) = generate_dungeons(model, [graph] if graph is not None else None, rooms=rooms, seed=seed, config=config, **sampling)
+    (dungeon,) = generate_dungeons(
+        model, [graph] if graph is not None else None, rooms=rooms, seed=seed, config=config, **sampling
+    )
     if out is not None:
         write_dungeon(dungeon, out, stem=stem)
     return dungeon
@@ -79,7 +104,11 @@ def dungeon_metrics(dungeons: Sequence[Dungeon]) -> dict[str, Any]:
     def share(flags: list[bool]) -> float | None:
         return sum(flags) / len(flags) if flags else None
 
-    door_ok = [not any(r.startswith("doors ") for r in d.failures.get(room.id, ())) for d in dungeons for room in d.layout.rooms]
+    door_ok = [
+        not any(r.startswith("doors ") for r in d.failures.get(room.id, ()))
+        for d in dungeons
+        for room in d.layout.rooms
+    ]
     return {
         "dungeons": len(dungeons),
         "rooms": rooms,
@@ -95,7 +124,9 @@ def dungeon_metrics(dungeons: Sequence[Dungeon]) -> dict[str, Any]:
     }
 
 
-def evaluation_section(model: Any, data_dir: str | Path, *, seed: int = 0, config: DungeonConfig = DungeonConfig(), **sampling: Any) -> dict[str, Any]:
+def evaluation_section(
+    model: Any, data_dir: str | Path, *, seed: int = 0, config: DungeonConfig = DungeonConfig(), **sampling: Any
+) -> dict[str, Any]:
     """The dungeon section of the evaluation report: the 18 real room graphs of `data_dir` built once with
     `seed` (one batched build), as `dungeon_metrics` plus the settings and the seconds it took; a data
     folder without `Graph Processed/` gives {"skipped": why}."""
@@ -109,9 +140,14 @@ def evaluation_section(model: Any, data_dir: str | Path, *, seed: int = 0, confi
     start = time.perf_counter()
     dungeons = generate_dungeons(model, graphs, seed=seed, config=config, **sampling)
     seconds = time.perf_counter() - start
-    return {**dungeon_metrics(dungeons), "graphs": [g.stem for g in graphs], "seed": seed, "seconds": seconds,
-            "max_regenerations": config.max_regenerations,
-            "not_walkable": [d.layout.name for d in dungeons if not d.walk.walkable]}
+    return {
+        **dungeon_metrics(dungeons),
+        "graphs": [g.stem for g in graphs],
+        "seed": seed,
+        "seconds": seconds,
+        "max_regenerations": config.max_regenerations,
+        "not_walkable": [d.layout.name for d in dungeons if not d.walk.walkable],
+    }
 
 
 def format_summary(dungeon: Dungeon) -> str:

@@ -40,7 +40,8 @@ _ROUND_SEED = 1_000_003  # seed of regeneration round r: seed + r * _ROUND_SEED
 class DungeonConfig:
     """How dungeons are built (defaults are the ones the bench measures)."""
 
-    max_regenerations: int = 12  # rounds of regenerating failing rooms; 0 = keep the first rooms (12: stair rooms, see bench/DUNGEON.md)
+    # rounds of regenerating failing rooms; 0 = keep the first rooms (12: stair rooms, see bench/DUNGEON.md)
+    max_regenerations: int = 12
     max_stair_links: int = 2  # stair links one room may hold
     embed_attempts: int = 64  # greedy placements tried per graph (the best one is kept)
     mission_max_states: int = 200_000  # bound of the key-order search
@@ -112,8 +113,9 @@ class Dungeon:
                 "failing": {str(k): list(v) for k, v in sorted(self.failures.items())},
             },
             "playable": int(playable_mask(self.rooms).sum()),
-            "monsters_where_asked": None if asked_monsters is None or not asked_monsters.any() else
-            float(shown["monsters"][asked_monsters].float().mean()),
+            "monsters_where_asked": None
+            if asked_monsters is None or not asked_monsters.any()
+            else float(shown["monsters"][asked_monsters].float().mean()),
             "walk_before_regeneration": self.walk_before.to_json(),
             "walk": self.walk.to_json(),
             "mission": self.mission.to_json(),
@@ -174,7 +176,9 @@ def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str,
 KEPT_WHEN_RELAXED = frozenset({"playable"})
 
 
-def _generate(plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, seed: int, relax: bool = False) -> torch.Tensor:
+def _generate(
+    plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, seed: int, relax: bool = False
+) -> torch.Tensor:
     """One batched source call for the rooms `index` of the concatenated plans -> `(len(index), 16, 11)` uint8.
     `relax` asks only for the attributes in KEPT_WHEN_RELAXED."""
     doors = torch.cat([p.doors for p in plans])[index]
@@ -196,13 +200,19 @@ def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor, max_states: int) -> li
         n = len(p.layout.rooms)
         mine, lab = rooms[base : base + n].long(), labels[base : base + n]
         found = tile_passages(p.layout, p.embedding, mine, lab)
-        out.append((walk_dungeon(p.layout, p.embedding, mine, lab, found),
-                    play_dungeon(p.layout, p.embedding, mine, lab, max_states, found)))
+        out.append(
+            (
+                walk_dungeon(p.layout, p.embedding, mine, lab, found),
+                play_dungeon(p.layout, p.embedding, mine, lab, max_states, found),
+            )
+        )
         base += n
     return out
 
 
-def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonConfig = DungeonConfig(), seed: int = 0) -> list[Dungeon]:
+def build_dungeons(
+    plans: Sequence[Plan], source: RoomSource, config: DungeonConfig = DungeonConfig(), seed: int = 0
+) -> list[Dungeon]:
     """Generate the rooms of every plan in batched calls with bounded regeneration (module docstring)."""
     if not plans:
         return []
@@ -223,10 +233,19 @@ def build_dungeons(plans: Sequence[Plan], source: RoomSource, config: DungeonCon
     for p, (before, play_before), (after, play_after) in zip(plans, walks_before, walks):
         n = len(p.layout.rooms)
         failures = {room.id: reasons[base + k] for k, room in enumerate(p.layout.rooms) if reasons[base + k]}
-        out.append(Dungeon(
-            plan=p, rooms=rooms[base : base + n].clone(), generated=generated[base : base + n].clone(), failures=failures,
-            walk_before=before, walk=after, mission=check_mission(p.layout, config.mission_max_states), source=source.name,
-            play=play_after, play_before=play_before,
-        ))
+        out.append(
+            Dungeon(
+                plan=p,
+                rooms=rooms[base : base + n].clone(),
+                generated=generated[base : base + n].clone(),
+                failures=failures,
+                walk_before=before,
+                walk=after,
+                mission=check_mission(p.layout, config.mission_max_states),
+                source=source.name,
+                play=play_after,
+                play_before=play_before,
+            )
+        )
         base += n
     return out

@@ -47,8 +47,14 @@ class CellGraph:
         return cache[room]
 
 
-def _assemble(layout: Layout, cells: list[tuple[int, int]], edges: list[tuple[int, int, int, tuple | None, tuple | None]],
-              start: int, start_tile: tuple[int, int] | None, labels: torch.Tensor | None) -> CellGraph:
+def _assemble(
+    layout: Layout,
+    cells: list[tuple[int, int]],
+    edges: list[tuple[int, int, int, tuple | None, tuple | None]],
+    start: int,
+    start_tile: tuple[int, int] | None,
+    labels: torch.Tensor | None,
+) -> CellGraph:
     """Moves both ways for each edge (cell a, cell b, link, tile in a, tile in b), kinds from the link."""
     moves: list[list[Move]] = [[] for _ in cells]
     seen: set[tuple[int, int, int]] = set()
@@ -70,8 +76,14 @@ def layout_graph(layout: Layout) -> CellGraph:
     return _assemble(layout, cells, edges, index[layout.start], None, None)
 
 
-def tile_graph(layout: Layout, rooms: torch.Tensor, passages: Sequence[Passage], labels: torch.Tensor | None = None,
-               present: Sequence[bool] | None = None, loose_links: Sequence[int] = ()) -> CellGraph:
+def tile_graph(
+    layout: Layout,
+    rooms: torch.Tensor,
+    passages: Sequence[Passage],
+    labels: torch.Tensor | None = None,
+    present: Sequence[bool] | None = None,
+    loose_links: Sequence[int] = (),
+) -> CellGraph:
     """Cells of the walkable components of `rooms` `(n, 16, 11)` (layout.rooms order) joined by `passages`.
 
     `present[i]` False: room i has no tiles (a graph node missing from a real map) and is one cell;
@@ -87,11 +99,14 @@ def tile_graph(layout: Layout, rooms: torch.Tensor, passages: Sequence[Passage],
     cells: list[tuple[int, int]] = []
     cell_of: dict[tuple[int, int], int] = {}
     for i in range(n):
-        for lab in (sorted(int(x) for x in labels[i].unique().tolist() if x) if present[i] else [0]):
+        for lab in sorted(int(x) for x in labels[i].unique().tolist() if x) if present[i] else [0]:
             cell_of[(i, lab)] = len(cells)
             cells.append((i, lab))
-    edges = [(cell_of[(p.i, p.label_i)], cell_of[(p.j, p.label_j)], p.link, p.tile_i, p.tile_j)
-             for p in passages if p.link is not None and present[p.i] and present[p.j]]
+    edges = [
+        (cell_of[(p.i, p.label_i)], cell_of[(p.j, p.label_j)], p.link, p.tile_i, p.tile_j)
+        for p in passages
+        if p.link is not None and present[p.i] and present[p.j]
+    ]
     index = {room.id: i for i, room in enumerate(layout.rooms)}
 
     def anchor(i: int) -> tuple[int, tuple[int, int] | None] | None:
@@ -119,8 +134,13 @@ def tile_graph(layout: Layout, rooms: torch.Tensor, passages: Sequence[Passage],
     return _assemble(layout, cells, edges, cell_of[(s, lab)], tile, labels)  # type: ignore[arg-type]
 
 
-def dungeon_graph(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
-                  found: Passages | None = None) -> CellGraph:
+def dungeon_graph(
+    layout: Layout,
+    embedding: Embedding,
+    rooms: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    found: Passages | None = None,
+) -> CellGraph:
     """The cell graph of a built dungeon (rooms at `embedding.slots`; `found`: their `tile_passages`, if known)."""
     rooms = rooms.long()
     labels = walkable_components(rooms) if labels is None else labels

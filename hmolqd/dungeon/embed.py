@@ -69,7 +69,9 @@ def finish_embedding(layout: Layout, slots: dict[int, tuple[int, int]], max_stai
             raise EmbeddingError(f"graph {layout.source}: node {room.id} has no slot")
         slot = slots[room.id]
         if slot in taken:
-            raise EmbeddingError(f"graph {layout.source}: nodes {taken[slot]} and {room.id} share slot {slot}; a slot holds one room")
+            raise EmbeddingError(
+                f"graph {layout.source}: nodes {taken[slot]} and {room.id} share slot {slot}; a slot holds one room"
+            )
         taken[slot] = room.id
     doors = {room.id: [False] * len(SIDES) for room in layout.rooms}
     stair_count = {room.id: 0 for room in layout.rooms}
@@ -91,7 +93,9 @@ def finish_embedding(layout: Layout, slots: dict[int, tuple[int, int]], max_stai
             f"a room has at most {max_stair_links} (DungeonConfig.max_stair_links)"
         )
     return Embedding(
-        slots=slots, door_links=tuple(door_links), stair_links=tuple(stair_links),
+        slots=slots,
+        door_links=tuple(door_links),
+        stair_links=tuple(stair_links),
         doors={room: tuple(flags) for room, flags in doors.items()},  # type: ignore[misc]
         stairs={room: count > 0 for room, count in stair_count.items()},
     )
@@ -150,7 +154,9 @@ def _attempt(layout: Layout, rng: random.Random) -> dict[int, tuple[int, int]]:
             around = [taken.get((slot[0] + dr, slot[1] + dc)) for dr, dc in SIDE_OFFSETS]
             doors_made = sum(1 for u in around if u is not None and u in adj[v])
             # Filling the last free slot of a room that still waits for neighbours forces a stair link there.
-            blocks = sum(1 for u in around if u is not None and u not in adj[v] and waiting(u) >= len(free_around(slots[u])))
+            blocks = sum(
+                1 for u in around if u is not None and u not in adj[v] and waiting(u) >= len(free_around(slots[u]))
+            )
             room_left = len(free_around(slot)) - (len(adj[v]) - doors_made)
             spread = abs(slot[0]) + abs(slot[1])
             return (3.0 * doors_made - 2.0 * blocks + 0.5 * min(room_left, 0) - 0.05 * spread, rng.random())

@@ -105,21 +105,41 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
         kinds = [k for k in (link.kind_ab, link.kind_ba) if k in LOCK_COLORS]
         if kinds:
             (xa, ya), (xb, yb) = _centre(emb.slots[link.a], scale), _centre(emb.slots[link.b], scale)
-            ax.plot([(xa + xb) / 2], [(ya + yb) / 2], marker="s", markersize=2.2 * scale, color=LOCK_COLORS[kinds[0]],
-                    markeredgecolor="black")
+            ax.plot(
+                [(xa + xb) / 2],
+                [(ya + yb) / 2],
+                marker="s",
+                markersize=2.2 * scale,
+                color=LOCK_COLORS[kinds[0]],
+                markeredgecolor="black",
+            )
     for index in emb.stair_links:
         link = layout.links[index]
         (xa, ya), (xb, yb) = _centre(emb.slots[link.a], scale), _centre(emb.slots[link.b], scale)
-        ax.plot([xa, xb], [ya, yb], linestyle="--", color=STAIR_COLOR, linewidth=width, marker="o", markersize=scale * 1.2)
+        ax.plot(
+            [xa, xb], [ya, yb], linestyle="--", color=STAIR_COLOR, linewidth=width, marker="o", markersize=scale * 1.2
+        )
     for room_id in dungeon.failures:
         (x, y) = _centre(emb.slots[room_id], scale)
         ax.plot([x], [y], marker="x", markersize=4 * scale, color="red", markeredgewidth=width)
-    handles = [Patch(facecolor="none", edgecolor=c, linewidth=2, label=f"{role} room") for role, c in FRAME_COLORS.items()]
-    handles += [Line2D([], [], marker="s", linestyle="", color=c, markeredgecolor="black", label=f"{kind}-locked door") for kind, c in LOCK_COLORS.items()]
-    handles += [Line2D([], [], linestyle="--", color="black", marker="o", label="stair link"),
-                Line2D([], [], linestyle="", marker="x", color="red", label="room failing its checks")]
-    fig.legend(handles=handles, loc="upper left", bbox_to_anchor=((margin + w_in + 0.1) / fig_w, 1 - (margin + title_h) / fig_h),
-               fontsize=8, frameon=False)
+    handles = [
+        Patch(facecolor="none", edgecolor=c, linewidth=2, label=f"{role} room") for role, c in FRAME_COLORS.items()
+    ]
+    handles += [
+        Line2D([], [], marker="s", linestyle="", color=c, markeredgecolor="black", label=f"{kind}-locked door")
+        for kind, c in LOCK_COLORS.items()
+    ]
+    handles += [
+        Line2D([], [], linestyle="--", color="black", marker="o", label="stair link"),
+        Line2D([], [], linestyle="", marker="x", color="red", label="room failing its checks"),
+    ]
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=((margin + w_in + 0.1) / fig_w, 1 - (margin + title_h) / fig_h),
+        fontsize=8,
+        frameon=False,
+    )
     if title:
         fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, title, ha="center", va="center", fontsize=10)
     return fig
@@ -138,8 +158,13 @@ def map_title(dungeon: Dungeon, stem: str) -> str:
     """The map's title. The rooms failing their checks (red x) come first: a map of failing rooms is no good
     dungeon whatever its layout allows; the key/lock mission is a property of the layout, and said so."""
     n, failing = len(dungeon.layout.rooms), len(dungeon.failures)
-    rooms = (f"all {n} rooms fail their checks (x)" if failing == n else
-             f"{failing} of {n} rooms fail their checks (x)" if failing else f"{n} rooms, all pass their checks")
+    rooms = (
+        f"all {n} rooms fail their checks (x)"
+        if failing == n
+        else f"{failing} of {n} rooms fail their checks (x)"
+        if failing
+        else f"{n} rooms, all pass their checks"
+    )
     walk = "walkable" if dungeon.walk.walkable else f"NOT walkable ({len(dungeon.walk.unreached)} rooms unreached)"
     mission = "beatable" if dungeon.mission.beatable else "NOT beatable"
     return f"{stem}: {rooms}; {walk}; keys and locks of the layout {mission}"

@@ -163,8 +163,9 @@ def layout_from_graph(graph: DungeonGraph, source: str | None = None) -> Layout:
     """A parsed VGLC graph -> `Layout` (door kinds per direction; module docstring). Errors name `source`."""
     source = source or f"{graph.name}.dot"
     if len(graph.nodes) > MAX_ROOMS:
-        raise LayoutError(f"graph {source}: {len(graph.nodes)} rooms; a dungeon has at most {MAX_ROOMS} "
-                          "(the largest real one has 66)")
+        raise LayoutError(
+            f"graph {source}: {len(graph.nodes)} rooms; a dungeon has at most {MAX_ROOMS} (the largest real one has 66)"
+        )
     directed: dict[tuple[int, int], frozenset[str]] = {}
     notes: list[str] = []
     for edge in graph.edges:
@@ -180,19 +181,30 @@ def layout_from_graph(graph: DungeonGraph, source: str | None = None) -> Layout:
         union = (ab or frozenset()) | (ba or frozenset())
         links.append(
             Link(
-                a=a, b=b, labels=union, stair="s" in union,
+                a=a,
+                b=b,
+                labels=union,
+                stair="s" in union,
                 kind_ab=NO_PASSAGE if ab is None else direction_kind(ab),
                 kind_ba=NO_PASSAGE if ba is None else direction_kind(ba),
             )
         )
     starts = [node.id for node in graph.nodes if "s" in node.labels]
     if len(starts) != 1:
-        raise LayoutError(f"graph {source}: expected exactly one start room (node label 's'), found {len(starts)}: {starts}")
+        raise LayoutError(
+            f"graph {source}: expected exactly one start room (node label 's'), found {len(starts)}: {starts}"
+        )
     goal = _pick_goal(graph, source, pairs)
     bosses = [node.id for node in graph.nodes if "b" in node.labels]
     layout = Layout(
-        name=graph.name, source=source, rooms=tuple(Room(n.id, n.labels) for n in graph.nodes),
-        links=tuple(links), start=starts[0], goal=goal, boss=bosses[0] if bosses else None, notes=tuple(notes),
+        name=graph.name,
+        source=source,
+        rooms=tuple(Room(n.id, n.labels) for n in graph.nodes),
+        links=tuple(links),
+        start=starts[0],
+        goal=goal,
+        boss=bosses[0] if bosses else None,
+        notes=tuple(notes),
     )
     check_connected(layout)
     return layout
@@ -234,7 +246,9 @@ def read_layout(path: str | Path) -> Layout:
         attrs = {item.group(1): item.group(2) for item in _ATTR.finditer(_LABEL.sub("", body))}
         unknown = sorted(set(attrs) - {"row", "col", "link"})
         if unknown:
-            raise LayoutError(f"{path}:{line}: unknown attribute(s) {unknown}; a room graph statement may carry label, row, col and link")
+            raise LayoutError(
+                f"{path}:{line}: unknown attribute(s) {unknown}; a room graph statement may carry label, row, col and link"
+            )
         src, dst = int(match.group("src")), match.group("dst")
         if dst is None and attrs:
             if set(attrs) != {"row", "col"} or not all(re.fullmatch(r"-?\d+", attrs[k]) for k in ("row", "col")):
@@ -242,7 +256,9 @@ def read_layout(path: str | Path) -> Layout:
             slots[src] = (int(attrs["row"]), int(attrs["col"]))
         elif dst is not None and attrs:
             if set(attrs) != {"link"} or attrs["link"] not in ("door", "stair"):
-                raise LayoutError(f'{path}:{line}: edge {src} -> {dst} may only carry link="door" or link="stair", got {attrs}')
+                raise LayoutError(
+                    f'{path}:{line}: edge {src} -> {dst} may only carry link="door" or link="stair", got {attrs}'
+                )
             if attrs["link"] == "stair":
                 stair_pairs.add((min(src, int(dst)), max(src, int(dst))))
         label = _LABEL.search(match.group("body"))
@@ -254,7 +270,9 @@ def read_layout(path: str | Path) -> Layout:
     layout = layout_from_graph(graph, str(path))
     missing = [room.id for room in layout.rooms if room.id not in slots]
     if slots and missing:
-        raise LayoutError(f"{path}: node(s) {missing[:10]} lack row= and col= slot attributes; give a slot to every node or to none")
+        raise LayoutError(
+            f"{path}: node(s) {missing[:10]} lack row= and col= slot attributes; give a slot to every node or to none"
+        )
     return replace(
         layout,
         links=tuple(replace(link, stair=link.stair or (link.a, link.b) in stair_pairs) for link in layout.links),

@@ -70,5 +70,14 @@ def check_mission(layout: Layout, max_states: int = 200_000) -> MissionResult:
     """The mission view of the whole-dungeon player: `hmolqd.dungeon.play` on the graph alone (one cell per
     room, module docstring) -> `MissionResult`."""
     result = play_layout(layout, max_states)
-    return MissionResult(result.beaten, _behind_boss(layout), result.keys, result.key_doors, result.keys_used, result.reached,
-                         result.rooms, result.states, result.stuck)
+    return MissionResult(
+        result.beaten,
+        _behind_boss(layout),
+        result.keys,
+        result.key_doors,
+        result.keys_used,
+        result.reached,
+        result.rooms,
+        result.states,
+        result.stuck,
+    )

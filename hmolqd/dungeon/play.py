@@ -47,15 +47,29 @@ from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
 from hmolqd.dungeon.walk import Passages
 
-__all__ = ["FREE_KINDS", "CellGraph", "Move", "PlayResult", "dungeon_graph", "layout_graph", "passable", "play",
-           "play_dungeon", "play_layout", "reversible", "tile_graph"]
+__all__ = [
+    "FREE_KINDS",
+    "CellGraph",
+    "Move",
+    "PlayResult",
+    "dungeon_graph",
+    "layout_graph",
+    "passable",
+    "play",
+    "play_dungeon",
+    "play_layout",
+    "reversible",
+    "tile_graph",
+]
 
 FREE_KINDS: frozenset[str] = frozenset({"open", "soft", "bomb"})
 PICKUPS: frozenset[str] = frozenset({"k", "K", "I"})  # and switch codes S, S1, ...
 _STEPS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def passable(kind: str, link: int, link_labels: frozenset[str], opened: frozenset[int], carried: frozenset[str]) -> bool:
+def passable(
+    kind: str, link: int, link_labels: frozenset[str], opened: frozenset[int], carried: frozenset[str]
+) -> bool:
     """May the player travel a passage of kind `kind` (of link `link`) with `opened` key doors and `carried` codes?"""
     return (
         kind in FREE_KINDS
@@ -69,8 +83,10 @@ def passable(kind: str, link: int, link_labels: frozenset[str], opened: frozense
 def reversible(layout: Layout) -> bool:
     """Every link passes both ways under the same condition: then what the player reaches it can leave again,
     and the closure over opened-door sets is exact (no need to search where the player stands)."""
-    return all(link.kind_ab == link.kind_ba or (link.kind_ab in FREE_KINDS and link.kind_ba in FREE_KINDS)
-               for link in layout.links)
+    return all(
+        link.kind_ab == link.kind_ba or (link.kind_ab in FREE_KINDS and link.kind_ba in FREE_KINDS)
+        for link in layout.links
+    )
 
 
 def _has_pickup(codes: frozenset[str]) -> bool:
@@ -186,7 +202,12 @@ def play(g: CellGraph, max_states: int = 200_000) -> PlayResult:
             continue
         for u in sorted(cells):
             for m in g.moves[u]:
-                if m.kind == "key" and m.to not in cells and m.link not in opened and (nxt := opened | {m.link}) not in parent:
+                if (
+                    m.kind == "key"
+                    and m.to not in cells
+                    and m.link not in opened
+                    and (nxt := opened | {m.link}) not in parent
+                ):
                     if len(parent) >= max_states:
                         limit = f"search limit of {max_states} states reached"
                         queue.clear()
@@ -197,8 +218,22 @@ def play(g: CellGraph, max_states: int = 200_000) -> PlayResult:
                 break
     _, opened, cells, rooms = best
     stuck = limit or _stuck(g, opened, cells, rooms, key_rooms)
-    return PlayResult(False, (), (), 0, 0, len(layout.rooms), 0, 0, len(key_rooms), key_doors, len(opened), len(rooms),
-                      len(parent) if found is None else found[2], stuck)
+    return PlayResult(
+        False,
+        (),
+        (),
+        0,
+        0,
+        len(layout.rooms),
+        0,
+        0,
+        len(key_rooms),
+        key_doors,
+        len(opened),
+        len(rooms),
+        len(parent) if found is None else found[2],
+        stuck,
+    )
 
 
 def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] | None, frozenset[int], int] | None:
@@ -278,7 +313,9 @@ def _route(prev: dict[int, tuple[int, Move] | None], dst: int) -> list[Move]:
     return out[::-1]
 
 
-def _playthrough(g: CellGraph, order: list[int], keys: int, key_doors: int, reached: int, states: int) -> PlayResult | None:
+def _playthrough(
+    g: CellGraph, order: list[int], keys: int, key_doors: int, reached: int, states: int
+) -> PlayResult | None:
     """Play the winning order of key doors with the lazy player (module docstring)."""
     goal = _goal_room(g)
     inv = _Inventory(g)
@@ -291,7 +328,11 @@ def _playthrough(g: CellGraph, order: list[int], keys: int, key_doors: int, reac
                 ends = [c for c in prev if g.cells[c][0] == goal]
                 step = None
             else:
-                doors = [(u, m) for u in prev for m in g.moves[u] if m.link == target and m.kind == "key"] if inv.keys else []
+                doors = (
+                    [(u, m) for u in prev for m in g.moves[u] if m.link == target and m.kind == "key"]
+                    if inv.keys
+                    else []
+                )
                 ends = [u for u, _ in doors]
                 step = doors[0][1] if doors else None
             if ends:
@@ -299,7 +340,11 @@ def _playthrough(g: CellGraph, order: list[int], keys: int, key_doors: int, reac
                 if step is not None:
                     step = next(m for u, m in doors if u == dst)
                 break
-            todo = [c for c in prev if g.cells[c][0] not in inv.visited and _has_pickup(g.layout.rooms[g.cells[c][0]].labels)]
+            todo = [
+                c
+                for c in prev
+                if g.cells[c][0] not in inv.visited and _has_pickup(g.layout.rooms[g.cells[c][0]].labels)
+            ]
             if not todo:  # one-way doors cut the lazy player off: no playthrough
                 return None
             dst = todo[0]
@@ -336,7 +381,9 @@ def _tile_walk(g: CellGraph, room: int, src: tuple[int, int], dst: tuple[int, in
                 prev[nxt] = (r, c)
                 queue.append(nxt)
     if dst not in prev:
-        raise RuntimeError(f"play {g.layout.name}: tiles {src} and {dst} of room index {room} are not connected (a bug)")
+        raise RuntimeError(
+            f"play {g.layout.name}: tiles {src} and {dst} of room index {room} are not connected (a bug)"
+        )
     path: list[tuple[int, int]] = []
     at: tuple[int, int] | None = dst
     while at is not None:
@@ -345,7 +392,9 @@ def _tile_walk(g: CellGraph, room: int, src: tuple[int, int], dst: tuple[int, in
     return path[::-1]
 
 
-def _result(g: CellGraph, moves: list[Move], keys: int, key_doors: int, keys_used: int, reached: int, states: int) -> PlayResult:
+def _result(
+    g: CellGraph, moves: list[Move], keys: int, key_doors: int, keys_used: int, reached: int, states: int
+) -> PlayResult:
     layout = g.layout
     cells = [g.start] + [m.to for m in moves]
     stays = [layout.rooms[g.cells[cells[0]][0]].id]
@@ -375,8 +424,22 @@ def _result(g: CellGraph, moves: list[Move], keys: int, key_doors: int, keys_use
             tiles += [(layout.rooms[room].id, r, c) for r, c in walk]
             length += max(len(walk) - 1, 0)
             at = moves[k].tile_to if k < len(moves) else None
-    return PlayResult(True, tuple(stays), tuple(tiles), length, len(set(stays)), len(layout.rooms), reentries, len(again),
-                      keys, key_doors, keys_used, reached, states, "")
+    return PlayResult(
+        True,
+        tuple(stays),
+        tuple(tiles),
+        length,
+        len(set(stays)),
+        len(layout.rooms),
+        reentries,
+        len(again),
+        keys,
+        key_doors,
+        keys_used,
+        reached,
+        states,
+        "",
+    )
 
 
 def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int], key_rooms: frozenset[int]) -> str:
@@ -406,8 +469,11 @@ def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int
             if need not in needs:
                 needs.append(need)
     if g.labels is not None:
-        cut = [layout.rooms[r].id for r in rooms if sum(1 for c in cells if g.cells[c][0] == r) <
-               sum(1 for c in g.cells if c[0] == r and c[1])]
+        cut = [
+            layout.rooms[r].id
+            for r in rooms
+            if sum(1 for c in cells if g.cells[c][0] == r) < sum(1 for c in g.cells if c[0] == r and c[1])
+        ]
         needs += [f"rooms {cut[:8]} only partly walkable from where the player enters"] if cut else []
     where = "; ".join(needs) if needs else "no door leads on"
     return f"goal {layout.goal} not reached: at best {len(rooms)} of {len(layout.rooms)} rooms ({ids[:12]}...); {where}"
@@ -418,7 +484,13 @@ def play_layout(layout: Layout, max_states: int = 200_000) -> PlayResult:
     return play(layout_graph(layout), max_states)
 
 
-def play_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
-                 max_states: int = 200_000, found: Passages | None = None) -> PlayResult:
+def play_dungeon(
+    layout: Layout,
+    embedding: Embedding,
+    rooms: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    max_states: int = 200_000,
+    found: Passages | None = None,
+) -> PlayResult:
     """Play a built dungeon tile by tile (rooms `(n, 16, 11)` in layout.rooms order at `embedding.slots`)."""
     return play(dungeon_graph(layout, embedding, rooms, labels, found), max_states)

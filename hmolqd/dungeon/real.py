@@ -58,7 +58,12 @@ def _map_doors(rooms: torch.Tensor, slots: list[tuple[int, int]]) -> set[frozens
         for side in (1, 3):
             other = (slot[0] + (side == 1), slot[1] + (side == 3))
             j = at.get(other)
-            if j is not None and sides[k, side] and sides[j, OPPOSITE[side]] and (pos[side][k] & pos[OPPOSITE[side]][j]).any():
+            if (
+                j is not None
+                and sides[k, side]
+                and sides[j, OPPOSITE[side]]
+                and (pos[side][k] & pos[OPPOSITE[side]][j]).any()
+            ):
                 out.add(frozenset((slot, other)))
     return out
 
@@ -117,11 +122,15 @@ def align(layout: Layout, rooms: torch.Tensor, slots: list[tuple[int, int]], bea
         grown.sort(key=lambda t: (-t[0], t[1]))
         states = [(s, p) for s, _, p in grown[:beam]]
     score, place = states[0]
-    shown = sum(1 for link in layout.links if link.a in place and link.b in place
-                and frozenset((place[link.a], place[link.b])) in doors)
+    shown = sum(
+        1
+        for link in layout.links
+        if link.a in place and link.b in place and frozenset((place[link.a], place[link.b])) in doors
+    )
     by_slot = {s: n for n, s in place.items()}
-    unlinked = sum(1 for pair in doors if all(s in by_slot for s in pair)
-                   and frozenset(by_slot[s] for s in pair) not in linked)
+    unlinked = sum(
+        1 for pair in doors if all(s in by_slot for s in pair) and frozenset(by_slot[s] for s in pair) not in linked
+    )
     return Alignment(dict(place), score, shown, len(layout.links), len(slots), unlinked)
 
 
@@ -134,11 +143,22 @@ class RealPlay:
 
     def to_json(self) -> dict[str, object]:
         a = self.alignment
-        return {"name": self.name, "beaten": self.result.beaten, "stuck": self.result.stuck,
-                "rooms_on_path": self.result.rooms_on_path, "rooms": self.result.rooms, "length": self.result.length,
-                "backtracking": self.result.backtracking, "keys_used": self.result.keys_used,
-                "placed_nodes": len(a.slots), "map_rooms": a.map_rooms, "links_shown_as_doors": a.door_links,
-                "links": a.links, "unlinked_map_doors": a.unlinked_doors, "notes": list(self.notes)}
+        return {
+            "name": self.name,
+            "beaten": self.result.beaten,
+            "stuck": self.result.stuck,
+            "rooms_on_path": self.result.rooms_on_path,
+            "rooms": self.result.rooms,
+            "length": self.result.length,
+            "backtracking": self.result.backtracking,
+            "keys_used": self.result.keys_used,
+            "placed_nodes": len(a.slots),
+            "map_rooms": a.map_rooms,
+            "links_shown_as_doors": a.door_links,
+            "links": a.links,
+            "unlinked_map_doors": a.unlinked_doors,
+            "notes": list(self.notes),
+        }
 
 
 def play_real(graph_file: str | Path, map_file: str | Path, beam: int = BEAM, max_states: int = 200_000) -> RealPlay:
@@ -168,8 +188,13 @@ def play_real(graph_file: str | Path, map_file: str | Path, beam: int = BEAM, ma
             flags[link.b][OPPOSITE[side]] = True
         else:
             loose.append(k)
-    emb = Embedding(slots=slots, door_links=tuple(door_links), stair_links=(), stairs={r: False for r in slots},
-                    doors={r: tuple(f) for r, f in flags.items()})  # type: ignore[misc]
+    emb = Embedding(
+        slots=slots,
+        door_links=tuple(door_links),
+        stair_links=(),
+        stairs={r: False for r in slots},
+        doors={r: tuple(f) for r, f in flags.items()},
+    )  # type: ignore[misc]
     labels = walkable_components(rooms)
     found = tile_passages(layout, emb, rooms, labels)
     served = {p.link for p in found.passages if p.link is not None}

@@ -67,37 +67,47 @@ def template_of(layout: Layout) -> Template:
         return round(sum(1 for link in links if {link.kind_ab, link.kind_ba} & set(kinds)) / e, 4)
 
     return Template(
-        name=layout.name, rooms=n, cycle_rate=round((len(links) - n + 1) / n, 4),
+        name=layout.name,
+        rooms=n,
+        cycle_rate=round((len(links) - n + 1) / n, 4),
         dead_share=round(sum(1 for room in layout.rooms if degree[room.id] == 1) / n, 4),
         start_goal_ratio=round(layout.distances(layout.start)[layout.goal] / n, 4),
-        key_share=share("key"), item_share=share("item", "switch"), soft_share=share("soft"), bomb_share=share("bomb"),
+        key_share=share("key"),
+        item_share=share("item", "switch"),
+        soft_share=share("soft"),
+        bomb_share=share("bomb"),
         stair_rate=round(sum(link.stair for link in links) / n, 4),
-        enemy_share=round(labels["e"] / n, 4), puzzle_share=round(labels["p"] / n, 4),
-        item_room_share=round(labels["i"] / n, 4), miniboss_share=round(labels["m"] / n, 4),
+        enemy_share=round(labels["e"] / n, 4),
+        puzzle_share=round(labels["p"] / n, 4),
+        item_room_share=round(labels["i"] / n, 4),
+        miniboss_share=round(labels["m"] / n, 4),
     )
 
 
 # template_of(read_layout(f)) for the 18 files of `Graph Processed/`, sorted by file name.
-REAL_TEMPLATES: tuple[Template, ...] = tuple(Template(*row) for row in (
-    ('LoZ2_1', 16, 0.0625, 0.3125, 0.4375, 0.125, 0.0, 0.25, 0.1875, 0.0, 0.6875, 0.375, 0.25, 0.0625),
-    ('LoZ2_2', 23, 0.1739, 0.1739, 0.4348, 0.1538, 0.0, 0.2308, 0.1154, 0.0435, 0.6957, 0.1304, 0.2174, 0.0435),
-    ('LoZ2_3', 12, 0.0, 0.25, 0.5, 0.2727, 0.0, 0.2727, 0.0, 0.0, 0.5833, 0.25, 0.25, 0.0),
-    ('LoZ2_4', 35, 0.2286, 0.1143, 0.2286, 0.0714, 0.0238, 0.2143, 0.0952, 0.0, 0.5429, 0.2857, 0.1429, 0.1143),
-    ('LoZ2_5', 19, 0.0, 0.2105, 0.6842, 0.1111, 0.0, 0.3333, 0.0, 0.0, 0.6842, 0.3684, 0.0526, 0.1053),
-    ('LoZ2_6', 30, 0.1333, 0.1667, 0.4333, 0.0909, 0.303, 0.1515, 0.1515, 0.0, 0.7333, 0.6, 0.1333, 0.0667),
-    ('LoZ2_7', 31, 0.129, 0.1613, 0.3871, 0.0588, 0.0, 0.4706, 0.0, 0.0, 0.5806, 0.7742, 0.1613, 0.0968),
-    ('LoZ2_8', 37, 0.1351, 0.1892, 0.2973, 0.0732, 0.0488, 0.3415, 0.0976, 0.027, 0.5946, 0.5946, 0.1351, 0.1622),
-    ('LoZ2_9', 66, 0.3788, 0.0606, 0.1515, 0.0, 0.0111, 0.2, 0.1, 0.0758, 0.5909, 0.697, 0.0909, 0.0),
-    ('LoZ_1', 19, 0.1053, 0.3158, 0.4211, 0.3, 0.0, 0.2, 0.15, 0.0, 0.6316, 0.1053, 0.1053, 0.0),
-    ('LoZ_2', 19, 0.3158, 0.1579, 0.5263, 0.125, 0.0, 0.2083, 0.2083, 0.0, 0.6842, 0.1053, 0.2105, 0.0526),
-    ('LoZ_3', 20, 0.15, 0.2, 0.4, 0.1818, 0.0, 0.2727, 0.0455, 0.05, 0.65, 0.1, 0.3, 0.0),
-    ('LoZ_4', 27, 0.1481, 0.1852, 0.4815, 0.2, 0.1333, 0.1667, 0.1333, 0.037, 0.5556, 0.3704, 0.1111, 0.037),
-    ('LoZ_5', 25, 0.12, 0.24, 0.44, 0.2222, 0.0, 0.2593, 0.1852, 0.04, 0.56, 0.28, 0.08, 0.04),
-    ('LoZ_6', 27, 0.1111, 0.1852, 0.5556, 0.1724, 0.0, 0.4483, 0.1034, 0.0, 0.6667, 0.2963, 0.1111, 0.037),
-    ('LoZ_7', 35, 0.1143, 0.2571, 0.4857, 0.1316, 0.0, 0.2632, 0.2632, 0.0, 0.5143, 0.4286, 0.3143, 0.2286),
-    ('LoZ_8', 28, 0.0714, 0.3214, 0.3214, 0.1034, 0.0, 0.3793, 0.2069, 0.0, 0.5, 0.3214, 0.2143, 0.1786),
-    ('LoZ_9', 62, 0.1774, 0.129, 0.2581, 0.2222, 0.0, 0.2222, 0.2639, 0.0323, 0.7258, 0.3387, 0.0645, 0.0645),
-))
+REAL_TEMPLATES: tuple[Template, ...] = tuple(
+    Template(*row)
+    for row in (
+        ("LoZ2_1", 16, 0.0625, 0.3125, 0.4375, 0.125, 0.0, 0.25, 0.1875, 0.0, 0.6875, 0.375, 0.25, 0.0625),
+        ("LoZ2_2", 23, 0.1739, 0.1739, 0.4348, 0.1538, 0.0, 0.2308, 0.1154, 0.0435, 0.6957, 0.1304, 0.2174, 0.0435),
+        ("LoZ2_3", 12, 0.0, 0.25, 0.5, 0.2727, 0.0, 0.2727, 0.0, 0.0, 0.5833, 0.25, 0.25, 0.0),
+        ("LoZ2_4", 35, 0.2286, 0.1143, 0.2286, 0.0714, 0.0238, 0.2143, 0.0952, 0.0, 0.5429, 0.2857, 0.1429, 0.1143),
+        ("LoZ2_5", 19, 0.0, 0.2105, 0.6842, 0.1111, 0.0, 0.3333, 0.0, 0.0, 0.6842, 0.3684, 0.0526, 0.1053),
+        ("LoZ2_6", 30, 0.1333, 0.1667, 0.4333, 0.0909, 0.303, 0.1515, 0.1515, 0.0, 0.7333, 0.6, 0.1333, 0.0667),
+        ("LoZ2_7", 31, 0.129, 0.1613, 0.3871, 0.0588, 0.0, 0.4706, 0.0, 0.0, 0.5806, 0.7742, 0.1613, 0.0968),
+        ("LoZ2_8", 37, 0.1351, 0.1892, 0.2973, 0.0732, 0.0488, 0.3415, 0.0976, 0.027, 0.5946, 0.5946, 0.1351, 0.1622),
+        ("LoZ2_9", 66, 0.3788, 0.0606, 0.1515, 0.0, 0.0111, 0.2, 0.1, 0.0758, 0.5909, 0.697, 0.0909, 0.0),
+        ("LoZ_1", 19, 0.1053, 0.3158, 0.4211, 0.3, 0.0, 0.2, 0.15, 0.0, 0.6316, 0.1053, 0.1053, 0.0),
+        ("LoZ_2", 19, 0.3158, 0.1579, 0.5263, 0.125, 0.0, 0.2083, 0.2083, 0.0, 0.6842, 0.1053, 0.2105, 0.0526),
+        ("LoZ_3", 20, 0.15, 0.2, 0.4, 0.1818, 0.0, 0.2727, 0.0455, 0.05, 0.65, 0.1, 0.3, 0.0),
+        ("LoZ_4", 27, 0.1481, 0.1852, 0.4815, 0.2, 0.1333, 0.1667, 0.1333, 0.037, 0.5556, 0.3704, 0.1111, 0.037),
+        ("LoZ_5", 25, 0.12, 0.24, 0.44, 0.2222, 0.0, 0.2593, 0.1852, 0.04, 0.56, 0.28, 0.08, 0.04),
+        ("LoZ_6", 27, 0.1111, 0.1852, 0.5556, 0.1724, 0.0, 0.4483, 0.1034, 0.0, 0.6667, 0.2963, 0.1111, 0.037),
+        ("LoZ_7", 35, 0.1143, 0.2571, 0.4857, 0.1316, 0.0, 0.2632, 0.2632, 0.0, 0.5143, 0.4286, 0.3143, 0.2286),
+        ("LoZ_8", 28, 0.0714, 0.3214, 0.3214, 0.1034, 0.0, 0.3793, 0.2069, 0.0, 0.5, 0.3214, 0.2143, 0.1786),
+        ("LoZ_9", 62, 0.1774, 0.129, 0.2581, 0.2222, 0.0, 0.2222, 0.2639, 0.0323, 0.7258, 0.3387, 0.0645, 0.0645),
+    )
+)
 
 
 @dataclass(frozen=True)
@@ -125,7 +135,10 @@ def layout_stats(layout: Layout, embedding: Embedding) -> LayoutStats:
     degree = Counter(end for link in links for end in (link.a, link.b))
     rows, cols = embedding.shape
     return LayoutStats(
-        rooms=n, grid_rows=rows, grid_cols=cols, mean_degree=2 * len(links) / n,
+        rooms=n,
+        grid_rows=rows,
+        grid_cols=cols,
+        mean_degree=2 * len(links) / n,
         branch_share=sum(1 for room in layout.rooms if degree[room.id] >= 3) / n,
         dead_end_share=sum(1 for room in layout.rooms if degree[room.id] == 1) / n,
         start_goal=layout.distances(layout.start)[layout.goal],
@@ -193,13 +206,20 @@ class _Grid:
 
 def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = SamplerConfig()) -> Layout:
     """A seeded layout following a randomly drawn real template (module docstring); `rooms` fixes the count."""
-    if rooms is not None and (isinstance(rooms, bool) or not isinstance(rooms, int)
-                              or not MIN_ROOMS <= rooms <= MAX_ROOMS):
-        raise ValueError(f"sample_layout: rooms must be an int in {MIN_ROOMS} .. {MAX_ROOMS} "
-                         f"(start, a room, boss, goal; hmolqd.dungeon.layout.MAX_ROOMS), got {rooms!r}")
+    if rooms is not None and (
+        isinstance(rooms, bool) or not isinstance(rooms, int) or not MIN_ROOMS <= rooms <= MAX_ROOMS
+    ):
+        raise ValueError(
+            f"sample_layout: rooms must be an int in {MIN_ROOMS} .. {MAX_ROOMS} "
+            f"(start, a room, boss, goal; hmolqd.dungeon.layout.MAX_ROOMS), got {rooms!r}"
+        )
     rng = random.Random(seed)
     template = rng.choice(REAL_TEMPLATES)
-    n = rooms if rooms is not None else max(MIN_ROOMS, round(template.rooms * rng.uniform(1 - config.rooms_jitter, 1 + config.rooms_jitter)))
+    n = (
+        rooms
+        if rooms is not None
+        else max(MIN_ROOMS, round(template.rooms * rng.uniform(1 - config.rooms_jitter, 1 + config.rooms_jitter)))
+    )
     return _build(rng, template, n, config, seed)
 
 
@@ -216,9 +236,13 @@ def _build(rng: random.Random, template: Template, n: int, config: SamplerConfig
     for _ in range(config.attempts):
         grid = _grow(rng, template, n, max_extent)
         if grid is not None:
-            return _finish(grid, rng, template, config, f"sampled (seed {seed}, template {template.name}, {n} rooms)", seed)
-    raise LayoutError(f"sample_layout: no layout of {n} rooms within a {max_extent}x{max_extent} grid "
-                      f"after {config.attempts} tries (seed {seed})")
+            return _finish(
+                grid, rng, template, config, f"sampled (seed {seed}, template {template.name}, {n} rooms)", seed
+            )
+    raise LayoutError(
+        f"sample_layout: no layout of {n} rooms within a {max_extent}x{max_extent} grid "
+        f"after {config.attempts} tries (seed {seed})"
+    )
 
 
 def _grow(rng: random.Random, t: Template, n: int, max_extent: int) -> _Grid | None:
@@ -238,14 +262,20 @@ def _grow(rng: random.Random, t: Template, n: int, max_extent: int) -> _Grid | N
         lengths[rng.randrange(branches)] += 1
     for length in lengths:
         while length:
-            hosts = [r for r in range(len(grid.slots)) if r not in special and grid.free_around(r) and grid.degree(r) < 4]
+            hosts = [
+                r for r in range(len(grid.slots)) if r not in special and grid.free_around(r) and grid.degree(r) < 4
+            ]
             if not hosts:
                 return None
             made = grid.walk(rng.choice(hosts), length)
             length -= len(made)
     pairs = [
-        (a, b) for a in range(n) for b in range(a + 1, n)
-        if a not in special and b not in special and (a, b) not in grid.links
+        (a, b)
+        for a in range(n)
+        for b in range(a + 1, n)
+        if a not in special
+        and b not in special
+        and (a, b) not in grid.links
         and abs(grid.slots[a][0] - grid.slots[b][0]) + abs(grid.slots[a][1] - grid.slots[b][1]) == 1
     ]
     rng.shuffle(pairs)
@@ -302,7 +332,12 @@ def _finish(grid: _Grid, rng: random.Random, t: Template, config: SamplerConfig,
     labels[goal].add("t")
     for room in range(n):
         if room not in (start, boss, goal):
-            for code, share in (("e", t.enemy_share), ("p", t.puzzle_share), ("i", t.item_room_share), ("m", t.miniboss_share)):
+            for code, share in (
+                ("e", t.enemy_share),
+                ("p", t.puzzle_share),
+                ("i", t.item_room_share),
+                ("m", t.miniboss_share),
+            ):
                 if rng.random() < share:
                     labels[room].add(code)
     pairs = sorted(grid.links)
@@ -328,16 +363,30 @@ def _finish(grid: _Grid, rng: random.Random, t: Template, config: SamplerConfig,
             codes[p].add("b")
     _place_keys(rng, n, start, (boss, goal), codes, labels)
     links = tuple(
-        Link(a, b, direction_kind(frozenset(c)), direction_kind(frozenset(c)), frozenset(c), "s" in c) for (a, b), c in sorted(codes.items())
+        Link(a, b, direction_kind(frozenset(c)), direction_kind(frozenset(c)), frozenset(c), "s" in c)
+        for (a, b), c in sorted(codes.items())
     )
     assert all(NO_PASSAGE not in (l.kind_ab, l.kind_ba) for l in links)
     return Layout(
-        name=f"sampled_{seed}", source=source, rooms=tuple(Room(i, frozenset(labels[i])) for i in range(n)), links=links,
-        start=start, goal=goal, boss=boss, slots=dict(enumerate(grid.slots)),
+        name=f"sampled_{seed}",
+        source=source,
+        rooms=tuple(Room(i, frozenset(labels[i])) for i in range(n)),
+        links=links,
+        start=start,
+        goal=goal,
+        boss=boss,
+        slots=dict(enumerate(grid.slots)),
     )
 
 
-def _place_keys(rng: random.Random, n: int, start: int, keep_free: tuple[int, ...], codes: dict[tuple[int, int], set[str]], labels: list[set[str]]) -> None:
+def _place_keys(
+    rng: random.Random,
+    n: int,
+    start: int,
+    keep_free: tuple[int, ...],
+    codes: dict[tuple[int, int], set[str]],
+    labels: list[set[str]],
+) -> None:
     """Walk from the start; each locked door met gets its key (k, I or K) in a room already reached (in place)."""
     locks = {p: c & {"k", "I", "K"} for p, c in codes.items() if c & {"k", "I", "K"}}
     opened: set[tuple[int, int]] = set()
@@ -345,7 +394,7 @@ def _place_keys(rng: random.Random, n: int, start: int, keep_free: tuple[int, ..
         region, queue = {start}, [start]
         while queue:
             u = queue.pop()
-            for (a, b) in codes:
+            for a, b in codes:
                 if u in (a, b) and ((a, b) not in locks or (a, b) in opened):
                     v = b if u == a else a
                     if v not in region:

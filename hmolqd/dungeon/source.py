@@ -49,7 +49,9 @@ class RoomSource(Protocol):
     name: str
     attributes: frozenset[str]  # the names of ATTRIBUTES this source conditions on
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         """`(n, 4)` bool doors, `(n,)` bool stairs, {name: `(n,)` bool} -> `(n, 16, 11)` uint8 rooms."""
         ...
 
@@ -57,7 +59,9 @@ class RoomSource(Protocol):
 def check_request(doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None) -> int:
     """Validate one request; returns n."""
     if doors.dtype != torch.bool or doors.dim() != 2 or doors.shape[1] != len(SIDES):
-        raise ValueError(f"room request: doors must be (n, {len(SIDES)}) bool (sides {SIDES}), got {doors.dtype} {tuple(doors.shape)}")
+        raise ValueError(
+            f"room request: doors must be (n, {len(SIDES)}) bool (sides {SIDES}), got {doors.dtype} {tuple(doors.shape)}"
+        )
     n = doors.shape[0]
     if stairs.dtype != torch.bool or tuple(stairs.shape) != (n,):
         raise ValueError(f"room request: stairs must be ({n},) bool, got {stairs.dtype} {tuple(stairs.shape)}")
@@ -65,7 +69,9 @@ def check_request(doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping
         if name not in ATTRIBUTES:
             raise ValueError(f"room request: unknown attribute {name!r}; known: {ATTRIBUTES}")
         if value.dtype != torch.bool or tuple(value.shape) != (n,):
-            raise ValueError(f"room request: attribute {name!r} must be ({n},) bool, got {value.dtype} {tuple(value.shape)}")
+            raise ValueError(
+                f"room request: attribute {name!r} must be ({n},) bool, got {value.dtype} {tuple(value.shape)}"
+            )
     return n
 
 
@@ -90,15 +96,27 @@ class ModelRoomSource:
         self.sampling = {k: v for k, v in sampling.items() if v is not None}
         settings = sampling_settings(model, **self.sampling)  # an unknown keyword is an error here
         self.cond_stairs = bool(model.cfg.cond_stairs)
-        self.name = (f"model ({model.cfg.model_kind}, {settings.sample_steps} sampling steps, "
-                     f"guidance {settings.guidance_scale})")
+        self.name = (
+            f"model ({model.cfg.model_kind}, {settings.sample_steps} sampling steps, "
+            f"guidance {settings.guidance_scale})"
+        )
         self.attributes = frozenset(model.attribute_names) & frozenset(ATTRIBUTES)
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         n = check_request(doors, stairs, attributes)
         asked = {k: v for k, v in (attributes or {}).items() if k in self.attributes}
-        return self._generate(self.model, n, doors=doors, stairs=stairs if self.cond_stairs else None, attributes=asked or None,
-                              seed=seed, batch_size=self.batch_size, **self.sampling)
+        return self._generate(
+            self.model,
+            n,
+            doors=doors,
+            stairs=stairs if self.cond_stairs else None,
+            attributes=asked or None,
+            seed=seed,
+            batch_size=self.batch_size,
+            **self.sampling,
+        )
 
 
 class MarkovRoomSource:
@@ -115,7 +133,9 @@ class MarkovRoomSource:
         self.chain = MarkovRoomGenerator().fit(train_rooms)
         self.name = f"Markov chain fitted on {train_rooms.shape[0]} rooms"
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         n = check_request(doors, stairs, attributes)
         rooms = self.chain.sample(n, doors, seed=seed).long()  # (n, 16, 11)
         gen = torch.Generator().manual_seed(seed + 1)
@@ -143,7 +163,9 @@ class CorpusRoomSource:
         self.tags = room_attributes(self.pool)
         self.name = f"corpus ({self.pool.shape[0]} rooms)"
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         n = check_request(doors, stairs, attributes)
         gen = torch.Generator().manual_seed(seed)
         asked = {k: v for k, v in (attributes or {}).items() if k in self.attributes}
@@ -178,6 +200,8 @@ class PlainRoomSource:
     name = "plain rooms"
     attributes: frozenset[str] = frozenset()
 
-    def rooms(self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int) -> torch.Tensor:
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
         check_request(doors, stairs, attributes)
         return plain_rooms(doors, stairs)

@@ -49,7 +49,8 @@ class WalkResult:
     reached: int  # rooms reached from the start
     rooms: int
     unreached: tuple[int, ...]  # room ids not reached
-    doors_agree: bool  # every pair of neighbouring slots has doors on both facing sides where linked, on neither elsewhere
+    # every pair of neighbouring slots has doors on both facing sides where linked, on neither elsewhere
+    doors_agree: bool
     disagreements: tuple[str, ...]  # e.g. "room 3 has a south door, room 7 has no north door" (sides as on screen)
     misaligned: tuple[str, ...]  # facing doors that do not line up along the wall
 
@@ -150,7 +151,8 @@ def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, lab
                 disagreements.append(f"room {has} has a {on} door, room {lacks} has no {off} door")
             elif got_a != linked:
                 disagreements.append(
-                    f"rooms {a_id} and {b_id} are linked but have no doors on the wall between them" if linked
+                    f"rooms {a_id} and {b_id} are linked but have no doors on the wall between them"
+                    if linked
                     else f"rooms {a_id} and {b_id} have doors on the wall between them but are not linked"
                 )
             shared = positions[side][i] & positions[opp][j]  # (L,)
@@ -174,8 +176,13 @@ def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, lab
     return Passages(tuple(out), tuple(disagreements), tuple(misaligned))
 
 
-def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None = None,
-                 found: Passages | None = None) -> WalkResult:
+def walk_dungeon(
+    layout: Layout,
+    embedding: Embedding,
+    rooms: torch.Tensor,
+    labels: torch.Tensor | None = None,
+    found: Passages | None = None,
+) -> WalkResult:
     """Walk `rooms` `(n, 16, 11)` (in `layout.rooms` order, at `embedding.slots`) from the start (module docstring).
 
     `labels` `(n, 16, 11)`: the rooms' `walkable_components`, when already computed for a larger batch;
@@ -183,7 +190,9 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
     """
     n = len(layout.rooms)
     if rooms.dim() != 3 or tuple(rooms.shape) != (n, ROOM_H, ROOM_W):
-        raise ValueError(f"walk_dungeon {layout.name}: expected rooms ({n}, {ROOM_H}, {ROOM_W}), got {tuple(rooms.shape)}")
+        raise ValueError(
+            f"walk_dungeon {layout.name}: expected rooms ({n}, {ROOM_H}, {ROOM_W}), got {tuple(rooms.shape)}"
+        )
     rooms = rooms.long()
     labels = walkable_components(rooms) if labels is None else labels  # (n, 16, 11), 0 = not walkable
     size = ROOM_H * ROOM_W + 1
@@ -200,8 +209,14 @@ def walk_dungeon(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labe
             reached_rooms.add(i)
     unreached = tuple(layout.rooms[i].id for i in range(n) if i not in reached_rooms)
     return WalkResult(
-        walkable=not unreached, goal_reached=index[layout.goal] in reached_rooms, reached=len(reached_rooms), rooms=n,
-        unreached=unreached, doors_agree=not found.disagreements, disagreements=found.disagreements, misaligned=found.misaligned,
+        walkable=not unreached,
+        goal_reached=index[layout.goal] in reached_rooms,
+        reached=len(reached_rooms),
+        rooms=n,
+        unreached=unreached,
+        doors_agree=not found.disagreements,
+        disagreements=found.disagreements,
+        misaligned=found.misaligned,
     )
 
 

@@ -184,7 +184,9 @@ def door_adherence(rooms: torch.Tensor, requested: torch.Tensor) -> float:
     rooms = check_rooms(rooms)
     requested = torch.as_tensor(requested).to("cpu")
     if tuple(requested.shape) != (rooms.shape[0], 4):
-        raise ValueError(f"requested doors: expected shape ({rooms.shape[0]}, 4) (top, bottom, left, right), got {tuple(requested.shape)}")
+        raise ValueError(
+            f"requested doors: expected shape ({rooms.shape[0]}, 4) (top, bottom, left, right), got {tuple(requested.shape)}"
+        )
     if rooms.shape[0] == 0:
         raise ValueError("door_adherence: no rooms")
     return float((door_sides(rooms) == requested.bool()).all(1).double().mean())

@@ -39,8 +39,19 @@ from hmolqd.sampling.generate import generate, sampling_settings
 
 # Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
 TABLE_ROWS: tuple[str, ...] = (
-    "playable", "novel_playable", "novel_playable_symmetric", "novel", "novel_interior", "distinct", "diversity", "symmetric",
-    "door_adherence", "tile_kl_train_gen", "pattern_kl_train_gen", "pattern_kl_gen_train", "unseen_patterns",
+    "playable",
+    "novel_playable",
+    "novel_playable_symmetric",
+    "novel",
+    "novel_interior",
+    "distinct",
+    "diversity",
+    "symmetric",
+    "door_adherence",
+    "tile_kl_train_gen",
+    "pattern_kl_train_gen",
+    "pattern_kl_gen_train",
+    "unseen_patterns",
 )
 COLUMNS: tuple[tuple[str, str], ...] = (("model", "ours"), ("training_set", "training set"), ("markov", "Markov"))
 HELD_OUT: tuple[str, str] = ("held_out", "held-out real")  # the optional reference column (see the module docstring)
@@ -67,7 +78,9 @@ class TrainingRooms(DoorSource, Protocol):
 def _draw(doors: torch.Tensor, stairs: torch.Tensor, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     doors, stairs = torch.as_tensor(doors).cpu().bool(), torch.as_tensor(stairs).cpu().bool()
     if doors.dim() != 2 or doors.shape[1] != 4 or tuple(stairs.shape) != (doors.shape[0],):
-        raise ValueError(f"training conditions: expected doors (N, 4) and stairs (N,), got {tuple(doors.shape)} and {tuple(stairs.shape)}")
+        raise ValueError(
+            f"training conditions: expected doors (N, 4) and stairs (N,), got {tuple(doors.shape)} and {tuple(stairs.shape)}"
+        )
     if doors.shape[0] == 0:
         raise ValueError("training conditions: no training rooms to draw door conditions from")
     if n < 0:
@@ -84,7 +97,9 @@ def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor,
     return _draw(train.doors, train.stairs, n, seed)
 
 
-def _sample_model(generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, sampling: Mapping[str, Any]) -> tuple[torch.Tensor, float]:
+def _sample_model(
+    generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, sampling: Mapping[str, Any]
+) -> tuple[torch.Tensor, float]:
     """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them.
     `sampling` overrides the model's own sampling settings (generate's keywords; None = the model's)."""
     cond_stairs = stairs if generator.cfg.cond_stairs else None
@@ -126,8 +141,15 @@ def generation_metrics(
     return json_safe(out)
 
 
-def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: int, seed: int, sampling: Mapping[str, Any],
-                      held_out: TrainingRooms | None = None) -> tuple[dict[str, Any], torch.Tensor]:
+def _report_and_rooms(
+    generator: RoomModel,
+    corpus_train: TrainingRooms,
+    *,
+    n: int,
+    seed: int,
+    sampling: Mapping[str, Any],
+    held_out: TrainingRooms | None = None,
+) -> tuple[dict[str, Any], torch.Tensor]:
     if n < 2:
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
@@ -138,10 +160,14 @@ def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: i
     markov_seconds = time.perf_counter() - start
     report = {
         "settings": {
-            "n": n, "seed": seed, "model_kind": generator.cfg.model_kind,
+            "n": n,
+            "seed": seed,
+            "model_kind": generator.cfg.model_kind,
             **sampling_settings(generator, **sampling).as_keywords(),
             "train_rooms": int(train.shape[0]),
-            "conditions": "door sides" + (" and stairs" if generator.cfg.cond_stairs else "") + " of training rooms drawn with replacement",
+            "conditions": "door sides"
+            + (" and stairs" if generator.cfg.cond_stairs else "")
+            + " of training rooms drawn with replacement",
         },
         "timing": {
             "generation_seconds": gen_seconds,
@@ -159,8 +185,15 @@ def _report_and_rooms(generator: RoomModel, corpus_train: TrainingRooms, *, n: i
     return json_safe(report), rooms
 
 
-def evaluation_report(generator: RoomModel, corpus_train: TrainingRooms, *, n: int = 1000, seed: int = 0,
-                      held_out: TrainingRooms | None = None, **sampling: Any) -> dict[str, Any]:
+def evaluation_report(
+    generator: RoomModel,
+    corpus_train: TrainingRooms,
+    *,
+    n: int = 1000,
+    seed: int = 0,
+    held_out: TrainingRooms | None = None,
+    **sampling: Any,
+) -> dict[str, Any]:
     """One JSON-able report: settings, timing and the "model" / "training_set" / "markov" metric dicts, and
     "held_out" when the held-out dungeons' rooms are given.
 
@@ -179,7 +212,9 @@ def format_report_table(report: dict[str, Any]) -> str:
     when the report has it); then one small table per extra section (`run_evaluate`'s `sections`)."""
     missing = [key for key, _ in COLUMNS if key not in report]
     if missing:
-        raise ValueError(f"format_report_table: report lacks column(s) {missing}; expected keys {[k for k, _ in COLUMNS]}")
+        raise ValueError(
+            f"format_report_table: report lacks column(s) {missing}; expected keys {[k for k, _ in COLUMNS]}"
+        )
     columns = COLUMNS + ((HELD_OUT,) if HELD_OUT[0] in report else ())
     lines = ["| metric | " + " | ".join(h for _, h in columns) + " |", "|---|" + "---:|" * len(columns)]
     counts = report.get("rooms", {})
@@ -190,7 +225,13 @@ def format_report_table(report: dict[str, Any]) -> str:
         lines += ["", f"| {name} | value |", "|---|---:|"]
         for key, value in report[name].items():
             if isinstance(value, (bool, int, float, str)) or value is None:
-                shown = value if isinstance(value, (bool, str)) else _cell(value) if isinstance(value, float) or value is None else value
+                shown = (
+                    value
+                    if isinstance(value, (bool, str))
+                    else _cell(value)
+                    if isinstance(value, float) or value is None
+                    else value
+                )
                 lines.append(f"| {key} | {shown} |")
     return "\n".join(lines)
 
@@ -214,15 +255,21 @@ def save_sample_grid(
     marks = ~playable_mask(rooms) if marks_nonplayable else None
     if title is None:
         title = f"{rooms.shape[0]} rooms" + ("; red outline = not playable" if marks_nonplayable else "")
-    return save_png(grid_to_rgb(rooms, ncols=ncols, marks=marks), path, legend=True, title=title,
-                    mark_label="not playable" if marks_nonplayable else None)
+    return save_png(
+        grid_to_rgb(rooms, ncols=ncols, marks=marks),
+        path,
+        legend=True,
+        title=title,
+        mark_label="not playable" if marks_nonplayable else None,
+    )
 
 
 PAGE_ROOMS = 600  # rooms per PNG page of `save_sample_pages` (one page of 600 rooms peaks at ~0.5 GB resident, CPU)
 
 
-def save_sample_pages(rooms: torch.Tensor, path: str | Path, *, ncols: int, title: str,
-                      page_rooms: int | None = None) -> list[Path]:
+def save_sample_pages(
+    rooms: torch.Tensor, path: str | Path, *, ncols: int, title: str, page_rooms: int | None = None
+) -> list[Path]:
     """`save_sample_grid` of every room, `page_rooms` (default PAGE_ROOMS) per PNG so that memory stays bounded
     for any count: one page is `path` itself; more are `<stem>_001.png`, `<stem>_002.png`, ... beside it."""
     path = Path(path)
@@ -291,11 +338,21 @@ def run_evaluate(
     report, rooms = _report_and_rooms(generator, train, n=samples, seed=seed, sampling=sampling, held_out=held_out)
     out_png = Path(out_png) if out_png else model_path.parent / DEFAULT_PNG
     out_json = Path(out_json) if out_json else model_path.parent / DEFAULT_JSON
-    report["settings"].update(model=str(model_path), data_dir=str(root), val_dungeons=list(cfg.data.val_dungeons), mirror_augment=cfg.data.mirror_augment, device=str(target))
+    report["settings"].update(
+        model=str(model_path),
+        data_dir=str(root),
+        val_dungeons=list(cfg.data.val_dungeons),
+        mirror_augment=cfg.data.mirror_augment,
+        device=str(target),
+    )
     report["files"] = {"png": str(out_png), "json": str(out_json)}
     for name, section in (sections or {}).items():
         report[name] = json_safe(section(generator, root))
     report["sections"] = list(sections or {})
-    save_sample_grid(rooms, out_png, title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); red outline = not playable")
+    save_sample_grid(
+        rooms,
+        out_png,
+        title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); red outline = not playable",
+    )
     atomic_write_text(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")
     return report

@@ -16,4 +16,11 @@ from __future__ import annotations
 from hmolqd.illuminate.api import generate_dungeon, illuminate, load_illumination
 from hmolqd.illuminate.archive import DEFAULT_DESCRIPTORS, DESCRIPTORS, IlluminateError
 
-__all__ = ["DEFAULT_DESCRIPTORS", "DESCRIPTORS", "IlluminateError", "generate_dungeon", "illuminate", "load_illumination"]
+__all__ = [
+    "DEFAULT_DESCRIPTORS",
+    "DESCRIPTORS",
+    "IlluminateError",
+    "generate_dungeon",
+    "illuminate",
+    "load_illumination",
+]

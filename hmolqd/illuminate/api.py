@@ -14,8 +14,9 @@ from hmolqd.illuminate.run import Illumination
 from hmolqd.illuminate.run import illuminate as _illuminate
 
 
-def illuminate(model: Any, *, evaluations: int = 2000, out: str | Path | None = None, outputs: bool = True,
-               **settings: Any) -> Illumination:
+def illuminate(
+    model: Any, *, evaluations: int = 2000, out: str | Path | None = None, outputs: bool = True, **settings: Any
+) -> Illumination:
     """Fill a MAP-Elites archive of dungeons (`hmolqd.illuminate.run`); with `out`, checkpoint there and
     (`outputs`) write the heatmap, the elite grid, every elite's files and `summary.json`
     (`hmolqd.illuminate.outputs`). `settings`: descriptors, seed, batch_size, mode, config, progress, and
@@ -39,8 +40,15 @@ def load_illumination(folder: str | Path) -> Illumination:
     return Illumination(archive, descs, state.elites, stats, state.history, state.counts, state.settings, path.parent)
 
 
-def generate_dungeon(model: Any, graph: Any = None, *, target: Mapping[str, float] | None = None,
-                     archive: str | Path | Illumination | None = None, evaluations: int = 200, **kwargs: Any) -> Dungeon:
+def generate_dungeon(
+    model: Any,
+    graph: Any = None,
+    *,
+    target: Mapping[str, float] | None = None,
+    archive: str | Path | Illumination | None = None,
+    evaluations: int = 200,
+    **kwargs: Any,
+) -> Dungeon:
     """`hmolqd.dungeon.generate_dungeon`, or with `target` ({descriptor: value}) the elite of an archive
     closest to it: of `archive` (an illumination's folder or result), else of a fresh illumination of
     `evaluations` dungeons with `model` (in memory). With `out`, the elite's files are written there."""
@@ -55,7 +63,9 @@ def generate_dungeon(model: Any, graph: Any = None, *, target: Mapping[str, floa
         result = _illuminate(model, evaluations=evaluations, **kwargs)
     else:
         if kwargs:
-            raise IlluminateError(f"{sorted(kwargs)}: settings of an illumination; the archive {archive} is already made")
+            raise IlluminateError(
+                f"{sorted(kwargs)}: settings of an illumination; the archive {archive} is already made"
+            )
         result = archive if isinstance(archive, Illumination) else load_illumination(archive)
     dungeon = closest_elite(result, target)
     if out is not None:

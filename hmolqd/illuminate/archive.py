@@ -70,21 +70,42 @@ def _backtracking(d: Dungeon) -> float:
     return float(d.play.rooms_backtracked) if d.play is not None and d.play.beaten else 0.0
 
 
-DESCRIPTORS: dict[str, Descriptor] = {d.name: d for d in (
-    Descriptor("rooms", 8, 72, 16, lambda d: float(len(d.layout.rooms)), "rooms of the dungeon"),
-    Descriptor("path_share", 0.0, 1.0, 10, _path_share, "distinct rooms on the solution path / rooms"),
-    Descriptor("backtracking", 0, 10, 10, _backtracking, "distinct rooms re-entered on the solution"),
-    Descriptor("loops", 0, 20, 10, lambda d: float(len(d.layout.links) - len(d.layout.rooms) + 1), "links - rooms + 1"),
-    Descriptor("locks", 0, 16, 8, lambda d: float(sum(link.locked for link in d.layout.links)), "locked doors"),
-    Descriptor("leniency", 0.0, 1.0, 10,
-               lambda d: sum(not (r.labels & MONSTER_LABELS) for r in d.layout.rooms) / len(d.layout.rooms),
-               "share of rooms without enemies"),
-    Descriptor("water", 0.0, 1.0, 10, lambda d: float(has_water(d.rooms).float().mean()), "share of rooms with water"),
-)}
+DESCRIPTORS: dict[str, Descriptor] = {
+    d.name: d
+    for d in (
+        Descriptor("rooms", 8, 72, 16, lambda d: float(len(d.layout.rooms)), "rooms of the dungeon"),
+        Descriptor("path_share", 0.0, 1.0, 10, _path_share, "distinct rooms on the solution path / rooms"),
+        Descriptor("backtracking", 0, 10, 10, _backtracking, "distinct rooms re-entered on the solution"),
+        Descriptor(
+            "loops", 0, 20, 10, lambda d: float(len(d.layout.links) - len(d.layout.rooms) + 1), "links - rooms + 1"
+        ),
+        Descriptor("locks", 0, 16, 8, lambda d: float(sum(link.locked for link in d.layout.links)), "locked doors"),
+        Descriptor(
+            "leniency",
+            0.0,
+            1.0,
+            10,
+            lambda d: sum(not (r.labels & MONSTER_LABELS) for r in d.layout.rooms) / len(d.layout.rooms),
+            "share of rooms without enemies",
+        ),
+        Descriptor(
+            "water", 0.0, 1.0, 10, lambda d: float(has_water(d.rooms).float().mean()), "share of rooms with water"
+        ),
+    )
+}
 DEFAULT_DESCRIPTORS: tuple[str, ...] = ("rooms", "path_share", "backtracking")
-LIKENESS_FIELDS: tuple[str, ...] = ("dead_share", "key_share", "soft_share", "bomb_share", "enemy_share", "puzzle_share")
-_REAL = {f: (float(np.mean([getattr(t, f) for t in REAL_TEMPLATES])), float(np.std([getattr(t, f) for t in REAL_TEMPLATES])))
-         for f in LIKENESS_FIELDS}
+LIKENESS_FIELDS: tuple[str, ...] = (
+    "dead_share",
+    "key_share",
+    "soft_share",
+    "bomb_share",
+    "enemy_share",
+    "puzzle_share",
+)
+_REAL = {
+    f: (float(np.mean([getattr(t, f) for t in REAL_TEMPLATES])), float(np.std([getattr(t, f) for t in REAL_TEMPLATES])))
+    for f in LIKENESS_FIELDS
+}
 
 
 def check_descriptors(names: Sequence[str]) -> tuple[Descriptor, ...]:
@@ -116,16 +137,24 @@ def measures(d: Dungeon, descriptors: Sequence[Descriptor]) -> np.ndarray:
 def make_archive(descriptors: Sequence[Descriptor], solution_dim: int, seed: int) -> Any:
     from ribs.archives import GridArchive
 
-    return GridArchive(solution_dim=solution_dim, dims=[d.bins for d in descriptors],
-                       ranges=[(d.low, d.high) for d in descriptors], seed=seed)
+    return GridArchive(
+        solution_dim=solution_dim,
+        dims=[d.bins for d in descriptors],
+        ranges=[(d.low, d.high) for d in descriptors],
+        seed=seed,
+    )
 
 
 def archive_stats(archive: Any, beaten: dict[int, bool] | None = None) -> dict[str, Any]:
     """Coverage, QD score, elites and (given each cell's beaten flag) the share of beaten elites."""
     data = archive.data()
     cells = int(np.prod(archive.dims))
-    out = {"elites": len(archive), "cells": cells, "coverage": len(archive) / cells,
-           "qd_score": float(np.sum(data["objective"])) if len(archive) else 0.0}
+    out = {
+        "elites": len(archive),
+        "cells": cells,
+        "coverage": len(archive) / cells,
+        "qd_score": float(np.sum(data["objective"])) if len(archive) else 0.0,
+    }
     if beaten is not None:
         flags = [beaten.get(int(i), False) for i in data["index"]]
         out["beaten_elites"] = float(np.mean(flags)) if flags else None
@@ -156,8 +185,25 @@ def load_state(path: Path) -> State:
     try:
         with open(path, "rb") as f:
             blob = pickle.load(f)
-    except (pickle.UnpicklingError, EOFError, AttributeError, ImportError, IndexError, TypeError, ValueError, KeyError) as err:
-        raise IlluminateError(f"{path}: corrupted archive checkpoint ({type(err).__name__}: {err}); move it away to start anew") from None
-    if not isinstance(blob, dict) or blob.get("version") != CHECKPOINT_VERSION or set(blob) - {"version"} != {f.name for f in fields(State)}:
-        raise IlluminateError(f"{path}: not an archive checkpoint of version {CHECKPOINT_VERSION}; move it away to start anew")
+    except (
+        pickle.UnpicklingError,
+        EOFError,
+        AttributeError,
+        ImportError,
+        IndexError,
+        TypeError,
+        ValueError,
+        KeyError,
+    ) as err:
+        raise IlluminateError(
+            f"{path}: corrupted archive checkpoint ({type(err).__name__}: {err}); move it away to start anew"
+        ) from None
+    if (
+        not isinstance(blob, dict)
+        or blob.get("version") != CHECKPOINT_VERSION
+        or set(blob) - {"version"} != {f.name for f in fields(State)}
+    ):
+        raise IlluminateError(
+            f"{path}: not an archive checkpoint of version {CHECKPOINT_VERSION}; move it away to start anew"
+        )
     return State(**{f.name: blob[f.name] for f in fields(State)})

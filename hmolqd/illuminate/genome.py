@@ -93,13 +93,25 @@ def decode(genome: np.ndarray, config: SamplerConfig = SamplerConfig()) -> Layou
     v = knob_values(genome)
     seed = int(v["seed"])
     template = Template(
-        name="genome", rooms=int(v["rooms"]), cycle_rate=v["cycle_rate"], dead_share=v["dead_share"],
-        start_goal_ratio=v["start_goal_ratio"], key_share=v["key_share"], item_share=v["item_share"],
-        soft_share=v["soft_share"], bomb_share=v["bomb_share"], stair_rate=v["stair_rate"], enemy_share=v["enemy_share"],
-        puzzle_share=v["puzzle_share"], item_room_share=v["item_room_share"], miniboss_share=v["miniboss_share"],
+        name="genome",
+        rooms=int(v["rooms"]),
+        cycle_rate=v["cycle_rate"],
+        dead_share=v["dead_share"],
+        start_goal_ratio=v["start_goal_ratio"],
+        key_share=v["key_share"],
+        item_share=v["item_share"],
+        soft_share=v["soft_share"],
+        bomb_share=v["bomb_share"],
+        stair_rate=v["stair_rate"],
+        enemy_share=v["enemy_share"],
+        puzzle_share=v["puzzle_share"],
+        item_room_share=v["item_room_share"],
+        miniboss_share=v["miniboss_share"],
     )
     tries = [(template, seed + k) for k in range(3)]
-    tries.append((replace(template, start_goal_ratio=template.start_goal_ratio / 2, cycle_rate=template.cycle_rate / 2), seed))
+    tries.append(
+        (replace(template, start_goal_ratio=template.start_goal_ratio / 2, cycle_rate=template.cycle_rate / 2), seed)
+    )
     layout = None
     for t, s in tries:
         try:
@@ -127,8 +139,12 @@ def add_room(layout: Layout, rng: random.Random, enemy_share: float) -> Layout:
     """A new dead-end room beside an ordinary room (module docstring); the layout as is when none fits."""
     assert layout.slots is not None
     taken = set(layout.slots.values())
-    hosts = [(r, (layout.slots[r][0] + dr, layout.slots[r][1] + dc)) for r in _ordinary(layout) for dr, dc in SIDE_OFFSETS
-             if (layout.slots[r][0] + dr, layout.slots[r][1] + dc) not in taken]
+    hosts = [
+        (r, (layout.slots[r][0] + dr, layout.slots[r][1] + dc))
+        for r in _ordinary(layout)
+        for dr, dc in SIDE_OFFSETS
+        if (layout.slots[r][0] + dr, layout.slots[r][1] + dc) not in taken
+    ]
     degree = {r.id: 0 for r in layout.rooms}
     for link in layout.links:
         degree[link.a] += 1
@@ -139,8 +155,12 @@ def add_room(layout: Layout, rng: random.Random, enemy_share: float) -> Layout:
     host, slot = rng.choice(hosts)
     new = max(r.id for r in layout.rooms) + 1
     labels = frozenset({"e"}) if rng.random() < enemy_share else frozenset()
-    return replace(layout, rooms=layout.rooms + (Room(new, labels),), links=layout.links + (Link(host, new, "open", "open"),),
-                   slots={**layout.slots, new: slot})
+    return replace(
+        layout,
+        rooms=layout.rooms + (Room(new, labels),),
+        links=layout.links + (Link(host, new, "open", "open"),),
+        slots={**layout.slots, new: slot},
+    )
 
 
 def add_loop(layout: Layout, rng: random.Random) -> Layout:
@@ -150,8 +170,11 @@ def add_loop(layout: Layout, rng: random.Random) -> Layout:
     linked = {(link.a, link.b) for link in layout.links}
     ordinary = set(_ordinary(layout))
     pairs = sorted(
-        (min(a, b), max(a, b)) for a in ordinary for dr, dc in SIDE_OFFSETS
-        if (b := at.get((layout.slots[a][0] + dr, layout.slots[a][1] + dc))) is not None and b in ordinary
+        (min(a, b), max(a, b))
+        for a in ordinary
+        for dr, dc in SIDE_OFFSETS
+        if (b := at.get((layout.slots[a][0] + dr, layout.slots[a][1] + dc))) is not None
+        and b in ordinary
         and (min(a, b), max(a, b)) not in linked
     )
     if not pairs:
@@ -165,8 +188,11 @@ def move_lock(layout: Layout, rng: random.Random) -> Layout:
     """Move one small-key lock to an open door between ordinary rooms, kept only if still beatable."""
     ordinary = set(_ordinary(layout))
     locked = [k for k, link in enumerate(layout.links) if link.kind_ab == "key"]
-    free = [k for k, link in enumerate(layout.links)
-            if link.kind_ab == "open" and link.kind_ba == "open" and not link.stair and {link.a, link.b} <= ordinary]
+    free = [
+        k
+        for k, link in enumerate(layout.links)
+        if link.kind_ab == "open" and link.kind_ba == "open" and not link.stair and {link.a, link.b} <= ordinary
+    ]
     if not locked or not free:
         return layout
     src, dst = rng.choice(locked), rng.choice(free)
@@ -188,7 +214,9 @@ def plan_genome(genome: np.ndarray, config: DungeonConfig = DungeonConfig(), see
     share = knob_values(genome)["water_share"]
     rng = random.Random(int(knob_values(genome)["seed"]) ^ 0xA7E4)
     ordinary = set(_ordinary(layout))
-    water = torch.tensor([r.id in ordinary and rng.random() < share for r in layout.rooms], dtype=torch.bool) & ~p.stairs
+    water = (
+        torch.tensor([r.id in ordinary and rng.random() < share for r in layout.rooms], dtype=torch.bool) & ~p.stairs
+    )
     return Plan(p.layout, p.embedding, p.doors, p.stairs, {**p.attributes, "water": water})
 
 

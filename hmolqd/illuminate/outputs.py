@@ -62,8 +62,11 @@ def heatmap(result: Any) -> Figure:
     ax.set_ylabel(d1.name if d1 else "")
     s = result.stats
     beaten = "" if s.get("beaten_elites") is None else f", {100 * s['beaten_elites']:.1f} % of elites beaten"
-    ax.set_title(f"{result.settings['mode']}: coverage {100 * s['coverage']:.1f} % of {s['cells']} cells, "
-                 f"QD score {s['qd_score']:.1f}\n{s['evaluations']} evaluations{beaten}", fontsize=9)
+    ax.set_title(
+        f"{result.settings['mode']}: coverage {100 * s['coverage']:.1f} % of {s['cells']} cells, "
+        f"QD score {s['qd_score']:.1f}\n{s['evaluations']} evaluations{beaten}",
+        fontsize=9,
+    )
     return fig
 
 
@@ -89,7 +92,9 @@ def elite_grid(result: Any, grid: int = 4) -> Figure:
             if d is None:
                 continue
             ids = [room.id for room in d.layout.rooms]
-            rgb = dungeon_to_rgb(d.rooms, [d.embedding.slots[i][0] for i in ids], [d.embedding.slots[i][1] for i in ids], scale=1)
+            rgb = dungeon_to_rgb(
+                d.rooms, [d.embedding.slots[i][0] for i in ids], [d.embedding.slots[i][1] for i in ids], scale=1
+            )
             ax.imshow(rgb, interpolation="nearest")
             label = ", ".join(f"{desc.name} {m:.2g}" for desc, m in zip(descs, meas[k]))
             ax.set_title(label, fontsize=7)
@@ -103,8 +108,12 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def elite_json(result: Any, cell: int, dungeon: Dungeon) -> dict[str, Any]:
     data = result.archive.retrieve_single(dungeon_measures(result, cell))[1]
-    return {"cell": cell, "descriptors": {d.name: float(m) for d, m in zip(result.descriptors, data["measures"])},
-            "objective": float(data["objective"]), "genome": [float(x) for x in data["solution"]]}
+    return {
+        "cell": cell,
+        "descriptors": {d.name: float(m) for d, m in zip(result.descriptors, data["measures"])},
+        "objective": float(data["objective"]),
+        "genome": [float(x) for x in data["solution"]],
+    }
 
 
 def dungeon_measures(result: Any, cell: int) -> np.ndarray:
@@ -115,13 +124,18 @@ def dungeon_measures(result: Any, cell: int) -> np.ndarray:
 def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[str, Path]:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    paths = {"heatmap": _save(heatmap(result), out / "heatmap.png"), "elites": _save(elite_grid(result), out / "elites.png")}
+    paths = {
+        "heatmap": _save(heatmap(result), out / "heatmap.png"),
+        "elites": _save(elite_grid(result), out / "elites.png"),
+    }
     if per_elite:
         folder = out / "elites"
         for cell, dungeon in sorted(result.elites.items()):
             files = write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2)
             summary = json.loads(files["json"].read_text())
-            atomic_write_text(files["json"], json.dumps({**summary, "elite": elite_json(result, cell, dungeon)}, indent=2) + "\n")
+            atomic_write_text(
+                files["json"], json.dumps({**summary, "elite": elite_json(result, cell, dungeon)}, indent=2) + "\n"
+            )
         paths["elite_files"] = folder
     summary = {"settings": result.settings, "stats": result.stats, "counts": result.counts, "history": result.history}
     atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
@@ -133,7 +147,9 @@ def closest_elite(result: Any, target: Mapping[str, float]) -> Dungeon:
     """The elite nearest to `target` (module docstring)."""
     names = [d.name for d in result.descriptors]
     if not target:
-        raise IlluminateError(f"target: give at least one descriptor value, e.g. {{'{names[0]}': ...}}; archive descriptors: {names}")
+        raise IlluminateError(
+            f"target: give at least one descriptor value, e.g. {{'{names[0]}': ...}}; archive descriptors: {names}"
+        )
     for key, value in target.items():
         if key not in names:
             raise IlluminateError(f"target: unknown descriptor {key!r}; this archive has {', '.join(names)}")

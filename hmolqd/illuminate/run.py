@@ -75,9 +75,17 @@ def _scheduler(descriptors: Sequence[Descriptor], seed: int, batch_size: int) ->
     half = max(1, batch_size // 2)
     bounds = [(0.0, 1.0)] * GENOME_DIM
     emitters = [
-        IsoLineEmitter(archive, iso_sigma=ISO_SIGMA, line_sigma=LINE_SIGMA, bounds=bounds, batch_size=size, seed=seed * 7 + k,
-                       initial_solutions=random_genomes(size, seed * 7 + k))
-        for k, size in enumerate((half, batch_size - half)) if size
+        IsoLineEmitter(
+            archive,
+            iso_sigma=ISO_SIGMA,
+            line_sigma=LINE_SIGMA,
+            bounds=bounds,
+            batch_size=size,
+            seed=seed * 7 + k,
+            initial_solutions=random_genomes(size, seed * 7 + k),
+        )
+        for k, size in enumerate((half, batch_size - half))
+        if size
     ]
     return Scheduler(archive, emitters)
 
@@ -104,24 +112,48 @@ def check_settings(evaluations: int, batch_size: int, mode: str) -> None:
         raise IlluminateError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
-def illuminate(model: Any, *, evaluations: int = 2000, out: str | Path | None = None,
-               descriptors: Sequence[str] = DEFAULT_DESCRIPTORS, seed: int = 0, batch_size: int = 50,
-               mode: str = "map-elites", config: DungeonConfig = DungeonConfig(),
-               progress: Callable[[dict[str, Any]], None] | None = None, **sampling: Any) -> Illumination:
+def illuminate(
+    model: Any,
+    *,
+    evaluations: int = 2000,
+    out: str | Path | None = None,
+    descriptors: Sequence[str] = DEFAULT_DESCRIPTORS,
+    seed: int = 0,
+    batch_size: int = 50,
+    mode: str = "map-elites",
+    config: DungeonConfig = DungeonConfig(),
+    progress: Callable[[dict[str, Any]], None] | None = None,
+    **sampling: Any,
+) -> Illumination:
     """Fill a MAP-Elites archive of dungeons (module docstring). `model`: a room model, the path of its
     `model_final.pt`, or any RoomSource; `out`: the folder of the checkpoint (and of `write_outputs`);
     `sampling`: the room model's sampling keys. Returns the `Illumination`."""
     check_settings(evaluations, batch_size, mode)
     descs = check_descriptors(descriptors)
     source = as_source(model, **sampling)
-    settings = {"mode": mode, "descriptors": [d.name for d in descs], "seed": seed, "batch_size": batch_size,
-                "source": source.name, "config": asdict(config), "sampling": {k: sampling[k] for k in sorted(sampling)}}
+    settings = {
+        "mode": mode,
+        "descriptors": [d.name for d in descs],
+        "seed": seed,
+        "batch_size": batch_size,
+        "source": source.name,
+        "config": asdict(config),
+        "sampling": {k: sampling[k] for k in sorted(sampling)},
+    }
     path = Path(out) / CHECKPOINT_NAME if out is not None else None
     state = _resume(path, settings) if path is not None and path.exists() else None
     if state is None:
         scheduler = _scheduler(descs, seed, batch_size) if mode == "map-elites" else _baseline_archive(descs, seed)
-        state = State(settings, scheduler, 0, 0, {}, {}, [], {"dungeons": 0, "beaten_before": 0, "beaten": 0, "rooms": 0,
-                                                            "rooms_regenerated": 0, "seconds": 0.0})
+        state = State(
+            settings,
+            scheduler,
+            0,
+            0,
+            {},
+            {},
+            [],
+            {"dungeons": 0, "beaten_before": 0, "beaten": 0, "rooms": 0, "rooms_regenerated": 0, "seconds": 0.0},
+        )
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     while state.evaluations < evaluations:
@@ -132,16 +164,26 @@ def illuminate(model: Any, *, evaluations: int = 2000, out: str | Path | None = 
             progress(state.history[-1])
     archive = state.scheduler.archive if mode == "map-elites" else state.scheduler
     stats = {**archive_stats(archive, state.beaten), "evaluations": state.evaluations}
-    return Illumination(archive, descs, state.elites, stats, state.history, state.counts, settings,
-                        Path(out) if out is not None else None)
+    return Illumination(
+        archive,
+        descs,
+        state.elites,
+        stats,
+        state.history,
+        state.counts,
+        settings,
+        Path(out) if out is not None else None,
+    )
 
 
 def _resume(path: Path, settings: dict[str, Any]) -> State:
     state = load_state(path)
     if state.settings != settings:
         diff = sorted(k for k in set(settings) | set(state.settings) if settings.get(k) != state.settings.get(k))
-        raise IlluminateError(f"{path}: written by an illumination with other settings ({', '.join(diff)}: "
-                              f"{[state.settings.get(k) for k in diff]}); use another --out or the same settings")
+        raise IlluminateError(
+            f"{path}: written by an illumination with other settings ({', '.join(diff)}: "
+            f"{[state.settings.get(k) for k in diff]}); use another --out or the same settings"
+        )
     return state
 
 

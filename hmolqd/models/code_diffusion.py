@@ -21,7 +21,15 @@ import torch
 from torch import nn
 
 from hmolqd.config import ModelConfig, SamplingSettings
-from hmolqd.data.attributes import ATTRIBUTES, UNKNOWN, cond_size, condition_groups, condition_tokens, drop_condition, room_condition
+from hmolqd.data.attributes import (
+    ATTRIBUTES,
+    UNKNOWN,
+    cond_size,
+    condition_groups,
+    condition_tokens,
+    drop_condition,
+    room_condition,
+)
 from hmolqd.diffusion import absorbing
 from hmolqd.models.denoiser import COND_VALUES, DiTBlock, modulate
 
@@ -74,7 +82,9 @@ class CodeDenoiser(nn.Module):
     def forward(self, codes: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
         B = codes.shape[0]
         if tuple(codes.shape[1:]) != self.grid:
-            raise ValueError(f"code denoiser: codes must be (B, {', '.join(map(str, self.grid))}), got {tuple(codes.shape)}")
+            raise ValueError(
+                f"code denoiser: codes must be (B, {', '.join(map(str, self.grid))}), got {tuple(codes.shape)}"
+            )
         if tuple(cond.shape) != (B, self.cond_size):
             raise ValueError(f"code denoiser: cond must be ({B}, {self.cond_size}) tokens, got {tuple(cond.shape)}")
         cond_ids = cond.long() + self.cond_offset  # (B, C)
@@ -112,7 +122,8 @@ class CodeDiffusion(nn.Module):
         mirrored across rows / columns: the most frequent image of each code; unseen codes map to themselves."""
         K = self.cfg.num_embeddings
         for buf, mirrored in ((self.mirror_rows, codes_rows.flip(1)), (self.mirror_cols, codes_cols.flip(2))):
-            pairs = codes.flatten().long().cpu() * K + mirrored.flatten().long().cpu()  # code -> code of its mirror image
+            # code -> code of its mirror image
+            pairs = codes.flatten().long().cpu() * K + mirrored.flatten().long().cpu()
             counts = torch.bincount(pairs, minlength=K * K).view(K, K)
             buf.copy_(torch.where(counts.sum(1) > 0, counts.argmax(1), torch.arange(K)).to(buf.device))
 
@@ -132,19 +143,27 @@ class CodeDiffusion(nn.Module):
             g[inner] = torch.where(flag.view(-1, 1, 1), tied, core)
         return g.view_as(x)
 
-    def condition_tokens(self, doors: torch.Tensor | None, stairs: torch.Tensor | None, n: int, attributes: torch.Tensor | None = None) -> torch.Tensor:
+    def condition_tokens(
+        self, doors: torch.Tensor | None, stairs: torch.Tensor | None, n: int, attributes: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """`(n, K)` CPU tokens (hmolqd.data.attributes.condition_tokens); None leaves a group open."""
-        return condition_tokens(doors, stairs, attributes, n=n, cond_stairs=self.cfg.cond_stairs, cond_attributes=self.cfg.cond_attributes)
+        return condition_tokens(
+            doors, stairs, attributes, n=n, cond_stairs=self.cfg.cond_stairs, cond_attributes=self.cfg.cond_attributes
+        )
 
     def room_condition(self, rooms: torch.Tensor) -> torch.Tensor:
         """The condition tokens `(B, K)` that describe real rooms `(B, 16, 11)`, on their device."""
         return room_condition(rooms, self.cfg.cond_stairs, self.cfg.cond_attributes).to(rooms.device)
 
-    def forward(self, codes: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, codes: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Same as `loss`, so that a DistributedDataParallel wrapper sees the training computation in forward."""
         return self.loss(codes, cond, drop_prob=drop_prob)
 
-    def loss(self, codes: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, codes: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean masked cross-entropy (hmolqd.diffusion.absorbing) of `codes (B, h, w)` at t ~ U[0, 1]; global RNG."""
         B = codes.shape[0]
         x0 = codes.flatten(1).long()  # (B, N)
@@ -158,7 +177,9 @@ class CodeDiffusion(nn.Module):
             acc = ((logits.argmax(-1) == x0) & masked).sum() / masked.sum().clamp(min=1)
         return loss, {"diffusion_loss": loss.detach(), "masked_accuracy": acc.detach()}
 
-    def _log_probs(self, denoiser: nn.Module, x: torch.Tensor, cond: torch.Tensor, guidance: float, guide_from: int) -> torch.Tensor:
+    def _log_probs(
+        self, denoiser: nn.Module, x: torch.Tensor, cond: torch.Tensor, guidance: float, guide_from: int
+    ) -> torch.Tensor:
         """Guided log-probabilities `(B, N, K)`, conditional and "unconditional" rows in one batched forward.
         The unconditional rows leave the condition columns from `guide_from` on open (0 = all of them)."""
         B = x.shape[0]
@@ -172,8 +193,14 @@ class CodeDiffusion(nn.Module):
 
     @torch.no_grad()
     def sample(
-        self, cond: torch.Tensor, settings: SamplingSettings, *, generator: torch.Generator | None = None,
-        denoiser: nn.Module | None = None, batch_size: int | None = None, tie: torch.Tensor | None = None,
+        self,
+        cond: torch.Tensor,
+        settings: SamplingSettings,
+        *,
+        generator: torch.Generator | None = None,
+        denoiser: nn.Module | None = None,
+        batch_size: int | None = None,
+        tie: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """One code grid per row of `cond (n, K)` tokens -> `(n, h, w)` long, no [MASK] left, sampled as `settings`
         say (sample_steps, guidance_scale, sampler, sample_temperature, mask_noise, guide_attributes). The random
@@ -183,11 +210,13 @@ class CodeDiffusion(nn.Module):
         device = next(denoiser.parameters()).device
         n, N = cond.shape[0], self.grid[0] * self.grid[1]
         if tuple(cond.shape) != (n, self.cond_size):
-            raise ValueError(f"CodeDiffusion.sample: cond must be (n, {self.cond_size}) tokens, "
-                             f"got {tuple(cond.shape)}")
+            raise ValueError(
+                f"CodeDiffusion.sample: cond must be (n, {self.cond_size}) tokens, got {tuple(cond.shape)}"
+            )
         if settings.sampler not in SAMPLERS:
-            raise ValueError(f"CodeDiffusion.sample: sampler {settings.sampler!r} must be one of {SAMPLERS} "
-                             "(config key sampler)")
+            raise ValueError(
+                f"CodeDiffusion.sample: sampler {settings.sampler!r} must be one of {SAMPLERS} (config key sampler)"
+            )
         steps, guidance = settings.sample_steps, settings.guidance_scale
         batch_size = max(n, 1) if batch_size is None else batch_size
         guide_from = self.cond_size - len(ATTRIBUTES) if settings.guide_attributes and self.cfg.cond_attributes else 0
@@ -205,12 +234,21 @@ class CodeDiffusion(nn.Module):
                 sl = slice(lo, lo + batch_size)
                 lp = self._log_probs(denoiser, x[sl], cond[sl], guidance, guide_from)  # (b, N, K)
                 if settings.sampler == "random":
-                    new[sl] = absorbing.unmask_random(x[sl], lp, ratios[i], ratios[i + 1], self.mask_id, u_reveal[sl],
-                                                      u_code[sl], settings.sample_temperature)
+                    new[sl] = absorbing.unmask_random(
+                        x[sl],
+                        lp,
+                        ratios[i],
+                        ratios[i + 1],
+                        self.mask_id,
+                        u_reveal[sl],
+                        u_code[sl],
+                        settings.sample_temperature,
+                    )
                 else:
                     keep = int(round(ratios[i + 1] * N))
                     anneal = settings.mask_noise * (1 - (i + 1) / steps)  # MaskGIT's choice temperature, linearly to 0
-                    new[sl] = absorbing.unmask_confidence(x[sl], lp, keep, self.mask_id, u_code[sl], u_reveal[sl],
-                                                          anneal, settings.sample_temperature)
+                    new[sl] = absorbing.unmask_confidence(
+                        x[sl], lp, keep, self.mask_id, u_code[sl], u_reveal[sl], anneal, settings.sample_temperature
+                    )
             x = new if tie is None else self.tie_mirrors(new, tie)
         return x.view(n, *self.grid)

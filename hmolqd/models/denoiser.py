@@ -52,12 +52,16 @@ class DiTBlock(nn.Module):
         super().__init__()
         self.heads = max(1, dim // HEAD_DIM)
         if dim % self.heads:
-            raise ValueError(f"denoiser_dim {dim} must be divisible by its {self.heads} attention heads (dim // {HEAD_DIM})")
+            raise ValueError(
+                f"denoiser_dim {dim} must be divisible by its {self.heads} attention heads (dim // {HEAD_DIM})"
+            )
         self.norm1 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
-        self.mlp = nn.Sequential(nn.Linear(dim, MLP_RATIO * dim), nn.GELU(approximate="tanh"), nn.Linear(MLP_RATIO * dim, dim))
+        self.mlp = nn.Sequential(
+            nn.Linear(dim, MLP_RATIO * dim), nn.GELU(approximate="tanh"), nn.Linear(MLP_RATIO * dim, dim)
+        )
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)
@@ -67,7 +71,8 @@ class DiTBlock(nn.Module):
         B, N, D = x.shape
         shift1, scale1, gate1, shift2, scale2, gate2 = self.ada(c).chunk(6, dim=1)  # each (B, D)
         h = modulate(self.norm1(x), shift1, scale1)
-        q, k, v = self.qkv(h).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)  # each (B, H, N, D/H)
+        # each (B, H, N, D/H)
+        q, k, v = self.qkv(h).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).transpose(1, 2).reshape(B, N, D)
         x = x + gate1[:, None] * self.proj(h)
         h = modulate(self.norm2(x), shift2, scale2)
@@ -77,7 +82,9 @@ class DiTBlock(nn.Module):
 class Denoiser(nn.Module):
     """`(x_t (B, C, h, w), t (B,) long, cond (B, K) long) -> (B, C, h, w)` eps or v prediction."""
 
-    def __init__(self, latent_shape: tuple[int, int, int], dim: int, depth: int, cond_size: int, in_context: bool = False) -> None:
+    def __init__(
+        self, latent_shape: tuple[int, int, int], dim: int, depth: int, cond_size: int, in_context: bool = False
+    ) -> None:
         super().__init__()
         channels, h, w = latent_shape
         self.latent_shape = (channels, h, w)
@@ -107,7 +114,9 @@ class Denoiser(nn.Module):
             raise ValueError(f"denoiser: cond must be (B, {self.cond_size}) tokens, got shape {tuple(cond.shape)}")
         # Value check on CPU only: on an accelerator it would force a host sync every forward.
         if cond.device.type == "cpu" and bool(((cond < 0) | (cond >= COND_VALUES)).any()):
-            raise ValueError(f"denoiser: cond tokens must be ABSENT=0, PRESENT=1 or UNKNOWN=2, got {cond.unique().tolist()}")
+            raise ValueError(
+                f"denoiser: cond tokens must be ABSENT=0, PRESENT=1 or UNKNOWN=2, got {cond.unique().tolist()}"
+            )
         emb = self.time_mlp(timestep_embedding(t, self.dim).to(self.embed.weight.dtype))
         return emb + self.cond_embed(cond.long() + self.cond_offset).sum(dim=1)
 

@@ -18,7 +18,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from hmolqd.config import ModelConfig, SamplingSettings
-from hmolqd.data.attributes import UNKNOWN, cond_size, condition_groups, condition_tokens, drop_condition, room_condition
+from hmolqd.data.attributes import (
+    UNKNOWN,
+    cond_size,
+    condition_groups,
+    condition_tokens,
+    drop_condition,
+    room_condition,
+)
 from hmolqd.diffusion import gaussian
 from hmolqd.models.denoiser import Denoiser
 
@@ -37,14 +44,18 @@ class LatentDiffusion(nn.Module):
         self.register_buffer("betas", betas)  # (T,) float64
         self.register_buffer("alphas_cumprod", alphas_cumprod)  # (T,) float64
         self.register_buffer("latent_scale", torch.tensor(1.0))  # set by set_latent_scale before training
-        self.denoiser = Denoiser(self.latent_shape, cfg.denoiser_dim, cfg.denoiser_depth, self.cond_size, in_context=cfg.cond_in_context)
+        self.denoiser = Denoiser(
+            self.latent_shape, cfg.denoiser_dim, cfg.denoiser_depth, self.cond_size, in_context=cfg.cond_in_context
+        )
 
     @torch.no_grad()
     def set_latent_scale(self, latents: torch.Tensor) -> float:
         """Set latent_scale = 1 / std of a batch of raw latents `(B, C, h, w)` (Rombach et al. 2022); returns it."""
         std = latents.detach().float().std()
         if not torch.isfinite(std) or float(std) < 1e-8:
-            raise ValueError(f"set_latent_scale: latent std is {float(std)}; need a batch of finite, non-constant latents")
+            raise ValueError(
+                f"set_latent_scale: latent std is {float(std)}; need a batch of finite, non-constant latents"
+            )
         self.latent_scale.fill_(1.0 / float(std))
         return float(self.latent_scale)
 
@@ -56,11 +67,15 @@ class LatentDiffusion(nn.Module):
         """The condition tokens `(B, K)` that describe real rooms `(B, 16, 11)`: their door sides (+ stairs)."""
         return room_condition(rooms, self.cfg.cond_stairs, False).to(rooms.device)
 
-    def forward(self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def forward(
+        self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Same as `loss`, so that a DistributedDataParallel wrapper sees the training computation in forward."""
         return self.loss(z0, cond, drop_prob=drop_prob)
 
-    def loss(self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """DDPM simple loss (Ho et al. 2020, eq. 14) on raw latents `z0 (B, C, h, w)` and condition `cond (B, K)`
         (tokens, or a bool tensor: False/True are ABSENT/PRESENT; see `room_condition`).
 
@@ -84,7 +99,9 @@ class LatentDiffusion(nn.Module):
             x0_mse = F.mse_loss(x0_hat, x0.float())
         return loss, {"diffusion_loss": loss.detach(), "x0_mse": x0_mse}
 
-    def guided_output(self, denoiser: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float) -> torch.Tensor:
+    def guided_output(
+        self, denoiser: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float
+    ) -> torch.Tensor:
         """Classifier-free guidance: uncond + s * (cond - uncond), both from one batched forward (Ho & Salimans 2022)."""
         B = x.shape[0]
         uncond = torch.full_like(cond, UNKNOWN)
@@ -93,8 +110,14 @@ class LatentDiffusion(nn.Module):
         return out_uncond + guidance * (out_cond - out_uncond)
 
     def sample(
-        self, n: int, cond: torch.Tensor | None, settings: SamplingSettings, *,
-        generator: torch.Generator | None = None, denoiser: nn.Module | None = None, batch_size: int | None = None,
+        self,
+        n: int,
+        cond: torch.Tensor | None,
+        settings: SamplingSettings,
+        *,
+        generator: torch.Generator | None = None,
+        denoiser: nn.Module | None = None,
+        batch_size: int | None = None,
         x0_guide: Callable[[torch.Tensor, int], torch.Tensor] | None = None,
     ) -> torch.Tensor:
         """DDIM-sample `n` raw (unscaled) latents `(n, C, h, w)`; `cond` is `(n, K)` tokens or None (unconditional);
@@ -114,14 +137,17 @@ class LatentDiffusion(nn.Module):
         if cond is None:
             cond = torch.full((n, self.cond_size), UNKNOWN, dtype=torch.long)
         if cond.shape != (n, self.cond_size):
-            raise ValueError(f"LatentDiffusion.sample: cond must be ({n}, {self.cond_size}) tokens, got {tuple(cond.shape)}")
+            raise ValueError(
+                f"LatentDiffusion.sample: cond must be ({n}, {self.cond_size}) tokens, got {tuple(cond.shape)}"
+            )
         batch_size = n if batch_size is None else batch_size
         if batch_size < 1:
             raise ValueError(f"LatentDiffusion.sample: batch_size must be >= 1, got {batch_size}")
         cond = cond.to(device=device, dtype=torch.long)
         needs_uncond = guidance != 1.0 and not bool((cond == UNKNOWN).all())
         timesteps = gaussian.ddim_timesteps(self.num_timesteps, steps).tolist()
-        x = torch.randn((n, *self.latent_shape), generator=generator, dtype=torch.float32).to(device)  # x_T (n, C, h, w)
+        # x_T (n, C, h, w)
+        x = torch.randn((n, *self.latent_shape), generator=generator, dtype=torch.float32).to(device)
         for i, t in enumerate(timesteps):
             t_prev = timesteps[i + 1] if i + 1 < len(timesteps) else -1
             out = torch.empty_like(x)

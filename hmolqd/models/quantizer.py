@@ -108,7 +108,9 @@ def _distributed() -> bool:
 class VectorQuantizerEMA(nn.Module):
     """`(B, D, h, w)` latents -> nearest of `num_embeddings` codes of size `dim`, EMA-updated codebook."""
 
-    def __init__(self, num_embeddings: int, dim: int, decay: float = 0.99, dead_code_steps: int = 50, restart: str = "uniform") -> None:
+    def __init__(
+        self, num_embeddings: int, dim: int, decay: float = 0.99, dead_code_steps: int = 50, restart: str = "uniform"
+    ) -> None:
         super().__init__()
         if restart not in ("uniform", "farthest"):
             raise ValueError(f"codebook_restart = {restart!r}: must be 'uniform' or 'farthest'")
@@ -127,7 +129,8 @@ class VectorQuantizerEMA(nn.Module):
         self.register_buffer("embedding", embedding)  # (K, D) the codebook e
         self.register_buffer("ema_cluster_size", torch.ones(num_embeddings))  # (K,) N
         self.register_buffer("ema_embed_sum", embedding.clone())  # (K, D) m
-        self.register_buffer("unused_steps", torch.zeros(num_embeddings, dtype=torch.long))  # (K,) updates since last use
+        # (K,) updates since last use
+        self.register_buffer("unused_steps", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))  # data-dependent init done
 
     def extra_repr(self) -> str:
@@ -172,7 +175,9 @@ class VectorQuantizerEMA(nn.Module):
         if _distributed():
             dist.all_reduce(counts)
             dist.all_reduce(sums)
-        size, embed_sum, codebook = ema_codebook_step(self.ema_cluster_size, self.ema_embed_sum, counts, sums, self.decay)
+        size, embed_sum, codebook = ema_codebook_step(
+            self.ema_cluster_size, self.ema_embed_sum, counts, sums, self.decay
+        )
         self.ema_cluster_size.copy_(size)
         self.ema_embed_sum.copy_(embed_sum)
         self.embedding.copy_(codebook)

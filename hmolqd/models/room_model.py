@@ -41,7 +41,9 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
         for name, ema_value in ema_items.items():
             value = items[name].detach()
             if ema_value.shape != value.shape:
-                raise ValueError(f"ema_update: {kind} {name!r} has shape {tuple(ema_value.shape)} in the EMA, {tuple(value.shape)} in the model")
+                raise ValueError(
+                    f"ema_update: {kind} {name!r} has shape {tuple(ema_value.shape)} in the EMA, {tuple(value.shape)} in the model"
+                )
             if ema_value.dtype.is_floating_point:
                 ema_value.lerp_(value.to(ema_value.dtype), 1.0 - decay)
             else:

@@ -86,7 +86,9 @@ class PointResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.body = nn.Sequential(nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, channels, 1))
+        self.body = nn.Sequential(
+            nn.ReLU(), nn.Conv2d(channels, channels, 1), nn.ReLU(), nn.Conv2d(channels, channels, 1)
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
@@ -98,7 +100,11 @@ def _encoder(cfg: ModelConfig) -> nn.Sequential:
         # No ReLU outside the residual branches: the first conv is an injective linear map of the one-hot
         # patch, and the residual blocks keep distinct patches apart.
         s = cfg.downsample
-        return nn.Sequential(nn.Conv2d(NUM_TILES, c, s, stride=s), *[PointResBlock(c) for _ in range(RES_BLOCKS)], nn.Conv2d(c, cfg.latent_dim, 1))
+        return nn.Sequential(
+            nn.Conv2d(NUM_TILES, c, s, stride=s),
+            *[PointResBlock(c) for _ in range(RES_BLOCKS)],
+            nn.Conv2d(c, cfg.latent_dim, 1),
+        )
     layers: list[nn.Module] = [nn.Conv2d(NUM_TILES, c, 3, padding=1)]
     for _ in range(int(math.log2(cfg.downsample))):
         layers += [nn.ReLU(), nn.Conv2d(c, c, 4, stride=2, padding=1)]  # halves h and w
@@ -126,7 +132,9 @@ def tile_class_weights(rare_tile_weight: float, device: torch.device | None = No
     return weights
 
 
-def vqvae_loss(out: VQVAEOut, rooms: torch.Tensor, *, rare_tile_weight: float, commitment_beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+def vqvae_loss(
+    out: VQVAEOut, rooms: torch.Tensor, *, rare_tile_weight: float, commitment_beta: float
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """(forward output, target rooms (B, 16, 11)) -> (loss, logs); pure function.
 
     loss = cross-entropy with tiles D and S weighted by `rare_tile_weight` (weighted mean over tiles)
@@ -138,7 +146,12 @@ def vqvae_loss(out: VQVAEOut, rooms: torch.Tensor, *, rare_tile_weight: float, c
     ce = F.cross_entropy(out.logits.float(), target, weight=weights)
     total = ce + commitment_beta * out.commit_loss
     accuracy = (out.logits.argmax(dim=1) == target).float().mean()
-    logs = {"ce": ce.detach(), "commit": out.commit_loss.detach(), "accuracy": accuracy.detach(), "perplexity": out.perplexity.detach()}
+    logs = {
+        "ce": ce.detach(),
+        "commit": out.commit_loss.detach(),
+        "accuracy": accuracy.detach(),
+        "perplexity": out.perplexity.detach(),
+    }
     return total, logs
 
 
@@ -149,7 +162,9 @@ class VQVAE(nn.Module):
         super().__init__()
         self.cfg = cfg
         self.encoder = _encoder(cfg)
-        self.quantizer = VectorQuantizerEMA(cfg.num_embeddings, cfg.latent_dim, codebook_decay, DEAD_CODE_STEPS, cfg.codebook_restart)
+        self.quantizer = VectorQuantizerEMA(
+            cfg.num_embeddings, cfg.latent_dim, codebook_decay, DEAD_CODE_STEPS, cfg.codebook_restart
+        )
         self.decoder = _decoder(cfg)
 
     @property
@@ -168,7 +183,9 @@ class VQVAE(nn.Module):
         rooms = rooms.long()
         if rooms.device.type == "cpu" and rooms.numel() and (int(rooms.min()) < 0 or int(rooms.max()) >= NUM_TILES):
             # Checked on CPU only: on an accelerator this would force a host sync every step.
-            raise ValueError(f"tile indices must lie in [0, {NUM_TILES}), got range [{int(rooms.min())}, {int(rooms.max())}]")
+            raise ValueError(
+                f"tile indices must lie in [0, {NUM_TILES}), got range [{int(rooms.min())}, {int(rooms.max())}]"
+            )
         x = F.one_hot(rooms, NUM_TILES).permute(0, 3, 1, 2).float()  # (B, 10, 16, 11)
         if self.cfg.column_pad == "center":
             return x[..., CENTER_COLUMNS]  # (B, 10, 16, 12)
@@ -182,13 +199,17 @@ class VQVAE(nn.Module):
     def quantize(self, z: torch.Tensor) -> QuantizeOut:
         """(B, latent_dim, h, w) -> QuantizeOut; in training mode this also updates the EMA codebook."""
         if tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z.shape)}")
+            raise ValueError(
+                f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z.shape)}"
+            )
         return self.quantizer(z)
 
     def decode(self, z_q: torch.Tensor) -> torch.Tensor:
         """(B, latent_dim, h, w) -> tile logits (B, 10, 16, 11) (padding column cropped)."""
         if tuple(z_q.shape[1:]) != self.latent_shape:
-            raise ValueError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z_q.shape)}")
+            raise ValueError(
+                f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z_q.shape)}"
+            )
         logits = self.decoder(z_q)  # (B, 10, 16, 12)
         if self.cfg.column_pad == "center":  # the two copies of column 5 vote together
             mid = ROOM_W // 2
@@ -203,7 +224,9 @@ class VQVAE(nn.Module):
         Snaps each cell to its nearest code (no codebook update), decodes, and takes the argmax tile.
         """
         if tuple(z.shape[1:]) != self.latent_shape:
-            raise ValueError(f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z.shape)}")
+            raise ValueError(
+                f"latents must have shape (B, {', '.join(map(str, self.latent_shape))}), got {tuple(z.shape)}"
+            )
         indices = self.quantizer.nearest(z)  # (B, h, w)
         return self.decode(self.quantizer.lookup(indices)).argmax(dim=1)
 
@@ -211,7 +234,9 @@ class VQVAE(nn.Module):
         q = self.quantize(self.encode(rooms))
         return VQVAEOut(self.decode(q.z_q), q.commit_loss, q.indices, q.perplexity)
 
-    def loss(self, rooms: torch.Tensor, *, rare_tile_weight: float, commitment_beta: float) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    def loss(
+        self, rooms: torch.Tensor, *, rare_tile_weight: float, commitment_beta: float
+    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Training loss = weighted cross-entropy + commitment_beta * commitment loss (see `vqvae_loss`).
 
         Under DDP call the wrapper's forward instead (`vqvae_loss(ddp_model(rooms), rooms, ...)`), so that

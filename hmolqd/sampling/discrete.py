@@ -47,14 +47,17 @@ def mirror_request(n: int, ask_mirror: str, seed: int) -> torch.Tensor:
     return out
 
 
-def attribute_tokens(model: RoomModel, n: int, asked: Mapping[str, Any] | None, seed: int,
-                     settings: SamplingSettings | None = None) -> torch.Tensor | None:
+def attribute_tokens(
+    model: RoomModel, n: int, asked: Mapping[str, Any] | None, seed: int, settings: SamplingSettings | None = None
+) -> torch.Tensor | None:
     """`(n, 6)` attribute tokens for a model with `cond_attributes` (None without): the request, then the
     defaults of `settings` (the model's own when None); a mirror axis is asked (`ask_mirror`) only where the
     room is asked to be symmetric and neither axis was given."""
     if not model.cfg.cond_attributes:
         if asked:
-            raise ValueError(f"generate: this model was trained without room attributes (cond_attributes false), got {sorted(asked)}")
+            raise ValueError(
+                f"generate: this model was trained without room attributes (cond_attributes false), got {sorted(asked)}"
+            )
         return None
     settings = model.config.run.sampling if settings is None else settings
     tokens = attribute_request(n, asked, default_requests(settings))
@@ -79,7 +82,13 @@ def symmetrize_logits(logits: torch.Tensor, tie: torch.Tensor) -> torch.Tensor:
 
 
 def generate_discrete(
-    model: RoomModel, n: int, request: Request, settings: SamplingSettings, *, seed: int, batch_size: int,
+    model: RoomModel,
+    n: int,
+    request: Request,
+    settings: SamplingSettings,
+    *,
+    seed: int,
+    batch_size: int,
 ) -> torch.Tensor:
     """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU."""
     attributes = attribute_tokens(model, n, request.attributes, seed, settings)
@@ -92,11 +101,18 @@ def generate_discrete(
     model.eval()
     try:
         with torch.inference_mode():
-            codes = model.diffusion.sample(cond, settings, generator=generator, batch_size=batch_size, tie=tie,
-                                           denoiser=model.sampling_denoiser(settings.use_ema))  # (n, h, w)
+            codes = model.diffusion.sample(
+                cond,
+                settings,
+                generator=generator,
+                batch_size=batch_size,
+                tie=tie,
+                denoiser=model.sampling_denoiser(settings.use_ema),
+            )  # (n, h, w)
             rooms = []
             for lo in range(0, n, batch_size):
-                logits = model.vqvae.decode(model.vqvae.quantizer.lookup(codes[lo : lo + batch_size]))  # (b, 10, 16, 11)
+                # (b, 10, 16, 11)
+                logits = model.vqvae.decode(model.vqvae.quantizer.lookup(codes[lo : lo + batch_size]))
                 if tie is not None:
                     logits = symmetrize_logits(logits, tie[lo : lo + batch_size].to(logits.device))
                 rooms.append(logits.argmax(1).cpu())

@@ -22,7 +22,10 @@ from hmolqd.data.tiles import DOOR, ROOM_W
 
 # (rows, cols) of each side's door region, in SIDES order (top, bottom, left, right).
 DOOR_REGIONS: tuple[tuple[slice, slice], ...] = (
-    (slice(0, 2), slice(2, 9)), (slice(14, 16), slice(2, 9)), (slice(2, 14), slice(0, 2)), (slice(2, 14), slice(9, 11)),
+    (slice(0, 2), slice(2, 9)),
+    (slice(14, 16), slice(2, 9)),
+    (slice(2, 14), slice(0, 2)),
+    (slice(2, 14), slice(9, 11)),
 )
 
 
@@ -42,7 +45,13 @@ def door_loss(logits: torch.Tensor, doors: torch.Tensor) -> torch.Tensor:
     return loss
 
 
-def door_guide(decode: Callable[[torch.Tensor], torch.Tensor], latent_scale: float, doors: torch.Tensor, strength: float, iters: int = 1) -> Callable[[torch.Tensor, int], torch.Tensor]:
+def door_guide(
+    decode: Callable[[torch.Tensor], torch.Tensor],
+    latent_scale: float,
+    doors: torch.Tensor,
+    strength: float,
+    iters: int = 1,
+) -> Callable[[torch.Tensor, int], torch.Tensor]:
     """A hook `(x0 (n, C, h, w) scaled latents, t) -> x0` for `LatentDiffusion.sample`.
 
     `decode` maps raw latents to tile logits (the VQ-VAE decoder, frozen); `doors` `(n, 4)` bool; the

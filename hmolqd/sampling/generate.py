@@ -27,7 +27,9 @@ FALSE_WORDS = ("0", "false", "no", "n")
 
 DOOR_NAMES_HELP = (
     f"comma-separated sides as seen on screen: {', '.join(SCREEN_SIDES)} (e.g. 'north,west'; '' = no doors); "
-    "the text-grid names are accepted too (text " + ", ".join(f"{t} = {s}" for s, t in SCREEN_TO_TEXT_SIDE.items()) + ")"
+    "the text-grid names are accepted too (text "
+    + ", ".join(f"{t} = {s}" for s, t in SCREEN_TO_TEXT_SIDE.items())
+    + ")"
 )
 
 
@@ -53,7 +55,9 @@ def parse_doors(doors: torch.Tensor | str | None, n: int) -> torch.Tensor | None
     if doors.shape == (len(SIDES),):
         return doors.expand(n, len(SIDES)).clone()
     if doors.shape != (n, len(SIDES)):
-        raise ValueError(f"doors must have shape ({len(SIDES)},) or ({n}, {len(SIDES)}) (sides {SIDES}), got {tuple(doors.shape)}")
+        raise ValueError(
+            f"doors must have shape ({len(SIDES)},) or ({n}, {len(SIDES)}) (sides {SIDES}), got {tuple(doors.shape)}"
+        )
     return doors.cpu()
 
 
@@ -124,12 +128,15 @@ def generate(
     if model.cfg.model_kind == "discrete":
         return generate_discrete(model, n, request, settings, seed=seed, batch_size=batch_size)
     if attributes:
-        raise ValueError(f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), got {sorted(attributes)}")
+        raise ValueError(
+            f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), got {sorted(attributes)}"
+        )
     return _generate_continuous(model, n, request, settings, seed=seed, batch_size=batch_size)
 
 
-def _generate_continuous(model: RoomModel, n: int, request: Request, settings: SamplingSettings, *, seed: int,
-                         batch_size: int) -> torch.Tensor:
+def _generate_continuous(
+    model: RoomModel, n: int, request: Request, settings: SamplingSettings, *, seed: int, batch_size: int
+) -> torch.Tensor:
     """DDIM in latent space; door_guidance > 0 (with doors given) steers every step towards the requested
     doors through the decoder (`hmolqd.sampling.door_guidance`)."""
     door_mask = request.doors
@@ -143,12 +150,23 @@ def _generate_continuous(model: RoomModel, n: int, request: Request, settings: S
         guide = None
         if settings.door_guidance and door_mask is not None:
             device = model.diffusion.alphas_cumprod.device
-            guide = door_guide(decoder_logits(model.vqvae), float(model.diffusion.latent_scale), door_mask.to(device),
-                               settings.door_guidance)
+            guide = door_guide(
+                decoder_logits(model.vqvae),
+                float(model.diffusion.latent_scale),
+                door_mask.to(device),
+                settings.door_guidance,
+            )
         # The door guide needs autograd through the decoder, which inference mode forbids.
         with torch.inference_mode() if guide is None else torch.no_grad():
-            latents = model.diffusion.sample(n, cond, settings, generator=generator, batch_size=batch_size,
-                                             x0_guide=guide, denoiser=model.sampling_denoiser(settings.use_ema))
+            latents = model.diffusion.sample(
+                n,
+                cond,
+                settings,
+                generator=generator,
+                batch_size=batch_size,
+                x0_guide=guide,
+                denoiser=model.sampling_denoiser(settings.use_ema),
+            )
             # latents: (n, C, h, w), raw VQ-VAE latent units
             rooms = torch.cat([model.vqvae.decode_latents(z).cpu() for z in latents.split(batch_size)])
     finally:

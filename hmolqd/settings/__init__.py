@@ -16,5 +16,12 @@ from hmolqd.settings.run import (
     check,
 )
 
-__all__ = ["SAMPLING_KEYWORDS", "CheckpointConfig", "ConfigError", "LoggingConfig", "RunConfig", "SamplingSettings",
-           "check"]
+__all__ = [
+    "SAMPLING_KEYWORDS",
+    "CheckpointConfig",
+    "ConfigError",
+    "LoggingConfig",
+    "RunConfig",
+    "SamplingSettings",
+    "check",
+]

@@ -42,8 +42,9 @@ class CheckpointConfig:
     def __post_init__(self) -> None:
         _at_least(self, ("checkpoint_every", "keep_last_n"), 1)
         _at_least(self, ("checkpoint_every_steps", "checkpoint_every_minutes", "disk_budget_gb"), 0)
-        check(isinstance(self.checkpoint_async, bool), "checkpoint_async", "must be true or false",
-              self.checkpoint_async)
+        check(
+            isinstance(self.checkpoint_async, bool), "checkpoint_async", "must be true or false", self.checkpoint_async
+        )
         check(self.monitor_mode in ("min", "max"), "monitor_mode", "must be 'min' or 'max'", self.monitor_mode)
 
 
@@ -63,7 +64,10 @@ class LoggingConfig:
 
 # `generate`'s public short keywords for the settings whose config key is longer; every other keyword is the key.
 SAMPLING_KEYWORDS: dict[str, str] = {
-    "steps": "sample_steps", "guidance": "guidance_scale", "eta": "ddim_eta", "temperature": "sample_temperature",
+    "steps": "sample_steps",
+    "guidance": "guidance_scale",
+    "eta": "ddim_eta",
+    "temperature": "sample_temperature",
     "noise": "mask_noise",
 }
 
@@ -94,8 +98,9 @@ class SamplingSettings:
         check(self.sample_temperature > 0, "sample_temperature", "must be > 0", self.sample_temperature)
         for key in ("ask_playable", "ask_symmetric"):
             check(getattr(self, key) in ("yes", "no", "open"), key, "must be 'yes', 'no' or 'open'", getattr(self, key))
-        check(self.ask_mirror in ("one", "both", "open"), "ask_mirror", "must be 'one', 'both' or 'open'",
-              self.ask_mirror)
+        check(
+            self.ask_mirror in ("one", "both", "open"), "ask_mirror", "must be 'one', 'both' or 'open'", self.ask_mirror
+        )
         for key in ("guide_attributes", "tie_mirrors", "use_ema"):
             check(isinstance(getattr(self, key), bool), key, "must be true or false", getattr(self, key))
 
@@ -130,5 +135,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         check(bool(self.name) and "/" not in self.name, "name", "must be a non-empty name without '/'", self.name)
         _at_least(self, ("max_runtime_hours",), 0)
-        check(self.device in ("auto", "cpu") or self.device.startswith("cuda"), "device",
-              "must be 'auto', 'cpu', 'cuda' or 'cuda:N'", self.device)
+        check(
+            self.device in ("auto", "cpu") or self.device.startswith("cuda"),
+            "device",
+            "must be 'auto', 'cpu', 'cuda' or 'cuda:N'",
+            self.device,
+        )

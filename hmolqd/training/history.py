@@ -32,7 +32,11 @@ def load_history(path: str | Path) -> list[dict[str, Any]]:
 
 
 def _series(records: list[dict[str, Any]], stage: str, key: str) -> tuple[np.ndarray, np.ndarray]:
-    rows = [(r["epoch"], r[key]) for r in records if r.get("stage") == stage and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])]
+    rows = [
+        (r["epoch"], r[key])
+        for r in records
+        if r.get("stage") == stage and isinstance(r.get(key), (int, float)) and math.isfinite(r[key])
+    ]
     if not rows:
         return np.zeros(0), np.zeros(0)
     x, y = zip(*rows)
@@ -40,7 +44,14 @@ def _series(records: list[dict[str, Any]], stage: str, key: str) -> tuple[np.nda
 
 
 # Generation metrics (shares in [0, 1]) drawn in a third row when the run measured them (`sample_every`).
-QUALITY_KEYS: tuple[str, ...] = ("playable", "novel_playable", "novel_playable_symmetric", "symmetric", "distinct", "door_adherence")
+QUALITY_KEYS: tuple[str, ...] = (
+    "playable",
+    "novel_playable",
+    "novel_playable_symmetric",
+    "symmetric",
+    "distinct",
+    "door_adherence",
+)
 
 
 def plot_curves(records: list[dict[str, Any]], path: str | Path) -> Path:

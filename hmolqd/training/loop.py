@@ -97,13 +97,26 @@ class TrainResult:
 
 def checkpoint_state(run: Run, o: Optimization, schedule: LRSchedule) -> dict[str, Any]:
     p = run.progress
-    order = {"seed": run.cfg.run.seed, "epoch": p.epochs_done, "position": p.epoch_batches,
-             "samples": p.epoch_samples, "batch_size": run.cfg.train.batch_size}
+    order = {
+        "seed": run.cfg.run.seed,
+        "epoch": p.epochs_done,
+        "position": p.epoch_batches,
+        "samples": p.epoch_samples,
+        "batch_size": run.cfg.train.batch_size,
+    }
     return {
-        "stage": p.stage, "epoch": p.epochs_done, "global_step": p.global_step, "progress": p.state(),
+        "stage": p.stage,
+        "epoch": p.epochs_done,
+        "global_step": p.global_step,
+        "progress": p.state(),
         "models": {name: part.state_dict() for name, part in run.gen.parts().items()},
-        "optimizer": o.optimizer.state_dict(), "scheduler": schedule.state_dict(), "scaler": o.scaler.state_dict(),
-        "rng": capture_rng_state(), "data_order": order, "history": p.history, "elapsed": run.clock.elapsed,
+        "optimizer": o.optimizer.state_dict(),
+        "scheduler": schedule.state_dict(),
+        "scaler": o.scaler.state_dict(),
+        "rng": capture_rng_state(),
+        "data_order": order,
+        "history": p.history,
+        "elapsed": run.clock.elapsed,
         "config": run.cfg.to_dict(),
     }
 
@@ -203,12 +216,21 @@ def save_after_out_of_memory(run: Run, o: Optimization, state: Callable[[], dict
 
 def end_of_epoch(run: Run, stage: Stage, val: StageData, lr: float, state: Callable[[], dict]) -> None:
     cfg, p = run.cfg, run.progress
-    record: dict[str, Any] = {"stage": stage.name, "epoch": p.epochs_done + 1, "step": p.global_step, "lr": lr,
-                              "train_loss": float(p.loss_sum) / max(1, p.epoch_batches),
-                              "skipped_steps": p.epoch_skipped}  # fp16 GradScaler overflow skips (0 without fp16)
+    record: dict[str, Any] = {
+        "stage": stage.name,
+        "epoch": p.epochs_done + 1,
+        "step": p.global_step,
+        "lr": lr,
+        "train_loss": float(p.loss_sum) / max(1, p.epoch_batches),
+        "skipped_steps": p.epoch_skipped,
+    }  # fp16 GradScaler overflow skips (0 without fp16)
     if (p.epochs_done + 1) % cfg.run.logging.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
         record.update(validation.validate(run.gen, stage, val, cfg, run.rt))
-    if stage.trains_denoiser and cfg.run.logging.sample_every and (p.epochs_done + 1) % cfg.run.logging.sample_every == 0:
+    if (
+        stage.trains_denoiser
+        and cfg.run.logging.sample_every
+        and (p.epochs_done + 1) % cfg.run.logging.sample_every == 0
+    ):
         record.update(validation.sample_metrics(run.gen, run.data, cfg, stage, run.rt))
     p.finish_epoch(record)
     run.ckpt.save_epoch_end(state(), record, last=p.epochs_done == stage_epochs(cfg, stage))
@@ -223,8 +245,10 @@ def load_data(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> RunData:
     train_c, val_c = split_corpus(load_corpus(data_dir), cfg.data.val_dungeons)
     aug = augment_mirror(train_c) if cfg.data.mirror_augment else train_c
     fit = augment_doors(aug, cfg.data.door_augment, cfg.run.seed)
-    say(f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors, {len(fit)} trained on), "
-        f"{len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})")
+    say(
+        f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors, {len(fit)} trained on), "
+        f"{len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})"
+    )
     dev = rt.device
     return RunData(
         train=RoomSet(rooms=fit.rooms.to(dev), doors=fit.doors.to(dev), stairs=fit.stairs.to(dev)),
@@ -240,8 +264,9 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | None = None,
-          rewrite_outputs: bool = False) -> TrainResult:
+def train(
+    cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | None = None, rewrite_outputs: bool = False
+) -> TrainResult:
     """Train (or resume) every stage, then write the outputs; see the module docstring.
 
     A re-run of a finished training trains nothing and leaves the outputs as they are, unless
@@ -276,9 +301,17 @@ def train(cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | N
         if not done_before:
             say(checkpoint_report(run.ckpt, session.elapsed))
         write_outputs(run, write=write, done_before=done_before, rewrite=rewrite_outputs, final=reason is None)
-        result = TrainResult(finished=reason is None, stopped=reason, checkpoint_dir=Path(cfg.paths.checkpoint_dir),
-                             output_dir=Path(cfg.paths.output_dir), resumed_from=found.path, history=p.history,
-                             generator=run.gen, checkpoint_stats=run.ckpt.stats, already_finished=done_before)
+        result = TrainResult(
+            finished=reason is None,
+            stopped=reason,
+            checkpoint_dir=Path(cfg.paths.checkpoint_dir),
+            output_dir=Path(cfg.paths.output_dir),
+            resumed_from=found.path,
+            history=p.history,
+            generator=run.gen,
+            checkpoint_stats=run.ckpt.stats,
+            already_finished=done_before,
+        )
         report_stop(run, result, budget_spent=spent)  # raises TrainingInterrupted after a signal
         return result
     finally:
@@ -300,8 +333,18 @@ def start_or_resume(cfg: Config, rt: Runtime, found: ResumeResult, stop: StopFla
     data = load_data(cfg, rt, say)
     gen = RoomModel.from_config(cfg).to(rt.device)
     manager = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=found.run_id)
-    run = Run(cfg=cfg, rt=rt, gen=gen, data=data, ckpt=manager, clock=Clock(), stop=stop, log=say,
-              progress=Progress(), resume=ckpt)
+    run = Run(
+        cfg=cfg,
+        rt=rt,
+        gen=gen,
+        data=data,
+        ckpt=manager,
+        clock=Clock(),
+        stop=stop,
+        log=say,
+        progress=Progress(),
+        resume=ckpt,
+    )
     if ckpt:
         load_training_state(ckpt, models=gen.parts())
         run.progress, run.clock = Progress.from_checkpoint(ckpt), Clock(float(ckpt["elapsed"]))
@@ -333,10 +376,15 @@ def report_stop(run: Run, result: TrainResult, *, budget_spent: bool) -> None:
     where = f"at {p.stage} epoch {p.epochs_done + 1}, global step {p.global_step}"
     if reason == "time budget":
         hours = run.clock.elapsed / 3600
-        did = ("nothing trained: the budget was used up before this run" if budget_spent
-               else f"saved {saved} in {cfg.paths.checkpoint_dir}")
-        run.log(f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={cfg.run.max_runtime_hours:g}) "
-                f"{where}; {did} - raise max_runtime_hours (0 = no limit) and re-run to go on")
+        did = (
+            "nothing trained: the budget was used up before this run"
+            if budget_spent
+            else f"saved {saved} in {cfg.paths.checkpoint_dir}"
+        )
+        run.log(
+            f"stopped (time budget: {hours:.3g} h trained of max_runtime_hours={cfg.run.max_runtime_hours:g}) "
+            f"{where}; {did} - raise max_runtime_hours (0 = no limit) and re-run to go on"
+        )
     elif reason:
         message = f"stopped ({reason}) {where}; saved {saved} in {cfg.paths.checkpoint_dir} - re-run to resume"
         run.log(message)

@@ -24,8 +24,14 @@ from torch import nn
 from hmolqd.config import TrainConfig
 
 
-def lr_factor(step: int, total_steps: int, warmup_steps: int, min_ratio: float,
-              decay_start: int | None = None, start_factor: float = 1.0) -> float:
+def lr_factor(
+    step: int,
+    total_steps: int,
+    warmup_steps: int,
+    min_ratio: float,
+    decay_start: int | None = None,
+    start_factor: float = 1.0,
+) -> float:
     """Multiplier of the peak learning rate at optimizer step `step` (0-based, before that step runs).
 
     Linear warm-up over `warmup_steps`, then a cosine from `start_factor` at step `decay_start` (default:
@@ -55,8 +61,9 @@ class LRSchedule:
         return cls(train.learning_rate, total_steps, train.warmup_steps, train.min_lr_ratio)
 
     def __call__(self, step: int) -> float:
-        factor = lr_factor(step, self.total_steps, self.warmup_steps, self.min_ratio,
-                           self.decay_start, self.start_factor)
+        factor = lr_factor(
+            step, self.total_steps, self.warmup_steps, self.min_ratio, self.decay_start, self.start_factor
+        )
         return self.peak * factor
 
     def resumed(self, saved: Mapping[str, Any] | None, step: int) -> LRSchedule:
@@ -65,8 +72,14 @@ class LRSchedule:
         past the warm-up, the cosine restarts at `step` from the saved schedule's factor there (module docstring)."""
         if not saved or saved.get("name") != "warmup_cosine":
             return self
-        old = LRSchedule(float(saved["peak"]), int(saved["total_steps"]), int(saved["warmup_steps"]),
-                         float(saved["min_ratio"]), saved.get("decay_start"), float(saved.get("start_factor", 1.0)))
+        old = LRSchedule(
+            float(saved["peak"]),
+            int(saved["total_steps"]),
+            int(saved["warmup_steps"]),
+            float(saved["min_ratio"]),
+            saved.get("decay_start"),
+            float(saved.get("start_factor", 1.0)),
+        )
         shape = (self.total_steps, self.warmup_steps, self.min_ratio)
         same = (old.total_steps, old.warmup_steps, old.min_ratio) == shape
         if same:
@@ -100,15 +113,29 @@ class Optimization:
     scaler: torch.amp.GradScaler
     params: list[nn.Parameter]
     grad_clip: float  # max global grad norm; 0 disables clipping
-    last_step_skipped: bool = False  # the fp16 GradScaler skipped the last step (inf/NaN gradients) and lowered its scale
+    # the fp16 GradScaler skipped the last step (inf/NaN gradients) and lowered its scale
+    last_step_skipped: bool = False
 
     @classmethod
-    def create(cls, params: Iterable[nn.Parameter], train: TrainConfig, device_type: str, use_scaler: bool) -> Optimization:
+    def create(
+        cls, params: Iterable[nn.Parameter], train: TrainConfig, device_type: str, use_scaler: bool
+    ) -> Optimization:
         params = list(params)
-        return cls(make_optimizer(params, train.weight_decay), torch.amp.GradScaler(device_type, enabled=use_scaler), params, train.grad_clip)
+        return cls(
+            make_optimizer(params, train.weight_decay),
+            torch.amp.GradScaler(device_type, enabled=use_scaler),
+            params,
+            train.grad_clip,
+        )
 
-    def step(self, objective: nn.Module, x: torch.Tensor, cond: torch.Tensor, lr: float,
-             autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext) -> torch.Tensor:
+    def step(
+        self,
+        objective: nn.Module,
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        lr: float,
+        autocast: Callable[[], contextlib.AbstractContextManager] = contextlib.nullcontext,
+    ) -> torch.Tensor:
         """One step at learning rate `lr`: forward under autocast, backward, unscale + clip, scaler step, zero_grad.
 
         `objective(x, cond)` returns `(loss, metrics)`; returns the (undetached) loss. Sets `last_step_skipped`.

@@ -1,13 +1,13 @@
 """What a run leaves in `output_dir`, and loading the exported generator back.
 
-    config.json              the resolved config (nested, as in every checkpoint)
-    training_history.json    one record per epoch (written atomically after each epoch by the trainer)
-    training_curves.png      losses and learning rate per stage
-    model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `hmolqd.load_model(path)`
-    sample_*.png             grids of generated rooms, each titled with the door condition it was asked for
-                             (sides as seen on screen), a tile legend, and unplayable rooms outlined in red
-    h_molqd_outputs.zip      all of the above plus the checkpoints (see `zip_outputs`)
-    run.json                 the run these outputs belong to (another run's outputs are set aside first: `claim_output_dir`)
+config.json              the resolved config (nested, as in every checkpoint)
+training_history.json    one record per epoch (written atomically after each epoch by the trainer)
+training_curves.png      losses and learning rate per stage
+model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `hmolqd.load_model(path)`
+sample_*.png             grids of generated rooms, each titled with the door condition it was asked for
+                         (sides as seen on screen), a tile legend, and unplayable rooms outlined in red
+h_molqd_outputs.zip      all of the above plus the checkpoints (see `zip_outputs`)
+run.json                 the run these outputs belong to (another run's outputs are set aside first: `claim_output_dir`)
 """
 
 from __future__ import annotations
@@ -67,8 +67,13 @@ def write_samples(gen: RoomModel, cfg: Config, output_dir: str | Path, n: int = 
     """One `sample_<condition>.png` grid per entry of SAMPLE_CONDITIONS, generated with the run's sampling keys."""
     paths = []
     for i, (name, doors) in enumerate(SAMPLE_CONDITIONS):
-        rooms = generate(gen, n, doors=None if doors is None else torch.tensor(doors), seed=cfg.run.seed + i,
-                         **dataclasses.asdict(cfg.run.sampling))
+        rooms = generate(
+            gen,
+            n,
+            doors=None if doors is None else torch.tensor(doors),
+            seed=cfg.run.seed + i,
+            **dataclasses.asdict(cfg.run.sampling),
+        )
         title = f"{n} generated rooms: {condition_caption(doors)} (seed {cfg.run.seed + i})"
         paths.append(save_sample_grid(rooms, Path(output_dir) / f"sample_{name}.png", ncols=6, limit=None, title=title))
     return paths
@@ -88,7 +93,9 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
     a stored entry is one line in checkpoints/SAME_FILES.txt instead. `.pt` files are stored, not deflated.
     """
     out, ckpt = Path(output_dir), Path(checkpoint_dir)
-    names = sorted((p for p in ckpt.glob("checkpoint_*.pt") if p.is_file()), key=lambda p: (not _named_entry(p), p.name))
+    names = sorted(
+        (p for p in ckpt.glob("checkpoint_*.pt") if p.is_file()), key=lambda p: (not _named_entry(p), p.name)
+    )
     stored: dict[tuple[int, int], Path] = {}
     files: list[tuple[Path, Path]] = []
     same: list[str] = []
@@ -98,12 +105,19 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
         st = src.stat()
         first = stored.setdefault((st.st_dev, st.st_ino), src)
         if first != src and not _named_entry(src):
-            same.append(f"{src.name}: the same file as {first.name} (a hard link in checkpoint_dir); copy it to restore the name")
+            same.append(
+                f"{src.name}: the same file as {first.name} (a hard link in checkpoint_dir); copy it to restore the name"
+            )
             continue
         files.append((src, Path("checkpoints") / src.name))
     for src in sorted(out.iterdir()):
         st = src.stat() if src.is_file() else None
-        if st is None or src.name in (ZIP_NAME, LOCK_NAME) or src.name.startswith(".") or (st.st_dev, st.st_ino) in stored:
+        if (
+            st is None
+            or src.name in (ZIP_NAME, LOCK_NAME)
+            or src.name.startswith(".")
+            or (st.st_dev, st.st_ino) in stored
+        ):
             continue
         stored[(st.st_dev, st.st_ino)] = src
         files.append((src, Path("outputs") / src.name))
@@ -130,7 +144,8 @@ def _named_entry(path: Path) -> bool:
 
 GENERATED_DUNGEON = "dungeon_generated"  # stem of the files hmolqd.notebook.draw_dungeon writes into output_dir
 ILLUMINATE_DIR = "illuminate"  # the folder of hmolqd.notebook.illuminate_dungeons' archive (built from model_final.pt)
-_FINAL_OUTPUTS = (FINAL_MODEL, ZIP_NAME, "sample_*.png", f"{GENERATED_DUNGEON}.*", ILLUMINATE_DIR)  # after the last stage
+# after the last stage
+_FINAL_OUTPUTS = (FINAL_MODEL, ZIP_NAME, "sample_*.png", f"{GENERATED_DUNGEON}.*", ILLUMINATE_DIR)
 _RUN_OUTPUTS = ("config.json", "training_history.json", "training_curves.png", *_FINAL_OUTPUTS)
 
 
@@ -138,7 +153,9 @@ def _present(folder: Path, patterns: tuple[str, ...]) -> list[Path]:
     return sorted({p for pattern in patterns for p in folder.glob(pattern) if p.is_file() or p.name == ILLUMINATE_DIR})
 
 
-def claim_output_dir(output_dir: str | Path, checkpoint_dir: str | Path, run_id: str, previous: RunInfo | None) -> list[str]:
+def claim_output_dir(
+    output_dir: str | Path, checkpoint_dir: str | Path, run_id: str, previous: RunInfo | None
+) -> list[str]:
     """Before a training writes into output_dir: set aside another run's outputs (into previous_runs/, never
     replaced; `previous` = output_dir's run.json as it was before this training started, None for none) and
     record this run in output_dir/run.json. Returns what it did, to say."""
@@ -151,10 +168,13 @@ def claim_output_dir(output_dir: str | Path, checkpoint_dir: str | Path, run_id:
             files.append(out / RUN_INFO_NAME)
         label = previous.run_id[:8] if previous is not None else "earlier-outputs"
         if (target := set_aside(out, files, label)) is not None:
-            notes.append(f"output_dir {out} held the outputs of {'run ' + label if previous else 'an earlier run'}: "
-                         f"set aside {len(files)} file(s) ({', '.join(p.name for p in files)}) into {target} (kept)")
+            notes.append(
+                f"output_dir {out} held the outputs of {'run ' + label if previous else 'an earlier run'}: "
+                f"set aside {len(files)} file(s) ({', '.join(p.name for p in files)}) into {target} (kept)"
+            )
     if (previous is None or previous.run_id != run_id) and Path(checkpoint_dir).resolve() != out.resolve():
-        write_run_info(out, read_run_info(checkpoint_dir) or RunInfo.new(run_id=run_id))  # once per run: re-runs leave it
+        # once per run: re-runs leave it
+        write_run_info(out, read_run_info(checkpoint_dir) or RunInfo.new(run_id=run_id))
     return notes
 
 
@@ -164,11 +184,19 @@ def set_aside_final_outputs(output_dir: str | Path, run_id: str) -> str | None:
     out = Path(output_dir)
     files = _present(out, _FINAL_OUTPUTS)
     target = set_aside(out, files, f"{run_id[:8]}-earlier-finish")
-    return None if target is None else (f"training continues after an earlier finish: its final outputs "
-                                         f"({', '.join(p.name for p in files)}) were set aside into {target} (kept)")
+    return (
+        None
+        if target is None
+        else (
+            f"training continues after an earlier finish: its final outputs "
+            f"({', '.join(p.name for p in files)}) were set aside into {target} (kept)"
+        )
+    )
 
 
-def finish(gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final: bool, log: Callable[[str], None]) -> list[Path]:
+def finish(
+    gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final: bool, log: Callable[[str], None]
+) -> list[Path]:
     """Curves always; after the last stage also the final model, sample grids and the zip."""
     out = Path(cfg.paths.output_dir)
     written = [plot_curves(history, out / "training_curves.png")]
@@ -178,8 +206,10 @@ def finish(gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final:
         if any(r.get("stage") == denoiser.name for r in history):
             written += write_samples(gen, cfg, out)
         else:  # num_epochs=0: a denoiser that never trained draws noise, not rooms
-            log(f"no sample grids: the {denoiser.name} stage trained 0 epochs ({denoiser.epochs_key}=0), "
-                f"so {FINAL_MODEL} cannot generate rooms")
+            log(
+                f"no sample grids: the {denoiser.name} stage trained 0 epochs ({denoiser.epochs_key}=0), "
+                f"so {FINAL_MODEL} cannot generate rooms"
+            )
         written.append(zip_outputs(out, cfg.paths.checkpoint_dir))
     for path in written:
         log(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB)")

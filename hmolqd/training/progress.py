@@ -31,10 +31,16 @@ class Progress:
     epoch_skipped: int = 0  # steps of the epoch the fp16 GradScaler skipped (inf/NaN gradients); 0 without fp16
 
     def state(self) -> dict[str, Any]:
-        return {"stage": self.stage, "stage_step": self.stage_step, "global_step": self.global_step,
-                "epochs_done": self.epochs_done, "loss_sum": self.loss_sum.detach().cpu(),
-                "epoch_samples": self.epoch_samples, "epoch_batches": self.epoch_batches,
-                "epoch_skipped": self.epoch_skipped}
+        return {
+            "stage": self.stage,
+            "stage_step": self.stage_step,
+            "global_step": self.global_step,
+            "epochs_done": self.epochs_done,
+            "loss_sum": self.loss_sum.detach().cpu(),
+            "epoch_samples": self.epoch_samples,
+            "epoch_batches": self.epoch_batches,
+            "epoch_skipped": self.epoch_skipped,
+        }
 
     @classmethod
     def from_checkpoint(cls, ckpt: dict[str, Any]) -> Progress:
@@ -42,10 +48,17 @@ class Progress:
         # Files of hmolqd <= 0.1.0 count the position in batches of the batch size they were written with.
         position = int(ckpt.get("data_order", {}).get("position", 0))
         samples = p.get("epoch_samples", position * int(ckpt["config"]["train"]["batch_size"]))
-        return cls(stage=p["stage"], stage_step=int(p["stage_step"]), global_step=int(p["global_step"]),
-                   epochs_done=int(p["epochs_done"]), loss_sum=p["loss_sum"], history=list(ckpt["history"]),
-                   epoch_samples=int(samples), epoch_batches=int(p.get("epoch_batches", position)),
-                   epoch_skipped=int(p.get("epoch_skipped", 0)))  # files written before the counter: none counted
+        return cls(
+            stage=p["stage"],
+            stage_step=int(p["stage_step"]),
+            global_step=int(p["global_step"]),
+            epochs_done=int(p["epochs_done"]),
+            loss_sum=p["loss_sum"],
+            history=list(ckpt["history"]),
+            epoch_samples=int(samples),
+            epoch_batches=int(p.get("epoch_batches", position)),
+            epoch_skipped=int(p.get("epoch_skipped", 0)),
+        )  # files written before the counter: none counted
 
     def enter_stage(self, stage: str) -> None:
         """A new stage: its counters start at zero (the global step and the history go on)."""
@@ -115,13 +128,17 @@ def past_end_notes(cfg: Config, p: Progress) -> list[str]:
     for stage in stages()[: stage_names().index(p.stage)]:
         done = sum(1 for r in p.history if r.get("stage") == stage.name)
         if stage_epochs(cfg, stage) > done:
-            notes.append(f"{stage.epochs_key}={stage_epochs(cfg, stage)} but stage {stage.name} ended after {done} "
-                         f"epochs and the run is already in stage {p.stage}: "
-                         f"the extra {stage.name} epochs are not trained")
+            notes.append(
+                f"{stage.epochs_key}={stage_epochs(cfg, stage)} but stage {stage.name} ended after {done} "
+                f"epochs and the run is already in stage {p.stage}: "
+                f"the extra {stage.name} epochs are not trained"
+            )
     now = stage_named(p.stage)
     end = stage_epochs(cfg, now)
     if p.epochs_done > end or (p.epochs_done == end and p.epoch_samples > 0):
-        notes.append(f"the run is already past the new end of stage {p.stage}: it trained {p.epochs_done} epochs"
-                     f"{' and part of the next' if p.epoch_samples else ''}, and {now.epochs_key} is now {end}; "
-                     f"nothing more is trained in stage {p.stage}")
+        notes.append(
+            f"the run is already past the new end of stage {p.stage}: it trained {p.epochs_done} epochs"
+            f"{' and part of the next' if p.epoch_samples else ''}, and {now.epochs_key} is now {end}; "
+            f"nothing more is trained in stage {p.stage}"
+        )
     return notes

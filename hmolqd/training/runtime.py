@@ -106,8 +106,10 @@ def setup_runtime(device: str = "auto", use_amp: bool | str = True) -> Runtime:
         dist.init_process_group(backend="nccl" if dev.type == "cuda" else "gloo")
     amp = amp_dtype_for(dev, use_amp)
     if amp == torch.bfloat16 and dev.type == "cuda" and not torch.cuda.is_bf16_supported():
-        raise ConfigError(f"config key 'use_amp' = 'bf16': {torch.cuda.get_device_name(dev)} has no bf16 support; "
-                          "use true (auto: fp16 + GradScaler there) or 'fp16'")
+        raise ConfigError(
+            f"config key 'use_amp' = 'bf16': {torch.cuda.get_device_name(dev)} has no bf16 support; "
+            "use true (auto: fp16 + GradScaler there) or 'fp16'"
+        )
     return Runtime(dev, rank, world_size, local_rank, amp)
 
 

@@ -46,14 +46,32 @@ from hmolqd.training.runtime import TrainingInterrupted, setup_runtime
 from hmolqd.training.trainee import TINY_MODEL, Trainee, live_state, make_trainee, train_steps, training_state
 
 __all__ = [
-    "CheckResult", "check_checkpoint_files", "check_corrupt_fallback", "check_inference_export", "check_rng_round_trip",
-    "check_rotation", "check_state_round_trip", "check_training_resume", "run_all",
+    "CheckResult",
+    "check_checkpoint_files",
+    "check_corrupt_fallback",
+    "check_inference_export",
+    "check_rng_round_trip",
+    "check_rotation",
+    "check_state_round_trip",
+    "check_training_resume",
+    "run_all",
 ]
 
 # train() on the real corpus in a few seconds on CPU: 5 steps per epoch, every stage, step checkpoints.
-TINY_TRAIN = {**TINY_MODEL, "vqvae_epochs": 2, "num_epochs": 2, "door_augment": 0, "batch_size": 256, "warmup_steps": 2,
-              "log_every": 2, "sample_every": 0, "sample_steps": 2, "checkpoint_every_steps": 3, "keep_last_n": 2,
-              "max_runtime_hours": 0.0}
+TINY_TRAIN = {
+    **TINY_MODEL,
+    "vqvae_epochs": 2,
+    "num_epochs": 2,
+    "door_augment": 0,
+    "batch_size": 256,
+    "warmup_steps": 2,
+    "log_every": 2,
+    "sample_every": 0,
+    "sample_steps": 2,
+    "checkpoint_every_steps": 3,
+    "keep_last_n": 2,
+    "max_runtime_hours": 0.0,
+}
 # Keys of a checkpoint that legitimately differ between two runs reaching the same state (config: its paths).
 _RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config", "run_id")
 
@@ -75,7 +93,9 @@ def _resume(folder: Path, seed: int, dev: torch.device) -> tuple[Trainee, dict[s
     """A fresh process (other weights, other RNG state) resuming from `folder` as the trainer does."""
     t = make_trainee(seed, dev)
     found = find_resume_checkpoint(folder)
-    assert found.path == folder / LATEST and found.checkpoint is not None, f"resume picked {found.path}: {found.message}"
+    assert found.path == folder / LATEST and found.checkpoint is not None, (
+        f"resume picked {found.path}: {found.message}"
+    )
     ckpt = found.checkpoint
     load_training_state(ckpt, models=t.gen.parts(), optimizer=t.o.optimizer, scaler=t.o.scaler)
     t.steps = ckpt["global_step"]
@@ -92,7 +112,9 @@ def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cp
     train_steps(a, 3)  # the run that was never interrupted
 
     b, ckpt = _resume(folder, 1, dev)
-    loaded = assert_same(live_state(b), {k: saved[k] for k in ("models", "optimizer", "scheduler", "scaler")}, "loaded state")
+    loaded = assert_same(
+        live_state(b), {k: saved[k] for k in ("models", "optimizer", "scheduler", "scaler")}, "loaded state"
+    )
     files = assert_same({k: ckpt[k] for k in saved}, saved, "checkpoint file")
     restore_rng_state(ckpt["rng"])
     train_steps(b, 3)
@@ -103,9 +125,15 @@ def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cp
         train_steps(c, 3)
         atol = 10 * compare_states(live_state(b), live_state(c), atol=float("inf")).max_abs_diff
     cont = assert_same(live_state(b), live_state(a), "continued training", atol)
-    exact = "bit-exact" if cont.max_abs_diff == 0 else f"max |diff| {cont.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
-    return (f"{loaded.tensors} tensors of model/optimizer/scheduler/scaler/EMA identical after load, {files.tensors} in the file "
-            f"(RNG included); 3 more steps match the uninterrupted run ({exact})")
+    exact = (
+        "bit-exact"
+        if cont.max_abs_diff == 0
+        else f"max |diff| {cont.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
+    )
+    return (
+        f"{loaded.tensors} tensors of model/optimizer/scheduler/scaler/EMA identical after load, {files.tensors} in the file "
+        f"(RNG included); 3 more steps match the uninterrupted run ({exact})"
+    )
 
 
 def check_rng_round_trip(workdir: str | Path, device: str | torch.device = "cpu") -> str:
@@ -117,7 +145,15 @@ def check_rng_round_trip(workdir: str | Path, device: str | torch.device = "cpu"
 
     def draw() -> list[Any]:
         cuda = [torch.rand(3, device=dev).cpu()] if dev.type == "cuda" else []
-        return [random.random(), random.gauss(0, 1), np.random.rand(3).tolist(), float(np.random.randn()), torch.rand(3), torch.randn(2), *cuda]
+        return [
+            random.random(),
+            random.gauss(0, 1),
+            np.random.rand(3).tolist(),
+            float(np.random.randn()),
+            torch.rand(3),
+            torch.randn(2),
+            *cuda,
+        ]
 
     first = draw()
     restore_rng_state(state)
@@ -135,13 +171,21 @@ def check_checkpoint_files(workdir: str | Path, device: str | torch.device = "cp
         train_steps(t, 1)  # other weights at each save
         snaps[stage, epoch] = training_state(t, stage, epoch)
         mgr.save_epoch_end(snaps[stage, epoch], {"val_loss": val})
-    expect = {"checkpoint_vqvae_epoch_1.pt": ("vqvae", 1), "checkpoint_vqvae_best.pt": ("vqvae", 1),
-              "checkpoint_epoch_1.pt": ("diffusion", 1), "checkpoint_epoch_2.pt": ("diffusion", 2), "checkpoint_epoch_3.pt": ("diffusion", 3),
-              "checkpoint_best.pt": ("diffusion", 2), LATEST: ("diffusion", 3)}
+    expect = {
+        "checkpoint_vqvae_epoch_1.pt": ("vqvae", 1),
+        "checkpoint_vqvae_best.pt": ("vqvae", 1),
+        "checkpoint_epoch_1.pt": ("diffusion", 1),
+        "checkpoint_epoch_2.pt": ("diffusion", 2),
+        "checkpoint_epoch_3.pt": ("diffusion", 3),
+        "checkpoint_best.pt": ("diffusion", 2),
+        LATEST: ("diffusion", 3),
+    }
     assert _names(folder) == set(expect), f"files {sorted(_names(folder))}, expected {sorted(expect)}"
     for name, key in expect.items():
         ckpt = load_checkpoint(folder / name)
-        assert (ckpt["stage"], ckpt["epoch"]) == key, f"{name} holds {ckpt['stage']} epoch {ckpt['epoch']}, expected {key}"
+        assert (ckpt["stage"], ckpt["epoch"]) == key, (
+            f"{name} holds {ckpt['stage']} epoch {ckpt['epoch']}, expected {key}"
+        )
         assert_same(ckpt["models"], snaps[key]["models"], f"{name} models")
         assert_same(ckpt["optimizer"], snaps[key]["optimizer"], f"{name} optimizer")
     best = load_checkpoint(folder / LATEST)["best_metric"]
@@ -159,8 +203,17 @@ def check_rotation(workdir: str | Path, device: str | torch.device = "cpu") -> s
             if mgr.step_save_due("diffusion", t.steps):
                 mgr.save_step(training_state(t, "diffusion", epoch - 1))
         mgr.save_epoch_end(training_state(t, "diffusion", epoch), {"val_loss": val})
-    expect = {"checkpoint_epoch_4.pt", "checkpoint_epoch_5.pt", "checkpoint_step_8.pt", "checkpoint_step_10.pt", "checkpoint_best.pt", LATEST}
-    assert _names(folder) == expect, f"after 5 epochs with keep_last_n=2: {sorted(_names(folder))}, expected {sorted(expect)}"
+    expect = {
+        "checkpoint_epoch_4.pt",
+        "checkpoint_epoch_5.pt",
+        "checkpoint_step_8.pt",
+        "checkpoint_step_10.pt",
+        "checkpoint_best.pt",
+        LATEST,
+    }
+    assert _names(folder) == expect, (
+        f"after 5 epochs with keep_last_n=2: {sorted(_names(folder))}, expected {sorted(expect)}"
+    )
     best = load_checkpoint(folder / "checkpoint_best.pt")
     assert best["epoch"] == 1, f"checkpoint_best.pt holds epoch {best['epoch']}; epoch 1 had the best val_loss"
     return "5 epochs, 10 steps, keep_last_n=2: epoch 4-5 and step 8-10 kept; best (epoch 1) and latest kept"
@@ -188,13 +241,18 @@ def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cp
         mgr.save_epoch_end(snaps[epoch])
     train_steps(t, 1)  # latest alone (a stop mid-epoch): its own file, not a hard link of epoch_3's
     mgr.save_latest(training_state(t, "diffusion", 3))
-    damage = {LATEST: ("truncate", "truncated"), "checkpoint_epoch_3.pt": ("alter", "checksum mismatch"),
-              "checkpoint_epoch_2.pt": ("garbage", "unreadable")}
+    damage = {
+        LATEST: ("truncate", "truncated"),
+        "checkpoint_epoch_3.pt": ("alter", "checksum mismatch"),
+        "checkpoint_epoch_2.pt": ("garbage", "unreadable"),
+    }
     for name, (how, _) in damage.items():
         _damage(folder / name, how)
     with _quiet("hmolqd"):  # the skip warnings are expected here; they are checked below instead
         found = find_resume_checkpoint(folder)
-    assert found.path == folder / "checkpoint_epoch_1.pt", f"resumed from {found.path}, expected checkpoint_epoch_1.pt: {found.message}"
+    assert found.path == folder / "checkpoint_epoch_1.pt", (
+        f"resumed from {found.path}, expected checkpoint_epoch_1.pt: {found.message}"
+    )
     reasons = {p.name: why for p, why in found.skipped}
     for name, (_, word) in damage.items():
         assert word in reasons.get(name, ""), f"{name}: skip reason {reasons.get(name)!r} does not say {word!r}"
@@ -233,11 +291,15 @@ def _train_quietly(cfg: Config, on_log: Callable[[str], None] | None = None) -> 
 
 def _interrupt_after(prefix: str) -> Callable[[str], None]:
     """A log callback sending SIGINT to this process (what "Interrupt kernel" does) once `prefix` is logged."""
+
     def on_log(msg: str) -> None:
         if msg.startswith(prefix):
             if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN):
-                raise AssertionError("train() runs without its SIGINT handler: 'Interrupt kernel' would not save a checkpoint")
+                raise AssertionError(
+                    "train() runs without its SIGINT handler: 'Interrupt kernel' would not save a checkpoint"
+                )
             signal.raise_signal(signal.SIGINT)
+
     return on_log
 
 
@@ -245,25 +307,46 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
     """A reference run against one stopped by the time budget (after 1 step), resumed, stopped again by SIGINT
     (as "Interrupt kernel" does; train's handler turns it into a stop one step into diffusion epoch 2), and resumed to the end."""
     if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError("check_training_resume sends itself SIGINT, which only the main thread can handle: run it from the main thread")
+        raise RuntimeError(
+            "check_training_resume sends itself SIGINT, which only the main thread can handle: run it from the main thread"
+        )
     root = _fresh(workdir, "training")
 
     def cfg(name: str, **extra: Any) -> Config:
-        return Config.from_flat({**TINY_TRAIN, "data_dir": None if data_dir is None else str(data_dir), "device": device,
-                                 "checkpoint_dir": str(root / name / "ckpt"), "output_dir": str(root / name / "out"),
-                                 "resume_input": "off", **extra})  # never a previous output attached under /kaggle/input
+        return Config.from_flat(
+            {
+                **TINY_TRAIN,
+                "data_dir": None if data_dir is None else str(data_dir),
+                "device": device,
+                "checkpoint_dir": str(root / name / "ckpt"),
+                "output_dir": str(root / name / "out"),
+                # never a previous output attached under /kaggle/input
+                "resume_input": "off",
+                **extra,
+            }
+        )
 
     ref, _ = _train_quietly(cfg("reference"))
     assert ref.finished, f"the reference run did not finish: {ref.stopped}"
     first, _ = _train_quietly(cfg("resumed", max_runtime_hours=1e-9))
-    assert first.stopped == "time budget" and _final(root / "resumed")["global_step"] == 1, f"time-budget run: stopped={first.stopped!r}"
+    assert first.stopped == "time budget" and _final(root / "resumed")["global_step"] == 1, (
+        f"time-budget run: stopped={first.stopped!r}"
+    )
     second, _ = _train_quietly(cfg("resumed"), on_log=_interrupt_after("[diffusion] epoch 1 "))
     mid = _final(root / "resumed")
-    assert second.stopped == "SIGINT" and second.resumed_from is not None, f"second run: stopped={second.stopped!r}, resumed from {second.resumed_from}"
-    assert (mid["stage"], mid["epoch"], mid["data_order"]["position"]) == ("diffusion", 1, 1), f"SIGINT stop saved {mid['stage']} epoch {mid['epoch']} position {mid['data_order']['position']}"
+    assert second.stopped == "SIGINT" and second.resumed_from is not None, (
+        f"second run: stopped={second.stopped!r}, resumed from {second.resumed_from}"
+    )
+    assert (mid["stage"], mid["epoch"], mid["data_order"]["position"]) == ("diffusion", 1, 1), (
+        f"SIGINT stop saved {mid['stage']} epoch {mid['epoch']} position {mid['data_order']['position']}"
+    )
     last, msgs = _train_quietly(cfg("resumed"))
-    assert last.finished and last.resumed_from is not None, f"final run: finished={last.finished}, resumed from {last.resumed_from}"
-    assert any(m.startswith("Resuming from ") for m in msgs), "the resumed run did not say which checkpoint it resumed from"
+    assert last.finished and last.resumed_from is not None, (
+        f"final run: finished={last.finished}, resumed from {last.resumed_from}"
+    )
+    assert any(m.startswith("Resuming from ") for m in msgs), (
+        "the resumed run did not say which checkpoint it resumed from"
+    )
 
     epochs = [(r["stage"], r["epoch"]) for r in last.history]
     expected = [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2)]
@@ -271,13 +354,33 @@ def check_training_resume(workdir: str | Path, data_dir: str | Path | None = Non
     atol = 0.0
     if next(ref.generator.parameters()).device.type == "cuda":  # measure the run-to-run noise of this GPU
         _train_quietly(cfg("reference_again"))
-        atol = 10 * compare_states(_final(root / "reference", True), _final(root / "reference_again", True), atol=float("inf")).max_abs_diff
-    cmp = assert_same(_final(root / "resumed", True), _final(root / "reference", True), "resumed vs uninterrupted checkpoint_latest.pt", atol)
-    assert_same(load_model(root / "resumed/out" / FINAL_MODEL).state_dict(), load_model(root / "reference/out" / FINAL_MODEL).state_dict(),
-                "model_final.pt", atol)
-    noise = "bit-exact" if cmp.max_abs_diff == 0 else f"max |diff| {cmp.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
-    return (f"stopped by time budget at step 1 and by SIGINT in diffusion epoch 2, resumed twice: {cmp.tensors} tensors "
-            f"(models, EMA, optimizer, scheduler, scaler, RNG) and the history equal the uninterrupted run ({noise})")
+        atol = (
+            10
+            * compare_states(
+                _final(root / "reference", True), _final(root / "reference_again", True), atol=float("inf")
+            ).max_abs_diff
+        )
+    cmp = assert_same(
+        _final(root / "resumed", True),
+        _final(root / "reference", True),
+        "resumed vs uninterrupted checkpoint_latest.pt",
+        atol,
+    )
+    assert_same(
+        load_model(root / "resumed/out" / FINAL_MODEL).state_dict(),
+        load_model(root / "reference/out" / FINAL_MODEL).state_dict(),
+        "model_final.pt",
+        atol,
+    )
+    noise = (
+        "bit-exact"
+        if cmp.max_abs_diff == 0
+        else f"max |diff| {cmp.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
+    )
+    return (
+        f"stopped by time budget at step 1 and by SIGINT in diffusion epoch 2, resumed twice: {cmp.tensors} tensors "
+        f"(models, EMA, optimizer, scheduler, scaler, RNG) and the history equal the uninterrupted run ({noise})"
+    )
 
 
 def _final(run_dir: Path, comparable: bool = False) -> dict[str, Any]:
@@ -285,7 +388,10 @@ def _final(run_dir: Path, comparable: bool = False) -> dict[str, Any]:
     ckpt = load_checkpoint(run_dir / "ckpt" / LATEST)
     if not comparable:
         return ckpt
-    return {**{k: v for k, v in ckpt.items() if k not in _RUN_SPECIFIC}, "config": {k: v for k, v in ckpt["config"].items() if k != "paths"}}
+    return {
+        **{k: v for k, v in ckpt.items() if k not in _RUN_SPECIFIC},
+        "config": {k: v for k, v in ckpt["config"].items() if k != "paths"},
+    }
 
 
 def check_inference_export(workdir: str | Path, device: str | torch.device = "cpu") -> str:
@@ -300,9 +406,13 @@ def check_inference_export(workdir: str | Path, device: str | torch.device = "cp
     gen = load_model(path)
     assert_same(gen.state_dict(), t.gen.state_dict(), "exported generator")
     rooms = generate(gen, 2, doors="top,left", steps=3, seed=0)
-    assert rooms.shape == (2, ROOM_H, ROOM_W) and rooms.dtype == torch.uint8, f"generated {rooms.dtype} {tuple(rooms.shape)}"
+    assert rooms.shape == (2, ROOM_H, ROOM_W) and rooms.dtype == torch.uint8, (
+        f"generated {rooms.dtype} {tuple(rooms.shape)}"
+    )
     assert int(rooms.max()) < NUM_TILES, f"generated tile index {int(rooms.max())} >= {NUM_TILES}"
-    assert torch.equal(rooms, generate(gen, 2, doors="top,left", steps=3, seed=0)), "the same seed generated different rooms"
+    assert torch.equal(rooms, generate(gen, 2, doors="top,left", steps=3, seed=0)), (
+        "the same seed generated different rooms"
+    )
     return f"{path.name} ({path.stat().st_size / 1e3:.0f} kB) loads with torch.load(weights_only=True), weights identical, generates {ROOM_H}x{ROOM_W} rooms (same seed, same rooms)"
 
 
@@ -317,7 +427,9 @@ class CheckResult:
     detail: str  # what was verified, or why it failed
 
 
-def _checks(workdir: Path, data_dir: str | Path | None, device: str, dev: torch.device) -> list[tuple[str, Callable[[], str]]]:
+def _checks(
+    workdir: Path, data_dir: str | Path | None, device: str, dev: torch.device
+) -> list[tuple[str, Callable[[], str]]]:
     return [
         ("save/load round trip of every state", lambda: check_state_round_trip(workdir, dev)),
         ("RNG state round trip", lambda: check_rng_round_trip(workdir, dev)),
@@ -329,12 +441,20 @@ def _checks(workdir: Path, data_dir: str | Path | None, device: str, dev: torch.
     ]
 
 
-def run_all(workdir: str | Path | None = None, data_dir: str | Path | None = None, device: str = "auto",
-            log: Callable[[str], None] = print) -> list[CheckResult]:
+def run_all(
+    workdir: str | Path | None = None,
+    data_dir: str | Path | None = None,
+    device: str = "auto",
+    log: Callable[[str], None] = print,
+) -> list[CheckResult]:
     """Run every check (workdir None = a temporary folder, removed after); raise AssertionError if any failed."""
     dev = setup_runtime(device, use_amp=False).device  # "auto" -> cuda when available; an unsupported GPU raises here
     with contextlib.ExitStack() as stack:
-        root = Path(workdir) if workdir is not None else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hmolqd_selfcheck_")))
+        root = (
+            Path(workdir)
+            if workdir is not None
+            else Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="hmolqd_selfcheck_")))
+        )
         root.mkdir(parents=True, exist_ok=True)
         log(f"hmolqd self-check on {dev} (torch {torch.__version__}), working in {root}")
         results = []
@@ -349,6 +469,8 @@ def run_all(workdir: str | Path | None = None, data_dir: str | Path | None = Non
             log(f"{'✔ PASS' if passed else '✘ FAIL'}  {name} ({result.seconds:.1f} s): {detail}")
     failed = [r for r in results if not r.passed]
     if failed:
-        raise AssertionError(f"{len(failed)} of {len(results)} checks failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed))
+        raise AssertionError(
+            f"{len(failed)} of {len(results)} checks failed: " + "; ".join(f"{r.name}: {r.detail}" for r in failed)
+        )
     log(f"all {len(results)} checks passed in {sum(r.seconds for r in results):.1f} s")
     return results

@@ -36,20 +36,28 @@ def open_checkpoints(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> tu
     if rt.is_main:
         try:
             locks.append(DirLock(check_checkpoint_dir(paths.checkpoint_dir)).acquire())
-            if not _same_folder(paths.output_dir, paths.checkpoint_dir):  # two trainings must not write one output_dir either
+            # two trainings must not write one output_dir either
+            if not _same_folder(paths.output_dir, paths.checkpoint_dir):
                 locks.append(DirLock(check_checkpoint_dir(paths.output_dir, "output_dir"), "output_dir").acquire())
             for lock in locks:
                 if lock.took_over:
                     say(lock.took_over)
-            previous_outputs = read_run_info(paths.output_dir)  # before run.json is rewritten (output_dir may be checkpoint_dir)
+            # before run.json is rewritten (output_dir may be checkpoint_dir)
+            previous_outputs = read_run_info(paths.output_dir)
             found = start_run(paths.checkpoint_dir, find_for_config(cfg))
-            for note in outputs.claim_output_dir(paths.output_dir, paths.checkpoint_dir, found.run_id, previous_outputs):
+            for note in outputs.claim_output_dir(
+                paths.output_dir, paths.checkpoint_dir, found.run_id, previous_outputs
+            ):
                 say(note)
         except Exception as err:  # re-raised below, after the other ranks have heard of it
             error = err
             release_all(locks)
     if rt.distributed:
-        choice = [str(found.path) if found and found.path else None, found.run_id if found else None, str(error) if error else None]
+        choice = [
+            str(found.path) if found and found.path else None,
+            found.run_id if found else None,
+            str(error) if error else None,
+        ]
         dist.broadcast_object_list(choice, src=0)
         if not rt.is_main:
             path, run_id, message = choice
@@ -79,7 +87,9 @@ def checkpoint_report(manager: CheckpointManager, session_seconds: float) -> str
     per_save = st.blocked_seconds / st.saves if st.saves else 0.0
     skipped = f" ({st.skipped} step saves skipped while one was being written)" if st.skipped else ""
     where = "in the background" if manager.async_save else "inline"
-    return (f"checkpointing: {st.saves} saves{skipped}, {st.bytes_written / 2**20:.1f} MiB written; {manager.dir} holds {files} files "
-            f"({distinct} distinct, {size / 2**20:.1f} MiB on disk); training waited {st.blocked_seconds:.1f} s ({1000 * per_save:.0f} ms "
-            f"per save) = {100 * st.blocked_seconds / max(session_seconds, 1e-9):.1f} % of this session's {session_seconds:.0f} s; "
-            f"writing took {st.write_seconds:.1f} s {where}")
+    return (
+        f"checkpointing: {st.saves} saves{skipped}, {st.bytes_written / 2**20:.1f} MiB written; {manager.dir} holds {files} files "
+        f"({distinct} distinct, {size / 2**20:.1f} MiB on disk); training waited {st.blocked_seconds:.1f} s ({1000 * per_save:.0f} ms "
+        f"per save) = {100 * st.blocked_seconds / max(session_seconds, 1e-9):.1f} % of this session's {session_seconds:.0f} s; "
+        f"writing took {st.write_seconds:.1f} s {where}"
+    )

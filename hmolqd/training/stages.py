@@ -90,14 +90,18 @@ class JointObjective(nn.Module):
 # The loss of a stage follows from the parts it trains: the VQ-VAE's reconstruction, the denoiser's diffusion
 # loss, or both with the diffusion loss on latents that move with the encoder.
 _OBJECTIVE_OF_PARTS: dict[tuple[str, ...], type[nn.Module]] = {
-    ("vqvae",): VQVAEObjective, ("diffusion",): DiffusionObjective, ("vqvae", "diffusion"): JointObjective,
+    ("vqvae",): VQVAEObjective,
+    ("diffusion",): DiffusionObjective,
+    ("vqvae", "diffusion"): JointObjective,
 }
 
 
 def objective(gen: RoomModel, stage: Stage, cfg: Config) -> nn.Module:
     if stage.trains not in _OBJECTIVE_OF_PARTS:
-        raise ValueError(f"stage {stage.name!r} trains {stage.trains}: no objective for those parts; "
-                         f"the objectives train {sorted(_OBJECTIVE_OF_PARTS)}")
+        raise ValueError(
+            f"stage {stage.name!r} trains {stage.trains}: no objective for those parts; "
+            f"the objectives train {sorted(_OBJECTIVE_OF_PARTS)}"
+        )
     return _OBJECTIVE_OF_PARTS[stage.trains](gen, cfg)
 
 
@@ -139,12 +143,15 @@ def encode_codes(gen: RoomModel, rooms: torch.Tensor, batch_size: int = 512) -> 
     return torch.cat([gen.vqvae.quantizer.nearest(z) for z in encode_all(gen, rooms, batch_size).split(batch_size)])
 
 
-def stage_data(gen: RoomModel, stage: Stage, rooms: torch.Tensor, doors: torch.Tensor,
-               stairs: torch.Tensor) -> StageData:
+def stage_data(
+    gen: RoomModel, stage: Stage, rooms: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor
+) -> StageData:
     if gen.cfg.model_kind == "discrete":  # the condition is measured on each room, attributes included
         x = encode_codes(gen, rooms) if stage.on_latents else rooms.long()
         return StageData(x=x, cond=gen.diffusion.room_condition(rooms))
-    cond = condition_tokens(doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs).to(rooms.device)
+    cond = condition_tokens(
+        doors, stairs if gen.cfg.cond_stairs else None, n=len(rooms), cond_stairs=gen.cfg.cond_stairs
+    ).to(rooms.device)
     x = encode_all(gen, rooms) if stage.on_latents else rooms.long()
     return StageData(x=x, cond=cond)
 

@@ -23,8 +23,16 @@ from hmolqd.training.stages import JointObjective, set_train_mode, trainable
 
 # A model small enough that every state round trip takes milliseconds; all three submodules are real, and the
 # model kind is the default one (discrete).
-TINY_MODEL = {"num_embeddings": 16, "latent_dim": 4, "embedding_dim": 16, "downsample": 4, "num_timesteps": 50,
-              "denoiser_dim": 16, "denoiser_depth": 1}
+TINY_MODEL = {
+    "num_embeddings": 16,
+    "latent_dim": 4,
+    "embedding_dim": 16,
+    "downsample": 4,
+    "num_timesteps": 50,
+    "denoiser_dim": 16,
+    "denoiser_depth": 1,
+}
+
 
 @dataclass
 class Trainee:
@@ -59,7 +67,9 @@ class _BothObjective(nn.Module):
 
     def forward(self, rooms: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         out = self.gen.vqvae(rooms)
-        rec, _ = vqvae_loss(out, rooms, rare_tile_weight=self.cfg.train.rare_tile_weight, commitment_beta=self.cfg.train.commitment_beta)
+        rec, _ = vqvae_loss(
+            out, rooms, rare_tile_weight=self.cfg.train.rare_tile_weight, commitment_beta=self.cfg.train.commitment_beta
+        )
         diff, _ = self.gen.diffusion.loss(out.indices.detach(), cond, drop_prob=self.cfg.train.cond_drop_prob)
         return rec + diff, {}
 
@@ -82,14 +92,26 @@ def train_steps(t: Trainee, n: int) -> None:
 
 def live_state(t: Trainee) -> dict[str, Any]:
     """The trainee's states as the trainer checkpoints them (state dicts alias the live tensors)."""
-    return {"models": {name: part.state_dict() for name, part in t.gen.parts().items()},
-            "optimizer": t.o.optimizer.state_dict(), "scheduler": t.schedule.state_dict(), "scaler": t.o.scaler.state_dict()}
+    return {
+        "models": {name: part.state_dict() for name, part in t.gen.parts().items()},
+        "optimizer": t.o.optimizer.state_dict(),
+        "scheduler": t.schedule.state_dict(),
+        "scaler": t.o.scaler.state_dict(),
+    }
 
 
 def training_state(t: Trainee, stage: str, epoch: int) -> dict[str, Any]:
     """A deep copy (the live tensors keep training) of everything the trainer checkpoints."""
-    return copy.deepcopy({
-        "stage": stage, "epoch": epoch, "global_step": t.steps, **live_state(t), "rng": capture_rng_state(),
-        "data_order": {"seed": 0, "epoch": epoch, "position": 0}, "elapsed": 1.5, "config": t.cfg.to_dict(),
-        "history": [{"stage": stage, "epoch": epoch, "val_loss": 1.0 / (1 + epoch)}],
-    })
+    return copy.deepcopy(
+        {
+            "stage": stage,
+            "epoch": epoch,
+            "global_step": t.steps,
+            **live_state(t),
+            "rng": capture_rng_state(),
+            "data_order": {"seed": 0, "epoch": epoch, "position": 0},
+            "elapsed": 1.5,
+            "config": t.cfg.to_dict(),
+            "history": [{"stage": stage, "epoch": epoch, "val_loss": 1.0 / (1 + epoch)}],
+        }
+    )

@@ -41,7 +41,9 @@ def validate(gen: RoomModel, stage: Stage, val: StageData, cfg: Config, rt: Runt
     with evaluating(gen, stage, rt, cfg.run.seed + VAL_SEED_OFFSET), rt.autocast():
         total = torch.zeros((), device=rt.device)
         if stage.trains_vqvae:
-            rec, _ = gen.vqvae.loss(val.x, rare_tile_weight=cfg.train.rare_tile_weight, commitment_beta=cfg.train.commitment_beta)
+            rec, _ = gen.vqvae.loss(
+                val.x, rare_tile_weight=cfg.train.rare_tile_weight, commitment_beta=cfg.train.commitment_beta
+            )
             total = total + rec.float()
             out.update({f"val_{k}": v for k, v in gen.vqvae.evaluate(val.x).items()})
         if stage.trains_denoiser:
@@ -59,15 +61,31 @@ def sample_metrics(gen: RoomModel, data: RunData, cfg: Config, stage: Stage, rt:
 
     with evaluating(gen, stage, rt, cfg.run.seed):
         metrics = generation_metrics(
-            gen, data.ref.rooms, data.ref.doors, data.ref.stairs, cfg.run.logging.eval_samples,
-            seed=cfg.run.seed, sampling=dataclasses.asdict(cfg.run.sampling),  # this run's (gen.config may be older)
+            gen,
+            data.ref.rooms,
+            data.ref.doors,
+            data.ref.stairs,
+            cfg.run.logging.eval_samples,
+            seed=cfg.run.seed,
+            sampling=dataclasses.asdict(cfg.run.sampling),  # this run's (gen.config may be older)
         )
     # Timings stay out of the history: an interrupted and resumed run must log the very same records.
     return {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and not k.endswith("_seconds")}
 
 
 def format_record(record: dict[str, Any]) -> str:
-    keys = ["train_loss", "val_loss", "val_tile_accuracy", "val_room_accuracy", "val_codebook_usage", "playable", "novel_playable", "novel_playable_symmetric", "symmetric", "door_adherence"]
+    keys = [
+        "train_loss",
+        "val_loss",
+        "val_tile_accuracy",
+        "val_room_accuracy",
+        "val_codebook_usage",
+        "playable",
+        "novel_playable",
+        "novel_playable_symmetric",
+        "symmetric",
+        "door_adherence",
+    ]
     parts = [f"{k}={record[k]:.4g}" for k in keys if isinstance(record.get(k), (int, float))]
     if record.get("skipped_steps"):  # said only when the fp16 GradScaler skipped steps (overflowing gradients)
         parts.append(f"skipped_steps={record['skipped_steps']} (fp16 overflow)")
