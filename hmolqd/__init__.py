@@ -2,24 +2,29 @@
 
 Subpackages, bottom to top (a layer imports only the layers above it in this list):
 
-    settings/        the run section's parts by concern: checkpointing, logging/validation, SamplingSettings
-    config.py, atomic.py, device.py   the frozen Config; atomic file writes; device resolution
-    data/            VGLC parsers, corpus discovery and download, split, augmentation, room facts (playability, attributes)
+    settings/        the config sections (data, paths, model, train, run and its parts, SamplingSettings), their rules
+    config.py, atomic.py, device.py   the Config facade (stages, presets, flat keys); atomic writes; device resolution
+    data/            VGLC parsers, corpus discovery and download, split, augmentation, room facts
+                     (playability, attributes)
     render.py        pictures of rooms and dungeon maps
     diffusion/       pure diffusion math (absorbing [MASK] process; noise schedules, DDPM / DDIM steps)
     models/          VQ-VAE, denoiser, discrete code diffusion, latent diffusion, RoomModel
     sampling/        generate(model, n, ...): the discrete sampler, door guidance of the continuous one
-    checkpointing/   checkpoint files, manager and background writer, directory lock, run identity, resume, restore, RNG, inference export
+    checkpointing/   checkpoint files, manager and background writer, directory lock, run identity, resume,
+                     restore, RNG, inference export
     evaluation/      metrics, Markov reference, the quality report
     training/        the training loop, its checkpoint session, stages, validation, runtime, outputs, self-check
-    dungeon/         whole dungeons: layouts, grid embedding, key/lock check, rooms from a model, walkability, the player
+    dungeon/         whole dungeons: layouts, grid embedding, key/lock check, rooms from a model, walkability,
+                     the player
     illuminate/      layout genomes and a MAP-Elites archive of dungeons (pyribs, the optional extra hmolqd[qd])
-    cli_args.py      the command line's argument checks and one-line argparse errors (used by cli.py only)
+    cli_args.py      the command line's argument checks and one-line argparse errors (used by the cli modules only)
+    cli_parser.py    the command line's subcommands and flags (argparse; the handlers are in cli.py)
     cli.py, notebook.py, __main__.py   the edges: command line and notebook helpers
 
-Besides the entry points (`__init__`, `__main__`, `cli` with its argument checks `cli_args`, `config`,
-`notebook`) three modules sit at the top because every layer uses them and each is one small job: `atomic` (durable writes), `device` (which torch
-device a setting means) and `render` (tile pictures, used by data statistics, training outputs and evaluation).
+Besides the entry points (`__init__`, `__main__`, `cli` with its parser `cli_parser` and argument checks
+`cli_args`, `config`, `notebook`) three modules sit at the top because every layer uses them and each is one
+small job: `atomic` (durable writes), `device` (which torch device a setting means) and `render` (tile
+pictures, used by data statistics, training outputs and evaluation).
 """
 
 from __future__ import annotations

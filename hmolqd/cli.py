@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 from hmolqd import cli_args as check
+from hmolqd import cli_parser
+from hmolqd.cli_parser import Command
 from hmolqd.config import Config, ConfigError
-
-Command = Callable[[argparse.Namespace], int]
 
 
 def _fetch_data(args: argparse.Namespace) -> int:
@@ -33,13 +33,23 @@ def _fetch_data(args: argparse.Namespace) -> int:
     return 0
 
 
+# How `evaluate`'s flags are named in the library's errors (run_evaluate's arguments -> the flags that set them).
+EVALUATE_FLAGS = {
+    "model_path": "--model",
+    "data_dir": "--data",
+    "samples": "--samples",
+    "steps": "--steps",
+    "device": "--device",
+}
+
+
 def _evaluate(args: argparse.Namespace) -> int:
     """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
     import json
     from functools import partial
 
     from hmolqd.dungeon.api import evaluation_section
-    from hmolqd.evaluation.report import format_report_table, run_evaluate
+    from hmolqd.evaluation.report import EvaluateOptions, format_report_table, run_evaluate
 
     check.at_most("--samples", args.samples, check.MAX_EVAL_SAMPLES, "rooms the metrics hold in memory at once")
     check.at_least("--steps", args.steps, 1, "sampling steps")
@@ -60,16 +70,9 @@ def _evaluate(args: argparse.Namespace) -> int:
     }
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}
+    options = EvaluateOptions(sampling=sampling, sections=sections, names=EVALUATE_FLAGS)
     report = run_evaluate(
-        args.model,
-        args.data,
-        args.samples,
-        args.seed,
-        args.png,
-        args.json,
-        sampling=sampling,
-        device=args.device,
-        sections=sections,
+        args.model, args.data, args.samples, args.seed, args.png, args.json, device=args.device, options=options
     )
     print(format_report_table(report), file=sys.stderr)
     print(json.dumps(report, allow_nan=False))
@@ -170,7 +173,8 @@ def _sample(args: argparse.Namespace) -> int:
     gen = load_model(args.model)
     if stairs is not None and not gen.config.model.cond_stairs:
         raise ConfigError(
-            f"--stairs {args.stairs!r}: {args.model} was trained without the stairs condition (cond_stairs = false); leave --stairs out"
+            f"--stairs {args.stairs!r}: {args.model} was trained without the stairs condition (cond_stairs = false); "
+            "leave --stairs out"
         )
     rooms = generate(
         gen,
@@ -223,7 +227,8 @@ def _dungeon(args: argparse.Namespace) -> int:
     )
     print(format_summary(dungeon))
     print(
-        f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), dungeon.json (summary)"
+        f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), "
+        "dungeon.json (summary)"
     )
     return 0
 
@@ -254,171 +259,31 @@ def _illuminate(args: argparse.Namespace) -> int:
         raise ConfigError(str(err)) from None
     s = result.stats
     print(
-        f"{s['elites']} elites in {s['cells']} cells: coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.2f}, "
+        f"{s['elites']} elites in {s['cells']} cells: coverage {100 * s['coverage']:.1f} %, "
+        f"QD score {s['qd_score']:.2f}, "
         f"{100 * (s['beaten_elites'] or 0):.1f} % of elites beaten"
     )
     print(
-        f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), summary.json, archive.pkl"
+        f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), "
+        "summary.json, archive.pkl"
     )
     return 0
 
 
-def _add_config_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "--config",
-        type=Path,
-        default=None,
-        help="JSON config: flat like the notebook's CONFIG, or nested like config.json",
-    )
-    p.add_argument("--preset", default=None, help="a shipped preset (hmolqd/presets): smoke, cpu, gpu")
-    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override one config key (repeatable)")
+# The subcommands: name -> handler (the parser in hmolqd.cli_parser gives each its arguments).
+COMMANDS: dict[str, Command] = {
+    "fetch-data": _fetch_data,
+    "data-stats": _data_stats,
+    "train": _train,
+    "sample": _sample,
+    "dungeon": _dungeon,
+    "illuminate": _illuminate,
+    "evaluate": _evaluate,
+}
 
 
 def build_parser() -> argparse.ArgumentParser:
-    about = "Zelda dungeon and room generator (VQ-VAE + discrete diffusion over its codes) on VGLC."
-    parser = check.Parser(prog="python -m hmolqd", description=about)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
-    from hmolqd.data.fetch import DEFAULT_BASE_URL
-    from hmolqd.dungeon.build import DungeonConfig
-    from hmolqd.evaluation.report import PAGE_ROOMS
-    from hmolqd.sampling.generate import DOOR_NAMES_HELP
-
-    p = sub.add_parser("fetch-data", help="download the pinned VGLC Zelda files, verified by SHA-256")
-    p.add_argument("dir", type=Path, help="folder to write the corpus into (created if missing)")
-    p.add_argument("--base-url", default=DEFAULT_BASE_URL, help="repository root at the pinned commit")
-    p.add_argument("--timeout", type=float, default=30.0, help="seconds per network operation")
-    p.add_argument("--quiet", action="store_true", help="print only errors")
-    p.set_defaults(run=_fetch_data)
-
-    p = sub.add_parser("data-stats", help="print corpus statistics and optionally render a dungeon map")
-    p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
-    p.add_argument("--render", type=Path, default=None, help="write a dungeon map PNG here")
-    p.add_argument("--dungeon", default="tloz1_1", help="dungeon to render (file stem, default tloz1_1)")
-    p.set_defaults(run=_data_stats)
-
-    p = sub.add_parser("train", help="train (or resume) all stages; the notebook calls the same function")
-    _add_config_arguments(p)
-    p.add_argument(
-        "--rewrite-outputs",
-        action="store_true",
-        help="when training is already finished, write model_final.pt, the pictures and the zip again (default: leave them)",
-    )
-    p.set_defaults(run=_train)
-
-    p = sub.add_parser("sample", help="generate rooms with model_final.pt and write a PNG grid")
-    p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
-    p.add_argument(
-        "-n",
-        type=int,
-        default=24,
-        help=f"rooms to generate (at most {check.MAX_SAMPLE_ROOMS:,}; "
-        f"more than {PAGE_ROOMS} are drawn on several pages, OUT_001.png, OUT_002.png, ...)",
-    )
-    p.add_argument("--doors", default=None, help=f"door sides, {DOOR_NAMES_HELP}; default unconditional")
-    p.add_argument("--stairs", default=None, help="'yes' / 'no' (default: unconditional)")
-    p.add_argument(
-        "--attributes",
-        default=None,
-        help="room attributes of a discrete model, e.g. 'monsters=yes,water=no' "
-        "(names: monsters, water, playable, symmetric, mirror_rows, mirror_cols; yes / no / open); default: the model's own requests",
-    )
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the run's sample_steps)")
-    p.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale (default: the run's)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--ncols", type=int, default=6, help=f"rooms per row of the picture (1 .. {check.MAX_NCOLS})")
-    p.add_argument("--out", type=Path, default=None, help="PNG path (default: samples.png beside the model)")
-    p.set_defaults(run=_sample)
-
-    p = sub.add_parser("dungeon", help="generate one whole dungeon (VGLC graph or sampled layout) with model_final.pt")
-    p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
-    p.add_argument(
-        "--graph", type=Path, default=None, help="a room graph in the VGLC .dot format (default: sample a layout)"
-    )
-    p.add_argument(
-        "--rooms", type=int, default=None, help="rooms of the sampled layout (default: drawn like the real dungeons)"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the layout, its placement and the rooms")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
-    p.add_argument(
-        "--max-regenerations",
-        type=int,
-        default=None,
-        help=f"rounds of regenerating rooms that fail their checks (default {DungeonConfig().max_regenerations})",
-    )
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder for dungeon.txt/.dot/.png/.json (default: dungeon/ beside the model)",
-    )
-    p.set_defaults(run=_dungeon)
-
-    p = sub.add_parser(
-        "illuminate", help="fill a MAP-Elites archive of whole dungeons with model_final.pt (needs hmolqd[qd])"
-    )
-    p.add_argument("--model", type=Path, required=True, help="model_final.pt (or any checkpoint)")
-    p.add_argument("--evaluations", type=int, default=2000, help="dungeons to build and play (default 2000)")
-    p.add_argument(
-        "--out",
-        type=Path,
-        default=None,
-        help="folder of the archive checkpoint and outputs (default: illuminate/ beside the model)",
-    )
-    p.add_argument(
-        "--descriptors", nargs="+", default=["rooms", "path_share", "backtracking"], help="1-3 behaviour descriptors"
-    )
-    p.add_argument("--seed", type=int, default=0, help="seed of the search and of the rooms")
-    p.add_argument("--batch-size", type=int, default=50, help="dungeons per batch (one room-model call per round)")
-    p.add_argument(
-        "--mode", default="map-elites", help="map-elites, or baseline (sampled real templates, same archive)"
-    )
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
-    p.set_defaults(run=_illuminate)
-
-    from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
-
-    p = sub.add_parser(
-        "evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)"
-    )
-    p.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
-    p.add_argument(
-        "--data",
-        default=None,
-        help="VGLC 'The Legend of Zelda' folder (default: the data_dir stored with "
-        "the model where that folder exists, else discover)",
-    )
-    p.add_argument("--samples", type=int, default=1000, help="rooms to generate (default 1000, at most 20,000)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the drawn conditions and of sampling")
-    p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
-    p.add_argument("--guidance", type=float, default=None, help="guidance scale (default: the model's guidance_scale)")
-    p.add_argument(
-        "--sampler",
-        choices=("random", "confidence"),
-        default=None,
-        help="discrete model: unmasking order (default: the model's sampler)",
-    )
-    p.add_argument(
-        "--temperature",
-        type=float,
-        default=None,
-        help="discrete model: temperature of the code draws (default: the model's sample_temperature)",
-    )
-    p.add_argument("--eta", type=float, default=None, help="continuous model: DDIM eta (default: the model's ddim_eta)")
-    p.add_argument(
-        "--door-guidance",
-        type=float,
-        default=None,
-        help="continuous model: door guidance strength (default: the model's door_guidance)",
-    )
-    p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
-    p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
-    p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
-    p.add_argument(
-        "--no-dungeons", action="store_true", help="leave out the dungeon section (the 18 real room graphs built once)"
-    )
-    p.set_defaults(run=_evaluate)
-    return parser
+    return cli_parser.build_parser(COMMANDS)
 
 
 INTERRUPTED = 130  # 128 + SIGINT: the shell's exit status for a Ctrl-C

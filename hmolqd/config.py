@@ -1,15 +1,16 @@
 """One frozen configuration for every entry point (notebook, CLI, tests).
 
-Five frozen sections (data / model / train / paths / run) make up `Config`; `run` nests its parts by concern
-(checkpoint / logging / sampling, hmolqd.settings). The notebook's flat `CONFIG` dict maps onto it with
-`Config.from_flat`: every flat key names exactly one field, and an unknown key is an error that names it and
-suggests the closest valid key. `Config.to_dict` / `Config.from_dict` round-trip the nested form through JSON
-(`config.json`, every checkpoint): each section is a flat dict of its keys, nested parts included.
+Five frozen sections (data / model / train / paths / run, declared in hmolqd.settings) make up `Config`; `run`
+nests its parts by concern (checkpoint / logging / sampling). This module holds the facade: `Config`, the
+training stages (`STAGE_TABLE`), the presets, and the mapping of flat keys onto the sections. The notebook's
+flat `CONFIG` dict maps onto it with `Config.from_flat`: every flat key names exactly one field, and an unknown
+key is an error that names it and suggests the closest valid key. `Config.to_dict` / `Config.from_dict`
+round-trip the nested form through JSON (`config.json`, every checkpoint): each section is a flat dict of its
+keys, nested parts included.
 
 Only `ModelConfig` describes the architecture: on resume it comes from the checkpoint, and a differing
 model key is an error (see `architecture_diff`). Every key is documented in the comment beside its field
-(here and in hmolqd.settings, which holds the run section and its parts; importable from here too) and in
-the README's configuration table.
+(in hmolqd.settings; every section is importable from here too) and in the README's configuration table.
 """
 
 from __future__ import annotations
@@ -17,15 +18,27 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import json
-import math
 import os
-import typing
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-from hmolqd.settings import CheckpointConfig, ConfigError, LoggingConfig, RunConfig, SamplingSettings  # noqa: F401
+# Every section (and its constants) is importable from here, as before the sections moved to hmolqd.settings.
+from hmolqd.settings import (  # noqa: F401
+    AMP_DTYPES,
+    MODEL_KINDS,
+    CheckpointConfig,
+    ConfigError,
+    DataConfig,
+    LoggingConfig,
+    ModelConfig,
+    PathsConfig,
+    RunConfig,
+    SamplingSettings,
+    TrainConfig,
+)
 from hmolqd.settings import check as _check
+from hmolqd.settings.coerce import coerce as _coerce
 
 # the one setting for where the Kaggle tree is (tests point it at a temporary folder)
 KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"
@@ -46,8 +59,6 @@ def kaggle_working() -> Path:
 
 
 PRESETS_DIR = Path(__file__).parent / "presets"
-MODEL_KINDS: tuple[str, ...] = ("discrete", "continuous")
-AMP_DTYPES: tuple[str, ...] = ("fp16", "bf16")  # the forced values of `use_amp` besides true / false
 # a key of a flat JSON config starting with this is a comment (e.g. "//checkpoint_every": "why 25")
 COMMENT_PREFIX = "//"
 
@@ -112,150 +123,6 @@ def stage_named(name: str) -> Stage:
         if stage.name == name:
             return stage
     raise ConfigError(f"unknown stage {name!r}; stages are {stage_names()}")
-
-
-@dataclass(frozen=True)
-class DataConfig:
-    data_dir: str | None = None  # VGLC "The Legend of Zelda" folder; None = discover (see hmolqd.data)
-    val_dungeons: tuple[str, ...] = ("tloz4_1", "tloz8_2")  # whole dungeons held out for validation
-    mirror_augment: bool = True  # add left-right / top-bottom mirrored training rooms (doors follow)
-    #: add this many copies of every training room with its doors redrawn (interior kept, attributes re-measured)
-    door_augment: int = 1
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "val_dungeons", tuple(self.val_dungeons))
-        _check(
-            isinstance(self.door_augment, int) and self.door_augment >= 0,
-            "door_augment",
-            "must be an integer >= 0",
-            self.door_augment,
-        )
-        _check(len(self.val_dungeons) >= 1, "val_dungeons", "hold out at least one dungeon", self.val_dungeons)
-
-
-@dataclass(frozen=True)
-class ModelConfig:
-    """Architecture. Changing any of these on resume is an error."""
-
-    #: "discrete": absorbing-state [MASK] diffusion on code indices; "continuous": Gaussian diffusion on latents
-    model_kind: str = "discrete"
-    num_embeddings: int = 128  # VQ codebook size
-    latent_dim: int = 64  # size of one code vector (channels of the latent grid)
-    embedding_dim: int = 64  # hidden width of the VQ-VAE encoder/decoder
-    downsample: int = 2  # room (16x11, padded to 16x12) -> latent grid 8x6 (2), 4x3 (4) or 16x12 (1)
-    #: VQ-VAE encoder sees only each code's own downsample x downsample patch (a code is a patch type)
-    vq_local: bool = True
-    #: codebook init / dead-code restarts: "farthest" (farthest point, k-means++ draws) or "uniform" batch rows
-    codebook_restart: str = "farthest"
-    #: 16x11 -> 16x12: "center" duplicates column 5 (mirrored rooms get mirrored codes) or "zero" column at the right
-    column_pad: str = "center"
-    num_timesteps: int = 1000  # continuous: DDPM training steps T
-    #: continuous: noise schedule "linear" (Ho et al. 2020) or "cosine" (Nichol & Dhariwal 2021)
-    schedule: str = "cosine"
-    prediction: str = "v"  # continuous: denoiser target "eps" or "v" (Salimans & Ho 2022)
-    #: discrete: masked fraction m(t): "linear" m = t (D3PM absorbing) or "cosine" m = sin(pi t / 2) (MaskGIT)
-    mask_schedule: str = "cosine"
-    denoiser_dim: int = 128  # width of the denoiser
-    denoiser_depth: int = 1  # number of denoiser blocks
-    attn_radius: int = 1  # discrete: a code cell attends to the cells within this Chebyshev distance (0 = all cells)
-    cond_stairs: bool = True  # condition on has-stairs as well as the 4 door sides
-    #: discrete: also condition on room attributes (monsters, water, playable, symmetric, mirror axes)
-    cond_attributes: bool = True
-    cond_in_context: bool = False  # also feed each condition as a token the latent tokens attend to (DiT sec. 3.2)
-
-    def __post_init__(self) -> None:
-        for key in ("num_embeddings", "latent_dim", "embedding_dim", "num_timesteps", "denoiser_dim", "denoiser_depth"):
-            value = getattr(self, key)
-            _check(isinstance(value, int) and value >= 1, key, "must be an integer >= 1", value)
-        _check(self.num_embeddings >= 2, "num_embeddings", "a codebook needs at least 2 codes", self.num_embeddings)
-        _check(self.downsample in (1, 2, 4), "downsample", "must be 1, 2 or 4", self.downsample)
-        _check(self.schedule in ("linear", "cosine"), "schedule", "must be 'linear' or 'cosine'", self.schedule)
-        _check(self.prediction in ("eps", "v"), "prediction", "must be 'eps' or 'v'", self.prediction)
-        _check(isinstance(self.cond_in_context, bool), "cond_in_context", "must be true or false", self.cond_in_context)
-        _check(self.model_kind in MODEL_KINDS, "model_kind", f"must be one of {MODEL_KINDS}", self.model_kind)
-        _check(
-            self.codebook_restart in ("farthest", "uniform"),
-            "codebook_restart",
-            "must be 'farthest' or 'uniform'",
-            self.codebook_restart,
-        )
-        _check(self.column_pad in ("center", "zero"), "column_pad", "must be 'center' or 'zero'", self.column_pad)
-        _check(
-            self.mask_schedule in ("linear", "cosine"),
-            "mask_schedule",
-            "must be 'linear' or 'cosine'",
-            self.mask_schedule,
-        )
-        _check(
-            isinstance(self.attn_radius, int) and self.attn_radius >= 0,
-            "attn_radius",
-            "must be an integer >= 0",
-            self.attn_radius,
-        )
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    batch_size: int = 32  # rooms per optimizer step (per process under DDP)
-    vqvae_epochs: int = 35  # stage 1: VQ-VAE epochs
-    num_epochs: int = 150  # stage 2: diffusion epochs (the seed's key)
-    joint_epochs: int = 0  # stage 3: optional joint fine-tuning (continuous model only)
-    learning_rate: float = 1.5e-3  # peak AdamW learning rate (all stages)
-    weight_decay: float = 0.0  # AdamW weight decay
-    warmup_steps: int = 100  # linear warm-up, then cosine decay to min_lr_ratio * learning_rate
-    min_lr_ratio: float = 0.1  # the cosine decay ends at min_lr_ratio * learning_rate
-    grad_clip: float = 1.0  # max global grad norm; 0 disables clipping
-    ema_decay: float = 0.998  # EMA of the denoiser used for sampling
-    codebook_decay: float = 0.99  # EMA codebook update rate
-    commitment_beta: float = 0.25  # VQ commitment loss weight (van den Oord et al. 2017)
-    rare_tile_weight: float = 4.0  # cross-entropy weight of the rare tiles D and S
-    cond_drop_prob: float = 0.1  # classifier-free guidance condition dropout (Ho & Salimans 2022)
-    # Forcing "fp16" / "bf16" runs torch.autocast("cpu", ...) (+ torch.amp.GradScaler("cpu") for fp16) on a CPU: how
-    # CI runs the GPU's mixed-precision paths without a GPU (slow on CPUs without native fp16/bf16 kernels). Weights,
-    # optimizer state and checkpoints stay float32 in every mode, so a run may resume under another use_amp value.
-    #: true: GPU bf16 (sm_80+) / fp16 + GradScaler, CPU off; false: fp32; "fp16"/"bf16": forced
-    use_amp: bool | str = True
-
-    def __post_init__(self) -> None:
-        _check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
-        for key in (*(s.epochs_key for s in STAGE_TABLE), "warmup_steps"):
-            _check(getattr(self, key) >= 0, key, "must be >= 0", getattr(self, key))
-        _check(
-            self.learning_rate > 0 and math.isfinite(self.learning_rate),
-            "learning_rate",
-            "must be > 0",
-            self.learning_rate,
-        )
-        _check(self.weight_decay >= 0, "weight_decay", "must be >= 0", self.weight_decay)
-        _check(0 <= self.min_lr_ratio <= 1, "min_lr_ratio", "must be in [0, 1]", self.min_lr_ratio)
-        _check(self.grad_clip >= 0, "grad_clip", "must be >= 0 (0 disables clipping)", self.grad_clip)
-        for key in ("ema_decay", "codebook_decay"):
-            _check(0 <= getattr(self, key) < 1, key, "must be in [0, 1)", getattr(self, key))
-        _check(self.commitment_beta >= 0, "commitment_beta", "must be >= 0", self.commitment_beta)
-        _check(self.rare_tile_weight > 0, "rare_tile_weight", "must be > 0", self.rare_tile_weight)
-        _check(0 <= self.cond_drop_prob < 1, "cond_drop_prob", "must be in [0, 1)", self.cond_drop_prob)
-        _check(
-            isinstance(self.use_amp, bool) or self.use_amp in AMP_DTYPES,
-            "use_amp",
-            "must be true (auto: bf16 on GPUs with compute capability >= 8.0, fp16 + GradScaler below, off on CPU), "
-            "false (fp32), 'fp16' or 'bf16' (that autocast dtype forced on any device, CPU included)",
-            self.use_amp,
-        )
-
-
-@dataclass(frozen=True)
-class PathsConfig:
-    """None means the default for where it runs: /kaggle/working/... on Kaggle, ./runs/<name>/... elsewhere."""
-
-    #: checkpoint files; None = /kaggle/working/checkpoints or ./runs/<name>/checkpoints
-    checkpoint_dir: str | None = None
-    #: config.json, history, curves, model_final.pt, samples, zip; None = .../outputs like checkpoint_dir
-    output_dir: str | None = None
-    resume_from: str | None = None  # explicit checkpoint to resume from (missing file is an error)
-    # Used only when checkpoint_dir holds no checkpoint of its run (a new Kaggle session); never inside a package or repo tree.
-    #: previous output to continue: "auto" = an hmolqd checkpoint folder (run.json) under /kaggle/input; "off"; or a
-    #: path
-    resume_input: str = "auto"
 
 
 # What a saved config (config.json, a checkpoint) written before a key existed meant: the behaviour of the
@@ -478,56 +345,3 @@ def _unknown_key_message(key: str, owner: dict[str, Any]) -> str:
     close = difflib.get_close_matches(str(key), list(owner), n=1, cutoff=0.5)
     hint = f"; did you mean {close[0]!r}?" if close else ""
     return f"unknown config key {key!r}{hint} (valid keys: {', '.join(sorted(owner))})"
-
-
-def _coerce(cls: type, key: str, value: Any) -> Any:
-    """Check (and, for strings from the CLI, parse) a value against the field's annotated type."""
-    hint = typing.get_type_hints(cls)[key]
-    args = typing.get_args(hint)
-    optional = type(None) in args
-    if value is None or (isinstance(value, str) and value.lower() in ("none", "null") and optional):
-        _check(optional, key, f"may not be None (expected {getattr(hint, '__name__', hint)})", value)
-        return None
-    base = next((a for a in args if a is not type(None)), hint) if args and optional else hint
-    origin = typing.get_origin(base)
-    if origin is tuple:
-        if isinstance(value, str):
-            value = [v.strip() for v in value.split(",") if v.strip()]
-        _check(
-            isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value),
-            key,
-            "must be a list of strings",
-            value,
-        )
-        return tuple(value)
-    if set(args) == {bool, str}:  # `use_amp`: true / false, or a dtype name (the dataclass checks which)
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        return value
-    if base is bool:
-        if isinstance(value, str) and value.lower() in ("true", "false", "1", "0", "yes", "no"):
-            return value.lower() in ("true", "1", "yes")
-        _check(isinstance(value, bool), key, "must be true or false", value)
-        return value
-    if base is int:
-        if isinstance(value, str):
-            try:
-                value = int(value)
-            except ValueError:
-                pass
-        if isinstance(value, float) and value.is_integer():
-            value = int(value)
-        _check(isinstance(value, int) and not isinstance(value, bool), key, "must be an integer", value)
-        return value
-    if base is float:
-        if isinstance(value, str):
-            try:
-                value = float(value)
-            except ValueError:
-                pass
-        _check(isinstance(value, (int, float)) and not isinstance(value, bool), key, "must be a number", value)
-        return float(value)
-    if base is str:
-        _check(isinstance(value, (str, os.PathLike)), key, "must be a string", value)
-        return os.fspath(value)
-    raise AssertionError(f"unsupported config field type {hint} for {key}")

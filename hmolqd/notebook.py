@@ -201,7 +201,8 @@ def training_summary(result: Any) -> str:
         "training finished: every stage ran to its last epoch"
         if result.finished
         else (
-            f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - run the notebook again to resume"
+            f"training stopped early ({result.stopped}); checkpoint_latest.pt is saved - "
+            "run the notebook again to resume"
         )
     )
     if getattr(result, "already_finished", False):
@@ -236,7 +237,8 @@ def show_image(path: str | Path, caption: str | None = None) -> None:
 
 
 def sample_captions(output_dir: str | Path) -> list[tuple[Path, str]]:
-    """Each `sample_<condition>.png` of hmolqd.training.outputs.SAMPLE_CONDITIONS with the door condition it asked for."""
+    """Each `sample_<condition>.png` of hmolqd.training.outputs.SAMPLE_CONDITIONS with the door condition it
+    asked for."""
     out = []
     for name, doors in SAMPLE_CONDITIONS:
         asked = (
@@ -288,7 +290,10 @@ def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> s
     from hmolqd.checkpointing.export import load_model
 
     if importlib.util.find_spec("ribs") is None:
-        return "no archive: pyribs is not installed (pip install ribs, or pip install hmolqd[qd]); the rest of the notebook does not need it"
+        return (
+            "no archive: pyribs is not installed (pip install ribs, or pip install hmolqd[qd]); "
+            "the rest of the notebook does not need it"
+        )
     from hmolqd.illuminate import illuminate
 
     out = Path(cfg.paths.output_dir)
@@ -301,8 +306,9 @@ def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> s
     show_image(out / ILLUMINATE_DIR / "heatmap.png")
     s = result.stats
     return (
-        f"{s['elites']} elite dungeons in {s['cells']} cells (coverage {100 * s['coverage']:.1f} %, QD score {s['qd_score']:.1f}, "
-        f"{100 * (s['beaten_elites'] or 0):.1f} % beaten); heatmap, elite grid and every elite's files in {out / ILLUMINATE_DIR}"
+        f"{s['elites']} elite dungeons in {s['cells']} cells (coverage {100 * s['coverage']:.1f} %, "
+        f"QD score {s['qd_score']:.1f}, {100 * (s['beaten_elites'] or 0):.1f} % beaten); "
+        f"heatmap, elite grid and every elite's files in {out / ILLUMINATE_DIR}"
     )
 
 

@@ -12,6 +12,7 @@ import torch
 from matplotlib.image import imread
 
 import hmolqd.evaluation.report as ev
+from hmolqd.cli import EVALUATE_FLAGS
 from hmolqd.cli import main as cli_main
 from hmolqd.config import Config, ConfigError, ModelConfig
 from hmolqd.data.playability import playable_mask, room_from_rows
@@ -314,7 +315,10 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
     with pytest.raises(FileNotFoundError, match="no such file"):
         ev.run_evaluate(tmp_path / "missing.pt", data, 4, 0, None, None)
     with pytest.raises(ConfigError, match="--device 'tpu'"):
-        ev.run_evaluate(model_path, data, 4, 0, None, None, device="tpu")
+        # the library names its arguments; a caller gives its own names for them (the CLI: its flags)
+        ev.run_evaluate(
+            model_path, data, 4, 0, None, None, device="tpu", options=ev.EvaluateOptions(names=EVALUATE_FLAGS)
+        )
 
 
 @pytest.mark.real_data

@@ -1,5 +1,5 @@
-"""Write the README's configuration table from hmolqd/config.py and hmolqd/settings (every key, its section,
-default and comment).
+"""Write the README's configuration table from the config sections (hmolqd/settings, assembled by
+hmolqd/config.py): every key, its section, default and comment.
 
 Usage: python tools/readme_config_table.py [--check]
 The table sits between the config-table markers in README.md; tests/test_config.py fails when it is out of date.
@@ -56,8 +56,8 @@ def _field_comments(cls: type) -> dict[str, str]:
 def key_docs() -> list[tuple[str, str, Any, str]]:
     """(flat key, dotted section, default, the comment beside its field) for every key, in section order.
 
-    The comments are read from the source of the dataclass that declares each key (hmolqd/config.py,
-    hmolqd/settings/run.py), so the README's configuration table (generated from this list, see
+    The comments are read from the source of the dataclass that declares each key (the modules of
+    hmolqd/settings), so the README's configuration table (generated from this list, see
     tests/test_config.py) cannot drift from them. A key without a comment is an error.
     """
     rows = []

@@ -23,6 +23,7 @@ import json
 import math
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -79,7 +80,8 @@ def _draw(doors: torch.Tensor, stairs: torch.Tensor, n: int, seed: int) -> tuple
     doors, stairs = torch.as_tensor(doors).cpu().bool(), torch.as_tensor(stairs).cpu().bool()
     if doors.dim() != 2 or doors.shape[1] != 4 or tuple(stairs.shape) != (doors.shape[0],):
         raise ValueError(
-            f"training conditions: expected doors (N, 4) and stairs (N,), got {tuple(doors.shape)} and {tuple(stairs.shape)}"
+            "training conditions: expected doors (N, 4) and stairs (N,), "
+            f"got {tuple(doors.shape)} and {tuple(stairs.shape)}"
         )
     if doors.shape[0] == 0:
         raise ValueError("training conditions: no training rooms to draw door conditions from")
@@ -290,47 +292,75 @@ def save_sample_pages(
     return written
 
 
+@dataclass(frozen=True)
+class EvaluateOptions:
+    """What `run_evaluate` samples with and adds to its report, and how its errors name its arguments.
+
+    `sampling` overrides the saved config's sampling settings (generate's keywords: steps, guidance, eta,
+    door_guidance, sampler, temperature, ...; a key left out or None keeps the model's). `sections` adds
+    report parts that layers above this one compute (the CLI adds `hmolqd.dungeon`'s "dungeon"): each is
+    called with the loaded model and the data folder and its dict is stored under its name. `names` maps an
+    argument (model_path, data_dir, samples, steps, device) to what the caller's user calls it in error
+    messages (the CLI: its flags); an argument left out is named as itself.
+    """
+
+    sampling: Mapping[str, Any] = field(default_factory=dict)
+    sections: Mapping[str, ReportSection] = field(default_factory=dict)
+    names: Mapping[str, str] = field(default_factory=dict)
+
+    def name(self, argument: str) -> str:
+        return self.names.get(argument, argument)
+
+
+def _checked_arguments(model_path: Path, samples: int, options: EvaluateOptions) -> None:
+    """The arguments' rules, before anything is loaded (a typo costs no time)."""
+    if not model_path.is_file():
+        raise FileNotFoundError(
+            f"{options.name('model_path')} {model_path}: no such file (expected model_final.pt from training)"
+        )
+    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
+        raise ConfigError(
+            f"{options.name('samples')} {samples!r}: must be an integer >= 2 (diversity needs pairs of rooms)"
+        )
+    steps = options.sampling.get("steps")
+    if steps is not None and steps < 1:
+        raise ConfigError(f"{options.name('steps')} {steps!r}: must be >= 1 (sampling steps)")
+
+
 def run_evaluate(
     model_path: str | Path,
     data_dir: str | Path | None,
     samples: int,
     seed: int,
-    out_png: str | Path | None,
-    out_json: str | Path | None,
+    out_png: str | Path | None = None,
+    out_json: str | Path | None = None,
     *,
-    sampling: Mapping[str, Any] | None = None,
     device: str = "auto",
-    sections: Mapping[str, ReportSection] | None = None,
+    options: EvaluateOptions | None = None,
 ) -> dict[str, Any]:
     """Load `model_final.pt`, rebuild its training split, write the sample PNG and the report JSON.
 
-    `sampling` overrides the saved config's sampling settings (generate's keywords: steps, guidance, eta,
-    door_guidance, sampler, temperature, ...; a key left out or None keeps the model's); out_png / out_json default to evaluation_samples.png / evaluation_report.json beside
-    the model; data_dir None takes the `data_dir` stored with the model when that folder exists here, else
-    discovers the corpus (`find_data_dir`). `sections` adds report parts that
-    layers above this one compute (the CLI adds `hmolqd.dungeon`'s "dungeon"): each is called with the
-    loaded model and the data folder and its dict is stored under its name (names listed in "sections").
+    out_png / out_json default to evaluation_samples.png / evaluation_report.json beside the model; data_dir
+    None takes the `data_dir` stored with the model when that folder exists here, else discovers the corpus
+    (`find_data_dir`). `options` (see `EvaluateOptions`) overrides sampling settings, adds report sections
+    (their names listed in "sections") and names the arguments in error messages.
     """
     from hmolqd.atomic import atomic_write_text
     from hmolqd.checkpointing.export import load_model
     from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
 
+    options = options or EvaluateOptions()
     model_path = Path(model_path)
-    if not model_path.is_file():
-        raise FileNotFoundError(f"--model {model_path}: no such file (expected model_final.pt from training)")
-    if isinstance(samples, bool) or not isinstance(samples, int) or samples < 2:
-        raise ConfigError(f"--samples {samples!r}: must be an integer >= 2 (diversity needs pairs of rooms)")
-    sampling = dict(sampling or {})
-    steps = sampling.get("steps")
-    if steps is not None and steps < 1:
-        raise ConfigError(f"--steps {steps!r}: must be >= 1 (sampling steps)")
-    target = resolve_device(device, key="--device")
-    root = find_data_dir(data_dir, key="--data") if data_dir is not None else None  # a wrong --data costs no time
+    _checked_arguments(model_path, samples, options)
+    sampling = dict(options.sampling)
+    target = resolve_device(device, key=options.name("device"))
+    data_key = options.name("data_dir")
+    root = find_data_dir(data_dir, key=data_key) if data_dir is not None else None  # a wrong folder costs no time
     generator = load_model(model_path)
     cfg = generator.config  # the run's whole Config, saved in the file: split and sampling defaults
-    if root is None:  # no --data: the folder the model was trained on, where it exists here; else discovered
+    if root is None:  # no data_dir: the folder the model was trained on, where it exists here; else discovered
         stored = cfg.data.data_dir
-        root = find_data_dir(stored if stored is not None and Path(stored).is_dir() else None, key="--data")
+        root = find_data_dir(stored if stored is not None and Path(stored).is_dir() else None, key=data_key)
     train, held_out = split_corpus(load_corpus(root), cfg.data.val_dungeons)
     if cfg.data.mirror_augment:
         train = augment_mirror(train)
@@ -346,13 +376,14 @@ def run_evaluate(
         device=str(target),
     )
     report["files"] = {"png": str(out_png), "json": str(out_json)}
-    for name, section in (sections or {}).items():
+    for name, section in options.sections.items():
         report[name] = json_safe(section(generator, root))
-    report["sections"] = list(sections or {})
+    report["sections"] = list(options.sections)
     save_sample_grid(
         rooms,
         out_png,
-        title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); red outline = not playable",
+        title=f"{model_path.name}: first {min(len(rooms), GRID_LIMIT)} of {samples} rooms (seed {seed}); "
+        "red outline = not playable",
     )
     atomic_write_text(out_json, json.dumps(report, indent=1, allow_nan=False) + "\n")
     return report

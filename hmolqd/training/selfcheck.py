@@ -8,6 +8,8 @@ scaler, EMA, RNG) and an identical continuation; RNG draws; latest / best / epoc
 past damaged files; `train()` stopped twice on the real corpus (time budget, then SIGINT as "Interrupt
 kernel" sends) and resumed, against an uninterrupted run; the inference-only export.
 
+The check that runs `train()` itself lives in `selfcheck_resume` (importable from here).
+
 Bit-exact on CPU. On CUDA, kernels with atomics are not bit-reproducible, so the continuation checks first
 measure the run-to-run noise (two runs from the same start) and accept up to 10x that noise (0 = exact).
 """
@@ -15,14 +17,10 @@ measure the run-to-run noise (two runs from the same start) and accept up to 10x
 from __future__ import annotations
 
 import contextlib
-import io
-import logging
 import random
-import signal
 import tempfile
-import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,15 +35,15 @@ from hmolqd.checkpointing.manager import CheckpointManager, CheckpointPolicy
 from hmolqd.checkpointing.restore import load_training_state
 from hmolqd.checkpointing.resume import find_resume_checkpoint
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
-from hmolqd.config import Config
 from hmolqd.data.tiles import NUM_TILES, ROOM_H, ROOM_W
 from hmolqd.sampling.generate import generate
-from hmolqd.training.loop import train
-from hmolqd.training.outputs import FINAL_MODEL, export_final
-from hmolqd.training.runtime import TrainingInterrupted, setup_runtime
-from hmolqd.training.trainee import TINY_MODEL, Trainee, live_state, make_trainee, train_steps, training_state
+from hmolqd.training.outputs import export_final
+from hmolqd.training.runtime import setup_runtime
+from hmolqd.training.selfcheck_resume import TINY_TRAIN, check_training_resume, fresh_folder, quiet
+from hmolqd.training.trainee import Trainee, live_state, make_trainee, train_steps, training_state
 
 __all__ = [
+    "TINY_TRAIN",
     "CheckResult",
     "check_checkpoint_files",
     "check_corrupt_fallback",
@@ -56,30 +54,6 @@ __all__ = [
     "check_training_resume",
     "run_all",
 ]
-
-# train() on the real corpus in a few seconds on CPU: 5 steps per epoch, every stage, step checkpoints.
-TINY_TRAIN = {
-    **TINY_MODEL,
-    "vqvae_epochs": 2,
-    "num_epochs": 2,
-    "door_augment": 0,
-    "batch_size": 256,
-    "warmup_steps": 2,
-    "log_every": 2,
-    "sample_every": 0,
-    "sample_steps": 2,
-    "checkpoint_every_steps": 3,
-    "keep_last_n": 2,
-    "max_runtime_hours": 0.0,
-}
-# Keys of a checkpoint that legitimately differ between two runs reaching the same state (config: its paths).
-_RUN_SPECIFIC = ("timestamp", "elapsed", "integrity", "config", "run_id")
-
-
-def _fresh(workdir: str | Path, name: str) -> Path:
-    """A new, empty folder for one check (a re-run never sees an earlier run's files; nothing is deleted)."""
-    Path(workdir).mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f"{name}_", dir=workdir))
 
 
 def _names(folder: Path) -> set[str]:
@@ -104,7 +78,7 @@ def _resume(folder: Path, seed: int, dev: torch.device) -> tuple[Trainee, dict[s
 
 def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cpu") -> str:
     dev = torch.device(device)
-    folder = _fresh(workdir, "round_trip")
+    folder = fresh_folder(workdir, "round_trip")
     a = make_trainee(0, dev)
     train_steps(a, 3)
     saved = training_state(a, "joint", 1)
@@ -131,14 +105,14 @@ def check_state_round_trip(workdir: str | Path, device: str | torch.device = "cp
         else f"max |diff| {cont.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
     )
     return (
-        f"{loaded.tensors} tensors of model/optimizer/scheduler/scaler/EMA identical after load, {files.tensors} in the file "
-        f"(RNG included); 3 more steps match the uninterrupted run ({exact})"
+        f"{loaded.tensors} tensors of model/optimizer/scheduler/scaler/EMA identical after load, "
+        f"{files.tensors} in the file (RNG included); 3 more steps match the uninterrupted run ({exact})"
     )
 
 
 def check_rng_round_trip(workdir: str | Path, device: str | torch.device = "cpu") -> str:
     dev = torch.device(device)
-    path = _fresh(workdir, "rng") / "rng.pt"
+    path = fresh_folder(workdir, "rng") / "rng.pt"
     random.gauss(0, 1), np.random.randn(), torch.randn(1)  # leave cached gaussians in the state
     torch.save(capture_rng_state(), path)
     state = torch.load(path, weights_only=True)
@@ -163,7 +137,7 @@ def check_rng_round_trip(workdir: str | Path, device: str | torch.device = "cpu"
 
 
 def check_checkpoint_files(workdir: str | Path, device: str | torch.device = "cpu") -> str:
-    folder = _fresh(workdir, "files")
+    folder = fresh_folder(workdir, "files")
     t = make_trainee(0, torch.device(device))
     mgr = CheckpointManager(folder, CheckpointPolicy(every_epochs=1, keep_last_n=10))
     snaps = {}
@@ -190,11 +164,14 @@ def check_checkpoint_files(workdir: str | Path, device: str | torch.device = "cp
         assert_same(ckpt["optimizer"], snaps[key]["optimizer"], f"{name} optimizer")
     best = load_checkpoint(folder / LATEST)["best_metric"]
     assert best == {"vqvae": 0.8, "diffusion": 0.5}, f"best_metric {best}"
-    return f"{len(expect)} files: latest = last save, best = lowest val_loss per stage, epoch_N = epoch N (weights compared)"
+    return (
+        f"{len(expect)} files: latest = last save, best = lowest val_loss per stage, "
+        "epoch_N = epoch N (weights compared)"
+    )
 
 
 def check_rotation(workdir: str | Path, device: str | torch.device = "cpu") -> str:
-    folder = _fresh(workdir, "rotation")
+    folder = fresh_folder(workdir, "rotation")
     t = make_trainee(0, torch.device(device))
     mgr = CheckpointManager(folder, CheckpointPolicy(every_epochs=1, every_steps=2, keep_last_n=2))
     for epoch, val in enumerate((0.1, 0.5, 0.4, 0.3, 0.2), start=1):
@@ -231,7 +208,7 @@ def _damage(path: Path, how: str) -> None:
 
 
 def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cpu") -> str:
-    folder = _fresh(workdir, "corrupt")
+    folder = fresh_folder(workdir, "corrupt")
     t = make_trainee(0, torch.device(device))
     mgr = CheckpointManager(folder, CheckpointPolicy(every_epochs=1, keep_last_n=5))
     snaps = {}
@@ -248,7 +225,7 @@ def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cp
     }
     for name, (how, _) in damage.items():
         _damage(folder / name, how)
-    with _quiet("hmolqd"):  # the skip warnings are expected here; they are checked below instead
+    with quiet("hmolqd"):  # the skip warnings are expected here; they are checked below instead
         found = find_resume_checkpoint(folder)
     assert found.path == folder / "checkpoint_epoch_1.pt", (
         f"resumed from {found.path}, expected checkpoint_epoch_1.pt: {found.message}"
@@ -258,144 +235,14 @@ def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cp
         assert word in reasons.get(name, ""), f"{name}: skip reason {reasons.get(name)!r} does not say {word!r}"
         assert (folder / name).is_file(), f"{name} was deleted; a damaged file must be kept for inspection"
     assert_same(found.checkpoint["models"], snaps[1]["models"], "fallback models")
-    return "damaged latest (truncated), epoch_3 (one weight altered), epoch_2 (garbage) skipped with reasons, kept on disk; resumed from epoch_1 (weights identical)"
-
-
-@contextlib.contextmanager
-def _quiet(logger: str) -> Iterator[None]:
-    """Expected warnings (skipped files, config changes on resume) stay out of the check's one-line report."""
-    log, level = logging.getLogger(logger), logging.getLogger(logger).level
-    log.setLevel(logging.ERROR)
-    try:
-        yield
-    finally:
-        log.setLevel(level)
-
-
-def _train_quietly(cfg: Config, on_log: Callable[[str], None] | None = None) -> tuple[Any, list[str]]:
-    """train() with its messages collected and its progress bars (stderr) captured instead of printed."""
-    messages: list[str] = []
-
-    def log(msg: str) -> None:
-        messages.append(msg)
-        if on_log is not None:
-            on_log(msg)
-
-    with contextlib.redirect_stderr(io.StringIO()), _quiet("hmolqd"):
-        try:
-            result = train(cfg, log=log)
-        except TrainingInterrupted as stopped:  # the SIGINT check: its checkpoint is written, the result comes with it
-            result = stopped.result
-    return result, messages
-
-
-def _interrupt_after(prefix: str) -> Callable[[str], None]:
-    """A log callback sending SIGINT to this process (what "Interrupt kernel" does) once `prefix` is logged."""
-
-    def on_log(msg: str) -> None:
-        if msg.startswith(prefix):
-            if signal.getsignal(signal.SIGINT) in (signal.default_int_handler, signal.SIG_DFL, signal.SIG_IGN):
-                raise AssertionError(
-                    "train() runs without its SIGINT handler: 'Interrupt kernel' would not save a checkpoint"
-                )
-            signal.raise_signal(signal.SIGINT)
-
-    return on_log
-
-
-def check_training_resume(workdir: str | Path, data_dir: str | Path | None = None, device: str = "auto") -> str:
-    """A reference run against one stopped by the time budget (after 1 step), resumed, stopped again by SIGINT
-    (as "Interrupt kernel" does; train's handler turns it into a stop one step into diffusion epoch 2), and resumed to the end."""
-    if threading.current_thread() is not threading.main_thread():
-        raise RuntimeError(
-            "check_training_resume sends itself SIGINT, which only the main thread can handle: run it from the main thread"
-        )
-    root = _fresh(workdir, "training")
-
-    def cfg(name: str, **extra: Any) -> Config:
-        return Config.from_flat(
-            {
-                **TINY_TRAIN,
-                "data_dir": None if data_dir is None else str(data_dir),
-                "device": device,
-                "checkpoint_dir": str(root / name / "ckpt"),
-                "output_dir": str(root / name / "out"),
-                # never a previous output attached under /kaggle/input
-                "resume_input": "off",
-                **extra,
-            }
-        )
-
-    ref, _ = _train_quietly(cfg("reference"))
-    assert ref.finished, f"the reference run did not finish: {ref.stopped}"
-    first, _ = _train_quietly(cfg("resumed", max_runtime_hours=1e-9))
-    assert first.stopped == "time budget" and _final(root / "resumed")["global_step"] == 1, (
-        f"time-budget run: stopped={first.stopped!r}"
-    )
-    second, _ = _train_quietly(cfg("resumed"), on_log=_interrupt_after("[diffusion] epoch 1 "))
-    mid = _final(root / "resumed")
-    assert second.stopped == "SIGINT" and second.resumed_from is not None, (
-        f"second run: stopped={second.stopped!r}, resumed from {second.resumed_from}"
-    )
-    assert (mid["stage"], mid["epoch"], mid["data_order"]["position"]) == ("diffusion", 1, 1), (
-        f"SIGINT stop saved {mid['stage']} epoch {mid['epoch']} position {mid['data_order']['position']}"
-    )
-    last, msgs = _train_quietly(cfg("resumed"))
-    assert last.finished and last.resumed_from is not None, (
-        f"final run: finished={last.finished}, resumed from {last.resumed_from}"
-    )
-    assert any(m.startswith("Resuming from ") for m in msgs), (
-        "the resumed run did not say which checkpoint it resumed from"
-    )
-
-    epochs = [(r["stage"], r["epoch"]) for r in last.history]
-    expected = [("vqvae", 1), ("vqvae", 2), ("diffusion", 1), ("diffusion", 2)]
-    assert epochs == expected, f"history epochs {epochs}, expected {expected} (each exactly once)"
-    atol = 0.0
-    if next(ref.generator.parameters()).device.type == "cuda":  # measure the run-to-run noise of this GPU
-        _train_quietly(cfg("reference_again"))
-        atol = (
-            10
-            * compare_states(
-                _final(root / "reference", True), _final(root / "reference_again", True), atol=float("inf")
-            ).max_abs_diff
-        )
-    cmp = assert_same(
-        _final(root / "resumed", True),
-        _final(root / "reference", True),
-        "resumed vs uninterrupted checkpoint_latest.pt",
-        atol,
-    )
-    assert_same(
-        load_model(root / "resumed/out" / FINAL_MODEL).state_dict(),
-        load_model(root / "reference/out" / FINAL_MODEL).state_dict(),
-        "model_final.pt",
-        atol,
-    )
-    noise = (
-        "bit-exact"
-        if cmp.max_abs_diff == 0
-        else f"max |diff| {cmp.max_abs_diff:.2g}, within 10x the GPU's run-to-run noise"
-    )
     return (
-        f"stopped by time budget at step 1 and by SIGINT in diffusion epoch 2, resumed twice: {cmp.tensors} tensors "
-        f"(models, EMA, optimizer, scheduler, scaler, RNG) and the history equal the uninterrupted run ({noise})"
+        "damaged latest (truncated), epoch_3 (one weight altered), epoch_2 (garbage) skipped with reasons, "
+        "kept on disk; resumed from epoch_1 (weights identical)"
     )
-
-
-def _final(run_dir: Path, comparable: bool = False) -> dict[str, Any]:
-    """checkpoint_latest.pt of a run; `comparable` drops what differs between two runs reaching the same state."""
-    ckpt = load_checkpoint(run_dir / "ckpt" / LATEST)
-    if not comparable:
-        return ckpt
-    return {
-        **{k: v for k, v in ckpt.items() if k not in _RUN_SPECIFIC},
-        "config": {k: v for k, v in ckpt["config"].items() if k != "paths"},
-    }
 
 
 def check_inference_export(workdir: str | Path, device: str | torch.device = "cpu") -> str:
-    folder = _fresh(workdir, "export")
+    folder = fresh_folder(workdir, "export")
     t = make_trainee(0, torch.device(device))
     train_steps(t, 2)
     path = export_final(t.gen, folder)
@@ -413,7 +260,10 @@ def check_inference_export(workdir: str | Path, device: str | torch.device = "cp
     assert torch.equal(rooms, generate(gen, 2, doors="top,left", steps=3, seed=0)), (
         "the same seed generated different rooms"
     )
-    return f"{path.name} ({path.stat().st_size / 1e3:.0f} kB) loads with torch.load(weights_only=True), weights identical, generates {ROOM_H}x{ROOM_W} rooms (same seed, same rooms)"
+    return (
+        f"{path.name} ({path.stat().st_size / 1e3:.0f} kB) loads with torch.load(weights_only=True), "
+        f"weights identical, generates {ROOM_H}x{ROOM_W} rooms (same seed, same rooms)"
+    )
 
 
 # ---------------------------------------------------------------- running them all
