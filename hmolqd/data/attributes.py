@@ -84,11 +84,13 @@ def condition_tokens(
     if attributes is not None:
         if not cond_attributes:
             raise ValueError(
-                "condition_tokens: attributes given but ModelConfig.cond_attributes is False (the model has no attribute input)"
+                "condition_tokens: attributes given but ModelConfig.cond_attributes is False "
+                "(the model has no attribute input)"
             )
         if tuple(attributes.shape) != (n, len(ATTRIBUTES)):
             raise ValueError(
-                f"condition_tokens: attributes must be ({n}, {len(ATTRIBUTES)}) ({', '.join(ATTRIBUTES)}), got {tuple(attributes.shape)}"
+                f"condition_tokens: attributes must be ({n}, {len(ATTRIBUTES)}) ({', '.join(ATTRIBUTES)}), "
+                f"got {tuple(attributes.shape)}"
             )
         tokens[:, -len(ATTRIBUTES) :] = _tokens(attributes)
     if bool(((tokens < ABSENT) | (tokens > UNKNOWN)).any()):
@@ -159,9 +161,10 @@ def drop_condition(cond: torch.Tensor, drop_prob: float, groups: list[list[int]]
     if drop_prob == 0:
         return cond
     B, K = cond.shape
-    drop = (torch.rand(B, 1, device=cond.device) < drop_prob).expand(B, K).clone()  # (B, K) whole row
+    # (B, K): the coin that drops a whole row, spread over its columns
+    drop = (torch.rand(B, 1, device=cond.device) < drop_prob).expand(B, K).clone()
     if len(groups) > 1:
-        g = torch.rand(B, len(groups), device=cond.device) < drop_prob  # (B, G)
+        drop_group = torch.rand(B, len(groups), device=cond.device) < drop_prob  # (B, G) a coin per group
         for i, cols in enumerate(groups):
-            drop[:, cols] |= g[:, i : i + 1]
+            drop[:, cols] |= drop_group[:, i : i + 1]
     return torch.where(drop, UNKNOWN, cond)

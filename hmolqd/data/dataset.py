@@ -7,9 +7,9 @@ a lot within and across quests of the same level: 459 rooms, 267 distinct).
 from __future__ import annotations
 
 import os
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
-from typing import Iterable
 
 import torch
 
@@ -38,7 +38,8 @@ class DataNotFoundError(VGLCFormatError, FileNotFoundError):
 
 
 def zelda_root(folder: Path) -> Path:
-    """The VGLC 'The Legend of Zelda' folder for `folder` = that folder, its Processed/, or a flat folder of tloz*.txt."""
+    """The VGLC 'The Legend of Zelda' folder for `folder` = that folder, its Processed/, or a flat folder of
+    tloz*.txt."""
     found = processed_dir(folder)
     return found.parent if found.name == PROCESSED else found
 
@@ -154,7 +155,9 @@ def mirror_corpus(corpus: Corpus, mirror: str) -> Corpus:
     if bad:
         m = meta[bad[0]]
         raise ValueError(
-            f"mirror {mirror!r} broke the doors of {len(bad)} room(s), e.g. index {bad[0]} ({m.dungeon} slot {m.slot_row},{m.slot_col}): door_sides {found[bad[0]].tolist()} != metadata {list(m.doors)}"
+            f"mirror {mirror!r} broke the doors of {len(bad)} room(s), e.g. index {bad[0]} "
+            f"({m.dungeon} slot {m.slot_row},{m.slot_col}): door_sides {found[bad[0]].tolist()} "
+            f"!= metadata {list(m.doors)}"
         )
     return Corpus(rooms=rooms, meta=meta)
 

@@ -184,7 +184,8 @@ def parse_dot(
         if match is None:
             snippet = text[pos:].split("\n", 1)[0][:60]
             raise VGLCFormatError(
-                f"{path}:{line}: cannot parse DOT statement {snippet!r} (expected 'N [label=\"...\"]' or 'N -> M [label=\"...\"]')"
+                f"{path}:{line}: cannot parse DOT statement {snippet!r} "
+                "(expected 'N [label=\"...\"]' or 'N -> M [label=\"...\"]')"
             )
         if closed:
             raise VGLCFormatError(f"{path}:{line}: text after the closing '}}'")

@@ -58,7 +58,8 @@ def check_rooms(rooms: torch.Tensor, name: str = "rooms") -> torch.Tensor:
     rooms = rooms.detach().to("cpu", torch.int64)
     if rooms.numel() and (int(rooms.min()) < 0 or int(rooms.max()) >= NUM_TILES):
         raise ValueError(
-            f"{name}: tile indices must lie in [0, {NUM_TILES - 1}] ({TILES!r}), got range [{int(rooms.min())}, {int(rooms.max())}]"
+            f"{name}: tile indices must lie in [0, {NUM_TILES - 1}] ({TILES!r}), "
+            f"got range [{int(rooms.min())}, {int(rooms.max())}]"
         )
     return rooms
 

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 import torch
 
 from hmolqd.data import tiles
 from hmolqd.data.graph import DungeonGraph
 from hmolqd.data.vglc import Corpus
-
 
 # (screen side, text side) in SCREEN_SIDES order: north = text left, east = bottom, south = right, west = top
 _SCREEN_TO_TEXT = sorted(
@@ -85,6 +85,7 @@ def format_stats(stats: Mapping[str, Any]) -> str:
         nodes = "-" if row.get("graph_nodes") is None else str(row["graph_nodes"])
         door_cells = " ".join(f"{row['doors'][s]:>6}" for s in tiles.SCREEN_SIDES)
         lines.append(
-            f"{name:<10} {row['rooms']:>5} {row['distinct']:>8} {door_cells} {row['mean_doors']:>10.2f} {row['stairs']:>6} {nodes:>5}"
+            f"{name:<10} {row['rooms']:>5} {row['distinct']:>8} {door_cells} "
+            f"{row['mean_doors']:>10.2f} {row['stairs']:>6} {nodes:>5}"
         )
     return "\n".join(lines)

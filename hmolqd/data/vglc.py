@@ -10,9 +10,9 @@ Files are read in sorted name order and rooms row-major within a file, so room i
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 import torch
@@ -70,7 +70,8 @@ class Corpus:
             or tuple(self.rooms.shape[1:]) != (tiles.ROOM_H, tiles.ROOM_W)
         ):
             raise ValueError(
-                f"Corpus.rooms must be uint8 (N, {tiles.ROOM_H}, {tiles.ROOM_W}), got {self.rooms.dtype} {tuple(self.rooms.shape)}"
+                f"Corpus.rooms must be uint8 (N, {tiles.ROOM_H}, {tiles.ROOM_W}), "
+                f"got {self.rooms.dtype} {tuple(self.rooms.shape)}"
             )
         if len(self.meta) != self.rooms.shape[0]:
             raise ValueError(f"Corpus has {self.rooms.shape[0]} rooms but {len(self.meta)} metadata entries")
@@ -156,7 +157,8 @@ def parse_grid(path: Path) -> tuple[list[str], int, int]:
     for number, line in enumerate(lines, start=1):
         if len(line) != width:
             raise VGLCFormatError(
-                f"{path}:{number}: ragged line of length {len(line)}; line 1 has length {width} and every line must match"
+                f"{path}:{number}: ragged line of length {len(line)}; line 1 has length {width} "
+                "and every line must match"
             )
         unknown = set(line) - _VALID
         if unknown:

@@ -97,19 +97,20 @@ def unmask_random(
     ratio_t: float,
     ratio_s: float,
     mask_id: int,
-    u_keep: torch.Tensor,
-    u_draw: torch.Tensor,
+    u_reveal: torch.Tensor,
+    u_code: torch.Tensor,
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """Ancestral step t -> s of the absorbing reverse process: `x_t (B, N)`, `log_probs (B, N, V)` -> `(B, N)`.
 
     Each masked token is revealed with probability (m(t) - m(s)) / m(t) (all of them when m(s) = 0) as a
-    draw from the (guided) model distribution; revealed tokens are kept.
+    draw from the (guided) model distribution; revealed tokens are kept. The uniforms `(B, N)`: `u_reveal`
+    decides which masked tokens are revealed (u_reveal >= m(s) / m(t)), `u_code` the code each one draws.
     """
     if not 0 <= ratio_s < ratio_t <= 1:
         raise ValueError(f"unmask_random: need 0 <= m(s) < m(t) <= 1, got m(t)={ratio_t}, m(s)={ratio_s}")
-    reveal = (x_t == mask_id) & (u_keep >= ratio_s / ratio_t)  # (B, N)
-    return torch.where(reveal, sample_categorical(log_probs, u_draw, temperature), x_t)
+    reveal = (x_t == mask_id) & (u_reveal >= ratio_s / ratio_t)  # (B, N)
+    return torch.where(reveal, sample_categorical(log_probs, u_code, temperature), x_t)
 
 
 def unmask_confidence(
@@ -117,21 +118,22 @@ def unmask_confidence(
     log_probs: torch.Tensor,
     keep_masked: int,
     mask_id: int,
-    u_draw: torch.Tensor,
-    u_noise: torch.Tensor,
+    u_code: torch.Tensor,
+    u_reveal: torch.Tensor,
     noise: float,
     temperature: float = 1.0,
 ) -> torch.Tensor:
     """MaskGIT step: draw every masked token, keep `keep_masked` of them masked (the least confident).
 
-    confidence = log p(draw) + noise * Gumbel(u_noise) for masked tokens; tokens already revealed never
-    change. `keep_masked` is clipped to the number of masked tokens minus 1 per row, so a step reveals at
-    least one token while any remain; 0 reveals everything.
+    The uniforms `(B, N)`: `u_code` decides the code each masked token draws, `u_reveal` the Gumbel noise that
+    ranks the confidences, i.e. which draws are revealed: confidence = log p(draw) + noise * Gumbel(u_reveal)
+    for masked tokens; tokens already revealed never change. `keep_masked` is clipped to the number of masked
+    tokens minus 1 per row, so a step reveals at least one token while any remain; 0 reveals everything.
     """
     masked = x_t == mask_id  # (B, N)
-    draw = sample_categorical(log_probs, u_draw, temperature)  # (B, N)
+    draw = sample_categorical(log_probs, u_code, temperature)  # (B, N)
     chosen = log_probs.gather(-1, draw.unsqueeze(-1)).squeeze(-1)  # (B, N) log p(draw), untempered
-    gumbel = -torch.log(-torch.log(u_noise.clamp(1e-20, 1 - 1e-7)))
+    gumbel = -torch.log(-torch.log(u_reveal.clamp(1e-20, 1 - 1e-7)))
     conf = torch.where(masked, chosen + noise * gumbel, torch.full_like(chosen, math.inf))
     n_masked = masked.sum(1, keepdim=True)  # (B, 1)
     keep = torch.minimum(torch.full_like(n_masked, keep_masked), (n_masked - 1).clamp(min=0))  # (B, 1)

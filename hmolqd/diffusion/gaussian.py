@@ -74,7 +74,8 @@ def _alpha_bar(t: torch.Tensor | int, alphas_cumprod: torch.Tensor) -> torch.Ten
 
 
 def q_sample(x0: torch.Tensor, t: torch.Tensor, noise: torch.Tensor, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """Forward noising x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps (Ho et al. 2020, eq. 4); x0, noise: `(B, ...)`, t: `(B,)`."""
+    """Forward noising x_t = sqrt(a_t) x0 + sqrt(1 - a_t) eps (Ho et al. 2020, eq. 4); x0, noise: `(B, ...)`,
+    t: `(B,)`."""
     a = _alpha_bar(t, alphas_cumprod)
     return _coef(a.sqrt(), x0) * x0 + _coef((1 - a).sqrt(), x0) * noise
 
@@ -116,7 +117,8 @@ def predict_x0_and_eps(
 
 
 def eps_from_x0(x_t: torch.Tensor, x0: torch.Tensor, t: int, alphas_cumprod: torch.Tensor) -> torch.Tensor:
-    """The noise implied by x_t and a clean estimate x0: eps = (x_t - sqrt(a) x0) / sqrt(1 - a) (Ho et al. 2020, eq. 4)."""
+    """The noise implied by x_t and a clean estimate x0: eps = (x_t - sqrt(a) x0) / sqrt(1 - a)
+    (Ho et al. 2020, eq. 4)."""
     a = _alpha_bar(t, alphas_cumprod)
     if float(a) >= 1:
         raise ValueError("eps_from_x0: t must be a real timestep in [0, T-1], not the clean end point -1")

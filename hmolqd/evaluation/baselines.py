@@ -95,9 +95,10 @@ class MarkovRoomGenerator:
             for c in _INNER_COLS:
                 context = (rooms[:, r, c - 1] * t + rooms[:, r - 1, c]) * t + rooms[:, r - 1, c - 1]  # (n,)
                 weights = cdf[context]  # (n, T) cumulative weights
-                u = torch.rand(n, 1, generator=gen, dtype=torch.float64) * weights[:, -1:]  # (n, 1)
-                # First tile whose cumulative weight exceeds u; zero-weight tiles can never be hit.
-                rooms[:, r, c] = torch.searchsorted(weights, u, right=True).squeeze(1)
+                # (n, 1): the draw that picks this cell's tile, scaled to the total weight
+                u_tile = torch.rand(n, 1, generator=gen, dtype=torch.float64) * weights[:, -1:]
+                # First tile whose cumulative weight exceeds u_tile; zero-weight tiles can never be hit.
+                rooms[:, r, c] = torch.searchsorted(weights, u_tile, right=True).squeeze(1)
         return rooms.to(torch.uint8)
 
     def _sample_bands(self, n: int, doors: torch.Tensor | Sequence[bool] | None, gen: torch.Generator) -> torch.Tensor:

@@ -185,7 +185,8 @@ def door_adherence(rooms: torch.Tensor, requested: torch.Tensor) -> float:
     requested = torch.as_tensor(requested).to("cpu")
     if tuple(requested.shape) != (rooms.shape[0], 4):
         raise ValueError(
-            f"requested doors: expected shape ({rooms.shape[0]}, 4) (top, bottom, left, right), got {tuple(requested.shape)}"
+            f"requested doors: expected shape ({rooms.shape[0]}, 4) (top, bottom, left, right), "
+            f"got {tuple(requested.shape)}"
         )
     if rooms.shape[0] == 0:
         raise ValueError("door_adherence: no rooms")
@@ -200,10 +201,11 @@ def evaluate_rooms(
     """Every metric of a generated set against the training rooms, as JSON-friendly values.
 
     Shares are fractions of the generated rooms: playable, novel (no exact training copy),
-    novel_playable (both), novel_playable_symmetric (all three), distinct, symmetric, door_adherence (only when `requested_doors` `(N, 4)` is
-    given), novel_interior (the interior inside the wall band is no training room's). diversity: mean pairwise
-    Hamming / 176. tile_kl_* / pattern_kl_* (2 x 2): KL in nats, both directions; unseen_patterns: share of
-    the generated 2 x 2 windows that no training room has. nearest_hamming: summary of each room's distance (tiles) to its nearest training room.
+    novel_playable (both), novel_playable_symmetric (all three), distinct, symmetric, door_adherence (only when
+    `requested_doors` `(N, 4)` is given), novel_interior (the interior inside the wall band is no training
+    room's). diversity: mean pairwise Hamming / 176. tile_kl_* / pattern_kl_* (2 x 2): KL in nats, both
+    directions; unseen_patterns: share of the generated 2 x 2 windows that no training room has.
+    nearest_hamming: summary of each room's distance (tiles) to its nearest training room.
     """
     gen = check_rooms(generated, "generated")
     train = check_rooms(train_rooms, "train_rooms")

@@ -21,16 +21,9 @@ import torch
 from torch import nn
 
 from hmolqd.config import ModelConfig, SamplingSettings
-from hmolqd.data.attributes import (
-    ATTRIBUTES,
-    UNKNOWN,
-    cond_size,
-    condition_groups,
-    condition_tokens,
-    drop_condition,
-    room_condition,
-)
+from hmolqd.data.attributes import ATTRIBUTES, UNKNOWN, drop_condition
 from hmolqd.diffusion import absorbing
+from hmolqd.models.conditioned import ConditionedDiffusion
 from hmolqd.models.denoiser import COND_VALUES, DiTBlock, modulate
 
 SAMPLERS: tuple[str, ...] = ("random", "confidence")
@@ -99,16 +92,14 @@ class CodeDenoiser(nn.Module):
         return self.out(modulate(self.norm_out(x[:, :n]), shift, scale))  # (B, N, K)
 
 
-class CodeDiffusion(nn.Module):
-    """CodeDenoiser + the absorbing-state process: `loss` for training, `sample` for generation."""
+class CodeDiffusion(ConditionedDiffusion):
+    """CodeDenoiser + the absorbing-state process: `loss` for training, `sample` for generation; the condition
+    takes the room attributes when `cond_attributes` (`ConditionedDiffusion`)."""
 
     def __init__(self, cfg: ModelConfig, grid: tuple[int, int]) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg, cond_attributes=cfg.cond_attributes)
         self.grid = tuple(grid)
         self.mask_id = cfg.num_embeddings
-        self.cond_size = cond_size(cfg.cond_stairs, cfg.cond_attributes)
-        self.groups = condition_groups(cfg.cond_stairs, cfg.cond_attributes)
         self.denoiser = CodeDenoiser(cfg, self.grid, self.cond_size)
         # The code of the mirrored patch, per code (identity until set_mirror_maps): rows = top <-> bottom,
         # cols = left <-> right. With vq_local and column_pad "center" a mirror of the room is a mirror of the
@@ -143,33 +134,16 @@ class CodeDiffusion(nn.Module):
             g[inner] = torch.where(flag.view(-1, 1, 1), tied, core)
         return g.view_as(x)
 
-    def condition_tokens(
-        self, doors: torch.Tensor | None, stairs: torch.Tensor | None, n: int, attributes: torch.Tensor | None = None
-    ) -> torch.Tensor:
-        """`(n, K)` CPU tokens (hmolqd.data.attributes.condition_tokens); None leaves a group open."""
-        return condition_tokens(
-            doors, stairs, attributes, n=n, cond_stairs=self.cfg.cond_stairs, cond_attributes=self.cfg.cond_attributes
-        )
-
-    def room_condition(self, rooms: torch.Tensor) -> torch.Tensor:
-        """The condition tokens `(B, K)` that describe real rooms `(B, 16, 11)`, on their device."""
-        return room_condition(rooms, self.cfg.cond_stairs, self.cfg.cond_attributes).to(rooms.device)
-
-    def forward(
-        self, codes: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Same as `loss`, so that a DistributedDataParallel wrapper sees the training computation in forward."""
-        return self.loss(codes, cond, drop_prob=drop_prob)
-
     def loss(
         self, codes: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """Mean masked cross-entropy (hmolqd.diffusion.absorbing) of `codes (B, h, w)` at t ~ U[0, 1]; global RNG."""
         B = codes.shape[0]
         x0 = codes.flatten(1).long()  # (B, N)
-        t = torch.rand(B, device=x0.device)
+        t = torch.rand(B, device=x0.device)  # (B,) the time: how much of each room is masked
         ratio = absorbing.mask_ratio(t.double().cpu(), self.cfg.mask_schedule).to(x0.device)  # (B,)
-        x_t, masked = absorbing.mask_tokens(x0, ratio, self.mask_id, torch.rand(x0.shape, device=x0.device))
+        u_mask = torch.rand(x0.shape, device=x0.device)  # (B, N) which tokens are masked
+        x_t, masked = absorbing.mask_tokens(x0, ratio, self.mask_id, u_mask)
         cond = drop_condition(cond.long(), drop_prob, self.groups)
         logits = self.denoiser(x_t.view_as(codes), cond)  # (B, N, K)
         loss = absorbing.masked_cross_entropy(logits, x0, masked).mean()
@@ -240,15 +214,22 @@ class CodeDiffusion(nn.Module):
                         ratios[i],
                         ratios[i + 1],
                         self.mask_id,
-                        u_reveal[sl],
-                        u_code[sl],
-                        settings.sample_temperature,
+                        u_reveal=u_reveal[sl],
+                        u_code=u_code[sl],
+                        temperature=settings.sample_temperature,
                     )
                 else:
                     keep = int(round(ratios[i + 1] * N))
                     anneal = settings.mask_noise * (1 - (i + 1) / steps)  # MaskGIT's choice temperature, linearly to 0
                     new[sl] = absorbing.unmask_confidence(
-                        x[sl], lp, keep, self.mask_id, u_code[sl], u_reveal[sl], anneal, settings.sample_temperature
+                        x[sl],
+                        lp,
+                        keep,
+                        self.mask_id,
+                        u_code=u_code[sl],
+                        u_reveal=u_reveal[sl],
+                        noise=anneal,
+                        temperature=settings.sample_temperature,
                     )
             x = new if tie is None else self.tie_mirrors(new, tie)
         return x.view(n, *self.grid)

@@ -18,28 +18,21 @@ import torch.nn.functional as F
 from torch import nn
 
 from hmolqd.config import ModelConfig, SamplingSettings
-from hmolqd.data.attributes import (
-    UNKNOWN,
-    cond_size,
-    condition_groups,
-    condition_tokens,
-    drop_condition,
-    room_condition,
-)
+from hmolqd.data.attributes import UNKNOWN, drop_condition
 from hmolqd.diffusion import gaussian
+from hmolqd.models.conditioned import ConditionedDiffusion
 from hmolqd.models.denoiser import Denoiser
 
 
-class LatentDiffusion(nn.Module):
-    """Denoiser + schedule buffers + latent scale; `loss` for training, `sample` for DDIM generation."""
+class LatentDiffusion(ConditionedDiffusion):
+    """Denoiser + schedule buffers + latent scale; `loss` for training, `sample` for DDIM generation; the condition
+    is door sides (+ stairs), never room attributes (`ConditionedDiffusion`)."""
 
     def __init__(self, cfg: ModelConfig, latent_shape: tuple[int, int, int]) -> None:
-        super().__init__()
-        self.cfg = cfg
+        super().__init__(cfg, cond_attributes=False)
         self.latent_shape = tuple(latent_shape)
         self.prediction = cfg.prediction
         self.num_timesteps = cfg.num_timesteps
-        self.cond_size = cond_size(cfg.cond_stairs, False)
         betas, alphas_cumprod = gaussian.make_schedule(cfg.schedule, cfg.num_timesteps)
         self.register_buffer("betas", betas)  # (T,) float64
         self.register_buffer("alphas_cumprod", alphas_cumprod)  # (T,) float64
@@ -59,20 +52,6 @@ class LatentDiffusion(nn.Module):
         self.latent_scale.fill_(1.0 / float(std))
         return float(self.latent_scale)
 
-    def condition_tokens(self, doors: torch.Tensor | None, stairs: torch.Tensor | None, n: int) -> torch.Tensor:
-        """`(n, K)` CPU tokens of door sides (+ stairs); None leaves a group open (hmolqd.data.attributes)."""
-        return condition_tokens(doors, stairs, n=n, cond_stairs=self.cfg.cond_stairs)
-
-    def room_condition(self, rooms: torch.Tensor) -> torch.Tensor:
-        """The condition tokens `(B, K)` that describe real rooms `(B, 16, 11)`: their door sides (+ stairs)."""
-        return room_condition(rooms, self.cfg.cond_stairs, False).to(rooms.device)
-
-    def forward(
-        self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
-    ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """Same as `loss`, so that a DistributedDataParallel wrapper sees the training computation in forward."""
-        return self.loss(z0, cond, drop_prob=drop_prob)
-
     def loss(
         self, z0: torch.Tensor, cond: torch.Tensor, *, drop_prob: float
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -90,7 +69,7 @@ class LatentDiffusion(nn.Module):
         t = torch.randint(0, self.num_timesteps, (B,), device=x0.device)
         noise = torch.randn_like(x0)
         x_t = gaussian.q_sample(x0, t, noise, self.alphas_cumprod)
-        cond = drop_condition(cond.long(), drop_prob, condition_groups(self.cfg.cond_stairs, False))
+        cond = drop_condition(cond.long(), drop_prob, self.groups)
         out = self.denoiser(x_t, t, cond).float()
         target = gaussian.training_target(x0, noise, t, self.prediction, self.alphas_cumprod).float()
         loss = F.mse_loss(out, target)
@@ -102,7 +81,8 @@ class LatentDiffusion(nn.Module):
     def guided_output(
         self, denoiser: nn.Module, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, guidance: float
     ) -> torch.Tensor:
-        """Classifier-free guidance: uncond + s * (cond - uncond), both from one batched forward (Ho & Salimans 2022)."""
+        """Classifier-free guidance: uncond + s * (cond - uncond), both from one batched forward
+        (Ho & Salimans 2022)."""
         B = x.shape[0]
         uncond = torch.full_like(cond, UNKNOWN)
         out = denoiser(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, uncond]))  # (2B, C, h, w)
@@ -127,8 +107,9 @@ class LatentDiffusion(nn.Module):
         is fine; draws are moved to the model's device) for all n at once, and the n latents advance in
         lockstep with forwards chunked by `batch_size`, so the result does not depend on `batch_size`.
         `denoiser` defaults to self.denoiser; pass the EMA copy for sampling. Guidance 1 (or an all-UNKNOWN
-        cond) runs the conditional forward only. `x0_guide(x0, t) -> x0` (e.g. `hmolqd.sampling.door_guidance.door_guide`)
-        may move each step's clean estimate (scaled units); eps is then re-derived from x_t and the new x0.
+        cond) runs the conditional forward only. `x0_guide(x0, t) -> x0` (e.g.
+        `hmolqd.sampling.door_guidance.door_guide`) may move each step's clean estimate (scaled units); eps is
+        then re-derived from x_t and the new x0.
         """
         steps, eta, guidance = settings.sample_steps, settings.ddim_eta, settings.guidance_scale
         denoiser = self.denoiser if denoiser is None else denoiser

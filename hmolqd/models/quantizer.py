@@ -134,7 +134,10 @@ class VectorQuantizerEMA(nn.Module):
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))  # data-dependent init done
 
     def extra_repr(self) -> str:
-        return f"num_embeddings={self.num_embeddings}, dim={self.dim}, decay={self.decay}, dead_code_steps={self.dead_code_steps}, restart={self.restart}"
+        return (
+            f"num_embeddings={self.num_embeddings}, dim={self.dim}, decay={self.decay}, "
+            f"dead_code_steps={self.dead_code_steps}, restart={self.restart}"
+        )
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         """(B, h, w) long -> (B, D, h, w) code vectors."""

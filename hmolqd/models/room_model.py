@@ -5,8 +5,9 @@ the code indices) or "continuous" (LatentDiffusion, Gaussian diffusion over the 
 
 `RoomModel.from_config(cfg)` builds it from a run's Config (the architecture is `cfg.model` alone, so a
 checkpoint's `model` config section plus its state_dict restore it) and keeps that Config as `.config`, so
-the sampling settings travel with the model. `parts()` names the modules a checkpoint saves. The EMA denoiser (Polyak averaging, as in DDPM's released models) is the one
-used for sampling; it is an ordinary submodule, so it is saved in the same state_dict.
+the sampling settings travel with the model. `parts()` names the modules a checkpoint saves. The EMA denoiser
+(Polyak averaging, as in DDPM's released models) is the one used for sampling; it is an ordinary submodule, so
+it is saved in the same state_dict.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
             value = items[name].detach()
             if ema_value.shape != value.shape:
                 raise ValueError(
-                    f"ema_update: {kind} {name!r} has shape {tuple(ema_value.shape)} in the EMA, {tuple(value.shape)} in the model"
+                    f"ema_update: {kind} {name!r} has shape {tuple(ema_value.shape)} in the EMA, "
+                    f"{tuple(value.shape)} in the model"
                 )
             if ema_value.dtype.is_floating_point:
                 ema_value.lerp_(value.to(ema_value.dtype), 1.0 - decay)
@@ -51,7 +53,8 @@ def ema_update(ema_model: nn.Module, model: nn.Module, decay: float) -> None:
 
 
 class RoomModel(nn.Module):
-    """Holds `vqvae` (VQVAE), `diffusion` (CodeDiffusion or LatentDiffusion on the VQ-VAE's grid) and `ema` (denoiser copy).
+    """Holds `vqvae` (VQVAE), `diffusion` (CodeDiffusion or LatentDiffusion on the VQ-VAE's grid) and `ema`
+    (denoiser copy).
 
     `config` is the whole run Config the model belongs to (its `model` section equals `cfg`); a model built
     from a ModelConfig alone gets the defaults of every other section.

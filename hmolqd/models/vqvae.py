@@ -45,6 +45,7 @@ from torch import nn
 
 from hmolqd.config import ModelConfig
 from hmolqd.data.tiles import DOOR, NUM_TILES, ROOM_H, ROOM_W, STAIR
+from hmolqd.models.modes import eval_mode
 from hmolqd.models.quantizer import (
     QuantizeOut,
     VectorQuantizerEMA,
@@ -255,9 +256,7 @@ class VQVAE(nn.Module):
             raise ValueError("evaluate() needs at least one room")
         if batch_size < 1:
             raise ValueError(f"batch_size = {batch_size}: must be >= 1")
-        was_training = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             device = self.quantizer.embedding.device
             counts = torch.zeros(self.cfg.num_embeddings, device=device)
             tiles_ok = torch.zeros((), device=device)
@@ -270,8 +269,6 @@ class VQVAE(nn.Module):
                 rooms_ok += same.flatten(1).all(dim=1).sum()
                 counts += code_histogram(out.indices, self.cfg.num_embeddings)
             used, perplexity = codebook_usage(counts)
-        finally:
-            self.train(was_training)
         n = len(rooms)
         return {
             "tile_accuracy": float(tiles_ok) / (n * ROOM_H * ROOM_W),

@@ -13,6 +13,7 @@ import torch
 from hmolqd.config import SamplingSettings
 from hmolqd.data.attributes import ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
 from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W
+from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
@@ -81,6 +82,30 @@ def symmetrize_logits(logits: torch.Tensor, tie: torch.Tensor) -> torch.Tensor:
     return out
 
 
+def sample_options(model: RoomModel, settings: SamplingSettings, *, seed: int, batch_size: int) -> dict[str, Any]:
+    """The keywords both diffusion models' `sample` get from `generate`: the CPU generator, seeded `seed`, that
+    every random draw of the sampler comes from; the chunk size of the network's forwards (the result does not
+    depend on it); the denoiser that samples (the EMA copy unless `use_ema` is off)."""
+    return {
+        "generator": torch.Generator().manual_seed(seed),
+        "batch_size": batch_size,
+        "denoiser": model.sampling_denoiser(settings.use_ema),
+    }
+
+
+def decode_codes(model: RoomModel, codes: torch.Tensor, tie: torch.Tensor | None, batch_size: int) -> torch.Tensor:
+    """`codes (n, h, w)` -> `(n, 16, 11)` rooms on the CPU: the argmax of the decoder's tiles, in chunks of
+    `batch_size`; the interior mirrored exactly where `tie (n, 2)` asks (`symmetrize_logits`)."""
+    rooms = []
+    for lo in range(0, codes.shape[0], batch_size):
+        # (b, 10, 16, 11)
+        logits = model.vqvae.decode(model.vqvae.quantizer.lookup(codes[lo : lo + batch_size]))
+        if tie is not None:
+            logits = symmetrize_logits(logits, tie[lo : lo + batch_size].to(logits.device))
+        rooms.append(logits.argmax(1).cpu())
+    return torch.cat(rooms)
+
+
 def generate_discrete(
     model: RoomModel,
     n: int,
@@ -96,26 +121,8 @@ def generate_discrete(
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
     tie = (cond[:, -2:] == PRESENT) if settings.tie_mirrors and model.cfg.cond_attributes else None  # (n, 2)
-    generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.inference_mode():
-            codes = model.diffusion.sample(
-                cond,
-                settings,
-                generator=generator,
-                batch_size=batch_size,
-                tie=tie,
-                denoiser=model.sampling_denoiser(settings.use_ema),
-            )  # (n, h, w)
-            rooms = []
-            for lo in range(0, n, batch_size):
-                # (b, 10, 16, 11)
-                logits = model.vqvae.decode(model.vqvae.quantizer.lookup(codes[lo : lo + batch_size]))
-                if tie is not None:
-                    logits = symmetrize_logits(logits, tie[lo : lo + batch_size].to(logits.device))
-                rooms.append(logits.argmax(1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(rooms).to(torch.uint8)
+    options = sample_options(model, settings, seed=seed, batch_size=batch_size)
+    with eval_mode(model), torch.inference_mode():
+        codes = model.diffusion.sample(cond, settings, tie=tie, **options)  # (n, h, w)
+        rooms = decode_codes(model, codes, tie, batch_size)
+    return rooms.to(torch.uint8)

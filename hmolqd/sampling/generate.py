@@ -16,9 +16,10 @@ import torch
 
 from hmolqd.config import SamplingSettings
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
+from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import SCREEN_SIDES, SCREEN_TO_TEXT_SIDE
-from hmolqd.sampling.discrete import Request, generate_discrete
+from hmolqd.sampling.discrete import Request, generate_discrete, sample_options
 from hmolqd.sampling.door_guidance import decoder_logits, door_guide
 
 TRUE_WORDS = ("1", "true", "yes", "y")
@@ -34,7 +35,8 @@ DOOR_NAMES_HELP = (
 
 
 def parse_doors(doors: torch.Tensor | str | None, n: int) -> torch.Tensor | None:
-    """None (unconditional), a `(4,)` / `(n, 4)` bool tensor, or a string of sides -> `(n, 4)` bool in SIDES order, or None.
+    """None (unconditional), a `(4,)` / `(n, 4)` bool tensor, or a string of sides -> `(n, 4)` bool in SIDES
+    order, or None.
 
     A string names the sides as seen on screen, "north,west" (see `hmolqd.render.TEXT_TO_SCREEN_SIDE`),
     or by their text-grid names "left,top" (the same room: text left = north, text top = west); the
@@ -129,7 +131,8 @@ def generate(
         return generate_discrete(model, n, request, settings, seed=seed, batch_size=batch_size)
     if attributes:
         raise ValueError(
-            f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), got {sorted(attributes)}"
+            f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), "
+            f"got {sorted(attributes)}"
         )
     return _generate_continuous(model, n, request, settings, seed=seed, batch_size=batch_size)
 
@@ -143,10 +146,8 @@ def _generate_continuous(
     cond = model.diffusion.condition_tokens(door_mask, request.stairs, n)  # (n, K) CPU
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
-    generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    try:
+    options = sample_options(model, settings, seed=seed, batch_size=batch_size)
+    with eval_mode(model):
         guide = None
         if settings.door_guidance and door_mask is not None:
             device = model.diffusion.alphas_cumprod.device
@@ -158,17 +159,7 @@ def _generate_continuous(
             )
         # The door guide needs autograd through the decoder, which inference mode forbids.
         with torch.inference_mode() if guide is None else torch.no_grad():
-            latents = model.diffusion.sample(
-                n,
-                cond,
-                settings,
-                generator=generator,
-                batch_size=batch_size,
-                x0_guide=guide,
-                denoiser=model.sampling_denoiser(settings.use_ema),
-            )
-            # latents: (n, C, h, w), raw VQ-VAE latent units
+            # (n, C, h, w), raw VQ-VAE latent units
+            latents = model.diffusion.sample(n, cond, settings, x0_guide=guide, **options)
             rooms = torch.cat([model.vqvae.decode_latents(z).cpu() for z in latents.split(batch_size)])
-    finally:
-        model.train(was_training)
     return rooms.to(torch.uint8)

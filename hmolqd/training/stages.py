@@ -20,6 +20,7 @@ from torch import nn
 
 from hmolqd.config import Config, Stage
 from hmolqd.data.attributes import condition_tokens
+from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
 
@@ -130,11 +131,8 @@ def set_train_mode(gen: RoomModel, stage: Stage) -> None:
 @torch.no_grad()
 def encode_all(gen: RoomModel, rooms: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
     """Continuous VQ-VAE latents `(N, C, h, w)` of rooms `(N, 16, 11)`, in eval mode (no codebook updates)."""
-    was_training = gen.vqvae.training
-    gen.vqvae.eval()
-    z = torch.cat([gen.vqvae.encode(rooms[i : i + batch_size]) for i in range(0, len(rooms), batch_size)])
-    gen.vqvae.train(was_training)
-    return z
+    with eval_mode(gen.vqvae):
+        return torch.cat([gen.vqvae.encode(rooms[i : i + batch_size]) for i in range(0, len(rooms), batch_size)])
 
 
 @torch.no_grad()
