@@ -30,7 +30,7 @@ from hmolqd.data.tiles import ROOM_H, ROOM_W, TILES, VOID
 from hmolqd.dungeon.build import Dungeon
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
-from hmolqd.render import dungeon_to_rgb
+from hmolqd.render import dungeon_to_rgb, legend_beside
 
 KIND_CODE: dict[str, str] = {"boss": "K", "key": "k", "item": "I", "bomb": "b", "soft": "l", "open": ""}
 LOCK_COLORS: dict[str, str] = {"key": "#ff2020", "boss": "#d020ff", "item": "#ff9000", "switch": "#00e0ff"}
@@ -133,13 +133,7 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
         Line2D([], [], linestyle="--", color="black", marker="o", label="stair link"),
         Line2D([], [], linestyle="", marker="x", color="red", label="room failing its checks"),
     ]
-    fig.legend(
-        handles=handles,
-        loc="upper left",
-        bbox_to_anchor=((margin + w_in + 0.1) / fig_w, 1 - (margin + title_h) / fig_h),
-        fontsize=8,
-        frameon=False,
-    )
+    legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
     if title:
         fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, title, ha="center", va="center", fontsize=10)
     return fig
