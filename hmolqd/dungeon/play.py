@@ -37,6 +37,7 @@ got stuck: the rooms reached at best and what each door on their border needs.
 from __future__ import annotations
 
 from collections import deque
+from typing import NamedTuple
 
 import torch
 
@@ -91,77 +92,100 @@ def play(g: CellGraph, max_states: int = 200_000) -> PlayResult:
     goal = goal_room(g)
     key_rooms = frozenset(i for i, room in enumerate(layout.rooms) if RoomLabel.KEY in room.labels)
     key_doors = sum(1 for link in layout.links if "key" in (link.kind_ab, link.kind_ba))
-    found = None if reversible(layout) else _state_search(g, goal, max_states)
-    if found is not None:
-        moves, opened, states = found
-        if moves is not None:
-            reached = len(_region(g, opened)[1])
-            return solution_result(g, moves, len(key_rooms), key_doors, len(opened), reached, states)
+    exact = None if reversible(layout) else _state_search(g, goal, max_states)
+    if exact is not None and exact.moves is not None:
+        reached = len(_region(g, exact.opened)[1])
+        return solution_result(g, exact.moves, len(key_rooms), key_doors, len(exact.opened), reached, exact.states)
     # Not beaten (or too many states for the exact search): the closure over opened-door sets says where the
     # player is stuck, or finds a winning order that the lazy player then walks.
-    start: frozenset[int] = frozenset()
-    parent: dict[frozenset[int], tuple[frozenset[int], int] | None] = {start: None}
-    queue = deque([start])
-    best: tuple[int, frozenset[int], set[int], set[int]] = (-1, start, set(), set())
+    return _play_key_orders(g, _Counts(goal, key_rooms, key_doors), max_states, exact)
+
+
+class _Counts(NamedTuple):
+    """What `play` knows of the layout before searching: the goal room, the rooms holding a small key (indices
+    into `layout.rooms`) and the links with a key-locked direction."""
+
+    goal: int
+    key_rooms: frozenset[int]
+    key_doors: int
+
+
+class _Exact(NamedTuple):
+    """The exact search's answer: the fewest passages to the goal (None: the goal cannot be reached), the key
+    doors opened on the way, the states visited."""
+
+    moves: list[Move] | None
+    opened: frozenset[int]
+    states: int
+
+
+class _DeadEnd(NamedTuple):
+    """The best the closure search got to: the key doors opened, the cells and rooms reached."""
+
+    opened: frozenset[int]
+    cells: set[int]
+    rooms: set[int]
+
+
+def _play_key_orders(g: CellGraph, counts: _Counts, max_states: int, exact: _Exact | None) -> PlayResult:
+    """Breadth first over the sets of opened key doors (module docstring): a playthrough of the first set that
+    reaches the goal, else where the player is stuck. `exact`: the exact search's answer, when it ran (then
+    the goal was not reached, and a key order that reaches it is cut off by one-way doors)."""
+    parent: dict[frozenset[int], tuple[frozenset[int], int] | None] = {frozenset(): None}
+    queue = deque(parent)
+    best: _DeadEnd | None = None
     limit = ""
-    while queue:
+    while queue and not limit:
         opened = queue.popleft()
         cells, rooms = _region(g, opened)
-        if len(rooms) > best[0]:
-            best = (len(rooms), opened, cells, rooms)
-        if goal in rooms and found is not None:  # the exact search says no: one-way doors cut every such order off
+        if best is None or len(rooms) > len(best.rooms):
+            best = _DeadEnd(opened, cells, rooms)
+        if counts.goal in rooms and exact is not None:
             limit = "one-way doors: every way to the goal found by key order leaves the player cut off on the way"
-            break
-        if goal in rooms:
-            order = []
-            state = opened
-            while parent[state] is not None:
-                state, door = parent[state]  # type: ignore[misc]
-                order.append(door)
-            played = playthrough(g, order[::-1], len(key_rooms), key_doors, len(rooms), len(parent))
+        elif counts.goal in rooms:
+            order = _key_order(parent, opened)
+            played = playthrough(g, order, len(counts.key_rooms), counts.key_doors, len(rooms), len(parent))
             if played is not None:
                 return played
             limit = f"search limit of {max_states} states reached; the key order found could not be walked"
-            break
-        if len(key_rooms & rooms) - len(opened) <= 0:
-            continue
-        for u in sorted(cells):
-            for m in g.moves[u]:
-                if (
-                    m.kind == "key"
-                    and m.to not in cells
-                    and m.link not in opened
-                    and (nxt := opened | {m.link}) not in parent
-                ):
-                    if len(parent) >= max_states:
-                        limit = f"search limit of {max_states} states reached"
-                        queue.clear()
-                        break
-                    parent[nxt] = (opened, m.link)
-                    queue.append(nxt)
-            if limit:
-                break
-    _, opened, cells, rooms = best
-    stuck = limit or _stuck(g, opened, cells, rooms, key_rooms)
+        elif len(counts.key_rooms & rooms) - len(opened) > 0:  # a key in hand: open one more key door
+            for wider, door in _one_door_more(g, opened, cells):
+                if wider in parent:
+                    continue
+                if len(parent) >= max_states:
+                    limit = f"search limit of {max_states} states reached"
+                    break
+                parent[wider] = (opened, door)
+                queue.append(wider)
+    assert best is not None  # the empty set of opened doors was searched
+    stuck = limit or _stuck(g, best.opened, best.cells, best.rooms, counts.key_rooms)
+    states = len(parent) if exact is None else exact.states
+    n_rooms, n_keys = len(g.layout.rooms), len(counts.key_rooms)
     return PlayResult(
-        False,
-        (),
-        (),
-        0,
-        0,
-        len(layout.rooms),
-        0,
-        0,
-        len(key_rooms),
-        key_doors,
-        len(opened),
-        len(rooms),
-        len(parent) if found is None else found[2],
-        stuck,
+        False, (), (), 0, 0, n_rooms, 0, 0, n_keys, counts.key_doors, len(best.opened), len(best.rooms), states, stuck
     )
 
 
-def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] | None, frozenset[int], int] | None:
+def _key_order(parent: dict[frozenset[int], tuple[frozenset[int], int] | None], opened: frozenset[int]) -> list[int]:
+    """The key doors in the order they were opened to get the set `opened` (`parent`: set -> (set before, door))."""
+    order = []
+    while (step := parent[opened]) is not None:
+        opened, door = step
+        order.append(door)
+    return order[::-1]
+
+
+def _one_door_more(g: CellGraph, opened: frozenset[int], cells: set[int]) -> list[tuple[frozenset[int], int]]:
+    """(opened plus one key door, that door) for each key door on the border of `cells`, in the order found."""
+    return [
+        (opened | {m.link}, m.link)
+        for u in sorted(cells)
+        for m in g.moves[u]
+        if m.kind == "key" and m.to not in cells and m.link not in opened
+    ]
+
+
+def _state_search(g: CellGraph, goal: int, max_states: int) -> _Exact | None:
     """Breadth first over (cell, key doors opened, pick-up rooms visited): the fewest passages to the goal.
 
     Exact with one-way doors (where the player stands matters). Returns (moves or None when the goal cannot
@@ -194,7 +218,7 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
             while prev[at] is not None:
                 at, move = prev[at]  # type: ignore[misc]
                 moves.append(move)
-            return moves[::-1], frozenset(k for k, b in link_bit.items() if opened & b), len(prev)
+            return _Exact(moves[::-1], frozenset(k for k, b in link_bit.items() if opened & b), len(prev))
         have = carried(got)
         keys = bin(got & key_bits).count("1") - bin(opened).count("1")
         if opened not in links_of:
@@ -213,7 +237,7 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
                 return None
             prev[nxt] = (state, m)
             queue.append(nxt)
-    return None, frozenset(), len(prev)
+    return _Exact(None, frozenset(), len(prev))
 
 
 def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int], key_rooms: frozenset[int]) -> str:
