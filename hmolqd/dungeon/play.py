@@ -8,7 +8,8 @@ the **cell** (room, component) and walks the tiles afterwards. Cells connect thr
 the one definition of tile geometry); a layout without tiles is played with one cell per room (the
 `hmolqd.dungeon.mission` view).
 
-Rules (one definition each, `passable` and `_collect`; the door kinds of `hmolqd.dungeon.layout`):
+Rules (one definition each, in `hmolqd.dungeon.rules`: `passable`, `PICKUPS`; the door kinds of
+`hmolqd.dungeon.layout`):
 
 - a passage serves one link and is travelled with that link's kind in the direction of travel: "open",
   "soft" (shutters open once the room is cleared), "bomb" (bombs are at hand) pass; "none" (the backward
