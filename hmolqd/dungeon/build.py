@@ -26,6 +26,7 @@ import torch
 
 from hmolqd.data.playability import playable_mask, walkable_components
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, door_sides, has_stairs, screen_sides
+from hmolqd.dungeon.codes import RoomLabel
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
@@ -33,7 +34,8 @@ from hmolqd.dungeon.play import PlayResult, play_dungeon
 from hmolqd.dungeon.source import RoomSource, room_attributes
 from hmolqd.dungeon.walk import WalkResult, door_positions, tile_passages, walk_dungeon
 
-MONSTER_LABELS = frozenset({"e", "m", "b"})  # node labels of rooms with enemies (enemy, mini-boss, boss)
+# Node labels of rooms with enemies (plain strings, as in `Room.labels`).
+MONSTER_LABELS = frozenset(label.value for label in (RoomLabel.ENEMIES, RoomLabel.MINIBOSS, RoomLabel.BOSS))
 _ROUND_SEED = 1_000_003  # seed of regeneration round r: seed + r * _ROUND_SEED
 
 

@@ -28,11 +28,20 @@ from matplotlib.patches import Patch, Rectangle
 from hmolqd.atomic import atomic_write, atomic_write_text
 from hmolqd.data.tiles import ROOM_H, ROOM_W, TILES, VOID
 from hmolqd.dungeon.build import Dungeon
+from hmolqd.dungeon.codes import DoorCode
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
 from hmolqd.render import dungeon_to_rgb, legend_beside
 
-KIND_CODE: dict[str, str] = {"boss": "K", "key": "k", "item": "I", "bomb": "b", "soft": "l", "open": ""}
+# The label code written for each door kind (plain strings, as in the graph files).
+KIND_CODE: dict[str, str] = {
+    "boss": DoorCode.BOSS_LOCKED.value,
+    "key": DoorCode.KEY_LOCKED.value,
+    "item": DoorCode.ITEM_LOCKED.value,
+    "bomb": DoorCode.BOMBABLE.value,
+    "soft": DoorCode.SOFT_LOCKED.value,
+    "open": "",
+}
 LOCK_COLORS: dict[str, str] = {"key": "#ff2020", "boss": "#d020ff", "item": "#ff9000", "switch": "#00e0ff"}
 FRAME_COLORS: dict[str, str] = {"start": "#20ff40", "goal": "#ffe000", "boss": "#ff40a0"}
 STAIR_COLOR = "#ffffff"
