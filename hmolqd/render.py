@@ -41,8 +41,9 @@ the same table as a `(NUM_TILES, 3)` uint8 array in index order.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import BinaryIO, Sequence
+from typing import Any, BinaryIO
 
 import numpy as np
 import torch
@@ -88,7 +89,8 @@ SCREEN_TO_TEXT_SIDE: dict[str, str] = {screen: text for text, screen in TEXT_TO_
 
 
 def describe_doors(doors: Sequence[bool] | np.ndarray | torch.Tensor) -> str:
-    """One door vector `(4,)` in tiles.SIDES order -> its sides as seen on screen, e.g. 'doors north, south; none east, west'."""
+    """One door vector `(4,)` in tiles.SIDES order -> its sides as seen on screen, e.g.
+    'doors north, south; none east, west'."""
     flags = [bool(d) for d in (doors.tolist() if isinstance(doors, (torch.Tensor, np.ndarray)) else doors)]
     if len(flags) != len(SIDES):
         raise ValueError(f"doors must hold {len(SIDES)} flags in tiles.SIDES order {SIDES}, got {len(flags)}")
@@ -97,7 +99,8 @@ def describe_doors(doors: Sequence[bool] | np.ndarray | torch.Tensor) -> str:
         return "doors on all four sides"
     if not on:
         return "no doors"
-    return f"doors {', '.join(s for s in SCREEN_SIDES if s in on)}; none {', '.join(s for s in SCREEN_SIDES if s not in on)}"
+    off = [s for s in SCREEN_SIDES if s not in on]
+    return f"doors {', '.join(s for s in SCREEN_SIDES if s in on)}; none {', '.join(off)}"
 
 
 def to_screen(grid: np.ndarray | torch.Tensor) -> np.ndarray | torch.Tensor:
@@ -225,7 +228,8 @@ def dungeon_to_rgb(
         p = v.detach().cpu().numpy() if isinstance(v, torch.Tensor) else np.asarray(v)
         if p.shape != (n,) or not np.issubdtype(p.dtype, np.integer) or (p < 0).any():
             raise ValueError(
-                f"{name} must be {n} ints >= 0 (one text slot index per room), got {p.dtype} {p.shape}: {p.tolist()[:8]}"
+                f"{name} must be {n} ints >= 0 (one text slot index per room), "
+                f"got {p.dtype} {p.shape}: {p.tolist()[:8]}"
             )
         pos.append(p.astype(np.int64))
     r, c = pos
@@ -310,14 +314,21 @@ def _draw_figure(
             handles.append(
                 Patch(facecolor="white", edgecolor=np.array(MARK_COLOR) / 255, linewidth=2, label=mark_label)
             )
-        fig.legend(
-            handles=handles,
-            loc="upper left",
-            bbox_to_anchor=((margin + w_in + 0.1) / fig_w, 1 - (margin + title_h) / fig_h),
-            fontsize=8,
-            frameon=False,
-        )
+        legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
     return fig
+
+
+def legend_beside(fig: Figure, handles: Sequence[Any], left_in: float, top_in: float) -> None:
+    """The legend of a figure drawn beside its image: `handles` in one column, the top-left corner `left_in`
+    inches from the figure's left edge and `top_in` from its top (the figure's size already set)."""
+    fig_w, fig_h = fig.get_size_inches()
+    fig.legend(
+        handles=handles,
+        loc="upper left",
+        bbox_to_anchor=(left_in / fig_w, 1 - top_in / fig_h),
+        fontsize=8,
+        frameon=False,
+    )
 
 
 def save_png(

@@ -11,10 +11,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from hmolqd.dungeon.build import Dungeon, DungeonConfig, build_dungeons, plan
+from hmolqd.dungeon.build import DEFAULT_CONFIG, Dungeon, DungeonConfig, build_dungeons, plan
 from hmolqd.dungeon.export import write_dungeon
 from hmolqd.dungeon.layout import Layout, read_layout
-from hmolqd.dungeon.sampler import SamplerConfig, sample_layout
+from hmolqd.dungeon.sampler import DEFAULT_SAMPLER, SamplerConfig, sample_layout
 from hmolqd.dungeon.source import ModelRoomSource, RoomSource
 
 
@@ -42,7 +42,7 @@ def layouts_for(
     count: int,
     rooms: int | None,
     seed: int,
-    sampler: SamplerConfig = SamplerConfig(),
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
 ) -> list[Layout]:
     """The given graphs (paths are read with `read_layout`), or `count` layouts sampled with seeds seed, seed+1, ..."""
     if graphs:
@@ -61,8 +61,8 @@ def generate_dungeons(
     count: int = 1,
     rooms: int | None = None,
     seed: int = 0,
-    config: DungeonConfig = DungeonConfig(),
-    sampler: SamplerConfig = SamplerConfig(),
+    config: DungeonConfig = DEFAULT_CONFIG,
+    sampler: SamplerConfig = DEFAULT_SAMPLER,
     **sampling: Any,
 ) -> list[Dungeon]:
     """Dungeons for `graphs` (or `count` sampled layouts of `rooms` rooms), all rooms in batched calls."""
@@ -79,7 +79,7 @@ def generate_dungeon(
     seed: int = 0,
     out: str | Path | None = None,
     stem: str = "dungeon",
-    config: DungeonConfig = DungeonConfig(),
+    config: DungeonConfig = DEFAULT_CONFIG,
     **sampling: Any,
 ) -> Dungeon:
     """One dungeon from a room model (a `RoomModel`, the path of `model_final.pt`, or any RoomSource): for the
@@ -125,7 +125,7 @@ def dungeon_metrics(dungeons: Sequence[Dungeon]) -> dict[str, Any]:
 
 
 def evaluation_section(
-    model: Any, data_dir: str | Path, *, seed: int = 0, config: DungeonConfig = DungeonConfig(), **sampling: Any
+    model: Any, data_dir: str | Path, *, seed: int = 0, config: DungeonConfig = DEFAULT_CONFIG, **sampling: Any
 ) -> dict[str, Any]:
     """The dungeon section of the evaluation report: the 18 real room graphs of `data_dir` built once with
     `seed` (one batched build), as `dungeon_metrics` plus the settings and the seconds it took; a data
@@ -158,11 +158,13 @@ def format_summary(dungeon: Dungeon) -> str:
     lines = [
         f"dungeon {s['name']} ({s['source']}): {s['rooms']} rooms on a {s['grid'][0]}x{s['grid'][1]} grid, "
         f"{s['door_links']} doors, {s['stair_links']} stair links, {s['locked_doors']} locked doors",
-        f"rooms from {s['room_source']}: {regen['rooms_regenerated']} regenerated ({100 * regen['share_regenerated']:.0f} %), "
+        f"rooms from {s['room_source']}: {regen['rooms_regenerated']} regenerated "
+        f"({100 * regen['share_regenerated']:.0f} %), "
         f"{regen['rooms_failing']} still failing, {s['playable']} of {s['rooms']} playable",
         f"walkable: {'yes' if walk.walkable else 'no'} ({walk.reached}/{walk.rooms} rooms reached; before regeneration "
         f"{before.reached}/{before.rooms}); doors agree: {'yes' if walk.doors_agree else 'no'}",
-        f"mission: {'beatable' if mission.beatable else 'NOT beatable'} ({mission.keys} keys, {mission.key_doors} key doors, "
+        f"mission: {'beatable' if mission.beatable else 'NOT beatable'} "
+        f"({mission.keys} keys, {mission.key_doors} key doors, "
         f"{mission.keys_used} used; boss before goal: {'yes' if mission.boss_before_goal else 'no'})"
         + ("" if mission.beatable else f"; stuck: {mission.stuck}"),
     ]

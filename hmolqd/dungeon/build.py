@@ -1,6 +1,7 @@
 """From layouts to finished dungeons: embed, ask the room source for every room in batched calls, regenerate
-the rooms that fail their checks a bounded number of times, then walk each dungeon, check its mission and play it with the whole-dungeon player (`hmolqd.dungeon.play`),
-on the first rooms (before regeneration) and on the final ones.
+the rooms that fail their checks a bounded number of times, then walk each dungeon, check its mission and play
+it with the whole-dungeon player (`hmolqd.dungeon.play`), on the first rooms (before regeneration) and on the
+final ones.
 
 A room passes its checks when (1) it is playable (`hmolqd.data.playability`; a room whose only way in is
 its stair link needs no door), (2) its door sides are
@@ -25,6 +26,7 @@ import torch
 
 from hmolqd.data.playability import playable_mask, walkable_components
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, door_sides, has_stairs, screen_sides
+from hmolqd.dungeon.codes import RoomLabel
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
@@ -32,7 +34,8 @@ from hmolqd.dungeon.play import PlayResult, play_dungeon
 from hmolqd.dungeon.source import RoomSource, room_attributes
 from hmolqd.dungeon.walk import WalkResult, door_positions, tile_passages, walk_dungeon
 
-MONSTER_LABELS = frozenset({"e", "m", "b"})  # node labels of rooms with enemies (enemy, mini-boss, boss)
+# Node labels of rooms with enemies (plain strings, as in `Room.labels`).
+MONSTER_LABELS = frozenset(label.value for label in (RoomLabel.ENEMIES, RoomLabel.MINIBOSS, RoomLabel.BOSS))
 _ROUND_SEED = 1_000_003  # seed of regeneration round r: seed + r * _ROUND_SEED
 
 
@@ -53,6 +56,9 @@ class DungeonConfig:
             low = 0 if name in ("max_regenerations", "max_stair_links") else 1
             if isinstance(value, bool) or not isinstance(value, int) or value < low:
                 raise ValueError(f"DungeonConfig.{name} must be an int >= {low}, got {value!r}")
+
+
+DEFAULT_CONFIG = DungeonConfig()  # the default of every `config=` of the dungeon pipeline (one frozen instance)
 
 
 @dataclass(frozen=True, eq=False)
@@ -125,7 +131,7 @@ class Dungeon:
         }
 
 
-def plan(layout: Layout, config: DungeonConfig = DungeonConfig(), seed: int = 0) -> Plan:
+def plan(layout: Layout, config: DungeonConfig = DEFAULT_CONFIG, seed: int = 0) -> Plan:
     """Embed `layout` and derive each room's request (doors from grid neighbours, stairs from stair links,
     monsters from the e/m/b labels, playable always)."""
     emb = embed(layout, seed=seed, attempts=config.embed_attempts, max_stair_links=config.max_stair_links)
@@ -211,7 +217,7 @@ def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor, max_states: int) -> li
 
 
 def build_dungeons(
-    plans: Sequence[Plan], source: RoomSource, config: DungeonConfig = DungeonConfig(), seed: int = 0
+    plans: Sequence[Plan], source: RoomSource, config: DungeonConfig = DEFAULT_CONFIG, seed: int = 0
 ) -> list[Dungeon]:
     """Generate the rooms of every plan in batched calls with bounded regeneration (module docstring)."""
     if not plans:

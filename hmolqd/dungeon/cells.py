@@ -10,9 +10,8 @@ import torch
 
 from hmolqd.data.playability import walkable_components
 from hmolqd.data.tiles import ROOM_H, ROOM_W, STAIR
-from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import Layout
-from hmolqd.dungeon.walk import Passage, Passages, start_label, tile_passages
+from hmolqd.dungeon.walk import Passage, TileView, start_label
 
 
 @dataclass(frozen=True)
@@ -134,15 +133,6 @@ def tile_graph(
     return _assemble(layout, cells, edges, cell_of[(s, lab)], tile, labels)  # type: ignore[arg-type]
 
 
-def dungeon_graph(
-    layout: Layout,
-    embedding: Embedding,
-    rooms: torch.Tensor,
-    labels: torch.Tensor | None = None,
-    found: Passages | None = None,
-) -> CellGraph:
-    """The cell graph of a built dungeon (rooms at `embedding.slots`; `found`: their `tile_passages`, if known)."""
-    rooms = rooms.long()
-    labels = walkable_components(rooms) if labels is None else labels
-    found = tile_passages(layout, embedding, rooms, labels) if found is None else found
-    return tile_graph(layout, rooms, found.passages, labels)
+def dungeon_graph(layout: Layout, view: TileView) -> CellGraph:
+    """The cell graph of a built dungeon: its rooms, labels and passages (`hmolqd.dungeon.walk.tile_view`)."""
+    return tile_graph(layout, view.rooms, view.found.passages, view.labels)

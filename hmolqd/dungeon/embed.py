@@ -150,7 +150,8 @@ def _attempt(layout: Layout, rng: random.Random) -> dict[int, tuple[int, int]]:
             anchor = slots[next(iter(placed_nbrs))] if placed_nbrs else slots[next(iter(stair_adj[v] & slots.keys()))]
             candidates = {_nearest_free(anchor, taken)}
 
-        def score(slot: tuple[int, int]) -> tuple[float, float]:
+        def score(slot: tuple[int, int], v: int = v) -> tuple[float, float]:
+            """How good `slot` is for room `v` (bound here: `max` calls this within the loop's step)."""
             around = [taken.get((slot[0] + dr, slot[1] + dc)) for dr, dc in SIDE_OFFSETS]
             doors_made = sum(1 for u in around if u is not None and u in adj[v])
             # Filling the last free slot of a room that still waits for neighbours forces a stair link there.

@@ -28,11 +28,20 @@ from matplotlib.patches import Patch, Rectangle
 from hmolqd.atomic import atomic_write, atomic_write_text
 from hmolqd.data.tiles import ROOM_H, ROOM_W, TILES, VOID
 from hmolqd.dungeon.build import Dungeon
+from hmolqd.dungeon.codes import DoorCode
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
-from hmolqd.render import dungeon_to_rgb
+from hmolqd.render import dungeon_to_rgb, legend_beside
 
-KIND_CODE: dict[str, str] = {"boss": "K", "key": "k", "item": "I", "bomb": "b", "soft": "l", "open": ""}
+# The label code written for each door kind (plain strings, as in the graph files).
+KIND_CODE: dict[str, str] = {
+    "boss": DoorCode.BOSS_LOCKED.value,
+    "key": DoorCode.KEY_LOCKED.value,
+    "item": DoorCode.ITEM_LOCKED.value,
+    "bomb": DoorCode.BOMBABLE.value,
+    "soft": DoorCode.SOFT_LOCKED.value,
+    "open": "",
+}
 LOCK_COLORS: dict[str, str] = {"key": "#ff2020", "boss": "#d020ff", "item": "#ff9000", "switch": "#00e0ff"}
 FRAME_COLORS: dict[str, str] = {"start": "#20ff40", "goal": "#ffe000", "boss": "#ff40a0"}
 STAIR_COLOR = "#ffffff"
@@ -133,13 +142,7 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
         Line2D([], [], linestyle="--", color="black", marker="o", label="stair link"),
         Line2D([], [], linestyle="", marker="x", color="red", label="room failing its checks"),
     ]
-    fig.legend(
-        handles=handles,
-        loc="upper left",
-        bbox_to_anchor=((margin + w_in + 0.1) / fig_w, 1 - (margin + title_h) / fig_h),
-        fontsize=8,
-        frameon=False,
-    )
+    legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
     if title:
         fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, title, ha="center", va="center", fontsize=10)
     return fig

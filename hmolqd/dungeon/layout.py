@@ -30,6 +30,7 @@ from pathlib import Path
 
 from hmolqd.data.graph import DungeonGraph, parse_dot
 from hmolqd.data.vglc import read_text
+from hmolqd.dungeon.codes import DoorCode, RoomLabel
 
 # Door kinds, strongest first: a direction labelled with several codes takes the first that applies.
 KIND_ORDER: tuple[str, ...] = ("boss", "key", "item", "switch", "bomb", "soft", "open")
@@ -38,7 +39,13 @@ NO_PASSAGE = "none"  # the backward direction of a one-way edge
 # Rooms of one layout, at most: the largest real dungeon has 66; planning a layout grows with the square of its
 # rooms (0.85 s for a 200-room path graph, 4.5 s for 400, CPU), so a bigger graph is refused before any work.
 MAX_ROOMS = 200
-_CODE_KIND: dict[str, str] = {"K": "boss", "k": "key", "I": "item", "b": "bomb", "l": "soft"}
+_CODE_KIND: dict[str, str] = {
+    DoorCode.BOSS_LOCKED: "boss",
+    DoorCode.KEY_LOCKED: "key",
+    DoorCode.ITEM_LOCKED: "item",
+    DoorCode.BOMBABLE: "bomb",
+    DoorCode.SOFT_LOCKED: "soft",
+}
 # `N [..]` or `N -> M [..]` with its attribute list; labels may span lines (LoZ_5..LoZ_9) but hold no "]".
 _STATEMENT_ATTRS = re.compile(r"(?P<head>(?P<src>\d+)[ \t]*(?:->[ \t]*(?P<dst>\d+)[ \t]*)?)\[(?P<body>[^\]]*)\]")
 _LABEL = re.compile(r'label[ \t]*=[ \t]*"[^"]*"')
@@ -138,23 +145,24 @@ class Layout:
 def direction_kind(codes: frozenset[str]) -> str:
     """Door kind for one direction of travel from its label codes (see the module docstring)."""
     kinds = {_CODE_KIND[c] for c in codes if c in _CODE_KIND}
-    kinds |= {"switch" for c in codes if c.startswith("S")}
+    kinds |= {"switch" for c in codes if c.startswith(DoorCode.SWITCH)}
     return next((kind for kind in KIND_ORDER if kind in kinds), "open")
 
 
 def switch_codes(codes: frozenset[str]) -> frozenset[str]:
-    """The switch codes (`S`, `S1`, ...) among label codes; a switch door opens once a room with its code was visited."""
-    return frozenset(c for c in codes if c.startswith("S"))
+    """The switch codes (`S`, `S1`, ...) among label codes; a switch door opens once a room with its code was
+    visited."""
+    return frozenset(c for c in codes if c.startswith(DoorCode.SWITCH))
 
 
 def _pick_goal(graph: DungeonGraph, source: str, links: set[tuple[int, int]]) -> int:
-    goals = [node.id for node in graph.nodes if "t" in node.labels]
+    goals = [node.id for node in graph.nodes if RoomLabel.GOAL in node.labels]
     if not goals:
         raise LayoutError(f"graph {source}: no goal room; one node must carry the label 't' (triforce)")
     if len(goals) == 1:
         return goals[0]
     # Several triforce labels (LoZ_3 marks an item room "e,i,t" too): the goal is the one beside the boss.
-    bosses = {node.id for node in graph.nodes if "b" in node.labels}
+    bosses = {node.id for node in graph.nodes if RoomLabel.BOSS in node.labels}
     beside = [g for g in goals if any(((min(g, b), max(g, b)) in links) for b in bosses)]
     return (beside or goals)[0]
 
@@ -184,18 +192,18 @@ def layout_from_graph(graph: DungeonGraph, source: str | None = None) -> Layout:
                 a=a,
                 b=b,
                 labels=union,
-                stair="s" in union,
+                stair=DoorCode.STAIR in union,
                 kind_ab=NO_PASSAGE if ab is None else direction_kind(ab),
                 kind_ba=NO_PASSAGE if ba is None else direction_kind(ba),
             )
         )
-    starts = [node.id for node in graph.nodes if "s" in node.labels]
+    starts = [node.id for node in graph.nodes if RoomLabel.START in node.labels]
     if len(starts) != 1:
         raise LayoutError(
             f"graph {source}: expected exactly one start room (node label 's'), found {len(starts)}: {starts}"
         )
     goal = _pick_goal(graph, source, pairs)
-    bosses = [node.id for node in graph.nodes if "b" in node.labels]
+    bosses = [node.id for node in graph.nodes if RoomLabel.BOSS in node.labels]
     layout = Layout(
         name=graph.name,
         source=source,
@@ -247,7 +255,8 @@ def read_layout(path: str | Path) -> Layout:
         unknown = sorted(set(attrs) - {"row", "col", "link"})
         if unknown:
             raise LayoutError(
-                f"{path}:{line}: unknown attribute(s) {unknown}; a room graph statement may carry label, row, col and link"
+                f"{path}:{line}: unknown attribute(s) {unknown}; "
+                "a room graph statement may carry label, row, col and link"
             )
         src, dst = int(match.group("src")), match.group("dst")
         if dst is None and attrs:

@@ -8,7 +8,8 @@ the **cell** (room, component) and walks the tiles afterwards. Cells connect thr
 the one definition of tile geometry); a layout without tiles is played with one cell per room (the
 `hmolqd.dungeon.mission` view).
 
-Rules (one definition each, `passable` and `_collect`; the door kinds of `hmolqd.dungeon.layout`):
+Rules (one definition each, in `hmolqd.dungeon.rules`: `passable`, `PICKUPS`; the door kinds of
+`hmolqd.dungeon.layout`):
 
 - a passage serves one link and is travelled with that link's kind in the direction of travel: "open",
   "soft" (shutters open once the room is cleared), "bomb" (bombs are at hand) pass; "none" (the backward
@@ -37,18 +38,21 @@ got stuck: the rooms reached at best and what each door on their border needs.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
-from hmolqd.data.tiles import ROOM_H, ROOM_W
 from hmolqd.dungeon.cells import CellGraph, Move, dungeon_graph, layout_graph, tile_graph
+from hmolqd.dungeon.codes import RoomLabel
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
-from hmolqd.dungeon.walk import Passages
+from hmolqd.dungeon.playthrough import goal_room, playthrough, solution_result
+from hmolqd.dungeon.rules import FREE_KINDS, PICKUPS, PlayResult, has_pickup, passable, reversible
+from hmolqd.dungeon.walk import Passages, tile_view
 
 __all__ = [
     "FREE_KINDS",
+    "PICKUPS",
     "CellGraph",
     "Move",
     "PlayResult",
@@ -62,84 +66,11 @@ __all__ = [
     "tile_graph",
 ]
 
-FREE_KINDS: frozenset[str] = frozenset({"open", "soft", "bomb"})
-PICKUPS: frozenset[str] = frozenset({"k", "K", "I"})  # and switch codes S, S1, ...
-_STEPS = ((-1, 0), (1, 0), (0, -1), (0, 1))
-
-
-def passable(
-    kind: str, link: int, link_labels: frozenset[str], opened: frozenset[int], carried: frozenset[str]
-) -> bool:
-    """May the player travel a passage of kind `kind` (of link `link`) with `opened` key doors and `carried` codes?"""
-    return (
-        kind in FREE_KINDS
-        or link in opened
-        or (kind == "boss" and "K" in carried)
-        or (kind == "item" and "I" in carried)
-        or (kind == "switch" and bool(switch_codes(link_labels) & switch_codes(carried)))
-    )
-
-
-def reversible(layout: Layout) -> bool:
-    """Every link passes both ways under the same condition: then what the player reaches it can leave again,
-    and the closure over opened-door sets is exact (no need to search where the player stands)."""
-    return all(
-        link.kind_ab == link.kind_ba or (link.kind_ab in FREE_KINDS and link.kind_ba in FREE_KINDS)
-        for link in layout.links
-    )
-
-
-def _has_pickup(codes: frozenset[str]) -> bool:
-    return bool(codes & PICKUPS) or bool(switch_codes(codes))
-
-
-@dataclass(frozen=True)
-class PlayResult:
-    beaten: bool
-    rooms_path: tuple[int, ...]  # room ids in visiting order (a room once per stay)
-    tiles: tuple[tuple[int, int, int], ...]  # (room id, row, col) walked; () for a layout-level play
-    length: int  # tile steps inside rooms + one per passage (layout-level: room moves)
-    rooms_on_path: int  # distinct rooms on the path
-    rooms: int
-    backtracking: int  # entries into a room already left before
-    rooms_backtracked: int  # distinct rooms re-entered
-    keys: int  # rooms labelled k
-    key_doors: int  # links with a key-locked direction
-    keys_used: int  # key doors opened on the solution (or at the best dead end)
-    reached: int  # rooms reachable when the goal was reached (beaten), or at the best dead end
-    states: int  # opened-door sets searched
-    stuck: str  # "" when beaten, else where the player is stuck
-
-    def to_json(self) -> dict[str, object]:
-        out = {k: list(v) if isinstance(v, tuple) else v for k, v in self.__dict__.items()}
-        out["tiles"] = [list(t) for t in self.tiles]
-        return out
-
-    @property
-    def path_share(self) -> float:
-        """Rooms on the solution path / rooms (the fitness of Schrum et al. 2020); 0 when not beaten."""
-        return self.rooms_on_path / self.rooms if self.beaten and self.rooms else 0.0
-
-
-class _Inventory:
-    """What the player carries while the lazy playthrough walks (module docstring)."""
-
-    def __init__(self, g: CellGraph) -> None:
-        self.g, self.visited, self.carried, self.keys, self.opened = g, set(), frozenset(), 0, frozenset()
-
-    def enter(self, cell: int) -> None:
-        room = self.g.cells[cell][0]
-        if room not in self.visited:
-            self.visited.add(room)
-            codes = self.g.layout.rooms[room].labels
-            self.carried |= codes
-            self.keys += int("k" in codes)
-
 
 def _region(g: CellGraph, opened: frozenset[int]) -> tuple[set[int], set[int]]:
     """Cells and rooms reached from the start with `opened` key doors, pick-ups applied as found (closure)."""
     reached = {g.start}
-    goal = _goal_room(g)
+    goal = goal_room(g)
     while True:
         size = len(reached)
         rooms = {g.cells[c][0] for c in reached}
@@ -156,94 +87,113 @@ def _region(g: CellGraph, opened: frozenset[int]) -> tuple[set[int], set[int]]:
             return reached, rooms
 
 
-def _goal_room(g: CellGraph) -> int:
-    return next(i for i, room in enumerate(g.layout.rooms) if room.id == g.layout.goal)
-
-
 def play(g: CellGraph, max_states: int = 200_000) -> PlayResult:
     """Search the game state of `g` (module docstring) -> `PlayResult`."""
     layout = g.layout
-    goal = _goal_room(g)
-    key_rooms = frozenset(i for i, room in enumerate(layout.rooms) if "k" in room.labels)
+    goal = goal_room(g)
+    key_rooms = frozenset(i for i, room in enumerate(layout.rooms) if RoomLabel.KEY in room.labels)
     key_doors = sum(1 for link in layout.links if "key" in (link.kind_ab, link.kind_ba))
-    found = None if reversible(layout) else _state_search(g, goal, max_states)
-    if found is not None:
-        moves, opened, states = found
-        if moves is not None:
-            reached = len(_region(g, opened)[1])
-            return _result(g, moves, len(key_rooms), key_doors, len(opened), reached, states)
+    exact = None if reversible(layout) else _state_search(g, goal, max_states)
+    if exact is not None and exact.moves is not None:
+        reached = len(_region(g, exact.opened)[1])
+        return solution_result(g, exact.moves, len(key_rooms), key_doors, len(exact.opened), reached, exact.states)
     # Not beaten (or too many states for the exact search): the closure over opened-door sets says where the
     # player is stuck, or finds a winning order that the lazy player then walks.
-    start: frozenset[int] = frozenset()
-    parent: dict[frozenset[int], tuple[frozenset[int], int] | None] = {start: None}
-    queue = deque([start])
-    best: tuple[int, frozenset[int], set[int], set[int]] = (-1, start, set(), set())
+    return _play_key_orders(g, _Counts(goal, key_rooms, key_doors), max_states, exact)
+
+
+class _Counts(NamedTuple):
+    """What `play` knows of the layout before searching: the goal room, the rooms holding a small key (indices
+    into `layout.rooms`) and the links with a key-locked direction."""
+
+    goal: int
+    key_rooms: frozenset[int]
+    key_doors: int
+
+
+class _Exact(NamedTuple):
+    """The exact search's answer: the fewest passages to the goal (None: the goal cannot be reached), the key
+    doors opened on the way, the states visited."""
+
+    moves: list[Move] | None
+    opened: frozenset[int]
+    states: int
+
+
+class _DeadEnd(NamedTuple):
+    """The best the closure search got to: the key doors opened, the cells and rooms reached."""
+
+    opened: frozenset[int]
+    cells: set[int]
+    rooms: set[int]
+
+
+def _play_key_orders(g: CellGraph, counts: _Counts, max_states: int, exact: _Exact | None) -> PlayResult:
+    """Breadth first over the sets of opened key doors (module docstring): a playthrough of the first set that
+    reaches the goal, else where the player is stuck. `exact`: the exact search's answer, when it ran (then
+    the goal was not reached, and a key order that reaches it is cut off by one-way doors)."""
+    parent: dict[frozenset[int], tuple[frozenset[int], int] | None] = {frozenset(): None}
+    queue = deque(parent)
+    best: _DeadEnd | None = None
     limit = ""
-    while queue:
+    while queue and not limit:
         opened = queue.popleft()
         cells, rooms = _region(g, opened)
-        if len(rooms) > best[0]:
-            best = (len(rooms), opened, cells, rooms)
-        if goal in rooms and found is not None:  # the exact search says no: one-way doors cut every such order off
+        if best is None or len(rooms) > len(best.rooms):
+            best = _DeadEnd(opened, cells, rooms)
+        if counts.goal in rooms and exact is not None:
             limit = "one-way doors: every way to the goal found by key order leaves the player cut off on the way"
-            break
-        if goal in rooms:
-            order = []
-            state = opened
-            while parent[state] is not None:
-                state, door = parent[state]  # type: ignore[misc]
-                order.append(door)
-            played = _playthrough(g, order[::-1], len(key_rooms), key_doors, len(rooms), len(parent))
+        elif counts.goal in rooms:
+            order = _key_order(parent, opened)
+            played = playthrough(g, order, len(counts.key_rooms), counts.key_doors, len(rooms), len(parent))
             if played is not None:
                 return played
             limit = f"search limit of {max_states} states reached; the key order found could not be walked"
-            break
-        if len(key_rooms & rooms) - len(opened) <= 0:
-            continue
-        for u in sorted(cells):
-            for m in g.moves[u]:
-                if (
-                    m.kind == "key"
-                    and m.to not in cells
-                    and m.link not in opened
-                    and (nxt := opened | {m.link}) not in parent
-                ):
-                    if len(parent) >= max_states:
-                        limit = f"search limit of {max_states} states reached"
-                        queue.clear()
-                        break
-                    parent[nxt] = (opened, m.link)
-                    queue.append(nxt)
-            if limit:
-                break
-    _, opened, cells, rooms = best
-    stuck = limit or _stuck(g, opened, cells, rooms, key_rooms)
+        elif len(counts.key_rooms & rooms) - len(opened) > 0:  # a key in hand: open one more key door
+            for wider, door in _one_door_more(g, opened, cells):
+                if wider in parent:
+                    continue
+                if len(parent) >= max_states:
+                    limit = f"search limit of {max_states} states reached"
+                    break
+                parent[wider] = (opened, door)
+                queue.append(wider)
+    assert best is not None  # the empty set of opened doors was searched
+    stuck = limit or _stuck(g, best.opened, best.cells, best.rooms, counts.key_rooms)
+    states = len(parent) if exact is None else exact.states
+    n_rooms, n_keys = len(g.layout.rooms), len(counts.key_rooms)
     return PlayResult(
-        False,
-        (),
-        (),
-        0,
-        0,
-        len(layout.rooms),
-        0,
-        0,
-        len(key_rooms),
-        key_doors,
-        len(opened),
-        len(rooms),
-        len(parent) if found is None else found[2],
-        stuck,
+        False, (), (), 0, 0, n_rooms, 0, 0, n_keys, counts.key_doors, len(best.opened), len(best.rooms), states, stuck
     )
 
 
-def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] | None, frozenset[int], int] | None:
+def _key_order(parent: dict[frozenset[int], tuple[frozenset[int], int] | None], opened: frozenset[int]) -> list[int]:
+    """The key doors in the order they were opened to get the set `opened` (`parent`: set -> (set before, door))."""
+    order = []
+    while (step := parent[opened]) is not None:
+        opened, door = step
+        order.append(door)
+    return order[::-1]
+
+
+def _one_door_more(g: CellGraph, opened: frozenset[int], cells: set[int]) -> list[tuple[frozenset[int], int]]:
+    """(opened plus one key door, that door) for each key door on the border of `cells`, in the order found."""
+    return [
+        (opened | {m.link}, m.link)
+        for u in sorted(cells)
+        for m in g.moves[u]
+        if m.kind == "key" and m.to not in cells and m.link not in opened
+    ]
+
+
+def _state_search(g: CellGraph, goal: int, max_states: int) -> _Exact | None:
     """Breadth first over (cell, key doors opened, pick-up rooms visited): the fewest passages to the goal.
 
     Exact with one-way doors (where the player stands matters). Returns (moves or None when the goal cannot
     be reached, the opened key doors, states visited), or None when `max_states` was reached first.
     """
     layout = g.layout
-    pick = [i for i, room in enumerate(layout.rooms) if _has_pickup(room.labels)]
+    pick = [i for i, room in enumerate(layout.rooms) if has_pickup(room.labels)]
     bit = {room: 1 << k for k, room in enumerate(pick)}
     key_bits = sum(bit[i] for i in pick if "k" in layout.rooms[i].labels)
     key_link = {m.link for moves in g.moves for m in moves if m.kind == "key"}
@@ -269,7 +219,7 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
             while prev[at] is not None:
                 at, move = prev[at]  # type: ignore[misc]
                 moves.append(move)
-            return moves[::-1], frozenset(k for k, b in link_bit.items() if opened & b), len(prev)
+            return _Exact(moves[::-1], frozenset(k for k, b in link_bit.items() if opened & b), len(prev))
         have = carried(got)
         keys = bin(got & key_bits).count("1") - bin(opened).count("1")
         if opened not in links_of:
@@ -288,158 +238,7 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> tuple[list[Move] 
                 return None
             prev[nxt] = (state, m)
             queue.append(nxt)
-    return None, frozenset(), len(prev)
-
-
-def _bfs(g: CellGraph, src: int, inv: _Inventory) -> dict[int, tuple[int, Move] | None]:
-    """Cell -> (previous cell, move) over the cells reachable from `src` with what `inv` holds now, in
-    breadth-first order (so the first cell found of a kind is a nearest one)."""
-    prev: dict[int, tuple[int, Move] | None] = {src: None}
-    queue = deque([src])
-    while queue:
-        u = queue.popleft()
-        for m in g.moves[u]:
-            if m.to not in prev and passable(m.kind, m.link, g.layout.links[m.link].labels, inv.opened, inv.carried):
-                prev[m.to] = (u, m)
-                queue.append(m.to)
-    return prev
-
-
-def _route(prev: dict[int, tuple[int, Move] | None], dst: int) -> list[Move]:
-    out = []
-    while prev[dst] is not None:
-        dst, move = prev[dst]  # type: ignore[misc]
-        out.append(move)
-    return out[::-1]
-
-
-def _playthrough(
-    g: CellGraph, order: list[int], keys: int, key_doors: int, reached: int, states: int
-) -> PlayResult | None:
-    """Play the winning order of key doors with the lazy player (module docstring)."""
-    goal = _goal_room(g)
-    inv = _Inventory(g)
-    inv.enter(g.start)
-    pos, moves = g.start, []
-    for target in [*order, None]:
-        while True:
-            prev = _bfs(g, pos, inv)
-            if target is None:
-                ends = [c for c in prev if g.cells[c][0] == goal]
-                step = None
-            else:
-                doors = (
-                    [(u, m) for u in prev for m in g.moves[u] if m.link == target and m.kind == "key"]
-                    if inv.keys
-                    else []
-                )
-                ends = [u for u, _ in doors]
-                step = doors[0][1] if doors else None
-            if ends:
-                dst = ends[0]  # prev is in breadth-first order: the nearest
-                if step is not None:
-                    step = next(m for u, m in doors if u == dst)
-                break
-            todo = [
-                c
-                for c in prev
-                if g.cells[c][0] not in inv.visited and _has_pickup(g.layout.rooms[g.cells[c][0]].labels)
-            ]
-            if not todo:  # one-way doors cut the lazy player off: no playthrough
-                return None
-            dst = todo[0]
-            for m in _route(prev, dst):
-                moves.append(m)
-                inv.enter(m.to)
-            pos = dst
-        for m in _route(prev, dst) + ([step] if step is not None else []):
-            moves.append(m)
-            inv.enter(m.to)
-        if step is not None:
-            inv.opened |= {target}
-            inv.keys -= 1
-        pos = moves[-1].to if moves else pos
-        if target is None:
-            break
-    return _result(g, moves, keys, key_doors, len(inv.opened), reached, states)
-
-
-def _tile_walk(g: CellGraph, room: int, src: tuple[int, int], dst: tuple[int, int]) -> list[tuple[int, int]]:
-    """Shortest tile path from `src` to `dst` inside one walkable component of room `room` (both included)."""
-    assert g.labels is not None
-    labels = g.label_lists(room)
-    lab = labels[src[0]][src[1]]
-    prev: dict[tuple[int, int], tuple[int, int] | None] = {src: None}
-    queue = deque([src])
-    while queue:
-        r, c = queue.popleft()
-        if (r, c) == dst:
-            break
-        for dr, dc in _STEPS:
-            nxt = (r + dr, c + dc)
-            if 0 <= nxt[0] < ROOM_H and 0 <= nxt[1] < ROOM_W and nxt not in prev and labels[nxt[0]][nxt[1]] == lab:
-                prev[nxt] = (r, c)
-                queue.append(nxt)
-    if dst not in prev:
-        raise RuntimeError(
-            f"play {g.layout.name}: tiles {src} and {dst} of room index {room} are not connected (a bug)"
-        )
-    path: list[tuple[int, int]] = []
-    at: tuple[int, int] | None = dst
-    while at is not None:
-        path.append(at)
-        at = prev[at]
-    return path[::-1]
-
-
-def _result(
-    g: CellGraph, moves: list[Move], keys: int, key_doors: int, keys_used: int, reached: int, states: int
-) -> PlayResult:
-    layout = g.layout
-    cells = [g.start] + [m.to for m in moves]
-    stays = [layout.rooms[g.cells[cells[0]][0]].id]
-    for c in cells[1:]:
-        room_id = layout.rooms[g.cells[c][0]].id
-        if room_id != stays[-1]:
-            stays.append(room_id)
-    left: set[int] = set()
-    reentries, again = 0, set()
-    for k, room_id in enumerate(stays):
-        if room_id in left:
-            reentries += 1
-            again.add(room_id)
-        if k:
-            left.add(stays[k - 1])
-    tiles: list[tuple[int, int, int]] = []
-    length = len(moves)
-    if g.labels is not None:
-        at = g.start_tile
-        for k, cell in enumerate(cells):
-            room = g.cells[cell][0]
-            exit_tile = moves[k].tile_from if k < len(moves) else None
-            if at is not None and exit_tile is not None:
-                walk = _tile_walk(g, room, at, exit_tile)
-            else:
-                walk = [at] if at is not None else []
-            tiles += [(layout.rooms[room].id, r, c) for r, c in walk]
-            length += max(len(walk) - 1, 0)
-            at = moves[k].tile_to if k < len(moves) else None
-    return PlayResult(
-        True,
-        tuple(stays),
-        tuple(tiles),
-        length,
-        len(set(stays)),
-        len(layout.rooms),
-        reentries,
-        len(again),
-        keys,
-        key_doors,
-        keys_used,
-        reached,
-        states,
-        "",
-    )
+    return _Exact(None, frozenset(), len(prev))
 
 
 def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int], key_rooms: frozenset[int]) -> str:
@@ -454,7 +253,10 @@ def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int
                 continue
             a, b = layout.rooms[g.cells[u][0]].id, layout.rooms[g.cells[m.to][0]].id
             if m.kind == "key":
-                need = f"{a}->{b} key-locked ({in_hand} key(s) in hand, {len(key_rooms & rooms)} picked up, {len(opened)} used)"
+                need = (
+                    f"{a}->{b} key-locked ({in_hand} key(s) in hand, "
+                    f"{len(key_rooms & rooms)} picked up, {len(opened)} used)"
+                )
             elif m.kind == "boss":
                 need = f"{a}->{b} needs the boss key (room labelled K not reached)"
             elif m.kind == "item":
@@ -493,4 +295,4 @@ def play_dungeon(
     found: Passages | None = None,
 ) -> PlayResult:
     """Play a built dungeon tile by tile (rooms `(n, 16, 11)` in layout.rooms order at `embedding.slots`)."""
-    return play(dungeon_graph(layout, embedding, rooms, labels, found), max_states)
+    return play(dungeon_graph(layout, tile_view(layout, embedding, rooms, labels, found)), max_states)

@@ -12,11 +12,11 @@ slot). `align` puts graph nodes on map slots by a beam search that maximises
   + 4 if the start node is on the map's last text column (the entrance, at the bottom of the screen map)
 
 placing nodes in breadth-first order from the start node, each next to a placed graph neighbour (or off the
-map; the start node always on it). The player then walks the map's tiles for the placed nodes; a node off the map is one cell without
-tiles; a graph link that the map does not show as facing doors (a stair passage, a bombed wall, a node off
-the map) joins the rooms' stair tiles, or where there is none the component the player would start in
-(`hmolqd.dungeon.play.tile_graph`'s `loose_links`). What the alignment could not match is reported per
-dungeon (`RealPlay.notes`), beside the result.
+map; the start node always on it). The player then walks the map's tiles for the placed nodes; a node off the
+map is one cell without tiles; a graph link that the map does not show as facing doors (a stair passage, a
+bombed wall, a node off the map) joins the rooms' stair tiles, or where there is none the component the
+player would start in (`hmolqd.dungeon.play.tile_graph`'s `loose_links`). What the alignment could not match
+is reported per dungeon (`RealPlay.notes`), beside the result.
 """
 
 from __future__ import annotations

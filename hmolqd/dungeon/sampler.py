@@ -1,9 +1,9 @@
-"""Sample dungeon layouts whose statistics follow the 18 real VGLC room graphs, and measure those statistics.
+"""Sample dungeon layouts whose statistics follow the 18 real VGLC room graphs.
 
-Each real graph is summarised as a `Template` (room count, loops, dead ends, start-to-goal distance,
-shares of door kinds and room labels); `REAL_TEMPLATES` holds the 18 of them (`tests/test_dungeon_layout.py`
-checks them against the corpus). `sample_layout` draws one template (seeded), then builds a layout on the
-grid that follows it:
+Each real graph is summarised as a `Template` (`hmolqd.dungeon.templates`: room count, loops, dead ends,
+start-to-goal distance, shares of door kinds and room labels); `REAL_TEMPLATES` holds the 18 of them
+(`tests/test_dungeon_layout.py` checks them against the corpus). `sample_layout` draws one template (seeded),
+then builds a layout on the grid that follows it:
 
 1. the main path: a self-avoiding walk from the start (one link, as in every real graph) to the goal,
    `start_goal_ratio * rooms` steps long; the room before the goal is the boss room (goal and boss are
@@ -27,123 +27,31 @@ from __future__ import annotations
 
 import math
 import random
-from collections import Counter
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass
+from typing import NamedTuple
 
-from hmolqd.dungeon.embed import SIDE_OFFSETS, Embedding
+from hmolqd.dungeon.codes import LOCK_CODES, DoorCode, RoomLabel
+from hmolqd.dungeon.embed import SIDE_OFFSETS
 from hmolqd.dungeon.layout import MAX_ROOMS, NO_PASSAGE, Layout, LayoutError, Link, Room, direction_kind
+from hmolqd.dungeon.templates import REAL_TEMPLATES, STAT_NAMES, LayoutStats, Template, layout_stats, template_of
+
+# The statistics live in `templates`; they are importable from here too, where they were defined before.
+__all__ = [
+    "DEFAULT_SAMPLER",
+    "MIN_ROOMS",
+    "REAL_TEMPLATES",
+    "STAT_NAMES",
+    "LayoutStats",
+    "PathEnds",
+    "SamplerConfig",
+    "Template",
+    "layout_from_template",
+    "layout_stats",
+    "sample_layout",
+    "template_of",
+]
 
 MIN_ROOMS = 4  # start, one room, boss, goal
-
-
-@dataclass(frozen=True)
-class Template:
-    """The statistics of one real graph that the sampler follows (shares are of links or of rooms)."""
-
-    name: str
-    rooms: int
-    cycle_rate: float  # (links - rooms + 1) / rooms
-    dead_share: float  # rooms with one link
-    start_goal_ratio: float  # start-to-goal hops / rooms
-    key_share: float  # links key-locked
-    item_share: float  # links locked by a key item or a switch
-    soft_share: float
-    bomb_share: float
-    stair_rate: float  # links labelled s / rooms
-    enemy_share: float  # rooms labelled e
-    puzzle_share: float  # p
-    item_room_share: float  # i
-    miniboss_share: float  # m
-
-
-def template_of(layout: Layout) -> Template:
-    """Measure a layout as a Template."""
-    n, links = len(layout.rooms), layout.links
-    e = max(len(links), 1)
-    degree = Counter(end for link in links for end in (link.a, link.b))
-    labels = Counter(code for room in layout.rooms for code in room.labels)
-
-    def share(*kinds: str) -> float:
-        return round(sum(1 for link in links if {link.kind_ab, link.kind_ba} & set(kinds)) / e, 4)
-
-    return Template(
-        name=layout.name,
-        rooms=n,
-        cycle_rate=round((len(links) - n + 1) / n, 4),
-        dead_share=round(sum(1 for room in layout.rooms if degree[room.id] == 1) / n, 4),
-        start_goal_ratio=round(layout.distances(layout.start)[layout.goal] / n, 4),
-        key_share=share("key"),
-        item_share=share("item", "switch"),
-        soft_share=share("soft"),
-        bomb_share=share("bomb"),
-        stair_rate=round(sum(link.stair for link in links) / n, 4),
-        enemy_share=round(labels["e"] / n, 4),
-        puzzle_share=round(labels["p"] / n, 4),
-        item_room_share=round(labels["i"] / n, 4),
-        miniboss_share=round(labels["m"] / n, 4),
-    )
-
-
-# template_of(read_layout(f)) for the 18 files of `Graph Processed/`, sorted by file name.
-REAL_TEMPLATES: tuple[Template, ...] = tuple(
-    Template(*row)
-    for row in (
-        ("LoZ2_1", 16, 0.0625, 0.3125, 0.4375, 0.125, 0.0, 0.25, 0.1875, 0.0, 0.6875, 0.375, 0.25, 0.0625),
-        ("LoZ2_2", 23, 0.1739, 0.1739, 0.4348, 0.1538, 0.0, 0.2308, 0.1154, 0.0435, 0.6957, 0.1304, 0.2174, 0.0435),
-        ("LoZ2_3", 12, 0.0, 0.25, 0.5, 0.2727, 0.0, 0.2727, 0.0, 0.0, 0.5833, 0.25, 0.25, 0.0),
-        ("LoZ2_4", 35, 0.2286, 0.1143, 0.2286, 0.0714, 0.0238, 0.2143, 0.0952, 0.0, 0.5429, 0.2857, 0.1429, 0.1143),
-        ("LoZ2_5", 19, 0.0, 0.2105, 0.6842, 0.1111, 0.0, 0.3333, 0.0, 0.0, 0.6842, 0.3684, 0.0526, 0.1053),
-        ("LoZ2_6", 30, 0.1333, 0.1667, 0.4333, 0.0909, 0.303, 0.1515, 0.1515, 0.0, 0.7333, 0.6, 0.1333, 0.0667),
-        ("LoZ2_7", 31, 0.129, 0.1613, 0.3871, 0.0588, 0.0, 0.4706, 0.0, 0.0, 0.5806, 0.7742, 0.1613, 0.0968),
-        ("LoZ2_8", 37, 0.1351, 0.1892, 0.2973, 0.0732, 0.0488, 0.3415, 0.0976, 0.027, 0.5946, 0.5946, 0.1351, 0.1622),
-        ("LoZ2_9", 66, 0.3788, 0.0606, 0.1515, 0.0, 0.0111, 0.2, 0.1, 0.0758, 0.5909, 0.697, 0.0909, 0.0),
-        ("LoZ_1", 19, 0.1053, 0.3158, 0.4211, 0.3, 0.0, 0.2, 0.15, 0.0, 0.6316, 0.1053, 0.1053, 0.0),
-        ("LoZ_2", 19, 0.3158, 0.1579, 0.5263, 0.125, 0.0, 0.2083, 0.2083, 0.0, 0.6842, 0.1053, 0.2105, 0.0526),
-        ("LoZ_3", 20, 0.15, 0.2, 0.4, 0.1818, 0.0, 0.2727, 0.0455, 0.05, 0.65, 0.1, 0.3, 0.0),
-        ("LoZ_4", 27, 0.1481, 0.1852, 0.4815, 0.2, 0.1333, 0.1667, 0.1333, 0.037, 0.5556, 0.3704, 0.1111, 0.037),
-        ("LoZ_5", 25, 0.12, 0.24, 0.44, 0.2222, 0.0, 0.2593, 0.1852, 0.04, 0.56, 0.28, 0.08, 0.04),
-        ("LoZ_6", 27, 0.1111, 0.1852, 0.5556, 0.1724, 0.0, 0.4483, 0.1034, 0.0, 0.6667, 0.2963, 0.1111, 0.037),
-        ("LoZ_7", 35, 0.1143, 0.2571, 0.4857, 0.1316, 0.0, 0.2632, 0.2632, 0.0, 0.5143, 0.4286, 0.3143, 0.2286),
-        ("LoZ_8", 28, 0.0714, 0.3214, 0.3214, 0.1034, 0.0, 0.3793, 0.2069, 0.0, 0.5, 0.3214, 0.2143, 0.1786),
-        ("LoZ_9", 62, 0.1774, 0.129, 0.2581, 0.2222, 0.0, 0.2222, 0.2639, 0.0323, 0.7258, 0.3387, 0.0645, 0.0645),
-    )
-)
-
-
-@dataclass(frozen=True)
-class LayoutStats:
-    """The statistics the bench compares between sampled and real layouts."""
-
-    rooms: int
-    grid_rows: int
-    grid_cols: int
-    mean_degree: float  # links per room (x2 / rooms)
-    branch_share: float  # rooms with 3 or more links
-    dead_end_share: float  # rooms with one link
-    start_goal: int  # hops from start to goal, locks ignored
-    locked_share: float  # links that need a key, boss key, key item or switch
-
-    def row(self) -> tuple[float, ...]:
-        return tuple(float(v) for v in astuple(self))
-
-
-STAT_NAMES: tuple[str, ...] = tuple(f.name for f in fields(LayoutStats))
-
-
-def layout_stats(layout: Layout, embedding: Embedding) -> LayoutStats:
-    n, links = len(layout.rooms), layout.links
-    degree = Counter(end for link in links for end in (link.a, link.b))
-    rows, cols = embedding.shape
-    return LayoutStats(
-        rooms=n,
-        grid_rows=rows,
-        grid_cols=cols,
-        mean_degree=2 * len(links) / n,
-        branch_share=sum(1 for room in layout.rooms if degree[room.id] >= 3) / n,
-        dead_end_share=sum(1 for room in layout.rooms if degree[room.id] == 1) / n,
-        start_goal=layout.distances(layout.start)[layout.goal],
-        locked_share=sum(1 for link in links if link.locked) / max(len(links), 1),
-    )
 
 
 @dataclass(frozen=True)
@@ -153,17 +61,42 @@ class SamplerConfig:
     attempts: int = 50  # restarts when a walk gets stuck on the grid
 
 
+DEFAULT_SAMPLER = SamplerConfig()  # the default of every `config=` here (one frozen instance)
+
+
+Slot = tuple[int, int]  # (row, col) on the dungeon grid
+Pair = tuple[int, int]  # two rooms (indices in order of creation), the smaller first: one link
+
+
+class PathEnds(NamedTuple):
+    """The rooms the main path fixes: the start, the boss room (last before the goal) and the goal."""
+
+    start: int
+    boss: int
+    goal: int
+
+
+# Shares of a template for the labels of an ordinary room, drawn in this order.
+_LABEL_SHARES: tuple[tuple[RoomLabel, str], ...] = (
+    (RoomLabel.ENEMIES, "enemy_share"),
+    (RoomLabel.PUZZLE, "puzzle_share"),
+    (RoomLabel.ITEM, "item_room_share"),
+    (RoomLabel.MINIBOSS, "miniboss_share"),
+)
+
+
 class _Grid:
-    """Rooms on slots while a layout is being built."""
+    """Rooms on slots while a layout is being built: room k is the k-th added; `links` maps each linked pair
+    to its door codes (filled in by `_lock_doors`; a stair link carries `DoorCode.STAIR` from the start)."""
 
     def __init__(self, rng: random.Random, max_extent: int) -> None:
         self.rng = rng
         self.max_extent = max_extent
-        self.slots: list[tuple[int, int]] = []
-        self.taken: dict[tuple[int, int], int] = {}
-        self.links: dict[tuple[int, int], set[str]] = {}
+        self.slots: list[Slot] = []
+        self.taken: dict[Slot, int] = {}
+        self.links: dict[Pair, set[str]] = {}
 
-    def add(self, slot: tuple[int, int], parent: int | None) -> int:
+    def add(self, slot: Slot, parent: int | None) -> int:
         room = len(self.slots)
         self.slots.append(slot)
         self.taken[slot] = room
@@ -171,21 +104,18 @@ class _Grid:
             self.links[(parent, room)] = set()
         return room
 
-    def free_around(self, room: int) -> list[tuple[int, int]]:
+    def _fits(self, slot: Slot) -> bool:
+        """A room at `slot` keeps the rooms within `max_extent` rows and columns."""
+        for axis in (0, 1):
+            values = [s[axis] for s in self.slots]
+            if max(max(values), slot[axis]) - min(min(values), slot[axis]) >= self.max_extent:
+                return False
+        return True
+
+    def free_around(self, room: int) -> list[Slot]:
         r, c = self.slots[room]
-        rows = [s[0] for s in self.slots]
-        cols = [s[1] for s in self.slots]
-        out = []
-        for dr, dc in SIDE_OFFSETS:
-            slot = (r + dr, c + dc)
-            if slot in self.taken:
-                continue
-            if max(max(rows), slot[0]) - min(min(rows), slot[0]) >= self.max_extent:
-                continue
-            if max(max(cols), slot[1]) - min(min(cols), slot[1]) >= self.max_extent:
-                continue
-            out.append(slot)
-        return out
+        around = [(r + dr, c + dc) for dr, dc in SIDE_OFFSETS]
+        return [slot for slot in around if slot not in self.taken and self._fits(slot)]
 
     def walk(self, parent: int, steps: int) -> list[int]:
         """A self-avoiding walk of up to `steps` new rooms from `parent`; shorter where it gets stuck."""
@@ -203,8 +133,27 @@ class _Grid:
     def degree(self, room: int) -> int:
         return sum(1 for a, b in self.links if room in (a, b))
 
+    def adjacent(self, a: int, b: int) -> bool:
+        """Rooms `a` and `b` sit on neighbouring slots."""
+        (ra, ca), (rb, cb) = self.slots[a], self.slots[b]
+        return abs(ra - rb) + abs(ca - cb) == 1
 
-def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = SamplerConfig()) -> Layout:
+    def hops(self, src: int, dst: int) -> int:
+        """Links on the shortest way from `src` to `dst` (the room count when there is none)."""
+        adj: dict[int, list[int]] = {}
+        for a, b in self.links:
+            adj.setdefault(a, []).append(b)
+            adj.setdefault(b, []).append(a)
+        dist, queue = {src: 0}, [src]
+        for u in queue:
+            for v in adj.get(u, ()):
+                if v not in dist:
+                    dist[v] = dist[u] + 1
+                    queue.append(v)
+        return dist.get(dst, len(self.slots))
+
+
+def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = DEFAULT_SAMPLER) -> Layout:
     """A seeded layout following a randomly drawn real template (module docstring); `rooms` fixes the count."""
     if rooms is not None and (
         isinstance(rooms, bool) or not isinstance(rooms, int) or not MIN_ROOMS <= rooms <= MAX_ROOMS
@@ -215,15 +164,13 @@ def sample_layout(seed: int, rooms: int | None = None, config: SamplerConfig = S
         )
     rng = random.Random(seed)
     template = rng.choice(REAL_TEMPLATES)
-    n = (
-        rooms
-        if rooms is not None
-        else max(MIN_ROOMS, round(template.rooms * rng.uniform(1 - config.rooms_jitter, 1 + config.rooms_jitter)))
-    )
-    return _build(rng, template, n, config, seed)
+    if rooms is None:
+        jitter = rng.uniform(1 - config.rooms_jitter, 1 + config.rooms_jitter)
+        rooms = max(MIN_ROOMS, round(template.rooms * jitter))
+    return _build(rng, template, rooms, config, seed)
 
 
-def layout_from_template(template: Template, seed: int, config: SamplerConfig = SamplerConfig()) -> Layout:
+def layout_from_template(template: Template, seed: int, config: SamplerConfig = DEFAULT_SAMPLER) -> Layout:
     """A seeded layout that follows `template` itself (its room count exactly): the decoder of
     `hmolqd.illuminate.genome`, which writes the template's numbers as the knobs of a search."""
     if template.rooms < MIN_ROOMS:
@@ -234,179 +181,193 @@ def layout_from_template(template: Template, seed: int, config: SamplerConfig = 
 def _build(rng: random.Random, template: Template, n: int, config: SamplerConfig, seed: int) -> Layout:
     max_extent = max(4, math.ceil(math.sqrt(2 * n)))
     for _ in range(config.attempts):
-        grid = _grow(rng, template, n, max_extent)
-        if grid is not None:
-            return _finish(
-                grid, rng, template, config, f"sampled (seed {seed}, template {template.name}, {n} rooms)", seed
-            )
+        grid = _Grid(rng, max_extent)
+        ends = _grow(grid, template, n)
+        if ends is not None:
+            source = f"sampled (seed {seed}, template {template.name}, {n} rooms)"
+            return _finish(grid, ends, template, config, source, seed)
     raise LayoutError(
         f"sample_layout: no layout of {n} rooms within a {max_extent}x{max_extent} grid "
         f"after {config.attempts} tries (seed {seed})"
     )
 
 
-def _grow(rng: random.Random, t: Template, n: int, max_extent: int) -> _Grid | None:
-    """Steps 1-3 of the module docstring; None when a walk got stuck (the caller retries)."""
-    grid = _Grid(rng, max_extent)
+def _grow(grid: _Grid, t: Template, n: int) -> PathEnds | None:
+    """Steps 1-3 of the module docstring on an empty `grid`; None when a walk got stuck (the caller retries)."""
+    ends = _main_path(grid, t, n)
+    if ends is None or not _add_branches(grid, t, n, ends):
+        return None
+    goal_distance = grid.hops(ends.start, ends.goal)
+    _add_loops(grid, round(t.cycle_rate * n), ends, goal_distance)
+    _add_stairs(grid, round(t.stair_rate * n), ends, goal_distance)
+    return ends
+
+
+def _main_path(grid: _Grid, t: Template, n: int) -> PathEnds | None:
+    """Step 1: the start, then a walk to the goal; None when the walk got stuck before its length."""
     start = grid.add((0, 0), None)
     path_len = min(n - 1, max(3, round(t.start_goal_ratio * n)))
     path = [start] + grid.walk(start, path_len)
     if len(path) != path_len + 1:
         return None
-    boss, goal = path[-2], path[-1]
-    special = {start, boss, goal}
-    left = n - len(path)
+    return PathEnds(start, boss=path[-2], goal=path[-1])
+
+
+def _add_branches(grid: _Grid, t: Template, n: int, ends: PathEnds) -> bool:
+    """Step 2: side branches (as many as the template's dead ends ask for) up to `n` rooms; False when stuck."""
+    left = n - len(grid.slots)
     branches = min(left, max(1 if left else 0, round(t.dead_share * n) - 2))
     lengths = [1] * branches
     for _ in range(left - branches):
-        lengths[rng.randrange(branches)] += 1
+        lengths[grid.rng.randrange(branches)] += 1
     for length in lengths:
         while length:
-            hosts = [
-                r for r in range(len(grid.slots)) if r not in special and grid.free_around(r) and grid.degree(r) < 4
-            ]
+            hosts = [r for r in range(len(grid.slots)) if r not in ends and grid.free_around(r) and grid.degree(r) < 4]
             if not hosts:
-                return None
-            made = grid.walk(rng.choice(hosts), length)
-            length -= len(made)
+                return False
+            length -= len(grid.walk(grid.rng.choice(hosts), length))
+    return True
+
+
+def _add_loops(grid: _Grid, loops: int, ends: PathEnds, goal_distance: int) -> None:
+    """Step 3a: up to `loops` links between neighbouring ordinary rooms. A loop keeps dead ends dead and does
+    not shorten the way to the goal (both measured after loops)."""
+    n = len(grid.slots)
     pairs = [
         (a, b)
         for a in range(n)
         for b in range(a + 1, n)
-        if a not in special
-        and b not in special
-        and (a, b) not in grid.links
-        and abs(grid.slots[a][0] - grid.slots[b][0]) + abs(grid.slots[a][1] - grid.slots[b][1]) == 1
+        if a not in ends and b not in ends and (a, b) not in grid.links and grid.adjacent(a, b)
     ]
-    rng.shuffle(pairs)
-    goal_distance = _hops(grid, start, goal)
-    loops = round(t.cycle_rate * n)
+    grid.rng.shuffle(pairs)
     for a, b in pairs:
-        # A loop keeps dead ends dead and does not shorten the way to the goal (both measured after loops).
         if loops and 1 < grid.degree(a) < 4 and 1 < grid.degree(b) < 4:
             grid.links[(a, b)] = set()
-            if _hops(grid, start, goal) < goal_distance:
+            if grid.hops(ends.start, ends.goal) < goal_distance:
                 del grid.links[(a, b)]
             else:
                 loops -= 1
-    ordinary = [r for r in range(n) if r not in special]
-    stairs_left, used = round(t.stair_rate * n), set()
-    for _ in range(50 * stairs_left):
-        if not stairs_left or len(ordinary) < 2:
+
+
+def _add_stairs(grid: _Grid, stairs: int, ends: PathEnds, goal_distance: int) -> None:
+    """Step 3b: up to `stairs` stair links, each between two ordinary rooms that are not neighbours and have
+    no stair link yet, that do not shorten the way to the goal; 50 draws per stair link at most."""
+    ordinary = [r for r in range(len(grid.slots)) if r not in ends]
+    used: set[int] = set()
+    for _ in range(50 * stairs):
+        if not stairs or len(ordinary) < 2:
             break
-        a, b = sorted(rng.sample(ordinary, 2))
-        far = abs(grid.slots[a][0] - grid.slots[b][0]) + abs(grid.slots[a][1] - grid.slots[b][1]) > 1
-        if far and a not in used and b not in used:
-            grid.links[(a, b)] = {"s"}
-            if _hops(grid, start, goal) < goal_distance:
-                del grid.links[(a, b)]
-                continue
-            used |= {a, b}
-            stairs_left -= 1
-    grid.special = (start, boss, goal)  # type: ignore[attr-defined]
-    return grid
+        a, b = sorted(grid.rng.sample(ordinary, 2))
+        if grid.adjacent(a, b) or a in used or b in used:
+            continue
+        grid.links[(a, b)] = {DoorCode.STAIR.value}
+        if grid.hops(ends.start, ends.goal) < goal_distance:
+            del grid.links[(a, b)]
+            continue
+        used |= {a, b}
+        stairs -= 1
 
 
-def _hops(grid: _Grid, src: int, dst: int) -> int:
-    """Links on the shortest way from `src` to `dst`."""
-    adj: dict[int, list[int]] = {}
-    for a, b in grid.links:
-        adj.setdefault(a, []).append(b)
-        adj.setdefault(b, []).append(a)
-    dist, queue = {src: 0}, [src]
-    for u in queue:
-        for v in adj.get(u, ()):
-            if v not in dist:
-                dist[v] = dist[u] + 1
-                queue.append(v)
-    return dist.get(dst, len(grid.slots))
-
-
-def _finish(grid: _Grid, rng: random.Random, t: Template, config: SamplerConfig, source: str, seed: int) -> Layout:
+def _finish(grid: _Grid, ends: PathEnds, t: Template, config: SamplerConfig, source: str, seed: int) -> Layout:
     """Steps 4-5: labels and locks, then the Layout."""
-    start, boss, goal = grid.special  # type: ignore[attr-defined]
     n = len(grid.slots)
-    labels: list[set[str]] = [set() for _ in range(n)]
-    labels[start].add("s")
-    labels[boss] |= {"b", "e"}
-    labels[goal].add("t")
-    for room in range(n):
-        if room not in (start, boss, goal):
-            for code, share in (
-                ("e", t.enemy_share),
-                ("p", t.puzzle_share),
-                ("i", t.item_room_share),
-                ("m", t.miniboss_share),
-            ):
-                if rng.random() < share:
-                    labels[room].add(code)
-    pairs = sorted(grid.links)
-    codes = {pair: set(grid.links[pair]) for pair in pairs}
-    boss_pair = next(p for p in pairs if boss in p and goal not in p)
-    free = [p for p in pairs if "s" not in codes[p] and p != boss_pair and goal not in p]
-    rng.shuffle(free)
-    # The boss-key door counts among the locked doors, so it takes the place of one key-locked door.
-    n_key = max(0, round(t.key_share * len(pairs)) - int(config.boss_key))
-    n_item = round(t.item_share * len(pairs))
-    for p in free[:n_key]:
-        codes[p].add("k")
-    for p in free[n_key : n_key + n_item]:
-        codes[p].add("I")
-    if config.boss_key:
-        codes[boss_pair].add("K")
-    rest = free[n_key + n_item :]
-    for p in rest:
-        roll = rng.random()
-        if roll < t.soft_share:
-            codes[p].add("l")
-        elif roll < t.soft_share + t.bomb_share:
-            codes[p].add("b")
-    _place_keys(rng, n, start, (boss, goal), codes, labels)
+    labels = _label_rooms(grid.rng, t, n, ends)
+    codes = _lock_doors(grid, ends, t, config)
+    _place_keys(grid.rng, ends, codes, labels)
     links = tuple(
-        Link(a, b, direction_kind(frozenset(c)), direction_kind(frozenset(c)), frozenset(c), "s" in c)
+        Link(
+            a,
+            b,
+            direction_kind(frozenset(c)),
+            direction_kind(frozenset(c)),
+            frozenset(c),
+            DoorCode.STAIR in c,
+        )
         for (a, b), c in sorted(codes.items())
     )
-    assert all(NO_PASSAGE not in (l.kind_ab, l.kind_ba) for l in links)
+    assert all(NO_PASSAGE not in (link.kind_ab, link.kind_ba) for link in links)
     return Layout(
         name=f"sampled_{seed}",
         source=source,
         rooms=tuple(Room(i, frozenset(labels[i])) for i in range(n)),
         links=links,
-        start=start,
-        goal=goal,
-        boss=boss,
+        start=ends.start,
+        goal=ends.goal,
+        boss=ends.boss,
         slots=dict(enumerate(grid.slots)),
     )
 
 
-def _place_keys(
-    rng: random.Random,
-    n: int,
-    start: int,
-    keep_free: tuple[int, ...],
-    codes: dict[tuple[int, int], set[str]],
-    labels: list[set[str]],
-) -> None:
-    """Walk from the start; each locked door met gets its key (k, I or K) in a room already reached (in place)."""
-    locks = {p: c & {"k", "I", "K"} for p, c in codes.items() if c & {"k", "I", "K"}}
-    opened: set[tuple[int, int]] = set()
+def _label_rooms(rng: random.Random, t: Template, n: int, ends: PathEnds) -> list[set[str]]:
+    """Step 4: the start, boss and goal labels; each ordinary room draws each label with the template's share.
+    Labels (and door codes) are kept as the plain strings of the graph files (`.value`), as `Room` holds them."""
+    labels: list[set[str]] = [set() for _ in range(n)]
+    labels[ends.start].add(RoomLabel.START.value)
+    labels[ends.boss] |= {RoomLabel.BOSS.value, RoomLabel.ENEMIES.value}
+    labels[ends.goal].add(RoomLabel.GOAL.value)
+    for room in range(n):
+        if room in ends:
+            continue
+        for label, share in _LABEL_SHARES:
+            if rng.random() < getattr(t, share):
+                labels[room].add(label.value)
+    return labels
+
+
+def _lock_doors(grid: _Grid, ends: PathEnds, t: Template, config: SamplerConfig) -> dict[Pair, set[str]]:
+    """Step 5 before the keys: each link's door codes (key, key item and boss-key locks, soft and bombable)."""
+    pairs = sorted(grid.links)
+    codes = {pair: set(grid.links[pair]) for pair in pairs}
+    boss_pair = next(p for p in pairs if ends.boss in p and ends.goal not in p)
+    free = [p for p in pairs if DoorCode.STAIR not in codes[p] and p != boss_pair and ends.goal not in p]
+    grid.rng.shuffle(free)
+    # The boss-key door counts among the locked doors, so it takes the place of one key-locked door.
+    n_key = max(0, round(t.key_share * len(pairs)) - int(config.boss_key))
+    n_item = round(t.item_share * len(pairs))
+    for p in free[:n_key]:
+        codes[p].add(DoorCode.KEY_LOCKED.value)
+    for p in free[n_key : n_key + n_item]:
+        codes[p].add(DoorCode.ITEM_LOCKED.value)
+    if config.boss_key:
+        codes[boss_pair].add(DoorCode.BOSS_LOCKED.value)
+    for p in free[n_key + n_item :]:
+        roll = grid.rng.random()
+        if roll < t.soft_share:
+            codes[p].add(DoorCode.SOFT_LOCKED.value)
+        elif roll < t.soft_share + t.bomb_share:
+            codes[p].add(DoorCode.BOMBABLE.value)
+    return codes
+
+
+def _region(start: int, codes: dict[Pair, set[str]], closed: set[Pair]) -> set[int]:
+    """Rooms reached from `start` over the links of `codes` except those in `closed`."""
+    region, queue = {start}, [start]
+    while queue:
+        u = queue.pop()
+        for a, b in codes:
+            if u in (a, b) and (a, b) not in closed:
+                v = b if u == a else a
+                if v not in region:
+                    region.add(v)
+                    queue.append(v)
+    return region
+
+
+def _place_keys(rng: random.Random, ends: PathEnds, codes: dict[Pair, set[str]], labels: list[set[str]]) -> None:
+    """Walk from the start; each locked door met gets its key (small key, key item or boss key: the room label of
+    the door's letter) in a room already reached, not the start, boss or goal room. Updates `codes` and `labels`
+    in place; a door whose key finds no room stays unlocked."""
+    locks = {p: c & LOCK_CODES for p, c in codes.items() if c & LOCK_CODES}
+    opened: set[Pair] = set()
     while True:
-        region, queue = {start}, [start]
-        while queue:
-            u = queue.pop()
-            for a, b in codes:
-                if u in (a, b) and ((a, b) not in locks or (a, b) in opened):
-                    v = b if u == a else a
-                    if v not in region:
-                        region.add(v)
-                        queue.append(v)
+        region = _region(ends.start, codes, set(locks) - opened)
         frontier = sorted(p for p in locks if p not in opened and (p[0] in region) != (p[1] in region))
         if not frontier:
             return
         door = rng.choice(frontier)
         need = next(iter(locks[door]))
-        holders = [r for r in sorted(region) if r not in keep_free and r != start and not labels[r] & {"k", "I", "K"}]
-        if need == "k" or not any(need in labels[r] for r in region):
+        holders = [r for r in sorted(region) if r not in ends and not labels[r] & LOCK_CODES]
+        if need == DoorCode.KEY_LOCKED or not any(need in labels[r] for r in region):
             if not holders:  # no room left to hold the key: the door stays unlocked
                 codes[door] -= {need}
                 del locks[door]

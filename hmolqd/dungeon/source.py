@@ -60,7 +60,8 @@ def check_request(doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping
     """Validate one request; returns n."""
     if doors.dtype != torch.bool or doors.dim() != 2 or doors.shape[1] != len(SIDES):
         raise ValueError(
-            f"room request: doors must be (n, {len(SIDES)}) bool (sides {SIDES}), got {doors.dtype} {tuple(doors.shape)}"
+            f"room request: doors must be (n, {len(SIDES)}) bool (sides {SIDES}), "
+            f"got {doors.dtype} {tuple(doors.shape)}"
         )
     n = doors.shape[0]
     if stairs.dtype != torch.bool or tuple(stairs.shape) != (n,):

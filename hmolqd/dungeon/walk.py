@@ -23,6 +23,7 @@ the mission check (`hmolqd.dungeon.mission`).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import torch
 
@@ -69,10 +70,12 @@ def door_positions(rooms: torch.Tensor) -> list[torch.Tensor]:
 
 
 class _Union:
-    def __init__(self) -> None:
-        self.parent: dict[int, int] = {}
+    """Union-find over the walkable components of all rooms, each one (room index, component label)."""
 
-    def find(self, x: int) -> int:
+    def __init__(self) -> None:
+        self.parent: dict[tuple[int, int], tuple[int, int]] = {}
+
+    def find(self, x: tuple[int, int]) -> tuple[int, int]:
         root = x
         while self.parent.get(root, root) != root:
             root = self.parent[root]
@@ -80,7 +83,7 @@ class _Union:
             self.parent[x], x = root, self.parent[x]
         return root
 
-    def join(self, a: int, b: int) -> None:
+    def join(self, a: tuple[int, int], b: tuple[int, int]) -> None:
         ra, rb = self.find(a), self.find(b)
         if ra != rb:
             self.parent[ra] = rb
@@ -111,17 +114,98 @@ class Passages:
     misaligned: tuple[str, ...]
 
 
-def _door_tiles(rooms: list, labels: list, room_i: int, side: int, k: int) -> list[tuple[int, int, int]]:
-    """(label, row, col) of the door tiles of room `room_i` at position `k` along `side` (`rooms`, `labels`:
-    the `(n, 16, 11)` tensors as nested lists, read tile by tile)."""
+class _Tile(NamedTuple):
+    """One door or stair tile at the end of a passage: room index (layout.rooms order), component label, (row, col)."""
+
+    room: int
+    label: int
+    at: tuple[int, int]
+
+
+class _Wall(NamedTuple):
+    """The wall between two neighbouring rooms (layout.rooms indices): `i` has it on `side`, `j` on the opposite."""
+
+    i: int
+    j: int
+    side: int
+
+    @property
+    def opposite(self) -> int:
+        return OPPOSITE[self.side]
+
+
+class _DoorEnd(NamedTuple):
+    """One room's side of a wall: its id, the side (SIDES order) and whether its tiles put a door there."""
+
+    room_id: int
+    side: int
+    has_door: bool
+
+    @property
+    def on_screen(self) -> str:
+        return SCREEN_SIDE[SIDES[self.side]]
+
+
+@dataclass(frozen=True)
+class TileView:
+    """Rooms `(n, 16, 11)` long (layout.rooms order), their `walkable_components` labels and their passages."""
+
+    rooms: torch.Tensor
+    labels: torch.Tensor
+    found: Passages
+
+
+def tile_view(
+    layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor | None, found: Passages | None
+) -> TileView:
+    """`rooms` as long, with their labels and `tile_passages`: those given (already computed for a larger
+    batch) or computed here. The one preparation that `walk_dungeon` and `hmolqd.dungeon.cells` share."""
+    rooms = rooms.long()
+    labels = walkable_components(rooms) if labels is None else labels  # (n, 16, 11), 0 = not walkable
+    found = tile_passages(layout, embedding, rooms, labels) if found is None else found
+    return TileView(rooms, labels, found)
+
+
+def _door_tiles(rooms: list, labels: list, room: int, side: int, k: int) -> list[_Tile]:
+    """The door tiles of room `room` at position `k` along `side` (`rooms`, `labels`: the `(n, 16, 11)` tensors as
+    nested lists, read tile by tile)."""
     rows, cols = _BAND[side]
     out = []
     for r in range(rows.start, rows.stop):
         for c in range(cols.start, cols.stop):
             along = r - rows.start if _ALONG_ROWS[side] else c - cols.start
-            if along == k and rooms[room_i][r][c] == DOOR:
-                out.append((labels[room_i][r][c], r, c))
+            if along == k and rooms[room][r][c] == DOOR:
+                out.append(_Tile(room, labels[room][r][c], (r, c)))
     return out
+
+
+def _walls(layout: Layout, embedding: Embedding) -> list[_Wall]:
+    """Every wall between rooms on neighbouring slots, once: each room's bottom and right walls."""
+    at_slot = {embedding.slots[room.id]: i for i, room in enumerate(layout.rooms)}
+    walls = []
+    for (r, c), i in at_slot.items():
+        for side in (1, 3):  # bottom and right: each neighbouring pair once
+            dr, dc = SIDE_OFFSETS[side]
+            j = at_slot.get((r + dr, c + dc))
+            if j is not None:
+                walls.append(_Wall(i, j, side))
+    return walls
+
+
+def _disagreement(near: _DoorEnd, far: _DoorEnd, linked: bool) -> str | None:
+    """Why the doors on the two sides of one wall do not agree with each other or with the layout; None if they do."""
+    if near.has_door != far.has_door:
+        has, lacks = (near, far) if near.has_door else (far, near)
+        return f"room {has.room_id} has a {has.on_screen} door, room {lacks.room_id} has no {lacks.on_screen} door"
+    if near.has_door == linked:
+        return None
+    if linked:
+        return f"rooms {near.room_id} and {far.room_id} are linked but have no doors on the wall between them"
+    return f"rooms {near.room_id} and {far.room_id} have doors on the wall between them but are not linked"
+
+
+def _stair_tiles(rooms: torch.Tensor, labels: torch.Tensor, room: int) -> list[_Tile]:
+    return [_Tile(room, int(labels[room, r, c]), (r, c)) for r, c in (rooms[room] == STAIR).nonzero().tolist()]
 
 
 def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, labels: torch.Tensor) -> Passages:
@@ -129,50 +213,33 @@ def tile_passages(layout: Layout, embedding: Embedding, rooms: torch.Tensor, lab
     disagreements and misalignments. `rooms`, `labels`: `(n, 16, 11)` in `layout.rooms` order. The one
     definition of where two rooms connect at tile level: `walk_dungeon` and `hmolqd.dungeon.play` use it."""
     index = {room.id: i for i, room in enumerate(layout.rooms)}
-    at_slot = {embedding.slots[room.id]: i for i, room in enumerate(layout.rooms)}
     link_of = {frozenset((layout.links[k].a, layout.links[k].b)): k for k in embedding.door_links}
     positions = door_positions(rooms)
     sides = door_sides(rooms)  # (n, 4)
     out: list[Passage] = []
     disagreements, misaligned = [], []
     room_list, label_list = rooms.tolist(), labels.tolist()
-    for (r, c), i in at_slot.items():
-        for side in (1, 3):  # bottom and right: each neighbouring pair once
-            dr, dc = SIDE_OFFSETS[side]
-            j = at_slot.get((r + dr, c + dc))
-            if j is None:
-                continue
-            opp = OPPOSITE[side]
-            a_id, b_id = layout.rooms[i].id, layout.rooms[j].id
-            got_a, got_b, linked = bool(sides[i, side]), bool(sides[j, opp]), embedding.doors[a_id][side]
-            if got_a != got_b:
-                has, lacks, s_has, s_lacks = (a_id, b_id, side, opp) if got_a else (b_id, a_id, opp, side)
-                on, off = SCREEN_SIDE[SIDES[s_has]], SCREEN_SIDE[SIDES[s_lacks]]  # as on screen
-                disagreements.append(f"room {has} has a {on} door, room {lacks} has no {off} door")
-            elif got_a != linked:
-                disagreements.append(
-                    f"rooms {a_id} and {b_id} are linked but have no doors on the wall between them"
-                    if linked
-                    else f"rooms {a_id} and {b_id} have doors on the wall between them but are not linked"
-                )
-            shared = positions[side][i] & positions[opp][j]  # (L,)
-            if sides[i, side] and sides[j, opp] and not shared.any():
-                a_side, b_side = SCREEN_SIDE[SIDES[side]], SCREEN_SIDE[SIDES[opp]]
-                misaligned.append(f"room {a_id} {a_side} door and room {b_id} {b_side} door do not line up")
-            link = link_of.get(frozenset((a_id, b_id))) if linked else None
-            for k in shared.nonzero().flatten().tolist():
-                for la, ra, ca in _door_tiles(room_list, label_list, i, side, k):
-                    for lb, rb, cb in _door_tiles(room_list, label_list, j, opp, k):
-                        out.append(Passage(i, la, (ra, ca), j, lb, (rb, cb), link))
+    for wall in _walls(layout, embedding):
+        near = _DoorEnd(layout.rooms[wall.i].id, wall.side, bool(sides[wall.i, wall.side]))
+        far = _DoorEnd(layout.rooms[wall.j].id, wall.opposite, bool(sides[wall.j, wall.opposite]))
+        linked = embedding.doors[near.room_id][wall.side]
+        problem = _disagreement(near, far, linked)
+        if problem is not None:
+            disagreements.append(problem)
+        shared = positions[wall.side][wall.i] & positions[wall.opposite][wall.j]  # (L,)
+        if near.has_door and far.has_door and not shared.any():
+            misaligned.append(
+                f"room {near.room_id} {near.on_screen} door and room {far.room_id} {far.on_screen} door do not line up"
+            )
+        link = link_of.get(frozenset((near.room_id, far.room_id))) if linked else None
+        for k in shared.nonzero().flatten().tolist():
+            here = _door_tiles(room_list, label_list, wall.i, wall.side, k)
+            there = _door_tiles(room_list, label_list, wall.j, wall.opposite, k)
+            out += [Passage(a.room, a.label, a.at, b.room, b.label, b.at, link) for a in here for b in there]
     for link_index in embedding.stair_links:
         link = layout.links[link_index]
-        ends = []
-        for room_id in (link.a, link.b):
-            i = index[room_id]
-            ends.append([(i, int(labels[i, r, c]), (r, c)) for r, c in (rooms[i] == STAIR).nonzero().tolist()])
-        for i, la, ta in ends[0]:
-            for j, lb, tb in ends[1]:
-                out.append(Passage(i, la, ta, j, lb, tb, link_index))
+        ends_a, ends_b = (_stair_tiles(rooms, labels, index[room_id]) for room_id in (link.a, link.b))
+        out += [Passage(a.room, a.label, a.at, b.room, b.label, b.at, link_index) for a in ends_a for b in ends_b]
     return Passages(tuple(out), tuple(disagreements), tuple(misaligned))
 
 
@@ -193,20 +260,14 @@ def walk_dungeon(
         raise ValueError(
             f"walk_dungeon {layout.name}: expected rooms ({n}, {ROOM_H}, {ROOM_W}), got {tuple(rooms.shape)}"
         )
-    rooms = rooms.long()
-    labels = walkable_components(rooms) if labels is None else labels  # (n, 16, 11), 0 = not walkable
-    size = ROOM_H * ROOM_W + 1
+    view = tile_view(layout, embedding, rooms, labels, found)
     index = {room.id: i for i, room in enumerate(layout.rooms)}
-    found = tile_passages(layout, embedding, rooms, labels) if found is None else found
     union = _Union()
-    for p in found.passages:
-        union.join(p.i * size + p.label_i, p.j * size + p.label_j)
+    for p in view.found.passages:
+        union.join((p.i, p.label_i), (p.j, p.label_j))
     start = index[layout.start]
-    root = union.find(start * size + start_label(rooms[start], labels[start]))
-    reached_rooms = set()
-    for i in range(n):
-        if any(union.find(i * size + int(x)) == root for x in labels[i].unique().tolist() if x):
-            reached_rooms.add(i)
+    root = union.find((start, start_label(view.rooms[start], view.labels[start])))
+    reached_rooms = {i for i in range(n) if _reaches(union, root, i, view.labels[i])}
     unreached = tuple(layout.rooms[i].id for i in range(n) if i not in reached_rooms)
     return WalkResult(
         walkable=not unreached,
@@ -214,10 +275,15 @@ def walk_dungeon(
         reached=len(reached_rooms),
         rooms=n,
         unreached=unreached,
-        doors_agree=not found.disagreements,
-        disagreements=found.disagreements,
-        misaligned=found.misaligned,
+        doors_agree=not view.found.disagreements,
+        disagreements=view.found.disagreements,
+        misaligned=view.found.misaligned,
     )
+
+
+def _reaches(union: _Union, root: tuple[int, int], room: int, labels: torch.Tensor) -> bool:
+    """Is some walkable component of room `room` (its `(16, 11)` labels) joined to the start's component `root`?"""
+    return any(union.find((room, int(x))) == root for x in labels.unique().tolist() if x)
 
 
 def start_label(room: torch.Tensor, labels: torch.Tensor) -> int:

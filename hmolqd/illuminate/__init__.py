@@ -15,11 +15,13 @@ from __future__ import annotations
 
 from hmolqd.illuminate.api import generate_dungeon, illuminate, load_illumination
 from hmolqd.illuminate.archive import DEFAULT_DESCRIPTORS, DESCRIPTORS, IlluminateError
+from hmolqd.illuminate.run import SearchSettings
 
 __all__ = [
     "DEFAULT_DESCRIPTORS",
     "DESCRIPTORS",
     "IlluminateError",
+    "SearchSettings",
     "generate_dungeon",
     "illuminate",
     "load_illumination",

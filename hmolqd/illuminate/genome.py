@@ -25,16 +25,17 @@ seed + 1, + 2, then with the critical path and the loops halved; it is determini
 from __future__ import annotations
 
 import random
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, fields, replace
 
 import numpy as np
 import torch
 
-from hmolqd.dungeon.build import DungeonConfig, Plan, plan
+from hmolqd.dungeon.build import DEFAULT_CONFIG, DungeonConfig, Plan, plan
+from hmolqd.dungeon.codes import DoorCode, RoomLabel
 from hmolqd.dungeon.embed import SIDE_OFFSETS
 from hmolqd.dungeon.layout import Layout, Link, Room
 from hmolqd.dungeon.play import play_layout
-from hmolqd.dungeon.sampler import SamplerConfig, Template, layout_from_template
+from hmolqd.dungeon.sampler import DEFAULT_SAMPLER, SamplerConfig, Template, layout_from_template
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,8 @@ KNOBS: tuple[Knob, ...] = (
     Knob("seed", 0, 2**31 - 1, integer=True),
 )
 KNOB_NAMES: tuple[str, ...] = tuple(k.name for k in KNOBS)
+# The knobs that are the template's own numbers (all its fields but the name and the room count).
+_TEMPLATE_KNOBS: tuple[str, ...] = tuple(f.name for f in fields(Template) if f.name not in ("name", "rooms"))
 GENOME_DIM = len(KNOBS)
 
 
@@ -88,26 +91,11 @@ def knob_values(genome: np.ndarray) -> dict[str, float]:
     return {k.name: k.value(u) for k, u in zip(KNOBS, g)}
 
 
-def decode(genome: np.ndarray, config: SamplerConfig = SamplerConfig()) -> Layout:
+def decode(genome: np.ndarray, config: SamplerConfig = DEFAULT_SAMPLER) -> Layout:
     """Genome -> beatable layout (module docstring); the same genome gives the same layout."""
     v = knob_values(genome)
     seed = int(v["seed"])
-    template = Template(
-        name="genome",
-        rooms=int(v["rooms"]),
-        cycle_rate=v["cycle_rate"],
-        dead_share=v["dead_share"],
-        start_goal_ratio=v["start_goal_ratio"],
-        key_share=v["key_share"],
-        item_share=v["item_share"],
-        soft_share=v["soft_share"],
-        bomb_share=v["bomb_share"],
-        stair_rate=v["stair_rate"],
-        enemy_share=v["enemy_share"],
-        puzzle_share=v["puzzle_share"],
-        item_room_share=v["item_room_share"],
-        miniboss_share=v["miniboss_share"],
-    )
+    template = Template(name="genome", rooms=int(v["rooms"]), **{name: v[name] for name in _TEMPLATE_KNOBS})
     tries = [(template, seed + k) for k in range(3)]
     tries.append(
         (replace(template, start_goal_ratio=template.start_goal_ratio / 2, cycle_rate=template.cycle_rate / 2), seed)
@@ -154,7 +142,7 @@ def add_room(layout: Layout, rng: random.Random, enemy_share: float) -> Layout:
         return layout
     host, slot = rng.choice(hosts)
     new = max(r.id for r in layout.rooms) + 1
-    labels = frozenset({"e"}) if rng.random() < enemy_share else frozenset()
+    labels = frozenset({RoomLabel.ENEMIES.value}) if rng.random() < enemy_share else frozenset()
     return replace(
         layout,
         rooms=layout.rooms + (Room(new, labels),),
@@ -198,13 +186,13 @@ def move_lock(layout: Layout, rng: random.Random) -> Layout:
     src, dst = rng.choice(locked), rng.choice(free)
     links = list(layout.links)
     s, d = links[src], links[dst]
-    links[src] = replace(s, kind_ab="open", kind_ba="open", labels=s.labels - {"k"})
-    links[dst] = replace(d, kind_ab="key", kind_ba="key", labels=d.labels | {"k"})
+    links[src] = replace(s, kind_ab="open", kind_ba="open", labels=s.labels - {DoorCode.KEY_LOCKED})
+    links[dst] = replace(d, kind_ab="key", kind_ba="key", labels=d.labels | {DoorCode.KEY_LOCKED.value})
     moved = replace(layout, links=tuple(links))
     return moved if play_layout(moved).beaten else layout
 
 
-def plan_genome(genome: np.ndarray, config: DungeonConfig = DungeonConfig(), seed: int = 0) -> Plan:
+def plan_genome(genome: np.ndarray, config: DungeonConfig = DEFAULT_CONFIG, seed: int = 0) -> Plan:
     """The plan of a decoded genome, asking the room model for water in `water_share` of the ordinary rooms
     (those without stairs: no real room has both)."""
     layout = decode(genome)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -112,68 +112,73 @@ def check_settings(evaluations: int, batch_size: int, mode: str) -> None:
         raise IlluminateError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
 
 
+@dataclass(frozen=True)
+class SearchSettings:
+    """How an illumination searches: what a resumed run must share with the one that wrote the checkpoint."""
+
+    descriptors: Sequence[str] = DEFAULT_DESCRIPTORS  # names in `hmolqd.illuminate.archive.DESCRIPTORS`
+    seed: int = 0
+    batch_size: int = 50  # genomes asked of the scheduler (or layouts sampled) per batch
+    mode: str = "map-elites"  # or "baseline" (module docstring)
+    config: DungeonConfig = DungeonConfig()
+
+
+_SEARCH_KEYS: frozenset[str] = frozenset(f.name for f in fields(SearchSettings))
+
+
 def illuminate(
     model: Any,
     *,
     evaluations: int = 2000,
     out: str | Path | None = None,
-    descriptors: Sequence[str] = DEFAULT_DESCRIPTORS,
-    seed: int = 0,
-    batch_size: int = 50,
-    mode: str = "map-elites",
-    config: DungeonConfig = DungeonConfig(),
+    search: SearchSettings = SearchSettings(),
     progress: Callable[[dict[str, Any]], None] | None = None,
-    **sampling: Any,
+    **options: Any,
 ) -> Illumination:
     """Fill a MAP-Elites archive of dungeons (module docstring). `model`: a room model, the path of its
     `model_final.pt`, or any RoomSource; `out`: the folder of the checkpoint (and of `write_outputs`);
-    `sampling`: the room model's sampling keys. Returns the `Illumination`."""
-    check_settings(evaluations, batch_size, mode)
-    descs = check_descriptors(descriptors)
+    `options`: fields of `SearchSettings` by name (descriptors, seed, batch_size, mode, config: they replace
+    those of `search`) and the room model's sampling keys. Returns the `Illumination`."""
+    search = replace(search, **{k: options.pop(k) for k in sorted(_SEARCH_KEYS & set(options))})
+    sampling = options
+    check_settings(evaluations, search.batch_size, search.mode)
+    descs = check_descriptors(search.descriptors)
     source = as_source(model, **sampling)
     settings = {
-        "mode": mode,
+        "mode": search.mode,
         "descriptors": [d.name for d in descs],
-        "seed": seed,
-        "batch_size": batch_size,
+        "seed": search.seed,
+        "batch_size": search.batch_size,
         "source": source.name,
-        "config": asdict(config),
+        "config": asdict(search.config),
         "sampling": {k: sampling[k] for k in sorted(sampling)},
     }
     path = Path(out) / CHECKPOINT_NAME if out is not None else None
     state = _resume(path, settings) if path is not None and path.exists() else None
     if state is None:
-        scheduler = _scheduler(descs, seed, batch_size) if mode == "map-elites" else _baseline_archive(descs, seed)
-        state = State(
-            settings,
-            scheduler,
-            0,
-            0,
-            {},
-            {},
-            [],
-            {"dungeons": 0, "beaten_before": 0, "beaten": 0, "rooms": 0, "rooms_regenerated": 0, "seconds": 0.0},
-        )
+        state = _fresh_state(settings, descs)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     while state.evaluations < evaluations:
-        _step(state, descs, source, config, evaluations - state.evaluations)
+        _step(state, descs, source, search.config, evaluations - state.evaluations)
         if path is not None:
             save_state(path, state)
         if progress is not None:
             progress(state.history[-1])
-    archive = state.scheduler.archive if mode == "map-elites" else state.scheduler
+    archive = state.scheduler.archive if search.mode == "map-elites" else state.scheduler
     stats = {**archive_stats(archive, state.beaten), "evaluations": state.evaluations}
-    return Illumination(
-        archive,
-        descs,
-        state.elites,
-        stats,
-        state.history,
-        state.counts,
-        settings,
-        Path(out) if out is not None else None,
+    out_dir = Path(out) if out is not None else None
+    return Illumination(archive, descs, state.elites, stats, state.history, state.counts, settings, out_dir)
+
+
+def _fresh_state(settings: dict[str, Any], descs: Sequence[Descriptor]) -> State:
+    """The state before the first batch: a new scheduler (or, for the baseline, a bare archive), no counts."""
+    seed, batch_size = settings["seed"], settings["batch_size"]
+    scheduler = (
+        _scheduler(descs, seed, batch_size) if settings["mode"] == "map-elites" else _baseline_archive(descs, seed)
     )
+    counts = {"dungeons": 0, "beaten_before": 0, "beaten": 0, "rooms": 0, "rooms_regenerated": 0, "seconds": 0.0}
+    return State(settings, scheduler, 0, 0, {}, {}, [], counts)
 
 
 def _resume(path: Path, settings: dict[str, Any]) -> State:
