@@ -45,7 +45,8 @@ def compare_states(
     elif isinstance(a, dict) and isinstance(b, dict):
         if set(a) != set(b):
             out.diffs.append(
-                f"{where}: keys differ: only in first {sorted(map(str, set(a) - set(b)))}, only in second {sorted(map(str, set(b) - set(a)))}"
+                f"{where}: keys differ: only in first {sorted(map(str, set(a) - set(b)))}, "
+                f"only in second {sorted(map(str, set(b) - set(a)))}"
             )
         for key in a.keys() & b.keys():
             compare_states(a[key], b[key], f"{where}[{key!r}]", atol, out)

@@ -4,7 +4,8 @@
 `resume_from`, or `auto_resume=False`), and kept across resumes:
 
     {"format": "hmolqd-run", "run_id": "3f2a...", "created": "2025-...", "host": "...",
-     "seeded_from": null | {"path": "/abs/checkpoint_latest.pt", "run_id": ..., "stage": ..., "global_step": ..., "sha256": ...}}
+     "seeded_from": null | {"path": "/abs/checkpoint_latest.pt", "run_id": ..., "stage": ...,
+                           "global_step": ..., "sha256": ...}}
 
 The manager records `run_id` in every checkpoint it writes. `hmolqd.checkpointing.resume` resumes only
 files of the directory's run when it has any, and remembers in `seeded_from` which `resume_from` file

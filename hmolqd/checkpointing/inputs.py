@@ -4,8 +4,8 @@ On Kaggle a new session continues an earlier one when that session's output is a
 (`/kaggle/input/<notebook>/checkpoints/...`). Such a folder is recognised by what hmolqd writes into every
 checkpoint folder: its `run.json` (`hmolqd.checkpointing.identity`) beside a `checkpoint_latest.pt`, never
 by a file name alone. Folders of a package or repository tree (a folder below the searched root holding
-`pyproject.toml`, `setup.py`, `.git`, `hmolqd/` or `tests/`) are never searched: the repository attached as an input carries checkpoint
-files of its own (test fixtures) that belong to no user's run.
+`pyproject.toml`, `setup.py`, `.git`, `hmolqd/` or `tests/`) are never searched: the repository attached as an
+input carries checkpoint files of its own (test fixtures) that belong to no user's run.
 
 `resume_input` (config key): "auto" searches the Kaggle input (`hmolqd.config.kaggle_input()`), "off"
 searches nothing, any other value is a path: a folder searched the same way (a folder that itself holds a

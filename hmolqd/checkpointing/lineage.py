@@ -99,7 +99,8 @@ def start_run(folder: str | Path, found: ResumeResult) -> ResumeResult:
             continue
         what = "that failed to load" if label == UNREADABLE else f"of run {label}"
         notes.append(
-            f"set aside {len(paths)} file(s) {what} ({', '.join(p.name for p in paths)}) into {target} (kept, not resumed)"
+            f"set aside {len(paths)} file(s) {what} ({', '.join(p.name for p in paths)}) into {target} "
+            "(kept, not resumed)"
         )
         if path is not None and path in paths:
             path = target / path.name  # resume_from named a file of the previous run: it is read where it lies now

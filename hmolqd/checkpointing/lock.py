@@ -125,8 +125,9 @@ class DirLock:
             except OSError as err:
                 if self.path.is_symlink():
                     raise CheckpointError(
-                        f"cannot lock {self.key} {self.folder}: {self.path} is a symbolic link (to {os.readlink(self.path)}); "
-                        "a lock file must be a plain file, so nothing was written through it: delete the link and start again"
+                        f"cannot lock {self.key} {self.folder}: {self.path} is a symbolic link "
+                        f"(to {os.readlink(self.path)}); a lock file must be a plain file, "
+                        "so nothing was written through it: delete the link and start again"
                     ) from err
                 raise CheckpointError(f"cannot lock {self.key} {self.folder}: {_cause(err, self.folder)}") from err
             try:
@@ -162,8 +163,9 @@ class DirLock:
             if previous.get("host") != host:
                 raise CheckpointError(
                     f"{self.key} {self.folder} is locked by {_describe(previous)}, another machine: this host cannot "
-                    f"tell whether that training still runs. If no training on {previous.get('host')!r} uses this directory "
-                    f"any more, delete {self.path} and start again; otherwise give this training another {self.key}"
+                    "tell whether that training still runs. "
+                    f"If no training on {previous.get('host')!r} uses this directory any more, "
+                    f"delete {self.path} and start again; otherwise give this training another {self.key}"
                 )
             if previous.get("pid") != os.getpid() and (not flocked or fcntl is None) and _holder_alive(previous):
                 raise CheckpointError(self._busy(previous))

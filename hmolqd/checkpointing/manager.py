@@ -43,8 +43,10 @@ checksums, fsyncs, renames and rotates. At most one save is in flight: the next 
 periodic step save is skipped (logged) while it runs. A write error is raised in the training thread at
 the next save or at `flush()`, which the trainer calls before it exits (signal, time budget, OOM, end).
 `stats` (`SaveStats`) tells what saving cost: time the training thread was blocked and time spent writing.
-Resume logic lives in `hmolqd.checkpointing.resume` (and `.lineage`, `.inputs`), loading into live objects in `.restore`, RNG capture
-in `.rng`, the inference-only export in `.export`, the directory lock in `.lock`, the run identity in `.identity`.
+Rotation and the disk budget (what is deleted, and never) live in `hmolqd.checkpointing.retention`.
+Resume logic lives in `hmolqd.checkpointing.resume` (and `.candidates`, `.lineage`, `.inputs`), loading into live
+objects in `.restore`, RNG capture in `.rng`, the inference-only export in `.export`, the directory lock in `.lock`,
+the run identity in `.identity`.
 """
 
 from __future__ import annotations
@@ -64,22 +66,17 @@ from hmolqd.checkpointing.fileformat import (
     LATEST,
     REQUIRED_STATE_KEYS,
     CheckpointError,
-    CheckpointFile,
     checkpoint_name,
     finalize,
-    list_checkpoint_files,
     mib,
-    read_head,
     serialize,
     write_linked,
 )
-from hmolqd.checkpointing.lock import LOCK_NAME
+from hmolqd.checkpointing.retention import Retention, on_disk
 from hmolqd.checkpointing.writer import BackgroundWriter, Snapshot
 from hmolqd.config import Config, RunConfig, stage_names
 
 log = logging.getLogger(__name__)
-
-_UNREADABLE = "<unreadable>"  # the owner of a file whose head cannot be read: never this run
 
 
 @dataclass(frozen=True)
@@ -173,7 +170,9 @@ class CheckpointManager:
         self._snapshot = Snapshot()
         self._stats_lock = threading.Lock()
         self._skip_logged = False
-        self._owners: dict[tuple[int, int, int], str | None] = {}  # (dev, inode, mtime) -> run id, for rotation
+        self._retention = Retention(
+            self.dir, run_id, keep_last_n=self.policy.keep_last_n, disk_budget_gb=self.policy.disk_budget_gb
+        )
         if is_main:
             self.dir.mkdir(parents=True, exist_ok=True)
             # a writer killed mid-write; the real files are intact
@@ -222,7 +221,8 @@ class CheckpointManager:
     ) -> list[Path]:
         """Write epoch_N (every `every_epochs`) and best (if `metrics[monitor_metric]` improved), each time
         with latest; an epoch with neither writes nothing, except the stage's `last` epoch, which writes latest
-        alone (so a finished stage is never resumed from an earlier epoch). Returns the paths written (or being written)."""
+        alone (so a finished stage is never resumed from an earlier epoch).
+        Returns the paths written (or being written)."""
         if not self.is_main:
             return []
         stage, epoch = _check_state(state)
@@ -336,92 +336,16 @@ class CheckpointManager:
     def on_disk(self) -> tuple[int, int, int]:
         """(files, distinct files, bytes) in checkpoint_dir now: hard links count once in the bytes; the lock
         and temp files are left out."""
-        seen: dict[tuple[int, int], int] = {}
-        files = 0
-        for path in sorted(self.dir.iterdir()) if self.dir.is_dir() else []:
-            try:
-                st = path.stat()
-            except FileNotFoundError:
-                continue
-            if not path.is_file() or path.name == LOCK_NAME or path.name.endswith(TEMP_SUFFIX):
-                continue
-            files += 1
-            seen[(st.st_dev, st.st_ino)] = st.st_size
-        return files, len(seen), sum(seen.values())
+        return on_disk(self.dir)
 
     def rotate(self) -> list[Path]:
-        """Keep the newest `keep_last_n` epoch files and step files of each stage; never latest or best, and never
-        a file of another run (or of none: hmolqd 0.1.0) that lies in the folder: only this run's files rotate.
-
-        Deleting a name that shares its file with latest or best (a hard link) removes only that name."""
-        groups: dict[tuple[str | None, str], list[CheckpointFile]] = {}
-        for f in list_checkpoint_files(self.dir):
-            if f.kind in ("epoch", "step") and self._owns(f.path):
-                groups.setdefault((f.stage, f.kind), []).append(f)
-        removed = []
-        for files in groups.values():
-            files.sort(key=lambda f: (_mtime_ns(f.path), f.n))
-            removed += [f.path for f in files[: -self.policy.keep_last_n] if _remove(f.path, "rotation")]
-        return removed
-
-    def _owns(self, path: Path) -> bool:
-        """Whether `path` was written by this run (its run id; read once per file version, tensors not loaded)."""
-        try:
-            st = path.stat()
-        except FileNotFoundError:
-            return False
-        key = (st.st_dev, st.st_ino, st.st_mtime_ns)
-        if key not in self._owners:
-            head, _ = read_head(path)
-            self._owners[key] = head.get("run_id") if head is not None else _UNREADABLE
-        return self._owners[key] == self.run_id
+        """Keep the newest `keep_last_n` epoch and step files of this run per stage (`retention.Retention.rotate`)."""
+        return self._retention.rotate()
 
     def enforce_disk_budget(self) -> list[Path]:
-        """Delete the oldest epoch/step files until checkpoint files fit `disk_budget_gb`; warn if they cannot.
-
-        Bytes are counted once per file on disk (hard links share them). A name whose file is also latest or
-        best frees nothing, so it is kept; the names of one file are deleted together."""
-        budget = self.policy.disk_budget_gb * 1e9
-        if budget <= 0:
-            return []
-        files = list_checkpoint_files(self.dir)
-        inode: dict[Path, tuple[int, int]] = {}
-        size: dict[tuple[int, int], int] = {}
-        for f in files:
-            try:
-                st = f.path.stat()
-            except FileNotFoundError:
-                continue
-            inode[f.path] = (st.st_dev, st.st_ino)
-            size[inode[f.path]] = st.st_size
-        protected = {inode[f.path] for f in files if f.kind in ("latest", "best") and f.path in inode}
-        groups: dict[tuple[int, int], list[CheckpointFile]] = {}
-        for f in files:
-            if (
-                f.kind in ("epoch", "step")
-                and f.path in inode
-                and inode[f.path] not in protected
-                and self._owns(f.path)
-            ):
-                groups.setdefault(inode[f.path], []).append(f)
-        total = sum(size.values())
-        removed = []
-        for key, names in sorted(groups.items(), key=lambda kv: min((_mtime_ns(f.path), f.path.name) for f in kv[1])):
-            if total <= budget:
-                break
-            gone = [f.path for f in names if _remove(f.path, f"disk budget {self.policy.disk_budget_gb} GB")]
-            removed += gone
-            if len(gone) == len(names):
-                total -= size[key]
-        if total > budget:
-            log.warning(
-                "checkpoint files in %s use %.3f GB, over disk_budget_gb=%s, with only latest and best (and names "
-                "of their files) left; they are never deleted: raise the budget or free space",
-                self.dir,
-                total / 1e9,
-                self.policy.disk_budget_gb,
-            )
-        return removed
+        """Delete this run's oldest epoch/step files until the folder fits `disk_budget_gb`
+        (`retention.Retention.enforce_disk_budget`)."""
+        return self._retention.enforce_disk_budget()
 
 
 def _check_state(state: Mapping[str, Any]) -> tuple[str, int]:
@@ -431,22 +355,3 @@ def _check_state(state: Mapping[str, Any]) -> tuple[str, int]:
     if state["stage"] not in stage_names():
         raise CheckpointError(f"checkpoint state stage {state['stage']!r}: must be one of {stage_names()}")
     return state["stage"], int(state["epoch"])
-
-
-def _mtime_ns(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except FileNotFoundError:
-        return 0
-
-
-def _remove(path: Path, why: str) -> bool:
-    try:
-        path.unlink()
-    except FileNotFoundError:
-        return False
-    except OSError as err:
-        log.warning("could not delete %s (%s): %s", path, why, err)
-        return False
-    log.info("deleted %s (%s)", path.name, why)
-    return True

@@ -32,20 +32,13 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from hmolqd.checkpointing.fileformat import (
-    FORMAT_VERSION,
-    CheckpointError,
-    list_checkpoint_files,
-    read_head,
-    try_load_checkpoint,
-)
+from hmolqd.checkpointing.candidates import Head, order, pick, read_heads
+from hmolqd.checkpointing.fileformat import CheckpointError, list_checkpoint_files, try_load_checkpoint
 from hmolqd.checkpointing.identity import (
     RunInfo,
     new_run_id,
@@ -54,7 +47,7 @@ from hmolqd.checkpointing.identity import (
 )
 from hmolqd.checkpointing.inputs import companions, input_candidates
 from hmolqd.checkpointing.lock import RUN_INFO_NAME
-from hmolqd.config import Config, ModelConfig, architecture_diff, stage_names
+from hmolqd.config import Config, ModelConfig, architecture_diff
 
 log = logging.getLogger(__name__)
 
@@ -74,18 +67,6 @@ class ResumeResult:
     imports: tuple[Path, ...] = ()  # an input's latest, bests and run.json, to copy into checkpoint_dir
 
 
-@dataclass(frozen=True)
-class _Head:
-    """What ranking needs, read without loading tensor bytes."""
-
-    key: tuple[int, int]  # (stage index, global_step)
-    tie: int
-    mtime: int
-    path: Path
-    run_id: str | None
-    model: Mapping[str, Any] | None  # the config's model section: the architecture
-
-
 def find_resume_checkpoint(
     checkpoint_dir: str | Path,
     *,
@@ -101,10 +82,11 @@ def find_resume_checkpoint(
     """
     folder = Path(checkpoint_dir)
     info = read_run_info(folder)
-    heads, skipped, newer = _heads([f.path for f in list_checkpoint_files(folder)])
+    heads, skipped, newer = read_heads([f.path for f in list_checkpoint_files(folder)])
     if newer:
         raise CheckpointError(
-            f"checkpoint_dir {folder} holds files written by a newer hmolqd ({'; '.join(f'{p.name}: {r}' for p, r in newer)}). "
+            f"checkpoint_dir {folder} holds files written by a newer hmolqd "
+            f"({'; '.join(f'{p.name}: {r}' for p, r in newer)}). "
             "This version does not train beside them (it could not keep them as their writer expects): upgrade hmolqd, "
             "or use another checkpoint_dir. Nothing in the folder was changed"
         )
@@ -147,19 +129,20 @@ def find_resume_checkpoint(
     )
 
 
-def _explicit(folder: Path, path: Path, info: RunInfo | None, heads: list[_Head], map_location: Any) -> ResumeResult:
+def _explicit(folder: Path, path: Path, info: RunInfo | None, heads: list[Head], map_location: Any) -> ResumeResult:
     """`resume_from`: the file itself the first time; the run's own newer files once it seeded the run."""
     if info is not None and info.seeded_by(path):
-        own, ckpt, skipped = _pick([h for h in heads if h.run_id == info.run_id], map_location)
+        own, ckpt, skipped = pick([h for h in heads if h.run_id == info.run_id], map_location)
         seed = info.seeded_from or {}
         if ckpt is not None and own is not None:
             return ResumeResult(
                 own,
                 ckpt,
                 (
-                    f"Resuming from {_describe(own, ckpt)}: resume_from={str(path)!r} started this run (run {info.run_id[:8]}, "
-                    f"at {seed.get('stage')} global step {seed.get('global_step')}) and {own.name} is the run's newest valid "
-                    f"checkpoint since, so it wins over resume_from (to start again from {path.name}, use another checkpoint_dir)"
+                    f"Resuming from {_describe(own, ckpt)}: resume_from={str(path)!r} started this run "
+                    f"(run {info.run_id[:8]}, at {seed.get('stage')} global step {seed.get('global_step')}) "
+                    f"and {own.name} is the run's newest valid checkpoint since, so it wins over resume_from "
+                    f"(to start again from {path.name}, use another checkpoint_dir)"
                     f"{_skipped_text(skipped)}"
                 ),
                 skipped,
@@ -197,15 +180,16 @@ def _explicit(folder: Path, path: Path, info: RunInfo | None, heads: list[_Head]
 
 
 def _own_newest(
-    folder: Path, heads: list[_Head], skipped: list[tuple[Path, str]], info: RunInfo | None, map_location: Any
+    folder: Path, heads: list[Head], skipped: list[tuple[Path, str]], info: RunInfo | None, map_location: Any
 ) -> ResumeResult | None:
     """The newest valid file of the directory's run (then of no run), or None; CheckpointError when only
     another run's files are there."""
     named = sorted({h.run_id for h in heads if h.run_id is not None})
     if info is None and len(named) > 1:
         raise CheckpointError(
-            f"{folder} holds checkpoints of {len(named)} runs ({', '.join(r[:8] for r in named)}) and no {RUN_INFO_NAME} saying "
-            f"which run the directory belongs to: set resume_from to the file to continue (e.g. {max(heads, key=_order).path}), "
+            f"{folder} holds checkpoints of {len(named)} runs ({', '.join(r[:8] for r in named)}) "
+            f"and no {RUN_INFO_NAME} saying which run the directory belongs to: "
+            f"set resume_from to the file to continue (e.g. {max(heads, key=order).path}), "
             "or move the other runs' files away"
         )
     own = info.run_id if info else (named[0] if named else None)
@@ -223,21 +207,23 @@ def _own_newest(
         ([h for h in heads if h.run_id is None], " (written before run ids existed)"),
     )
     for group, note in groups:
-        path, ckpt, more = _pick(group, map_location)
+        path, ckpt, more = pick(group, map_location)
         skipped += more
         if ckpt is not None and path is not None:
             run_id = own or new_run_id()
             message = (
-                f"Resuming from {_describe(path, ckpt)}: newest valid checkpoint of this run in {folder}{note}{adopted}{ignored}"
+                f"Resuming from {_describe(path, ckpt)}: newest valid checkpoint of this run in {folder}"
+                f"{note}{adopted}{ignored}"
                 f"{_skipped_text(skipped)}"
             )
             return ResumeResult(path, ckpt, message, skipped, run_id, None if info else RunInfo.new(run_id=run_id))
     if foreign:
-        newest = max(foreign, key=_order)
+        newest = max(foreign, key=order)
         raise CheckpointError(
-            f"{folder} holds only checkpoints of another run: {', '.join(h.path.name for h in foreign)} (run {str(newest.run_id)[:8]}; "
-            f"this directory is run {str(own)[:8]}, {RUN_INFO_NAME}). They are not resumed automatically: to continue from one, "
-            f"set resume_from={str(newest.path)!r}; to start afresh, set auto_resume=False (a new run here: those files are "
+            f"{folder} holds only checkpoints of another run: {', '.join(h.path.name for h in foreign)} "
+            f"(run {str(newest.run_id)[:8]}; this directory is run {str(own)[:8]}, {RUN_INFO_NAME}). "
+            f"They are not resumed automatically: to continue from one, set resume_from={str(newest.path)!r}; "
+            "to start afresh, set auto_resume=False (a new run here: those files are "
             "set aside into previous_runs/, not deleted) or use another checkpoint_dir"
         )
     return None
@@ -248,7 +234,7 @@ def _from_input(
 ) -> tuple[ResumeResult | None, list[tuple[Path, str]]]:
     """(the input checkpoint to continue, or None; the candidates skipped and why): this directory's run first, then
     the newest; one of another architecture is skipped."""
-    heads, skipped, newer = _heads(candidates)
+    heads, skipped, newer = read_heads(candidates)
     skipped += newer
     usable = []
     for h in heads:
@@ -264,9 +250,9 @@ def _from_input(
         else:
             usable.append(h)
     mine = [h for h in usable if own is not None and h.run_id == own]
-    src, ckpt, more = _pick(mine or usable, map_location)
+    src, ckpt, more = pick(mine or usable, map_location)
     if ckpt is None and mine:  # none of this run's loads: the others, newest first
-        src, ckpt, extra = _pick([h for h in usable if h not in mine], map_location)
+        src, ckpt, extra = pick([h for h in usable if h not in mine], map_location)
         more += extra
     skipped += more
     if ckpt is None or src is None:
@@ -283,60 +269,11 @@ def _from_input(
     return ResumeResult(src, ckpt, message, run_id=run_id, run_info=run_info, imports=(src, *companions(src))), skipped
 
 
-def _heads(paths: Sequence[Path]) -> tuple[list[_Head], list[tuple[Path, str]], list[tuple[Path, str]]]:
-    """(rankable files, files that are not valid checkpoints with the reason, files of a newer format)."""
-    heads, skipped, newer = [], [], []
-    for path in paths:
-        head, reason = read_head(path)
-        if head is None:
-            skipped.append((path, reason))
-            log.warning("skipping checkpoint %s: %s", path, reason)
-        elif type(head.get("format_version")) is int and head["format_version"] > FORMAT_VERSION:
-            newer.append((path, f"format_version {head['format_version']} > {FORMAT_VERSION}"))
-        elif head.get("stage") not in stage_names() or not isinstance(head.get("global_step"), int):
-            skipped.append((path, "not an hmolqd checkpoint (no valid 'stage' / 'global_step')"))
-        else:
-            run_id = head.get("run_id") if isinstance(head.get("run_id"), str) else None
-            config = head.get("config")
-            model = (
-                config.get("model")
-                if isinstance(config, Mapping) and isinstance(config.get("model"), Mapping)
-                else None
-            )
-            key = (stage_names().index(head["stage"]), head["global_step"])
-            heads.append(_Head(key, _tie_break(path), _mtime_ns(path), path, run_id, model))
-    return heads, skipped, newer
-
-
-def _order(h: _Head) -> tuple:
-    return h.key, h.tie, h.mtime, str(h.path)
-
-
-def _pick(heads: Sequence[_Head], map_location: Any) -> tuple[Path | None, dict | None, list[tuple[Path, str]]]:
-    skipped: list[tuple[Path, str]] = []
-    for head in sorted(heads, key=_order, reverse=True):
-        ckpt, reason = try_load_checkpoint(head.path, map_location)
-        if ckpt is not None:
-            return head.path, ckpt, skipped
-        skipped.append((head.path, str(reason)))
-        log.warning("skipping checkpoint %s: %s", head.path, reason)
-    return None, None, skipped
-
-
-def _mtime_ns(path: Path) -> int:
-    try:
-        return path.stat().st_mtime_ns
-    except OSError:
-        return 0
-
-
-def _tie_break(path: Path) -> int:
-    """Equal (stage, step): latest first, then step/epoch files, then best."""
-    return 2 if path.name == "checkpoint_latest.pt" else 0 if path.name.endswith("best.pt") else 1
-
-
 def _describe(path: Path, ckpt: Mapping[str, Any]) -> str:
-    return f"{path} (stage {ckpt['stage']}, epoch {ckpt['epoch']}, global step {ckpt['global_step']}, saved {ckpt.get('timestamp', '?')})"
+    return (
+        f"{path} (stage {ckpt['stage']}, epoch {ckpt['epoch']}, global step {ckpt['global_step']}, "
+        f"saved {ckpt.get('timestamp', '?')})"
+    )
 
 
 def _skipped_text(skipped: list[tuple[Path, str]]) -> str:
@@ -349,7 +286,8 @@ def _used(result: ResumeResult) -> ResumeResult:
 
 
 def find_for_config(cfg: Config, map_location: Any = "cpu") -> ResumeResult:
-    """`find_resume_checkpoint` with the config's keys (checkpoint_dir, resume_from, auto_resume, resume_input, model)."""
+    """`find_resume_checkpoint` with the config's keys
+    (checkpoint_dir, resume_from, auto_resume, resume_input, model)."""
     cfg = cfg.resolved()
     return find_resume_checkpoint(
         cfg.paths.checkpoint_dir,
@@ -385,8 +323,8 @@ def check_resume_config(saved: Mapping[str, Any], current: Config) -> list[str]:
     if diff:
         raise CheckpointError(
             f"the model architecture differs from the checkpoint in {len(diff)} key(s): {'; '.join(diff)}. Model keys "
-            "cannot change on resume: use the checkpoint's values, or start a new run (auto_resume=False: the run's files are "
-            "set aside into previous_runs/ and kept; or another checkpoint_dir)"
+            "cannot change on resume: use the checkpoint's values, or start a new run "
+            "(auto_resume=False: the run's files are set aside into previous_runs/ and kept; or another checkpoint_dir)"
         )
     now = current.to_dict()
     messages = []
@@ -401,10 +339,12 @@ def check_resume_config(saved: Mapping[str, Any], current: Config) -> list[str]:
                 messages.append(f"config key {key!r} is new since the checkpoint: using {new[key]!r}")
             elif old[key] != new[key] and key in _WARN_KEYS:
                 messages.append(
-                    f"WARNING: config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} ({_WARN_KEYS[key]})"
+                    f"WARNING: config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} "
+                    f"({_WARN_KEYS[key]})"
                 )
             elif old[key] != new[key]:
                 messages.append(
-                    f"config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} (allowed: it does not change the model)"
+                    f"config key {key!r} changed since the checkpoint: {old[key]!r} -> {new[key]!r} "
+                    "(allowed: it does not change the model)"
                 )
     return messages

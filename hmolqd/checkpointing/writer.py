@@ -146,6 +146,7 @@ def _wait_through_interrupts(done: threading.Event | Callable[[], Any]) -> bool:
         except KeyboardInterrupt:
             if not interrupted:
                 log.warning(
-                    "interrupted again while a checkpoint is being written: the write is finished first, then training stops"
+                    "interrupted again while a checkpoint is being written: "
+                    "the write is finished first, then training stops"
                 )
             interrupted = True

@@ -12,12 +12,11 @@ A re-run of a finished training says so and leaves the outputs as they are unles
 
 from __future__ import annotations
 
-import random
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-import numpy as np
 import torch
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
@@ -25,19 +24,16 @@ from tqdm.auto import tqdm
 from hmolqd.checkpointing.fileformat import CheckpointError
 from hmolqd.checkpointing.manager import CheckpointManager, SaveStats
 from hmolqd.checkpointing.restore import load_training_state
-from hmolqd.checkpointing.resume import ResumeResult, check_resume_config
 from hmolqd.checkpointing.rng import capture_rng_state, restore_rng_state
 from hmolqd.config import Config, Stage, stage_names, stages
-from hmolqd.data import augment_doors, augment_mirror, find_data_dir, load_corpus, split_corpus
+from hmolqd.data import find_data_dir
 from hmolqd.data.dataset import check_val_dungeons, dungeon_names
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training import outputs, validation
 from hmolqd.training.history import save_history
 from hmolqd.training.optim import LRSchedule, Optimization
 from hmolqd.training.progress import (
-    Progress,
     epoch_permutation,
-    past_end_notes,
     rank_share,
     stage_total_steps,
     training_complete,
@@ -53,8 +49,6 @@ from hmolqd.training.runtime import (
 )
 from hmolqd.training.session import checkpoint_report, open_checkpoints, release_all
 from hmolqd.training.stages import (
-    RoomSet,
-    RunData,
     StageData,
     objective,
     set_train_mode,
@@ -63,23 +57,7 @@ from hmolqd.training.stages import (
     start_diffusion_stage,
     trainable,
 )
-
-
-@dataclass(kw_only=True)
-class Run:
-    """What one call of `train` shares between its stages."""
-
-    cfg: Config
-    rt: Runtime
-    gen: RoomModel
-    data: RunData
-    ckpt: CheckpointManager
-    clock: Clock
-    stop: StopFlag
-    log: Callable[[str], None]
-    progress: Progress
-    resume: dict[str, Any] | None = None  # the checkpoint being resumed; its stage consumes it
-    stop_files: list[Path] = field(default_factory=list)  # what the stop (or OOM) save wrote, for the message
+from hmolqd.training.startup import Run, start_or_resume
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -239,31 +217,6 @@ def end_of_epoch(run: Run, stage: Stage, val: StageData, lr: float, state: Calla
         run.log(validation.format_record(record))
 
 
-def load_data(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> RunData:
-    """The corpus split by whole dungeons, held on the training device for the whole run."""
-    data_dir = find_data_dir(cfg.data.data_dir)
-    train_c, val_c = split_corpus(load_corpus(data_dir), cfg.data.val_dungeons)
-    aug = augment_mirror(train_c) if cfg.data.mirror_augment else train_c
-    fit = augment_doors(aug, cfg.data.door_augment, cfg.run.seed)
-    say(
-        f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors, {len(fit)} trained on), "
-        f"{len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})"
-    )
-    dev = rt.device
-    return RunData(
-        train=RoomSet(rooms=fit.rooms.to(dev), doors=fit.doors.to(dev), stairs=fit.stairs.to(dev)),
-        val=RoomSet(rooms=val_c.rooms.to(dev), doors=val_c.doors.to(dev), stairs=val_c.stairs.to(dev)),
-        # generation metrics compare against what the model trained on, mirrors included (as `evaluate` does)
-        ref=RoomSet(rooms=aug.rooms, doors=aug.doors, stairs=aug.stairs),
-    )
-
-
-def seed_everything(seed: int) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
 def train(
     cfg: Config, *, log: Callable[[str], None] = print, stop: StopFlag | None = None, rewrite_outputs: bool = False
 ) -> TrainResult:
@@ -320,38 +273,6 @@ def train(
         finally:
             release_all(locks)
             teardown_runtime(rt)
-
-
-def start_or_resume(cfg: Config, rt: Runtime, found: ResumeResult, stop: StopFlag, say: Callable[[str], None]) -> Run:
-    """The run's data, model and checkpoint manager; resumed from `found`'s checkpoint where there is one."""
-    say(found.message)
-    ckpt = found.checkpoint
-    for msg in check_resume_config(ckpt["config"], cfg) if ckpt else []:
-        say(msg)
-    say(rt.describe())
-    seed_everything(cfg.run.seed + rt.rank)  # each DDP rank draws its own noise
-    data = load_data(cfg, rt, say)
-    gen = RoomModel.from_config(cfg).to(rt.device)
-    manager = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=found.run_id)
-    run = Run(
-        cfg=cfg,
-        rt=rt,
-        gen=gen,
-        data=data,
-        ckpt=manager,
-        clock=Clock(),
-        stop=stop,
-        log=say,
-        progress=Progress(),
-        resume=ckpt,
-    )
-    if ckpt:
-        load_training_state(ckpt, models=gen.parts())
-        run.progress, run.clock = Progress.from_checkpoint(ckpt), Clock(float(ckpt["elapsed"]))
-        manager.restore(ckpt)
-        for note in past_end_notes(cfg, run.progress):
-            say(note)
-    return run
 
 
 def final_outputs_present(cfg: Config) -> bool:

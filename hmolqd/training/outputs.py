@@ -106,7 +106,8 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
         first = stored.setdefault((st.st_dev, st.st_ino), src)
         if first != src and not _named_entry(src):
             same.append(
-                f"{src.name}: the same file as {first.name} (a hard link in checkpoint_dir); copy it to restore the name"
+                f"{src.name}: the same file as {first.name} (a hard link in checkpoint_dir); "
+                "copy it to restore the name"
             )
             continue
         files.append((src, Path("checkpoints") / src.name))

@@ -88,8 +88,9 @@ def checkpoint_report(manager: CheckpointManager, session_seconds: float) -> str
     skipped = f" ({st.skipped} step saves skipped while one was being written)" if st.skipped else ""
     where = "in the background" if manager.async_save else "inline"
     return (
-        f"checkpointing: {st.saves} saves{skipped}, {st.bytes_written / 2**20:.1f} MiB written; {manager.dir} holds {files} files "
-        f"({distinct} distinct, {size / 2**20:.1f} MiB on disk); training waited {st.blocked_seconds:.1f} s ({1000 * per_save:.0f} ms "
-        f"per save) = {100 * st.blocked_seconds / max(session_seconds, 1e-9):.1f} % of this session's {session_seconds:.0f} s; "
+        f"checkpointing: {st.saves} saves{skipped}, {st.bytes_written / 2**20:.1f} MiB written; "
+        f"{manager.dir} holds {files} files ({distinct} distinct, {size / 2**20:.1f} MiB on disk); "
+        f"training waited {st.blocked_seconds:.1f} s ({1000 * per_save:.0f} ms per save) = "
+        f"{100 * st.blocked_seconds / max(session_seconds, 1e-9):.1f} % of this session's {session_seconds:.0f} s; "
         f"writing took {st.write_seconds:.1f} s {where}"
     )
