@@ -307,7 +307,8 @@ def test_sigkill_resumes_bit_exact_under_autocast(vglc_dir: Path, tmp_path: Path
     cfg = write_config(vglc_dir, tmp_path / "run", **keys)
     for kill in (("checkpoint_vqvae_step_4.pt", 0.0), ("checkpoint_step_*.pt", 0.05)):  # mid-vqvae, mid-diffusion
         assert run_cli(cfg, kill) == -signal.SIGKILL
-        # The kill may land before checkpoint_latest.pt is written: every file there (saves are atomic) is of this dtype.
+        # The kill may land before checkpoint_latest.pt is written: every file there (saves are atomic) is of
+        # this dtype.
         files = sorted((tmp_path / "run" / "ckpt").glob("checkpoint_*.pt"))
         assert files and all(load_checkpoint(f)["config"]["train"]["use_amp"] == amp for f in files)
     assert run_cli(cfg) == 0

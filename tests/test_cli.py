@@ -71,7 +71,8 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     [
         (
             ["--doors", "up"],
-            "error: --doors 'up': unknown door side(s) ['up']; use comma-separated sides as seen on screen: north, east, south, west",
+            "error: --doors 'up': unknown door side(s) ['up']; "
+            "use comma-separated sides as seen on screen: north, east, south, west",
         ),
         (["--doors", "north,sideways"], "error: --doors 'north,sideways': unknown door side(s) ['sideways']"),
         (
@@ -152,7 +153,8 @@ def test_stairs_for_a_model_without_the_stairs_condition_is_one_error_line(
     assert main(["sample", "--model", str(model), "-n", "2", "--stairs", "yes", "--out", str(tmp_path / "s.png")]) == 2
     assert (
         error_line(capsys)
-        == f"error: --stairs 'yes': {model} was trained without the stairs condition (cond_stairs = false); leave --stairs out"
+        == f"error: --stairs 'yes': {model} was trained without the stairs condition (cond_stairs = false); "
+        "leave --stairs out"
     )
     assert main(["sample", "--model", str(model), "-n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
 

@@ -73,7 +73,8 @@ def test_torchrun_two_cpu_processes(vglc_dir: Path, tmp_path: Path, checkpoint_a
     assert latest["global_step"] == 5 * (1 + 2)
     assert [r["epoch"] for r in latest["history"] if r["stage"] == "diffusion"] == [1, 2]
     assert not any(k.startswith("module.") for k in latest["models"]["vqvae"])  # DDP unwrapped before state_dict
-    # Rank 0 alone locked the directory, chose the run and wrote: one run id, files complete, no temp file, lock released.
+    # Rank 0 alone locked the directory, chose the run and wrote: one run id, files complete, no temp file,
+    # lock released.
     run_id = json.loads((tmp_path / "ck" / "run.json").read_text())["run_id"]
     names = {p.name for p in (tmp_path / "ck").iterdir()}
     assert names == {

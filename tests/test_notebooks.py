@@ -16,13 +16,13 @@ from typing import Any
 import matplotlib.image
 import nbformat
 import pytest
+from notebook_helpers import execute, inject, read, text_of
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import Config
 from hmolqd.sampling.generate import generate
 from hmolqd.training.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
-from notebook_helpers import execute, inject, read, text_of
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"

@@ -7,8 +7,8 @@ import torch
 from torch import nn
 
 from hmolqd.config import ModelConfig
-from hmolqd.data.tiles import NUM_TILES, SIDES
 from hmolqd.data.attributes import ABSENT, PRESENT, UNKNOWN
+from hmolqd.data.tiles import NUM_TILES, SIDES
 from hmolqd.models.room_model import RoomModel, ema_update
 from hmolqd.sampling.generate import generate, parse_doors, parse_stairs
 

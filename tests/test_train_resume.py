@@ -207,7 +207,8 @@ def test_end_of_run_line_reports_what_the_folder_holds(vglc_dir: Path, tmp_path:
     line = next(m for m in messages if m.startswith("checkpointing: "))
     m = re.search(
         r"(\d+) saves, ([\d.]+) MiB written; (\S+) holds (\d+) files \((\d+) distinct, ([\d.]+) MiB on disk\); "
-        r"training waited [\d.]+ s \(\d+ ms per save\) = [\d.]+ % of this session's \d+ s; writing took [\d.]+ s in the background",
+        r"training waited [\d.]+ s \(\d+ ms per save\) = [\d.]+ % of this session's \d+ s; "
+        r"writing took [\d.]+ s in the background",
         line,
     )
     assert m, line
@@ -222,7 +223,10 @@ def test_end_of_run_line_reports_what_the_folder_holds(vglc_dir: Path, tmp_path:
 
 
 def test_second_training_on_a_locked_directory_does_not_start(vglc_dir: Path, tmp_path: Path) -> None:
-    holder_code = "import sys, time; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(120)"
+    holder_code = (
+        "import sys, time; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(120)"
+    )
     (tmp_path / "ckpt").mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", holder_code, str(tmp_path / "ckpt")], cwd=REPO, stdout=subprocess.PIPE, text=True
