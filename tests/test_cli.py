@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from matplotlib.image import imread
+from model_helpers import TINY_MODEL
 
 import hmolqd.training.loop
 from hmolqd.checkpointing.export import export_model, load_model
@@ -27,13 +28,7 @@ from hmolqd.training.loop import train
 REPO = Path(__file__).resolve().parents[1]
 # One VQ-VAE epoch and one diffusion epoch of a tiny model on the real corpus: 5 steps each.
 TINY = {
-    "num_embeddings": 16,
-    "latent_dim": 4,
-    "embedding_dim": 16,
-    "downsample": 4,
-    "denoiser_dim": 16,
-    "denoiser_depth": 1,
-    "num_timesteps": 50,
+    **TINY_MODEL,
     "vqvae_epochs": 1,
     "num_epochs": 1,
     "joint_epochs": 0,

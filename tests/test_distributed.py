@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_helpers import TINY_MODEL
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.checkpointing.fileformat import load_checkpoint
@@ -18,13 +19,7 @@ pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.real_data]
 
 TINY = {
     "door_augment": 0,  # 1212 rooms per epoch: the step counts below
-    "num_embeddings": 32,
-    "latent_dim": 8,
-    "embedding_dim": 32,
-    "downsample": 4,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 100,
+    **TINY_MODEL,
     "vqvae_epochs": 1,
     "num_epochs": 2,
     "batch_size": 128,
