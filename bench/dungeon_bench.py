@@ -12,7 +12,8 @@ Measures (all rooms of a group of dungeons in batched calls, as `hmolqd.dungeon.
 - time for one 20-room dungeon (sampled layout, including regeneration; median and max over 5 seeds) and
   for 100 dungeons of 20 rooms in one batched build;
 - the layout statistics of the sampled layouts next to the real graphs (and the real maps' extents).
-`--steps` / `--guidance` / `--temperature` override the model's sampling settings (default: those stored with the model).
+`--steps` / `--guidance` / `--temperature` override the model's sampling settings (default: those stored with the
+model).
 """
 
 from __future__ import annotations
@@ -156,7 +157,8 @@ def markdown(result: dict[str, Any]) -> str:
         "",
         "| time (1 thread) | measured | target |",
         "|---|---:|---:|",
-        f"| one {ROOMS_FOR_TIMING}-room dungeon, incl. regeneration (median / max of 5) | {t['one_dungeon_s_median']:.2f} s / {t['one_dungeon_s_max']:.2f} s | <= 5 s |",
+        f"| one {ROOMS_FOR_TIMING}-room dungeon, incl. regeneration (median / max of 5) | "
+        f"{t['one_dungeon_s_median']:.2f} s / {t['one_dungeon_s_max']:.2f} s | <= 5 s |",
         f"| 100 dungeons of {ROOMS_FOR_TIMING} rooms, batched | {t['hundred_dungeons_s']:.1f} s | <= 60 s |",
     ]
     lines += [

@@ -14,7 +14,8 @@
 4. the suite (`bench/run.py`) on CUDA with AMP: the notebook's default model, sizes `gpu`, CUDA memory per section.
 
 Whether the fp16 and bf16 paths reach fp32's quality is a longer run, outside this script: e.g.
-`python bench/quality_seeds.py --preset gpu --seeds 0 --set device=cuda --set use_amp=fp16 --out bench/results/quality_gpu_fp16`
+`python bench/quality_seeds.py --preset gpu --seeds 0 --set device=cuda --set use_amp=fp16 \
+--out bench/results/quality_gpu_fp16`
 (and `use_amp=bf16`, `use_amp=false`), compared with the 3-seed range of bench/results/quality_cpu.md.
 
 Writes gpu_check.json and gpu_check.md, and the suite's <gpu>.json / .md / -quality.png, under $OUT when set,
@@ -386,7 +387,8 @@ def markdown(results: dict[str, Any]) -> str:
             for amp, k in r["runs"].items():
                 lines += [
                     f"- use_amp={amp!r}: {'PASS' if k['ok'] else 'FAIL'}: killed with files {k['files_when_killed']}; "
-                    f"resumed vs uninterrupted max |diff| {k['max_abs_diff']:.3g} over {k['tensors_compared']} tensors, "
+                    f"resumed vs uninterrupted max |diff| {k['max_abs_diff']:.3g} over {k['tensors_compared']} "
+                    "tensors, "
                     f"run-to-run noise {k['run_to_run_noise']:.3g} (tolerance 10x: {k['tolerance']:.3g}); "
                     f"GradScaler steps skipped: {k['skipped_steps']}."
                 ]
@@ -445,7 +447,8 @@ def main(argv: list[str] | None = None) -> int:
                 say(results["errors"][part])
             results["seconds"][part] = round(time.perf_counter() - start, 1)
             say(
-                f"[gpu_check] {part}: {'FAILED' if part in results['errors'] else 'done'} ({results['seconds'][part]:.0f} s)"
+                f"[gpu_check] {part}: {'FAILED' if part in results['errors'] else 'done'} "
+                f"({results['seconds'][part]:.0f} s)"
             )
             atomic_write_text(args.out / "gpu_check.json", json.dumps(json_safe(results), indent=1, default=str) + "\n")
             atomic_write_text(args.out / "gpu_check.md", markdown(results))

@@ -80,7 +80,8 @@ def part_archive(model: Path, mode: str, seeds: list[int], evaluations: int, run
             seed=seed,
             mode=mode,
             batch_size=batch,
-            progress=lambda h: print(
+            # seed bound as a default: the progress line names this loop's seed (B023)
+            progress=lambda h, seed=seed: print(
                 f"  {mode} seed {seed}: {h['evaluations']} evaluations, coverage {100 * h['coverage']:.1f} %",
                 file=sys.stderr,
             ),
@@ -147,8 +148,10 @@ def markdown(parts: list[dict[str, Any]]) -> str:
                 f"| {p['mode']} | {','.join(str(r['seed']) for r in runs)} | {p['evaluations']} | "
                 f"{_spread([100 * r['coverage'] for r in runs])} % | {_spread([r['qd_score'] for r in runs])} | "
                 f"{_spread([100 * r['beaten_elites'] for r in runs])} % | "
-                f"{_spread([100 * r['beaten_before'] for r in runs])} % / {_spread([100 * r['beaten'] for r in runs])} % | "
-                f"{_spread([100 * r['rooms_regenerated'] for r in runs])} % | {_spread([r['evaluation_seconds'] for r in runs])} |"
+                f"{_spread([100 * r['beaten_before'] for r in runs])} % / "
+                f"{_spread([100 * r['beaten'] for r in runs])} % | "
+                f"{_spread([100 * r['rooms_regenerated'] for r in runs])} % | "
+                f"{_spread([r['evaluation_seconds'] for r in runs])} |"
             )
     for p in parts:
         if "real_maps" in p:
@@ -156,7 +159,8 @@ def markdown(parts: list[dict[str, Any]]) -> str:
                 "",
                 f"Real dungeons played from their VGLC maps + graphs: {p['real_maps_beaten']} of 18 beaten",
                 "",
-                "| dungeon | beaten | rooms on path / rooms | placed nodes / map rooms | links shown as doors | stuck |",
+                "| dungeon | beaten | rooms on path / rooms | placed nodes / map rooms | links shown as doors | stuck "
+                "|",
                 "|---|---|---:|---:|---:|---|",
             ]
             for r in p["real_maps"]:
@@ -207,7 +211,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(
                     f"{mode} seed {r['seed']}: {r['evaluations']} evaluations, coverage {100 * r['coverage']:.2f} %, "
                     f"QD {r['qd_score']:.1f}, beaten elites {100 * r['beaten_elites']:.1f} %, beaten before/after "
-                    f"{100 * r['beaten_before']:.1f}/{100 * r['beaten']:.1f} %, rooms regenerated {100 * r['rooms_regenerated']:.1f} %, "
+                    f"{100 * r['beaten_before']:.1f}/{100 * r['beaten']:.1f} %, rooms regenerated "
+                    f"{100 * r['rooms_regenerated']:.1f} %, "
                     f"{r['evaluation_seconds']:.0f} s"
                 )
         return 0

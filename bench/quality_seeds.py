@@ -7,7 +7,8 @@ time the budget with `--jobs 1` on an otherwise idle machine. Writes `<out>.json
 `<out>.md` (the targets table: mean, min-max over seeds, beside the training set and the Markov reference of the
 first seed's report).
 
-    python bench/quality_seeds.py --preset cpu --seeds 0 1 2 --data ../shared/data/vglc-zelda --out bench/results/quality_cpu
+    python bench/quality_seeds.py --preset cpu --seeds 0 1 2 --data ../shared/data/vglc-zelda \
+        --out bench/results/quality_cpu
 
 `--reuse` evaluates the models a previous call trained in `--work` again (its training wall time is kept in
 `train_seconds.txt` beside each), e.g. with other sampling settings: `--evaluate-arg=--guidance --evaluate-arg=1.5`.
@@ -148,7 +149,8 @@ def summary(reports: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
 def markdown(reports: list[dict[str, Any]], stats: dict[str, dict[str, float]], seeds: list[int]) -> str:
     first = reports[0]
     lines = [
-        f"| metric | ours: mean over seeds {', '.join(map(str, seeds))} | range | training set | Markov | held-out real | target "
+        f"| metric | ours: mean over seeds {', '.join(map(str, seeds))} | range | training set | Markov | held-out "
+        "real | target "
         "| met (mean) |",
         "|---|---:|---:|---:|---:|---:|---:|:--:|",
     ]

@@ -1,8 +1,11 @@
 """Time hmolqd.sampling.generate.generate: rooms per second for sampling + decoding on this machine.
 
-    python bench/sample_speed.py --threads 1           # the default model and sampler, untrained, 1000 rooms in one batch
-    python bench/sample_speed.py --model runs/cpu/outputs/model_final.pt --threads 1   # a trained model, its own settings
-    python bench/sample_speed.py --set model_kind=continuous --set sample_steps=50 --set attn_radius=0 --set cond_attributes=false
+    # the default model and sampler, untrained, 1000 rooms in one batch
+    python bench/sample_speed.py --threads 1
+    # a trained model, its own settings
+    python bench/sample_speed.py --model runs/cpu/outputs/model_final.pt --threads 1
+    python bench/sample_speed.py --set model_kind=continuous --set sample_steps=50 --set attn_radius=0 \
+        --set cond_attributes=false
 
 A thin entry point to the suite's timing (`hbench.samplebench.timed_generate`); `python bench/run.py` measures
 every sampler, step count and batch with the quality at each. On a CPU shared with other busy processes,
@@ -64,7 +67,8 @@ def main(argv: list[str] | None = None) -> None:
 
     params = sum(p.numel() for p in model.diffusion.denoiser.parameters())
     print(
-        f"{model.cfg.model_kind} model, grid {model.vqvae.latent_shape}, denoiser {params:,} params, threads {torch.get_num_threads()}, device {args.device}"
+        f"{model.cfg.model_kind} model, grid {model.vqvae.latent_shape}, denoiser {params:,} params, threads "
+        f"{torch.get_num_threads()}, device {args.device}"
     )
     generate(model, min(args.n, 8), doors=doors[:8], steps=2)  # warm-up
     others = {k: v for k, v in sampling.items() if k != "steps"}

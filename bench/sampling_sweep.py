@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any
 
 from hmolqd.checkpointing.export import load_model
+from hmolqd.config import SamplingSettings
 from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
 from hmolqd.evaluation.report import evaluation_report
-from hmolqd.config import SamplingSettings
 
 COLUMNS = (
     "playable",

@@ -63,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     train_c, val_c = split_corpus(load_corpus(find_data_dir(args.vglc_dir)), cfg.data.val_dungeons)
     m = cfg.model
     print(
-        f"VQ-VAE: downsample={m.downsample} embedding_dim={m.embedding_dim} latent_dim={m.latent_dim} num_embeddings={m.num_embeddings}, "
-        f"{cfg.train.vqvae_epochs} epochs, batch {cfg.train.batch_size}, lr {cfg.train.learning_rate}, seed {args.seed}, {args.threads} thread(s)"
+        f"VQ-VAE: downsample={m.downsample} embedding_dim={m.embedding_dim} latent_dim={m.latent_dim} "
+        f"num_embeddings={m.num_embeddings}, "
+        f"{cfg.train.vqvae_epochs} epochs, batch {cfg.train.batch_size}, lr {cfg.train.learning_rate}, seed "
+        f"{args.seed}, {args.threads} thread(s)"
     )
     print(f"parameters: {sum(p.numel() for p in vqvae.parameters()):,}  latent grid {vqvae.latent_shape}")
     print(
@@ -75,11 +77,13 @@ def main(argv: list[str] | None = None) -> int:
     for name, rooms in (("train", train_c.rooms), ("held-out", val_c.rooms)):
         r = vqvae.evaluate(rooms)
         print(
-            f"{name:>9}: tile acc {r['tile_accuracy']:.4%}  room acc {r['room_accuracy']:.2%}  codebook usage {r['codebook_usage']:.2%}  perplexity {r['perplexity']:.1f}"
+            f"{name:>9}: tile acc {r['tile_accuracy']:.4%}  room acc {r['room_accuracy']:.2%}  codebook usage "
+            f"{r['codebook_usage']:.2%}  perplexity {r['perplexity']:.1f}"
         )
     ok = on_val["tile_accuracy"] >= BAR_TILE and on_val["room_accuracy"] >= BAR_ROOM
     print(
-        f"{'PASS' if ok else 'FAIL'}: held-out tile acc {on_val['tile_accuracy']:.4%} (bar {BAR_TILE:.1%}), room acc {on_val['room_accuracy']:.2%} (bar {BAR_ROOM:.0%})"
+        f"{'PASS' if ok else 'FAIL'}: held-out tile acc {on_val['tile_accuracy']:.4%} (bar {BAR_TILE:.1%}), room acc "
+        f"{on_val['room_accuracy']:.2%} (bar {BAR_ROOM:.0%})"
     )
     return 0 if ok else 1
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from hmolqd.training.trainee import TINY_MODEL as _TINY_MODEL
+
 
 def randomize_zero_init(module: nn.Module, std: float = 0.2) -> nn.Module:
     """adaLN-Zero makes a fresh denoiser output exactly 0 whatever its inputs; give those layers weights."""
@@ -16,13 +18,9 @@ def randomize_zero_init(module: nn.Module, std: float = 0.2) -> nn.Module:
     return module
 
 
-# A tiny discrete room model for the CLI tests (an untrained export is enough to exercise the commands).
-TINY_CLI_MODEL = {
-    "num_embeddings": 16,
-    "latent_dim": 4,
-    "embedding_dim": 16,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 50,
-    "sample_steps": 2,
-}
+# The one tiny model of the tests: the package's own (the trainer self-check's), a real discrete RoomModel whose
+# every state round trip takes milliseconds. A test that needs other values says why beside them.
+TINY_MODEL = dict(_TINY_MODEL)
+
+# The CLI tests: the tiny model with two sampling steps (an untrained export is enough to exercise the commands).
+TINY_CLI_MODEL = {**TINY_MODEL, "sample_steps": 2}

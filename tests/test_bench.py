@@ -26,7 +26,8 @@ HOST_KEYS = {
 
 @pytest.fixture
 def bench(monkeypatch: pytest.MonkeyPatch) -> dict[str, ModuleType]:
-    """bench/run.py and bench/gpu_check.py as modules (bench/ is not a package: its scripts import hbench beside them)."""
+    """bench/run.py and bench/gpu_check.py as modules (bench/ is not a package: its scripts import hbench beside
+    them)."""
     monkeypatch.syspath_prepend(str(BENCH))
     return {name: importlib.import_module(name) for name in ("run", "gpu_check")}
 

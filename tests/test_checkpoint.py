@@ -581,7 +581,8 @@ def test_auto_resume_off_starts_fresh_and_deletes_nothing(tmp_path: Path, objs: 
 
 
 def _kaggle_tree(root: Path, objs: SimpleNamespace) -> tuple[Path, Path]:
-    """/kaggle/input with an attached previous version (valid, with its run.json) and another source holding a corrupt latest."""
+    """/kaggle/input with an attached previous version (valid, with its run.json) and another source holding a
+    corrupt latest."""
     good = root / "kaggle" / "input" / "my-notebook-v3" / "checkpoints"
     manager(good).save_epoch_end(make_state(objs, epoch=4, step=40), {"val_loss": 1.0})
     write_run_info(good, RunInfo.new())
@@ -642,7 +643,8 @@ def test_training_key_changes_are_allowed_and_returned_once(caplog: pytest.LogCa
         in messages
     )
     assert [m for m in messages if m.startswith("WARNING")] == [
-        "WARNING: config key 'learning_rate' changed since the checkpoint: 0.0015 -> 0.0005 (applied: the learning-rate schedule is rebuilt with the new peak)"
+        "WARNING: config key 'learning_rate' changed since the checkpoint: 0.0015 -> 0.0005 "
+        "(applied: the learning-rate schedule is rebuilt with the new peak)"
     ]
     # The caller prints the messages; logging them as well printed every warning twice (stdout and stderr).
     assert not any("changed since the checkpoint" in r.getMessage() for r in caplog.records)

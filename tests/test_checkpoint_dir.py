@@ -178,7 +178,8 @@ def test_real_read_only_places_are_refused_up_front(where: str) -> None:
     """sysfs refuses new files even to root: a real unwritable (or uncreatable) directory."""
     with pytest.raises(
         CheckpointError,
-        match=rf"checkpoint_dir {where} (is not writable|cannot be created): (Permission denied|Operation not permitted)",
+        match=rf"checkpoint_dir {where} (is not writable|cannot be created): "
+        r"(Permission denied|Operation not permitted)",
     ):
         check_checkpoint_dir(where)
 
@@ -291,7 +292,8 @@ def test_resume_status_style_lookup_copies_nothing(tmp_path: Path, objs: SimpleN
 
 
 def test_a_holder_that_has_not_written_its_record_yet_counts_as_busy(tmp_path: Path) -> None:
-    """An empty lock file (a holder between open and writing its record) held by flock: busy, 'details not written yet'."""
+    """An empty lock file (a holder between open and writing its record) held by flock: busy, 'details not written
+    yet'."""
     import fcntl
 
     (tmp_path / LOCK_NAME).touch()

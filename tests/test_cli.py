@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import torch
 from matplotlib.image import imread
+from model_helpers import TINY_MODEL
 
 import hmolqd.training.loop
 from hmolqd.checkpointing.export import export_model, load_model
@@ -27,13 +28,7 @@ from hmolqd.training.loop import train
 REPO = Path(__file__).resolve().parents[1]
 # One VQ-VAE epoch and one diffusion epoch of a tiny model on the real corpus: 5 steps each.
 TINY = {
-    "num_embeddings": 16,
-    "latent_dim": 4,
-    "embedding_dim": 16,
-    "downsample": 4,
-    "denoiser_dim": 16,
-    "denoiser_depth": 1,
-    "num_timesteps": 50,
+    **TINY_MODEL,
     "vqvae_epochs": 1,
     "num_epochs": 1,
     "joint_epochs": 0,
@@ -71,7 +66,8 @@ def error_line(capsys: pytest.CaptureFixture[str]) -> str:
     [
         (
             ["--doors", "up"],
-            "error: --doors 'up': unknown door side(s) ['up']; use comma-separated sides as seen on screen: north, east, south, west",
+            "error: --doors 'up': unknown door side(s) ['up']; "
+            "use comma-separated sides as seen on screen: north, east, south, west",
         ),
         (["--doors", "north,sideways"], "error: --doors 'north,sideways': unknown door side(s) ['sideways']"),
         (
@@ -152,7 +148,8 @@ def test_stairs_for_a_model_without_the_stairs_condition_is_one_error_line(
     assert main(["sample", "--model", str(model), "-n", "2", "--stairs", "yes", "--out", str(tmp_path / "s.png")]) == 2
     assert (
         error_line(capsys)
-        == f"error: --stairs 'yes': {model} was trained without the stairs condition (cond_stairs = false); leave --stairs out"
+        == f"error: --stairs 'yes': {model} was trained without the stairs condition (cond_stairs = false); "
+        "leave --stairs out"
     )
     assert main(["sample", "--model", str(model), "-n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 0
 

@@ -9,13 +9,12 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_helpers import TINY_CLI_MODEL
 
 from hmolqd.cli import main
 from hmolqd.config import Config
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training.outputs import export_final
-
-from model_helpers import TINY_CLI_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TINY_CLI_MODEL

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import TINY_MODEL, randomize_zero_init
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.config import Config, ModelConfig, SamplingSettings
@@ -27,9 +28,9 @@ from hmolqd.models.code_diffusion import local_attention_mask
 from hmolqd.models.room_model import RoomModel
 from hmolqd.sampling.discrete import attribute_tokens, mirror_request
 from hmolqd.sampling.generate import generate
-from model_helpers import randomize_zero_init
 
-TINY = dict(num_embeddings=16, latent_dim=4, embedding_dim=16, denoiser_dim=32, denoiser_depth=2)
+# downsample 2 (the default), not the tiny model's 4: the shapes below are of the 8 x 6 code grid.
+TINY = {**TINY_MODEL, "downsample": 2}
 FIXTURE = Path(__file__).parent / "fixtures" / "v0_1_0"
 
 

@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from model_helpers import TINY_MODEL
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.checkpointing.fileformat import load_checkpoint
@@ -18,13 +19,7 @@ pytestmark = [pytest.mark.distributed, pytest.mark.slow, pytest.mark.real_data]
 
 TINY = {
     "door_augment": 0,  # 1212 rooms per epoch: the step counts below
-    "num_embeddings": 32,
-    "latent_dim": 8,
-    "embedding_dim": 32,
-    "downsample": 4,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 100,
+    **TINY_MODEL,
     "vqvae_epochs": 1,
     "num_epochs": 2,
     "batch_size": 128,
@@ -73,7 +68,8 @@ def test_torchrun_two_cpu_processes(vglc_dir: Path, tmp_path: Path, checkpoint_a
     assert latest["global_step"] == 5 * (1 + 2)
     assert [r["epoch"] for r in latest["history"] if r["stage"] == "diffusion"] == [1, 2]
     assert not any(k.startswith("module.") for k in latest["models"]["vqvae"])  # DDP unwrapped before state_dict
-    # Rank 0 alone locked the directory, chose the run and wrote: one run id, files complete, no temp file, lock released.
+    # Rank 0 alone locked the directory, chose the run and wrote: one run id, files complete, no temp file,
+    # lock released.
     run_id = json.loads((tmp_path / "ck" / "run.json").read_text())["run_id"]
     names = {p.name for p in (tmp_path / "ck").iterdir()}
     assert names == {

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import TINY_CLI_MODEL
 
 import hmolqd
 from hmolqd.cli import main as cli_main
@@ -17,15 +18,7 @@ from hmolqd.dungeon.source import PlainRoomSource, plain_rooms
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training.outputs import export_final
 
-TINY = dict(
-    num_embeddings=16,
-    latent_dim=4,
-    embedding_dim=16,
-    denoiser_dim=32,
-    denoiser_depth=1,
-    num_timesteps=50,
-    sample_steps=2,
-)
+TINY = TINY_CLI_MODEL
 GRAPH = """digraph {
 0 [label="s"]
 1 [label="e,k"]

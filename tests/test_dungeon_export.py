@@ -57,8 +57,8 @@ def test_dot_round_trip_keeps_slots_kinds_and_stairs(dungeon: Dungeon, tmp_path:
     layout = read_layout(path)
     assert layout.slots == dungeon.embedding.slots
     assert [room.labels for room in layout.rooms] == [room.labels for room in dungeon.layout.rooms]
-    assert [(l.a, l.b, l.kind_ab, l.kind_ba, l.stair) for l in layout.links] == [
-        (l.a, l.b, l.kind_ab, l.kind_ba, l.stair) for l in dungeon.layout.links
+    assert [(link.a, link.b, link.kind_ab, link.kind_ba, link.stair) for link in layout.links] == [
+        (link.a, link.b, link.kind_ab, link.kind_ba, link.stair) for link in dungeon.layout.links
     ]
     again = embed(layout)
     assert (again.door_links, again.stair_links, again.doors) == (
@@ -75,7 +75,9 @@ def test_real_graph_dot_round_trip_with_stair_links(vglc_dir: Path, tmp_path: Pa
     assert d.embedding.stair_links  # LoZ2_4 has odd cycles: the embedding adds stair links
     layout = read_layout(write_dungeon(d, tmp_path)["dot"])
     assert embed(layout).stair_links == d.embedding.stair_links
-    assert [(l.kind_ab, l.kind_ba) for l in layout.links] == [(l.kind_ab, l.kind_ba) for l in d.layout.links]
+    assert [(link.kind_ab, link.kind_ba) for link in layout.links] == [
+        (link.kind_ab, link.kind_ba) for link in d.layout.links
+    ]
 
 
 def test_map_is_in_screen_orientation(dungeon: Dungeon) -> None:

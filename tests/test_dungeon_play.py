@@ -1,4 +1,5 @@
-"""hmolqd.dungeon.play: the whole-dungeon player (cells, keys, one-way doors, tiles, backtracking) and the real dungeons."""
+"""hmolqd.dungeon.play: the whole-dungeon player (cells, keys, one-way doors, tiles, backtracking) and the real
+dungeons."""
 
 from __future__ import annotations
 

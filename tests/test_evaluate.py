@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 from matplotlib.image import imread
+from model_helpers import TINY_MODEL
 
 import hmolqd.evaluation.report as ev
 from hmolqd.cli import EVALUATE_FLAGS
@@ -20,15 +21,7 @@ from hmolqd.data.tiles import door_sides, has_stairs
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import MARK_COLOR
 
-TINY = dict(
-    model_kind="continuous",
-    num_embeddings=16,
-    latent_dim=8,
-    embedding_dim=32,
-    denoiser_dim=32,
-    denoiser_depth=1,
-    num_timesteps=50,
-)
+TINY = {**TINY_MODEL, "model_kind": "continuous"}
 FAST = dict(steps=3, guidance=2.0, eta=0.0)
 METRICS = list(ev.TABLE_ROWS)
 

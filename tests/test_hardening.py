@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from model_helpers import TINY_CLI_MODEL
 
 from hmolqd.checkpointing.fileformat import load_checkpoint
 from hmolqd.checkpointing.lock import LOCK_NAME, DirLock, _proc_start
@@ -32,8 +33,6 @@ from hmolqd.render import save_png
 from hmolqd.training.loop import train
 from hmolqd.training.optim import LRSchedule
 from hmolqd.training.outputs import export_final
-
-from model_helpers import TINY_CLI_MODEL
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = TINY_CLI_MODEL

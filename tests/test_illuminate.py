@@ -86,14 +86,14 @@ def test_sigkilled_run_resumes_to_the_same_archive(tmp_path: Path) -> None:
     out = tmp_path / "run"
     code = (
         "import sys; from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
-        f"illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5, out={str(out)!r}, outputs=False)"
+        f"illuminate(SlowPlain(), evaluations=40, batch_size=10, seed=5, out={str(out)!r}, outputs=False)"
     )
-    env = {**os.environ, "SLOW_PLAIN_S": "1.5", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    env = {**os.environ, "SLOW_PLAIN_S": "1.0", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:
-            if (out / CHECKPOINT_NAME).exists() and load_state(out / CHECKPOINT_NAME).evaluations >= 20:
+            if (out / CHECKPOINT_NAME).exists() and load_state(out / CHECKPOINT_NAME).evaluations >= 10:
                 break
             assert proc.poll() is None, "the run ended before it could be killed"
             time.sleep(0.2)
@@ -104,10 +104,10 @@ def test_sigkilled_run_resumes_to_the_same_archive(tmp_path: Path) -> None:
         if proc.poll() is None:
             proc.kill()
     done = load_state(out / CHECKPOINT_NAME).evaluations
-    assert 20 <= done < 80  # killed part-way
-    resumed = illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5, out=out, outputs=False)
-    whole = illuminate(SlowPlain(), evaluations=80, batch_size=20, seed=5)
-    assert resumed.stats["evaluations"] == 80 and same(resumed, whole)
+    assert 10 <= done < 40  # killed part-way (each batch of 10 sleeps 1 s: at least 3 s to kill it in)
+    resumed = illuminate(SlowPlain(), evaluations=40, batch_size=10, seed=5, out=out, outputs=False)
+    whole = illuminate(SlowPlain(), evaluations=40, batch_size=10, seed=5)
+    assert resumed.stats["evaluations"] == 40 and same(resumed, whole)
 
 
 def test_outputs_and_closest_elite(tmp_path: Path) -> None:
@@ -158,13 +158,14 @@ def test_baseline_fills_the_same_kind_of_archive() -> None:
 
 
 def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from model_helpers import TINY_CLI_MODEL
+
     from hmolqd.cli import main
     from hmolqd.config import Config
     from hmolqd.models.room_model import RoomModel
     from hmolqd.training.outputs import export_final
-    from tests.test_dungeon_cli import TINY
 
-    model = export_final(RoomModel.from_config(Config().with_overrides(**TINY)), tmp_path / "run")
+    model = export_final(RoomModel.from_config(Config().with_overrides(**TINY_CLI_MODEL)), tmp_path / "run")
     assert main(["illuminate", "--model", str(model), "--evaluations", "0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "error: evaluations must be an int > 0, got 0"

@@ -31,13 +31,13 @@ from typing import Any
 
 import nbformat
 import pytest
+from notebook_helpers import execute, inject, output_text, read, text_of
 
 from hmolqd.checkpointing.fileformat import LATEST, try_load_checkpoint
 from hmolqd.checkpointing.lock import RUN_INFO_NAME
 from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import KAGGLE_ROOT_ENV
 from hmolqd.training.outputs import FINAL_MODEL, ZIP_NAME
-from notebook_helpers import execute, inject, output_text, read, text_of
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"

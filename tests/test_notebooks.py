@@ -16,13 +16,14 @@ from typing import Any
 import matplotlib.image
 import nbformat
 import pytest
+from model_helpers import TINY_MODEL
+from notebook_helpers import execute, inject, read, text_of
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import Config
 from hmolqd.sampling.generate import generate
 from hmolqd.training.outputs import FINAL_MODEL, SAMPLE_CONDITIONS, ZIP_NAME
-from notebook_helpers import execute, inject, read, text_of
 
 REPO = Path(__file__).resolve().parents[1]
 TRAIN_NB = REPO / "train_h_molqd_kaggle.ipynb"
@@ -49,12 +50,7 @@ SEED_KEYS = {
 }
 # 5 optimizer steps per epoch on the 1212 training rooms (mirrors included); a couple of seconds per stage on CPU.
 TINY = {
-    "num_embeddings": 16,
-    "latent_dim": 4,
-    "embedding_dim": 16,
-    "num_timesteps": 50,
-    "denoiser_dim": 16,
-    "denoiser_depth": 1,
+    **TINY_MODEL,
     "vqvae_epochs": 1,
     "joint_epochs": 0,
     "batch_size": 256,

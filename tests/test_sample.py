@@ -4,38 +4,22 @@ from __future__ import annotations
 
 import pytest
 import torch
+from model_helpers import TINY_MODEL, randomize_zero_init
 from torch import nn
 
 from hmolqd.config import ModelConfig
-from hmolqd.data.tiles import NUM_TILES, SIDES
 from hmolqd.data.attributes import ABSENT, PRESENT, UNKNOWN
+from hmolqd.data.tiles import NUM_TILES, SIDES
 from hmolqd.models.room_model import RoomModel, ema_update
 from hmolqd.sampling.generate import generate, parse_doors, parse_stairs
 
-TINY = dict(
-    model_kind="continuous",
-    num_embeddings=16,
-    latent_dim=4,
-    embedding_dim=16,
-    denoiser_dim=32,
-    denoiser_depth=2,
-    num_timesteps=100,
-)
-
-
-def _randomize_zero_init(module: nn.Module) -> None:
-    """adaLN-Zero makes a fresh denoiser output 0 whatever the condition; give those layers weights."""
-    gen = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for p in module.parameters():
-            if not bool(p.any()):
-                p.copy_(torch.randn(p.shape, generator=gen) * 0.2)
+TINY = {**TINY_MODEL, "model_kind": "continuous"}
 
 
 @pytest.fixture
 def model() -> RoomModel:
     g = RoomModel(ModelConfig(**TINY))
-    _randomize_zero_init(g.diffusion.denoiser)
+    randomize_zero_init(g.diffusion.denoiser)
     g.reset_ema()
     return g
 
@@ -55,7 +39,7 @@ class Spy(nn.Module):
 
 @pytest.mark.parametrize("downsample,grid", [(4, (4, 3)), (2, (8, 6)), (1, (16, 12))])
 def test_generator_builds_from_model_config(downsample: int, grid: tuple[int, int]) -> None:
-    g = RoomModel(ModelConfig(**TINY, downsample=downsample))
+    g = RoomModel(ModelConfig(**{**TINY, "downsample": downsample}))
     assert g.vqvae.latent_shape == g.diffusion.latent_shape == (4, *grid)
     assert g.ema is not g.diffusion.denoiser
     assert not any(p.requires_grad for p in g.ema.parameters())

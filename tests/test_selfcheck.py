@@ -1,4 +1,5 @@
-"""hmolqd.training.selfcheck (each check passes, and fails when what it checks is broken) and hmolqd.notebook helpers."""
+"""hmolqd.training.selfcheck (each check passes, and fails when what it checks is broken) and hmolqd.notebook
+helpers."""
 
 from __future__ import annotations
 

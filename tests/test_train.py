@@ -8,31 +8,27 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from model_helpers import TINY_MODEL
 
 import hmolqd
 from hmolqd.checkpointing.export import load_model
 from hmolqd.checkpointing.fileformat import load_checkpoint
 from hmolqd.config import Config, TrainConfig
 from hmolqd.sampling.generate import generate
-from hmolqd.training.loop import train
+from hmolqd.training.loop import TrainResult, train
 from hmolqd.training.optim import lr_factor
 from hmolqd.training.runtime import StopFlag, TrainingInterrupted
 
 pytestmark = pytest.mark.real_data
 
 TINY = {
+    **TINY_MODEL,
     "model_kind": "continuous",  # the three-stage model; DISCRETE switches to the default kind (no joint stage)
-    "num_embeddings": 32,
-    "latent_dim": 8,
-    "embedding_dim": 32,
-    "downsample": 4,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 100,
     "vqvae_epochs": 2,
     "num_epochs": 2,
     "joint_epochs": 1,
@@ -123,9 +119,26 @@ def write_config(vglc_dir: Path, root: Path, **extra: object) -> Path:
     return path
 
 
+@pytest.fixture(scope="module")
+def finished_run(vglc_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], tuple[Path, TrainResult]]:
+    """The uninterrupted run of `tiny_config(**KINDS[kind])`, trained once for the module, as (its root, result).
+    The discrete one (no joint stage) is also test_time_budget_...[discrete]'s reference: one training less."""
+    runs: dict[str, tuple[Path, TrainResult]] = {}
+
+    def get(kind: str) -> tuple[Path, TrainResult]:
+        if kind not in runs:
+            root = tmp_path_factory.mktemp(f"finished_{kind}")
+            runs[kind] = (root, train(tiny_config(vglc_dir, root, **KINDS[kind]), log=lambda msg: None))
+        return runs[kind]
+
+    return get
+
+
 @pytest.mark.parametrize("kind", KINDS)
-def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path, kind: str) -> None:
-    result = train(tiny_config(vglc_dir, tmp_path, **KINDS[kind]), log=lambda msg: None)
+def test_train_writes_every_output(
+    finished_run: Callable[[str], tuple[Path, TrainResult]], vglc_dir: Path, kind: str
+) -> None:
+    tmp_path, result = finished_run(kind)
     assert result.finished and result.stopped is None and result.resumed_from is None
     out = tmp_path / "out"
     for name in (
@@ -166,15 +179,21 @@ def test_train_writes_every_output(vglc_dir: Path, tmp_path: Path, kind: str) ->
 
 
 @pytest.mark.parametrize("kind", KINDS)
-def test_time_budget_stops_with_checkpoint_and_resumes_exactly(vglc_dir: Path, tmp_path: Path, kind: str) -> None:
-    reference = train(tiny_config(vglc_dir, tmp_path / "ref", joint_epochs=0, model_kind=kind), log=lambda msg: None)
+def test_time_budget_stops_with_checkpoint_and_resumes_exactly(
+    finished_run: Callable[[str], tuple[Path, TrainResult]], vglc_dir: Path, tmp_path: Path, kind: str
+) -> None:
+    if kind == "discrete":  # KINDS["discrete"] is this test's config (joint_epochs=0): the shared run is the reference
+        ref, reference = finished_run(kind)
+    else:
+        ref = tmp_path / "ref"
+        reference = train(tiny_config(vglc_dir, ref, joint_epochs=0, model_kind=kind), log=lambda msg: None)
     cfg = tiny_config(vglc_dir, tmp_path / "run", joint_epochs=0, model_kind=kind, max_runtime_hours=1e-9)
     stopped = train(cfg, log=lambda msg: None)
     assert not stopped.finished and stopped.stopped == "time budget"
     assert final_state(tmp_path / "run")["global_step"] == 1  # one step, then a clean stop with latest saved
     resumed = train(cfg.with_overrides(max_runtime_hours=0), log=lambda msg: None)
     assert resumed.finished and resumed.resumed_from is not None
-    assert_same_training(final_state(tmp_path / "ref"), final_state(tmp_path / "run"))
+    assert_same_training(final_state(ref), final_state(tmp_path / "run"))
     assert resumed.history == reference.history
 
 
@@ -208,7 +227,7 @@ def test_stop_flag_like_interrupt_kernel(vglc_dir: Path, tmp_path: Path) -> None
 
 def test_architecture_change_on_resume_is_refused(vglc_dir: Path, tmp_path: Path) -> None:
     train(tiny_config(vglc_dir, tmp_path, vqvae_epochs=1, num_epochs=0, joint_epochs=0), log=lambda msg: None)
-    with pytest.raises(Exception, match=r"latent_dim: checkpoint=8 config=16.*num_embeddings: checkpoint=32 config=64"):
+    with pytest.raises(Exception, match=r"latent_dim: checkpoint=4 config=16.*num_embeddings: checkpoint=16 config=64"):
         train(tiny_config(vglc_dir, tmp_path, latent_dim=16, num_embeddings=64), log=lambda msg: None)
 
 

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import torch
+from model_helpers import TINY_MODEL
 
 from hmolqd import cli
 from hmolqd.atomic import stale_temp_files
@@ -37,13 +38,7 @@ pytestmark = pytest.mark.real_data
 
 REPO = Path(__file__).resolve().parents[1]
 TINY = {
-    "num_embeddings": 32,
-    "latent_dim": 8,
-    "embedding_dim": 32,
-    "downsample": 4,
-    "denoiser_dim": 32,
-    "denoiser_depth": 1,
-    "num_timesteps": 100,
+    **TINY_MODEL,
     "vqvae_epochs": 2,
     "num_epochs": 0,
     "joint_epochs": 0,
@@ -207,7 +202,8 @@ def test_end_of_run_line_reports_what_the_folder_holds(vglc_dir: Path, tmp_path:
     line = next(m for m in messages if m.startswith("checkpointing: "))
     m = re.search(
         r"(\d+) saves, ([\d.]+) MiB written; (\S+) holds (\d+) files \((\d+) distinct, ([\d.]+) MiB on disk\); "
-        r"training waited [\d.]+ s \(\d+ ms per save\) = [\d.]+ % of this session's \d+ s; writing took [\d.]+ s in the background",
+        r"training waited [\d.]+ s \(\d+ ms per save\) = [\d.]+ % of this session's \d+ s; "
+        r"writing took [\d.]+ s in the background",
         line,
     )
     assert m, line
@@ -222,7 +218,10 @@ def test_end_of_run_line_reports_what_the_folder_holds(vglc_dir: Path, tmp_path:
 
 
 def test_second_training_on_a_locked_directory_does_not_start(vglc_dir: Path, tmp_path: Path) -> None:
-    holder_code = "import sys, time; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire(); print('locked', flush=True); time.sleep(120)"
+    holder_code = (
+        "import sys, time; from hmolqd.checkpointing.lock import DirLock; DirLock(sys.argv[1]).acquire(); "
+        "print('locked', flush=True); time.sleep(120)"
+    )
     (tmp_path / "ckpt").mkdir()
     holder = subprocess.Popen(
         [sys.executable, "-c", holder_code, str(tmp_path / "ckpt")], cwd=REPO, stdout=subprocess.PIPE, text=True
@@ -282,7 +281,7 @@ def test_another_runs_checkpoint_copied_in_is_not_adopted(vglc_dir: Path, tmp_pa
     )
     assert load_checkpoint(result.resumed_from)["run_id"] == run_a
     final = load_checkpoint(tmp_path / "a" / "ckpt" / LATEST)
-    assert final["run_id"] == run_a and final["config"]["model"]["latent_dim"] == 8
+    assert final["run_id"] == run_a and final["config"]["model"]["latent_dim"] == TINY["latent_dim"]
 
 
 def test_resume_from_seeds_the_run_once_then_its_newer_checkpoints_win(vglc_dir: Path, tmp_path: Path) -> None:

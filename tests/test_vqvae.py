@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 import torch.nn.functional as F
+from model_helpers import TINY_MODEL
 
 from hmolqd.config import Config, ModelConfig
 from hmolqd.data import load_corpus, split_corpus
@@ -19,7 +20,13 @@ from hmolqd.models.vqvae import VQVAE, tile_class_weights, vqvae_loss
 from hmolqd.training.loop import train
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = dict(num_embeddings=16, latent_dim=8, embedding_dim=16, codebook_restart="uniform", column_pad="zero")
+# The VQ-VAE part of the tests' tiny model (a VQVAE alone takes no denoiser keys, and its downsample is each test's),
+# with the codebook restart and column padding these tests pin.
+TINY = {
+    **{k: TINY_MODEL[k] for k in ("num_embeddings", "latent_dim", "embedding_dim")},
+    "codebook_restart": "uniform",
+    "column_pad": "zero",
+}
 
 
 def tiny_model(downsample: int = 2, decay: float = 0.99, **keys: object) -> VQVAE:

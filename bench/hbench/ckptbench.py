@@ -108,7 +108,8 @@ def checkpoint_costs(ctx: Context, base: Config) -> dict[str, Any]:
             },
             "val_every": base.run.logging.val_every,
         },
-        "run": f"{v} VQ-VAE + {d} diffusion epochs saving every epoch (latest + epoch_N + best), batch {base.train.batch_size}, "
+        "run": f"{v} VQ-VAE + {d} diffusion epochs saving every epoch (latest + epoch_N + best), "
+        f"batch {base.train.batch_size}, "
         f"the model of {'the notebook CONFIG' if ctx.sizes.checkpoint_model == 'notebook' else 'the preset'}",
     }
     for mode, extra in modes.items():
@@ -131,7 +132,8 @@ def checkpoint_costs(ctx: Context, base: Config) -> dict[str, Any]:
         out[mode]["at_cadence"] = projected_share(out[mode]["blocked_per_save_s"], diffusion_epochs(run), base)
         share = out[mode]["at_cadence"]["share"]
         ctx.say(
-            f"[bench]   {mode}: {out[mode]['saves']} saves of {out[mode]['file_mib']:.1f} MiB, {out[mode]['blocked_per_save_s']:.3f} s "
+            f"[bench]   {mode}: {out[mode]['saves']} saves of {out[mode]['file_mib']:.1f} MiB, "
+            f"{out[mode]['blocked_per_save_s']:.3f} s "
             f"blocked per save, {100 * out[mode]['share_of_train_wall']:.1f} % of this run's training"
             + ("" if share is None else f", {100 * share:.2f} % at the configured cadence")
         )

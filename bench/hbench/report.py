@@ -86,10 +86,13 @@ def _ttq(sec: dict[str, Any], png: str) -> list[str]:
     return [
         "## Time to quality",
         "",
-        f"{s['vqvae_epochs']} VQ-VAE + {s['num_epochs']} diffusion epochs, evaluation every {s['sample_every']} epochs on "
-        f"{s['eval_samples']} rooms ({s['sample_steps']} steps, guidance {s['guidance_scale']}, door guidance {s['door_guidance']}); "
+        f"{s['vqvae_epochs']} VQ-VAE + {s['num_epochs']} diffusion epochs, evaluation every {s['sample_every']} "
+        "epochs on "
+        f"{s['eval_samples']} rooms ({s['sample_steps']} steps, guidance {s['guidance_scale']}, door guidance "
+        f"{s['door_guidance']}); "
         f"wall clock: {sec['wall_clock']}. Training ended at {_f(sec['training_end_s'], 1)} s; last evaluation: "
-        f"novel & playable {_f(last.get('novel_playable'))}, playable {_f(last.get('playable'))}, symmetric {_f(last.get('symmetric'))}.",
+        f"novel & playable {_f(last.get('novel_playable'))}, playable {_f(last.get('playable'))}, symmetric "
+        f"{_f(last.get('symmetric'))}.",
         "",
         *_table(["novel & playable", "wall s", "stage / epoch", "step"], rows),
         "",
@@ -171,7 +174,8 @@ def _checkpoints(sec: dict[str, Any]) -> list[str]:
         "## Checkpoints",
         "",
         f"{sec['run']}. Cadence projected (the config's): checkpoint_every={c['checkpoint_every']}, "
-        f"checkpoint_every_minutes={c['checkpoint_every_minutes']}, checkpoint_every_steps={c['checkpoint_every_steps']}."
+        f"checkpoint_every_minutes={c['checkpoint_every_minutes']}, "
+        f"checkpoint_every_steps={c['checkpoint_every_steps']}."
         + (
             ""
             if ratio is None
@@ -196,9 +200,12 @@ def _checkpoints(sec: dict[str, Any]) -> list[str]:
             rows,
         ),
         "",
-        "Blocked: time the training thread spent in save calls. Write: serialise, checksum, write, fsync, rename, rotate "
-        "(inside the blocked time when sync, on a background thread when async). Training s: train() start to the last epoch's end. "
-        "Projected share: blocked time per save over the time between saves at the cadence above, with this run's diffusion epoch time.",
+        "Blocked: time the training thread spent in save calls. Write: serialise, checksum, write, fsync, rename, "
+        "rotate "
+        "(inside the blocked time when sync, on a background thread when async). Training s: train() start to the "
+        "last epoch's end. "
+        "Projected share: blocked time per save over the time between saves at the cadence above, with this run's "
+        "diffusion epoch time.",
     ]
 
 
@@ -240,14 +247,16 @@ def markdown(results: dict[str, Any], png_name: str) -> str:
     lines = [
         f"# Benchmarks: {results['machine']}",
         "",
-        f"`python bench/run.py --preset {results['preset']}{' --quick' if h['quick'] else ''}` on {where}: {h['cpu_model']}, "
+        f"`python bench/run.py --preset {results['preset']}{' --quick' if h['quick'] else ''}` on {where}: "
+        f"{h['cpu_model']}, "
         f"{h['cpu_cores_usable']} cores, {h['torch_threads']} torch threads, torch {h['torch_version']}, {h['date']}, "
         f"sizes `{h['sizes']}`, suite wall time {_f(results.get('suite_wall_s'), 0)} s.",
         "",
     ]
     if h["machine_busy"]:
         lines += [
-            "**Measured on a busy, shared machine: these numbers check that the suite works; they are not benchmarks.**",
+            "**Measured on a busy, shared machine: these numbers check that the suite works; they are not "
+            "benchmarks.**",
             "",
         ]
     if results["proxies"]:

@@ -88,8 +88,10 @@ def sampling_throughput(ctx: Context, model: RoomModel) -> dict[str, Any]:
         "samplers": {name: kwargs for name, kwargs in options.items()},
         "samplers_from": source,
         "model_kind": model.cfg.model_kind,
-        "conditions": "door sides (and stairs, if the model takes them) of training rooms drawn with replacement, seed 0",
-        "quality_note": f"scored on the {n_max} rooms of the largest batch (generate's output does not depend on batch_size)",
+        "conditions": "door sides (and stairs, if the model takes them) of training rooms drawn with replacement, "
+        "seed 0",
+        "quality_note": f"scored on the {n_max} rooms of the largest batch "
+        "(generate's output does not depend on batch_size)",
         "throughput": rows,
         "quality": quality,
     }

@@ -56,7 +56,8 @@ QUICK = Sizes(
     proxies=(
         "quick-mode proxies: time to quality trains 4 VQ-VAE + 10 diffusion epochs and scores 32 rooms per "
         "evaluation (thresholds are rarely reached that early); sampling of the continuous model stops at 50 steps; "
-        "throughput times 1 epoch per stage; checkpoint runs are 1 + 2 epochs; torch.compile is timed at batch 256, 10 forwards"
+        "throughput times 1 epoch per stage; checkpoint runs are 1 + 2 epochs; torch.compile is timed at batch 256, "
+        "10 forwards"
     ),
 )
 # The smoke test's plumbing run: every section once, at sizes that take seconds with the smoke preset.

@@ -114,7 +114,8 @@ def run_suite(
     say: Callable[[str], None] = print,
     extra: dict[str, Any] | None = None,
 ) -> tuple[Path, dict[str, Any]]:
-    """Measure every section, write `<out_dir>/<machine>.json` / `.md` / `-quality.png`; returns the JSON path and results."""
+    """Measure every section, write `<out_dir>/<machine>.json` / `.md` / `-quality.png`; returns the JSON path and
+    results."""
     from hbench import ckptbench, compilebench, report, samplebench, trainbench
 
     facts = host_facts(device, sizes=sizes.name, busy=busy)

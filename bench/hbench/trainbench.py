@@ -82,7 +82,8 @@ def stage_throughput(run: TimedRun, stage: str, rooms_per_epoch: int) -> dict[st
     idx = [i for i, r in enumerate(run.result.history) if r["stage"] == stage]
     if len(idx) < 3:
         return {
-            "error": f"stage {stage!r} ran {len(idx)} epoch(s); throughput needs >= 3 (the first and last are not timed)"
+            "error": f"stage {stage!r} ran {len(idx)} epoch(s); "
+            "throughput needs >= 3 (the first and last are not timed)"
         }
     first, last = idx[0], idx[-2]
     t0, t1 = run.record_s[first], run.record_s[last]
@@ -192,7 +193,8 @@ def time_to_quality(ctx: Context, base: Config) -> tuple[dict[str, Any], TrainRe
             },
             "use_amp": cfg.train.use_amp,
         },
-        "wall_clock": "seconds after train() began, including data loading, the VQ-VAE stage and the evaluations themselves",
+        "wall_clock": "seconds after train() began, including data loading, the VQ-VAE stage and the evaluations "
+        "themselves",
         "reached": {f"novel_playable>={level}": first_reaching(curve, "novel_playable", level) for level in THRESHOLDS},
         "curve": curve,
         "train_wall_s": run.wall_s,
