@@ -39,6 +39,7 @@ from hmolqd.settings import (  # noqa: F401
 )
 from hmolqd.settings import check as _check
 from hmolqd.settings.coerce import coerce as _coerce
+from hmolqd.settings.rules import at_least
 
 # the one setting for where the Kaggle tree is (tests point it at a temporary folder)
 KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"
@@ -157,6 +158,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
 
     def __post_init__(self) -> None:
+        # Every stage's epoch count, read off the table, so that a registered stage's key is checked too.
+        at_least(self.train, tuple(stage.epochs_key for stage in STAGE_TABLE), 0)
         for stage in (s for s in STAGE_TABLE if s.trains_vqvae and s.trains_denoiser):  # the joint stage
             epochs = getattr(self.train, stage.epochs_key)
             _check(

@@ -35,8 +35,8 @@ class TrainConfig:
 
     def __post_init__(self) -> None:
         check(self.batch_size >= 1, "batch_size", "must be >= 1", self.batch_size)
-        # the stages' epoch counts (hmolqd.config.STAGE_TABLE names its stage's key among these)
-        at_least(self, ("vqvae_epochs", "num_epochs", "joint_epochs", "warmup_steps"), 0)
+        # The stages' epoch counts are checked by hmolqd.config.Config, which reads them off its STAGE_TABLE.
+        at_least(self, ("warmup_steps",), 0)
         ok = self.learning_rate > 0 and math.isfinite(self.learning_rate)
         check(ok, "learning_rate", "must be > 0", self.learning_rate)
         at_least(self, ("weight_decay",), 0)
