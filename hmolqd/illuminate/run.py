@@ -45,10 +45,10 @@ from hmolqd.illuminate.archive import (
     objective,
     save_state,
 )
-from hmolqd.illuminate.genome import GENOME_DIM, plan_genome, random_genomes
+from hmolqd.illuminate.emitters import make_scheduler
+from hmolqd.illuminate.genome import plan_genome
 
 MODES = ("map-elites", "baseline")
-ISO_SIGMA, LINE_SIGMA = 0.1, 0.2  # iso-line emitter steps in the unit box of the genome
 _BATCH_SEED = 1_000_003
 _BASELINE_SEED = 10_000_019
 
@@ -65,29 +65,6 @@ class Illumination:
     counts: dict[str, float]
     settings: dict[str, Any]
     out: Path | None
-
-
-def _scheduler(descriptors: Sequence[Descriptor], seed: int, batch_size: int) -> Any:
-    from ribs.emitters import IsoLineEmitter
-    from ribs.schedulers import Scheduler
-
-    archive = make_archive(descriptors, GENOME_DIM, seed)
-    half = max(1, batch_size // 2)
-    bounds = [(0.0, 1.0)] * GENOME_DIM
-    emitters = [
-        IsoLineEmitter(
-            archive,
-            iso_sigma=ISO_SIGMA,
-            line_sigma=LINE_SIGMA,
-            bounds=bounds,
-            batch_size=size,
-            seed=seed * 7 + k,
-            initial_solutions=random_genomes(size, seed * 7 + k),
-        )
-        for k, size in enumerate((half, batch_size - half))
-        if size
-    ]
-    return Scheduler(archive, emitters)
 
 
 def _baseline_archive(descriptors: Sequence[Descriptor], seed: int) -> Any:
@@ -175,7 +152,7 @@ def _fresh_state(settings: dict[str, Any], descs: Sequence[Descriptor]) -> State
     """The state before the first batch: a new scheduler (or, for the baseline, a bare archive), no counts."""
     seed, batch_size = settings["seed"], settings["batch_size"]
     scheduler = (
-        _scheduler(descs, seed, batch_size) if settings["mode"] == "map-elites" else _baseline_archive(descs, seed)
+        make_scheduler(descs, seed, batch_size) if settings["mode"] == "map-elites" else _baseline_archive(descs, seed)
     )
     counts = {"dungeons": 0, "beaten_before": 0, "beaten": 0, "rooms": 0, "rooms_regenerated": 0, "seconds": 0.0}
     return State(settings, scheduler, 0, 0, {}, {}, [], counts)
