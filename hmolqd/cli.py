@@ -8,9 +8,11 @@ error (no traceback) with exit status 2 for bad input, naming the argument and t
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 from hmolqd import cli_args as check
 from hmolqd import cli_parser
@@ -234,12 +236,35 @@ def _dungeon(args: argparse.Namespace) -> int:
 
 
 def _illuminate(args: argparse.Namespace) -> int:
-    from hmolqd.illuminate import IlluminateError, illuminate
-
     if not args.model.is_file():
         raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
     out = args.out or args.model.with_name("illuminate")
     sampling = {} if args.steps is None else {"steps": args.steps}
+    with _dask_client(args.dask, args.chunks) as client:
+        return _run_illuminate(args, out, sampling, client)
+
+
+@contextlib.contextmanager
+def _dask_client(address: str | None, chunks: int) -> Iterator[Any]:
+    """None (in-process), or a Dask client of `address` ('local': a LocalCluster, one process per chunk)."""
+    if address is None:
+        yield None
+        return
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError:
+        raise ConfigError("--dask: needs Dask (pip install 'hmolqd[dask]')") from None
+    if address == "local":
+        with LocalCluster(n_workers=max(1, chunks), threads_per_worker=1) as cluster, Client(cluster) as client:
+            yield client
+    else:
+        with Client(address) as client:
+            yield client
+
+
+def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any], client: Any) -> int:
+    from hmolqd.illuminate import IlluminateError, illuminate
+
     try:
         result = illuminate(
             args.model,
@@ -249,6 +274,8 @@ def _illuminate(args: argparse.Namespace) -> int:
             seed=args.seed,
             batch_size=args.batch_size,
             mode=args.mode,
+            chunks=args.chunks,
+            client=client,
             progress=lambda h: print(
                 f"{h['evaluations']} evaluations: coverage {100 * h['coverage']:.1f} %, QD score {h['qd_score']:.1f}",
                 file=sys.stderr,
@@ -264,8 +291,7 @@ def _illuminate(args: argparse.Namespace) -> int:
         f"{100 * (s['beaten_elites'] or 0):.1f} % of elites beaten"
     )
     print(
-        f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), "
-        "summary.json, archive.pkl"
+        f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), summary.json, archive.pt"
     )
     return 0
 

@@ -129,6 +129,16 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         "--mode", default="map-elites", help="map-elites, or baseline (sampled real templates, same archive)"
     )
     p.add_argument("--steps", type=int, default=None, help="sampling steps (default: the model's sample_steps)")
+    p.add_argument(
+        "--chunks", type=int, default=1, help="pieces each batch is built in (one Dask task each with --dask)"
+    )
+    p.add_argument(
+        "--dask",
+        default=None,
+        metavar="ADDRESS",
+        help="build the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for one "
+        "worker process per chunk on this machine (needs hmolqd[dask]; default: in this process)",
+    )
     p.set_defaults(run=commands["illuminate"])
 
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG

@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 import torch
 
+from hmolqd.data.tiles import BLOCK
 from hmolqd.dungeon.play import play_layout
 from hmolqd.dungeon.source import PlainRoomSource
 from hmolqd.illuminate.genome import GENOME_DIM, add_loop, add_room, decode, move_lock, random_genomes
@@ -24,7 +25,7 @@ from hmolqd.illuminate.genome import GENOME_DIM, add_loop, add_room, decode, mov
 pytest.importorskip("ribs")
 
 from hmolqd.illuminate import IlluminateError, generate_dungeon, illuminate, load_illumination
-from hmolqd.illuminate.archive import CHECKPOINT_NAME, load_state
+from hmolqd.illuminate.archive import CHECKPOINT_NAME, load_state, safe_globals
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -39,6 +40,20 @@ class SlowPlain(PlainRoomSource):
     ) -> torch.Tensor:
         time.sleep(float(os.environ.get("SLOW_PLAIN_S", "0")))
         return super().rooms(doors, stairs, attributes, seed)
+
+
+class SeededPlain(PlainRoomSource):
+    """Plain rooms with a block where the seed is odd, so that the rooms of a dungeon depend on its seed."""
+
+    name = "seeded plain rooms"
+
+    def rooms(
+        self, doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping[str, torch.Tensor] | None, seed: int
+    ) -> torch.Tensor:
+        rooms = super().rooms(doors, stairs, attributes, seed)
+        if seed % 2:  # a block off the doors' ways: other tiles, the same descriptors
+            rooms[:, 3, 2] = BLOCK
+        return rooms
 
 
 def archive_arrays(result) -> dict[str, np.ndarray]:  # type: ignore[no-untyped-def]
@@ -141,9 +156,65 @@ def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(IlluminateError, match="corrupted archive checkpoint") as err:
         illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=7, out=tmp_path)
     assert "\n" not in str(err.value) and str(tmp_path / CHECKPOINT_NAME) in str(err.value)
-    (tmp_path / CHECKPOINT_NAME).write_bytes(pickle.dumps({"version": 1}))
-    with pytest.raises(IlluminateError, match="not an archive checkpoint"):
+    torch.save({"version": 1}, tmp_path / CHECKPOINT_NAME)
+    with pytest.raises(IlluminateError, match="not an archive checkpoint of version 2"):
         load_illumination(tmp_path)
+    for key, bad, rule in (("chunks", 0, "chunks must be an int > 0"), ("client", object(), "client must be a dask")):
+        with pytest.raises(IlluminateError, match=rule):
+            illuminate(PlainRoomSource(), evaluations=10, **{key: bad})
+
+
+class Hostile:
+    """Pickles as a call of os.system: what a hostile checkpoint would hold."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):  # type: ignore[no-untyped-def]
+        return (os.system, (f"touch {self.marker}",))
+
+
+def test_checkpoint_is_weights_only_and_never_runs_code(tmp_path: Path) -> None:
+    illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=7, out=tmp_path / "run", outputs=False)
+    path = tmp_path / "run" / CHECKPOINT_NAME
+    assert path.name == "archive.pt"
+    with pytest.raises(pickle.UnpicklingError):  # objects, not plain tensors: only the allowlist rebuilds them
+        torch.load(path, weights_only=True)
+    with torch.serialization.safe_globals(safe_globals()):
+        assert torch.load(path, weights_only=True)["evaluations"] == 10
+    marker = tmp_path / "ran"
+    (tmp_path / "evil").mkdir()
+    torch.save({"version": 2, "scheduler": Hostile(marker)}, tmp_path / "evil" / CHECKPOINT_NAME)
+    with pytest.raises(IlluminateError, match=r"global (posix|os|nt)\.system") as err:
+        illuminate(PlainRoomSource(), evaluations=10, out=tmp_path / "evil")
+    assert "\n" not in str(err.value) and not marker.exists()
+    # An earlier hmolqd's pickle archive is refused by name, never unpickled, and left as it was.
+    (tmp_path / "old").mkdir()
+    legacy = tmp_path / "old" / "archive.pkl"
+    legacy.write_bytes(pickle.dumps(Hostile(marker)))
+    before = legacy.read_bytes()
+    for call in (
+        lambda: illuminate(PlainRoomSource(), evaluations=10, out=tmp_path / "old"),
+        lambda: load_illumination(tmp_path / "old"),
+        lambda: load_illumination(legacy),
+    ):
+        with pytest.raises(IlluminateError, match="archive.pkl: .*earlier hmolqd"):
+            call()
+    assert not marker.exists() and legacy.read_bytes() == before
+    assert sorted(p.name for p in (tmp_path / "old").iterdir()) == ["archive.pkl"]
+
+
+def test_dask_client_builds_the_same_archive_as_in_process(tmp_path: Path) -> None:
+    from dask.distributed import Client  # hmolqd[dask], in the test extra
+
+    kwargs = {"evaluations": 20, "batch_size": 10, "seed": 3, "chunks": 3}
+    with Client(processes=False, n_workers=2, threads_per_worker=1, dashboard_address=None) as client:
+        on_dask = illuminate(SeededPlain(), out=tmp_path, outputs=False, client=client, **kwargs)
+    here = illuminate(SeededPlain(), **kwargs)
+    assert same(on_dask, here) and on_dask.stats == here.stats
+    assert all(torch.equal(on_dask.elites[c].rooms, here.elites[c].rooms) for c in here.elites)
+    one = illuminate(SeededPlain(), **{**kwargs, "chunks": 1})  # the rooms are drawn per chunk
+    assert any(not torch.equal(one.elites[c].rooms, here.elites[c].rooms) for c in set(one.elites) & set(here.elites))
 
 
 def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 
 from hmolqd.dungeon.api import generate_dungeon as _generate_dungeon
 from hmolqd.dungeon.build import Dungeon
-from hmolqd.illuminate.archive import CHECKPOINT_NAME, IlluminateError, archive_stats, check_descriptors, load_state
+from hmolqd.illuminate.archive import IlluminateError, archive_stats, check_descriptors, checkpoint_path, load_state
 from hmolqd.illuminate.outputs import closest_elite, write_outputs
 from hmolqd.illuminate.run import Illumination
 from hmolqd.illuminate.run import illuminate as _illuminate
@@ -19,8 +19,8 @@ def illuminate(
 ) -> Illumination:
     """Fill a MAP-Elites archive of dungeons (`hmolqd.illuminate.run`); with `out`, checkpoint there and
     (`outputs`) write the heatmap, the elite grid, every elite's files and `summary.json`
-    (`hmolqd.illuminate.outputs`). `settings`: descriptors, seed, batch_size, mode, config, progress, and
-    the room model's sampling keys."""
+    (`hmolqd.illuminate.outputs`). `settings`: descriptors, seed, batch_size, mode, config, chunks, progress,
+    client, and the room model's sampling keys."""
     result = _illuminate(model, evaluations=evaluations, out=out, **settings)
     if out is not None and outputs:
         write_outputs(result, out)
@@ -28,9 +28,9 @@ def illuminate(
 
 
 def load_illumination(folder: str | Path) -> Illumination:
-    """An illumination from its checkpoint (`<folder>/archive.pkl`, or the file itself)."""
+    """An illumination from its checkpoint (`<folder>/archive.pt`, or the file itself)."""
     path = Path(folder)
-    path = path / CHECKPOINT_NAME if path.is_dir() else path
+    path = checkpoint_path(path) if path.is_dir() else path
     if not path.is_file():
         raise IlluminateError(f"{path}: no archive checkpoint here; run `python -m hmolqd illuminate --out DIR` first")
     state = load_state(path)

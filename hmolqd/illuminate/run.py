@@ -1,20 +1,23 @@
 """Illuminate the space of dungeons: MAP-Elites over layout genomes with pyribs, batched and checkpointed.
 
 `illuminate(model, evaluations=N, out=DIR)` fills the archive of `hmolqd.illuminate.archive` with N dungeon
-evaluations. Each batch of genomes (asked of the pyribs scheduler: two iso-line emitters, Vassiliades &
-Mouret 2018, in the unit box of `hmolqd.illuminate.genome`) is decoded into layouts and built with one
-batched room-model call per round (`hmolqd.dungeon.build_dungeons`, regeneration included); each dungeon is
-played on its tiles (`hmolqd.dungeon.play`) and told to the scheduler with its objective and descriptors.
-After every batch the state is checkpointed (`archive.pkl` in `out`), so a killed run re-run with the same
-arguments resumes after its last batch and ends with the same archive as one never interrupted: the
-genomes come from the scheduler's pickled random state, the rooms from seed + batch index.
+evaluations. Each batch of genomes (asked of the pyribs scheduler of `hmolqd.illuminate.emitters`, in the unit box of
+`hmolqd.illuminate.genome`) is decoded into layouts and built with one batched room-model call per round
+(`hmolqd.dungeon.build_dungeons`, regeneration included); each dungeon is played on its tiles
+(`hmolqd.dungeon.play`) and told to the scheduler with its objective and descriptors. After every batch the
+state is checkpointed (`archive.pt` in `out`, `hmolqd.illuminate.archive`), so a killed run re-run with the
+same arguments resumes after its last batch and ends with the same archive as one never interrupted: the
+genomes come from the scheduler's saved random state, the rooms from seed + batch index.
 
 `mode="baseline"` is today's generator at the same budget: `sample_layout` from the 18 real templates,
 one dungeon per evaluation, inserted into the same kind of archive (the bench's reference).
 
-pyribs runs the search in-process, which is the default on one machine. Evaluation is one function of a
-batch of genomes (`evaluate_batch`), the unit an engine such as Dask would run on other workers (as pyribs'
-own examples do); that is not wired in yet (no `client=` argument), and this module starts no process pool.
+**Where evaluation runs.** pyribs runs the search in-process, and on one machine so does evaluation (the
+default: no process pool is started). A batch is built in `chunks` pieces (`Chunk`, `evaluate_chunk`: one
+`build_dungeons` call each); given a Dask client (`client=dask.distributed.Client(...)`, as pyribs' own
+examples use Dask to spread evaluations over cores or machines), each piece is one Dask task on its workers.
+The pieces' seeds do not depend on where they run, so a run on Dask and one in-process with the same
+`chunks` give the same archive; `chunks` itself is a setting of the run (rooms are drawn per piece).
 """
 
 from __future__ import annotations
@@ -32,13 +35,13 @@ from hmolqd.dungeon.build import Dungeon, DungeonConfig, build_dungeons, plan
 from hmolqd.dungeon.sampler import sample_layout
 from hmolqd.dungeon.source import RoomSource
 from hmolqd.illuminate.archive import (
-    CHECKPOINT_NAME,
     DEFAULT_DESCRIPTORS,
     Descriptor,
     IlluminateError,
     State,
     archive_stats,
     check_descriptors,
+    checkpoint_path,
     load_state,
     make_archive,
     measures,
@@ -51,6 +54,7 @@ from hmolqd.illuminate.genome import plan_genome
 MODES = ("map-elites", "baseline")
 _BATCH_SEED = 1_000_003
 _BASELINE_SEED = 10_000_019
+_CHUNK_SEED = 7_919  # seed step between the chunks of one batch
 
 
 @dataclass(frozen=True)
@@ -71,22 +75,56 @@ def _baseline_archive(descriptors: Sequence[Descriptor], seed: int) -> Any:
     return make_archive(descriptors, 1, seed)
 
 
-def evaluate_batch(genomes: np.ndarray, source: RoomSource, config: DungeonConfig, seed: int) -> list[Dungeon]:
-    """Build the dungeons of `genomes` `(B, GENOME_DIM)`: all their rooms in batched calls."""
-    return build_dungeons([plan_genome(g, config, seed=seed) for g in genomes], source, config, seed=seed)
+@dataclass(frozen=True, eq=False)
+class Chunk:
+    """One piece of a batch, built by one `build_dungeons` call (in-process, or as one task of a Dask client):
+    genomes `(k, GENOME_DIM)` to decode (MAP-Elites), or the baseline's `sample_layout` indices `(k, 1)`."""
+
+    mode: str
+    solutions: np.ndarray
+    seed: int  # the run's seed (layout sampling of the baseline)
+    build_seed: int  # seed of the room model's calls for this piece
 
 
-def _baseline_batch(first: int, count: int, source: RoomSource, config: DungeonConfig, seed: int) -> list[Dungeon]:
-    layouts = [sample_layout(seed * _BASELINE_SEED + i) for i in range(first, first + count)]
-    return build_dungeons([plan(layout, config, seed=seed) for layout in layouts], source, config, seed=seed)
+def evaluate_chunk(chunk: Chunk, source: RoomSource, config: DungeonConfig) -> list[Dungeon]:
+    """Build the dungeons of one chunk: all their rooms in batched calls, regeneration included."""
+    if chunk.mode == "map-elites":
+        plans = [plan_genome(g, config, seed=chunk.build_seed) for g in chunk.solutions]
+    else:
+        layouts = [sample_layout(chunk.seed * _BASELINE_SEED + int(i)) for i in chunk.solutions[:, 0]]
+        plans = [plan(layout, config, seed=chunk.build_seed) for layout in layouts]
+    return build_dungeons(plans, source, config, seed=chunk.build_seed)
 
 
-def check_settings(evaluations: int, batch_size: int, mode: str) -> None:
-    for name, value in (("evaluations", evaluations), ("batch_size", batch_size)):
+def evaluate(chunks: Sequence[Chunk], source: RoomSource, config: DungeonConfig, client: Any = None) -> list[Dungeon]:
+    """The dungeons of `chunks`, in order: in this process, or one Dask task per chunk on `client` (a
+    `dask.distributed.Client`; the source is sent to its workers once per call). Both give the same dungeons."""
+    if client is None:
+        return [d for chunk in chunks for d in evaluate_chunk(chunk, source, config)]
+    shipped = client.scatter(source, broadcast=True, hash=False)
+    futures = client.map(evaluate_chunk, list(chunks), source=shipped, config=config, pure=False)
+    return [d for part in client.gather(futures) for d in part]
+
+
+def split(mode: str, solutions: np.ndarray, seed: int, build_seed: int, pieces: int) -> list[Chunk]:
+    """`solutions` in up to `pieces` contiguous chunks; chunk k's rooms come from build_seed + k x _CHUNK_SEED."""
+    parts = [p for p in np.array_split(np.arange(len(solutions)), min(pieces, len(solutions))) if len(p)]
+    return [Chunk(mode, solutions[p], seed, build_seed + k * _CHUNK_SEED) for k, p in enumerate(parts)]
+
+
+def check_client(client: Any) -> None:
+    if client is not None and not all(callable(getattr(client, m, None)) for m in ("scatter", "map", "gather")):
+        raise IlluminateError(
+            f"client must be a dask.distributed.Client (with scatter, map and gather), got {type(client).__name__}"
+        )
+
+
+def check_settings(evaluations: int, search: SearchSettings) -> None:
+    for name, value in (("evaluations", evaluations), ("batch_size", search.batch_size), ("chunks", search.chunks)):
         if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
             raise IlluminateError(f"{name} must be an int > 0, got {value!r}")
-    if mode not in MODES:
-        raise IlluminateError(f"unknown mode {mode!r}; choose one of {', '.join(MODES)}")
+    if search.mode not in MODES:
+        raise IlluminateError(f"unknown mode {search.mode!r}; choose one of {', '.join(MODES)}")
 
 
 @dataclass(frozen=True)
@@ -98,6 +136,9 @@ class SearchSettings:
     batch_size: int = 50  # genomes asked of the scheduler (or layouts sampled) per batch
     mode: str = "map-elites"  # or "baseline" (module docstring)
     config: DungeonConfig = DungeonConfig()
+    # pieces each batch is built in: one `build_dungeons` call each, or one task each on a Dask `client`; the
+    # rooms are drawn per piece, so it is part of what the archive is (1: one batched call per batch)
+    chunks: int = 1
 
 
 _SEARCH_KEYS: frozenset[str] = frozenset(f.name for f in fields(SearchSettings))
@@ -110,15 +151,18 @@ def illuminate(
     out: str | Path | None = None,
     search: SearchSettings = SearchSettings(),
     progress: Callable[[dict[str, Any]], None] | None = None,
+    client: Any = None,
     **options: Any,
 ) -> Illumination:
     """Fill a MAP-Elites archive of dungeons (module docstring). `model`: a room model, the path of its
     `model_final.pt`, or any RoomSource; `out`: the folder of the checkpoint (and of `write_outputs`);
     `options`: fields of `SearchSettings` by name (descriptors, seed, batch_size, mode, config: they replace
-    those of `search`) and the room model's sampling keys. Returns the `Illumination`."""
+    those of `search`) and the room model's sampling keys; `client`: a `dask.distributed.Client` to build each
+    batch's chunks on its workers (module docstring). Returns the `Illumination`."""
     search = replace(search, **{k: options.pop(k) for k in sorted(_SEARCH_KEYS & set(options))})
     sampling = options
-    check_settings(evaluations, search.batch_size, search.mode)
+    check_settings(evaluations, search)
+    check_client(client)
     descs = check_descriptors(search.descriptors)
     source = as_source(model, **sampling)
     settings = {
@@ -126,18 +170,19 @@ def illuminate(
         "descriptors": [d.name for d in descs],
         "seed": search.seed,
         "batch_size": search.batch_size,
+        "chunks": search.chunks,
         "source": source.name,
         "config": asdict(search.config),
         "sampling": {k: sampling[k] for k in sorted(sampling)},
     }
-    path = Path(out) / CHECKPOINT_NAME if out is not None else None
+    path = checkpoint_path(Path(out)) if out is not None else None
     state = _resume(path, settings) if path is not None and path.exists() else None
     if state is None:
         state = _fresh_state(settings, descs)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
     while state.evaluations < evaluations:
-        _step(state, descs, source, search.config, evaluations - state.evaluations)
+        _step(state, descs, source, search.config, evaluations - state.evaluations, client)
         if path is not None:
             save_state(path, state)
         if progress is not None:
@@ -169,7 +214,9 @@ def _resume(path: Path, settings: dict[str, Any]) -> State:
     return state
 
 
-def _step(state: State, descs: Sequence[Descriptor], source: RoomSource, config: DungeonConfig, left: int) -> None:
+def _step(
+    state: State, descs: Sequence[Descriptor], source: RoomSource, config: DungeonConfig, left: int, client: Any
+) -> None:
     """One batch: ask, build, play, tell; updates `state` in place (it is this module's own record)."""
     mode, seed, batch = state.settings["mode"], state.settings["seed"], state.settings["batch_size"]
     build_seed = seed * _BATCH_SEED + state.batches
@@ -177,13 +224,15 @@ def _step(state: State, descs: Sequence[Descriptor], source: RoomSource, config:
     if mode == "map-elites":
         solutions = np.asarray(state.scheduler.ask())
         take = min(len(solutions), left)
-        dungeons = evaluate_batch(solutions[:take], source, config, build_seed)
         archive = state.scheduler.archive
+        chunks = split(mode, solutions[:take], seed, build_seed, state.settings["chunks"])
     else:
         take = min(batch, left)
-        dungeons = _baseline_batch(state.evaluations, take, source, config, seed)
         solutions = np.arange(state.evaluations, state.evaluations + take, dtype=np.float64).reshape(-1, 1)
         archive = state.scheduler
+        # the baseline's rooms have always come from the run's seed (batches differ by their layouts)
+        chunks = split(mode, solutions, seed, seed, state.settings["chunks"])
+    dungeons = evaluate(chunks, source, config, client)
     obj = np.array([objective(d) for d in dungeons])
     meas = np.stack([measures(d, descs) for d in dungeons])
     if mode == "map-elites" and take == len(solutions):
