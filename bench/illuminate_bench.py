@@ -32,6 +32,7 @@ from hmolqd.data import find_data_dir
 from hmolqd.dungeon import DungeonConfig, build_dungeons, plan, read_layout
 from hmolqd.dungeon.api import as_source
 from hmolqd.dungeon.real import play_real_dungeons
+from hmolqd.dungeon.source import PlainRoomSource
 
 
 def part_real(source: Any, data_dir: Path, seeds: int) -> dict[str, Any]:
@@ -67,7 +68,7 @@ def _counts(dungeons: list[Any], seconds: float) -> dict[str, Any]:
     }
 
 
-def part_archive(model: Path, mode: str, seeds: list[int], evaluations: int, runs: Path, batch: int) -> dict[str, Any]:
+def part_archive(model: Any, mode: str, seeds: list[int], evaluations: int, runs: Path, batch: int) -> dict[str, Any]:
     from hmolqd.illuminate import illuminate
 
     out = {"mode": mode, "evaluations": evaluations, "runs": []}
@@ -153,6 +154,10 @@ def markdown(parts: list[dict[str, Any]]) -> str:
                 f"{_spread([100 * r['rooms_regenerated'] for r in runs])} % | "
                 f"{_spread([r['evaluation_seconds'] for r in runs])} |"
             )
+        by_mode = {p["mode"]: [r["coverage"] for r in p["runs"]] for p in archives}
+        if {"map-elites", "baseline"} <= set(by_mode):
+            ratio = statistics.mean(by_mode["map-elites"]) / statistics.mean(by_mode["baseline"])
+            lines += ["", f"Coverage of MAP-Elites / today's generator (means over seeds): {ratio:.2f}x"]
     for p in parts:
         if "real_maps" in p:
             lines += [
@@ -185,7 +190,12 @@ def markdown(parts: list[dict[str, Any]]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--model", type=Path, default=None, help="model_final.pt of the room model")
+    p.add_argument(
+        "--model",
+        type=Path,
+        default=None,
+        help="model_final.pt of the room model, or 'plain' for PlainRoomSource (a model-free proxy of the search)",
+    )
     p.add_argument("--data", default=None, help="VGLC 'The Legend of Zelda' folder (default: discover)")
     p.add_argument("--part", choices=("real", "archive"), default=None)
     p.add_argument("--mode", choices=("map-elites", "baseline"), default="map-elites")
@@ -227,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
             as_source(args.model) if args.real_seeds else None, find_data_dir(args.data), args.real_seeds
         )
     else:
-        result = part_archive(args.model, args.mode, args.seeds, args.evaluations, args.runs, args.batch_size)
+        model = PlainRoomSource() if str(args.model) == "plain" else args.model
+        result = part_archive(model, args.mode, args.seeds, args.evaluations, args.runs, args.batch_size)
     result["note"] = "timings on a 2-core machine shared with other agents' jobs"
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
