@@ -262,3 +262,22 @@ def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFix
         == 0
     )
     assert "elites in 1600 cells" in capsys.readouterr().out and (out / "heatmap.png").is_file()
+
+
+def test_illuminate_bench_plumbing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    """bench/illuminate_bench.py's archive part with the model-free proxy: its files and tables, not its numbers."""
+    monkeypatch.syspath_prepend(str(REPO / "bench"))
+    import illuminate_bench
+
+    files = []
+    for mode in ("map-elites", "baseline"):
+        files.append(tmp_path / f"{mode}.json")
+        argv = ["--model", "plain", "--part", "archive", "--mode", mode, "--seeds", "0", "--evaluations", "10"]
+        assert (
+            illuminate_bench.main([*argv, "--batch-size", "10", "--runs", str(tmp_path), "--out", str(files[-1])]) == 0
+        )
+    run = json.loads(files[0].read_text())["runs"][0]
+    assert run["evaluations"] == 10 and run["dungeons"] == 10 and 0 < run["coverage"] <= 10 / 1600
+    capsys.readouterr()
+    assert illuminate_bench.main(["--merge", *map(str, files)]) == 0
+    assert "Coverage of MAP-Elites / today's generator" in capsys.readouterr().out
