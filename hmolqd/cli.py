@@ -258,7 +258,11 @@ def _dask_client(address: str | None, chunks: int) -> Iterator[Any]:
         with LocalCluster(n_workers=max(1, chunks), threads_per_worker=1) as cluster, Client(cluster) as client:
             yield client
     else:
-        with Client(address) as client:
+        try:
+            client = Client(address, timeout=20)
+        except OSError as err:  # no scheduler there: one line, like the other flags' errors
+            raise ConfigError(f"--dask {address}: no Dask scheduler answered ({err})") from None
+        with client:
             yield client
 
 

@@ -242,6 +242,8 @@ def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert err == "error: evaluations must be an int > 0, got 0"
     assert main(["illuminate", "--model", str(model), "--evaluations", "4", "--descriptors", "rooms", "bogus"]) == 2
     assert "unknown descriptor 'bogus'" in capsys.readouterr().err
+    assert main(["illuminate", "--model", str(model), "--chunks", "0"]) == 2
+    assert capsys.readouterr().err.strip() == "error: chunks must be an int > 0, got 0"
     out = tmp_path / "ill"
     assert (
         main(
