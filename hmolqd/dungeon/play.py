@@ -18,6 +18,10 @@ Rules (one definition each, in `hmolqd.dungeon.rules`: `passable`, `PICKUPS`; th
   link's switch code was visited;
 - entering a room (any walkable tile of it) picks up what its graph labels hold: one small key per `k`
   room, the boss key in `K`, the key item in `I`, switch codes; the VGLC graph labels rooms, not tiles;
+- inside a room (`hmolqd.dungeon.crossings`, `with_crossings`; kinds `LADDER`, `PUSH` of the rules): one
+  element tile P between two walkable tiles in a line is crossed with the ladder, which is the key item (held
+  once a room labelled `I` was entered); in a puzzle room (`p`) a block pushed onto floor lets the player on
+  where it stood. A crossing is one step of the length, like a passage;
 - facing doors the layout does not link lead nowhere (a door disagreement, reported by `walk_dungeon`);
 - the walk ends on entering the goal room.
 
