@@ -3,15 +3,18 @@ dungeons."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
-from hmolqd.data.tiles import FLOOR, ROOM_H, ROOM_W, WALL
+from hmolqd.data.playability import walkable_components
+from hmolqd.data.tiles import DOOR, FLOOR, ROOM_H, ROOM_W, TILE_INDEX, WALL
 from hmolqd.dungeon.build import DungeonConfig, build_dungeons, plan
+from hmolqd.dungeon.crossings import crossings
 from hmolqd.dungeon.mission import check_mission
-from hmolqd.dungeon.play import play_dungeon, play_layout
+from hmolqd.dungeon.play import PlayResult, play, play_dungeon, play_layout, tile_graph, with_crossings
+from hmolqd.dungeon.rules import LADDER, PUSH
 from hmolqd.dungeon.sampler import sample_layout
 from hmolqd.dungeon.source import PlainRoomSource
+from hmolqd.dungeon.walk import Passage
 from tests.test_dungeon_mission import make
 
 
@@ -68,15 +71,62 @@ def test_a_walled_boss_room_stops_the_tile_player() -> None:
     assert rooms.shape[1:] == (ROOM_H, ROOM_W)
 
 
-@pytest.mark.real_data
-def test_real_dungeons_are_played_and_every_failure_says_why(vglc_dir) -> None:  # type: ignore[no-untyped-def]
-    from hmolqd.dungeon.real import play_real_dungeons
+def _split_start_room(middle: str) -> torch.Tensor:
+    """Rooms (2, 16, 11): room 0 with a north door (row 1) above and a south door (row 14) below, its interior rows
+    2-7 and 9-13 floor with text row 8 given by `middle` (7 tiles); room 1 a plain room with a north door."""
+    rooms = torch.full((2, ROOM_H, ROOM_W), WALL, dtype=torch.long)
+    rooms[:, 2:14, 2:9] = FLOOR
+    rooms[:, 1, 5] = DOOR
+    rooms[0, 14, 5] = DOOR
+    rooms[0, 8, 2:9] = torch.tensor([TILE_INDEX[ch] for ch in middle])
+    return rooms
 
-    plays = play_real_dungeons(vglc_dir)
-    assert len(plays) == 18
-    by_name = {p.name: p for p in plays}
-    assert by_name["LoZ_1"].result.beaten and by_name["LoZ_1"].result.rooms_on_path >= 5
-    for p in plays:
-        assert p.result.beaten == (p.result.stuck == ""), p.name
-        assert len(p.alignment.slots) <= p.alignment.map_rooms
-    assert torch.tensor([p.result.beaten for p in plays]).sum() >= 9  # measured: 9 of 18 (README)
+
+def _play_split(labels: str, middle: str) -> PlayResult:
+    layout = make({0: labels, 1: "t"}, [(0, 1, "open", "open")])
+    rooms = _split_start_room(middle)
+    lab = walkable_components(rooms)
+    passage = Passage(0, int(lab[0, 14, 5]), (14, 5), 1, int(lab[1, 1, 5]), (1, 5), 0)
+    return play(with_crossings(tile_graph(layout, rooms, [passage], lab), rooms), 1000)
+
+
+def test_the_ladder_crosses_one_water_tile_once_the_key_item_is_held() -> None:
+    crossed = _play_split("s,I", "PPPPPPP")
+    assert crossed.beaten, crossed.stuck
+    assert any(abs(r0 - r1) == 2 for (a, r0, _), (b, r1, _) in zip(crossed.tiles, crossed.tiles[1:]) if a == b == 0)
+    without = _play_split("s", "PPPPPPP")
+    assert not without.beaten and "ladder" in without.stuck
+    assert not _play_split("s,I", "BBBBBBB").beaten  # blocks are no water
+
+
+def test_the_ladder_spans_one_tile_only() -> None:
+    layout = make({0: "s,I", 1: "t"}, [(0, 1, "open", "open")])
+    rooms = _split_start_room("PPPPPPP")
+    rooms[0, 9, 2:9] = TILE_INDEX["P"]  # two rows of water
+    lab = walkable_components(rooms)
+    passage = Passage(0, int(lab[0, 14, 5]), (14, 5), 1, int(lab[1, 1, 5]), (1, 5), 0)
+    assert not play(with_crossings(tile_graph(layout, rooms, [passage], lab), rooms), 1000).beaten
+
+
+def test_a_puzzle_room_lets_the_player_push_a_block_onto_floor() -> None:
+    # Row 7 has a block at column 5 with floor either side; row 8 is blocks but for column 5: pushing the block of
+    # row 7 sideways lets the player step down through (8, 5) to the south half.
+    def room_with_block(labels: str) -> PlayResult:
+        layout = make({0: labels, 1: "t"}, [(0, 1, "open", "open")])
+        rooms = _split_start_room("BBBFBBB")
+        rooms[0, 7, 5] = TILE_INDEX["B"]
+        lab = walkable_components(rooms)
+        passage = Passage(0, int(lab[0, 14, 5]), (14, 5), 1, int(lab[1, 1, 5]), (1, 5), 0)
+        return play(with_crossings(tile_graph(layout, rooms, [passage], lab), rooms), 1000)
+
+    assert room_with_block("s,p").beaten
+    plain = room_with_block("s")  # no puzzle room: its blocks stay put
+    assert not plain.beaten and "only partly walkable" in plain.stuck
+
+
+def test_crossings_are_found_once_per_pair_of_components() -> None:
+    rooms = _split_start_room("PPPPPPP")
+    lab = walkable_components(rooms)
+    ladders = [x for x in crossings(rooms, lab, [frozenset(), frozenset()]) if x.kind == LADDER]
+    assert len(ladders) == 2 and {x.room for x in ladders} == {0}  # one each way
+    assert not [x for x in crossings(rooms, lab, [frozenset(), frozenset()]) if x.kind == PUSH]

@@ -18,6 +18,10 @@ Rules (one definition each, in `hmolqd.dungeon.rules`: `passable`, `PICKUPS`; th
   link's switch code was visited;
 - entering a room (any walkable tile of it) picks up what its graph labels hold: one small key per `k`
   room, the boss key in `K`, the key item in `I`, switch codes; the VGLC graph labels rooms, not tiles;
+- inside a room (`hmolqd.dungeon.crossings`, `with_crossings`; kinds `LADDER`, `PUSH` of the rules): one
+  element tile P between two walkable tiles in a line is crossed with the ladder, which is the key item (held
+  once a room labelled `I` was entered); in a puzzle room (`p`) a block pushed onto floor lets the player on
+  where it stood. A crossing is one step of the length, like a passage;
 - facing doors the layout does not link lead nowhere (a door disagreement, reported by `walk_dungeon`);
 - the walk ends on entering the goal room.
 
@@ -38,16 +42,28 @@ got stuck: the rooms reached at best and what each door on their border needs.
 from __future__ import annotations
 
 from collections import deque
+from dataclasses import replace
 from typing import NamedTuple
 
 import torch
 
 from hmolqd.dungeon.cells import CellGraph, Move, dungeon_graph, layout_graph, tile_graph
 from hmolqd.dungeon.codes import RoomLabel
+from hmolqd.dungeon.crossings import crossings
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
 from hmolqd.dungeon.playthrough import goal_room, playthrough, solution_result
-from hmolqd.dungeon.rules import FREE_KINDS, PICKUPS, PlayResult, has_pickup, passable, reversible
+from hmolqd.dungeon.rules import (
+    FREE_KINDS,
+    LADDER,
+    NO_LINK,
+    PICKUPS,
+    PlayResult,
+    has_pickup,
+    link_labels,
+    passable,
+    reversible,
+)
 from hmolqd.dungeon.walk import Passages, tile_view
 
 __all__ = [
@@ -64,6 +80,7 @@ __all__ = [
     "play_layout",
     "reversible",
     "tile_graph",
+    "with_crossings",
 ]
 
 
@@ -79,7 +96,7 @@ def _region(g: CellGraph, opened: frozenset[int]) -> tuple[set[int], set[int]]:
         while queue:
             u = queue.popleft()
             for m in g.moves[u]:
-                if m.to not in reached and passable(m.kind, m.link, g.layout.links[m.link].labels, opened, carried):
+                if m.to not in reached and passable(m.kind, m.link, link_labels(g.layout, m.link), opened, carried):
                     reached.add(m.to)
                     queue.append(m.to)
         rooms = {g.cells[c][0] for c in reached}
@@ -227,7 +244,7 @@ def _state_search(g: CellGraph, goal: int, max_states: int) -> _Exact | None:
         opened_links = links_of[opened]
         for m in g.moves[cell]:
             nxt_opened = opened
-            if not passable(m.kind, m.link, layout.links[m.link].labels, opened_links, have):
+            if not passable(m.kind, m.link, link_labels(layout, m.link), opened_links, have):
                 if m.kind != "key" or keys <= 0:
                     continue
                 nxt_opened = opened | link_bit[m.link]
@@ -262,8 +279,12 @@ def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int
             elif m.kind == "item":
                 need = f"{a}->{b} needs a key item (room labelled I not reached)"
             elif m.kind == "switch":
-                codes = ",".join(sorted(switch_codes(layout.links[m.link].labels))) or "S"
+                codes = ",".join(sorted(switch_codes(link_labels(layout, m.link)))) or "S"
                 need = f"{a}->{b} switch-locked (switch {codes} not reached)"
+            elif m.kind == LADDER:
+                need = (
+                    f"room {a}: one water/lava tile to cross, needs the ladder (key item, room labelled I not reached)"
+                )
             elif m.kind == NO_PASSAGE:
                 need = f"{a}->{b} one-way the other way"
             else:
@@ -281,6 +302,20 @@ def _stuck(g: CellGraph, opened: frozenset[int], cells: set[int], rooms: set[int
     return f"goal {layout.goal} not reached: at best {len(rooms)} of {len(layout.rooms)} rooms ({ids[:12]}...); {where}"
 
 
+def with_crossings(g: CellGraph, rooms: torch.Tensor) -> CellGraph:
+    """`g` plus the ways inside its rooms (`rooms` `(n, 16, 11)`, layout.rooms order): ladder and push crossings
+    between walkable components (`hmolqd.dungeon.crossings`); a room played without tiles has none."""
+    if g.labels is None:
+        return g
+    cell_of = {cell: k for k, cell in enumerate(g.cells)}
+    moves = [list(m) for m in g.moves]
+    for x in crossings(rooms, g.labels, [room.labels for room in g.layout.rooms]):
+        a, b = cell_of.get((x.room, x.label_a)), cell_of.get((x.room, x.label_b))
+        if a is not None and b is not None:
+            moves[a].append(Move(b, x.kind, NO_LINK, x.tile_a, x.tile_b))
+    return replace(g, moves=tuple(tuple(m) for m in moves))
+
+
 def play_layout(layout: Layout, max_states: int = 200_000) -> PlayResult:
     """Play a layout on its graph alone (one cell per room): the key/lock mission view."""
     return play(layout_graph(layout), max_states)
@@ -295,4 +330,5 @@ def play_dungeon(
     found: Passages | None = None,
 ) -> PlayResult:
     """Play a built dungeon tile by tile (rooms `(n, 16, 11)` in layout.rooms order at `embedding.slots`)."""
-    return play(dungeon_graph(layout, tile_view(layout, embedding, rooms, labels, found)), max_states)
+    view = tile_view(layout, embedding, rooms, labels, found)
+    return play(with_crossings(dungeon_graph(layout, view), view.rooms), max_states)

@@ -8,7 +8,7 @@ from collections import deque
 from hmolqd.data.tiles import ROOM_H, ROOM_W
 from hmolqd.dungeon.cells import CellGraph, Move
 from hmolqd.dungeon.codes import RoomLabel
-from hmolqd.dungeon.rules import PlayResult, has_pickup, passable
+from hmolqd.dungeon.rules import PlayResult, has_pickup, link_labels, passable
 
 _STEPS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -40,7 +40,7 @@ def _bfs(g: CellGraph, src: int, inv: _Inventory) -> dict[int, tuple[int, Move] 
     while queue:
         u = queue.popleft()
         for m in g.moves[u]:
-            if m.to not in prev and passable(m.kind, m.link, g.layout.links[m.link].labels, inv.opened, inv.carried):
+            if m.to not in prev and passable(m.kind, m.link, link_labels(g.layout, m.link), inv.opened, inv.carried):
                 prev[m.to] = (u, m)
                 queue.append(m.to)
     return prev

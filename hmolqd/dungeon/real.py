@@ -3,40 +3,48 @@
 VGLC ships each dungeon twice, with no correspondence between the two: `Processed/tloz<L>_<Q>.txt` (the rooms
 on the map's slot grid) and `Graph Processed/LoZ[2]_<L>.dot` (the rooms as graph nodes with their labels and
 door kinds). The graph has more nodes than the map has rooms (item rooms reached by stairs are nodes but no
-slot). `align` puts graph nodes on map slots by a beam search that maximises
+slot). Two facts of the data anchor the two together: every map has exactly one room with a door that opens
+onto no room (`entrances`: the way in, on the screen's south side), and every graph's start node (label `s`
+alone) has exactly one link: the start node is the overworld, off the map, and its one neighbour is the
+entrance room (`outside_start`). From there `align` puts graph nodes on map slots by a beam search that
+maximises
 
     3 x (graph links between nodes on neighbouring slots with facing door tiles on the map)
   + 1 x (bombable graph links between nodes on neighbouring slots: bombed walls show no door tile)
   - 2 x (facing door pairs on the map between two placed nodes the graph does not link)
-  - 1 x (graph nodes left off the map)
-  + 4 if the start node is on the map's last text column (the entrance, at the bottom of the screen map)
+  - 1 x (graph nodes left off the map, the start node aside)
 
 placing nodes in breadth-first order from the start node, each next to a placed graph neighbour (or off the
-map; the start node always on it). The player then walks the map's tiles for the placed nodes; a node off the
-map is one cell without tiles; a graph link that the map does not show as facing doors (a stair passage, a
-bombed wall, a node off the map) joins the rooms' stair tiles, or where there is none the component the
-player would start in (`hmolqd.dungeon.play.tile_graph`'s `loose_links`). What the alignment could not match
-is reported per dungeon (`RealPlay.notes`), beside the result.
+map). The player then walks the map's tiles for the placed nodes; a node off the map, and a map room drawn
+with an all-void interior (`untiled`: 38 rooms of the 18 maps have walls and doors but no floor), is one cell
+without tiles; a graph link that the map does not show as facing doors (a stair passage, a bombed wall, a node
+off the map) joins the rooms' stair tiles, or where there is none the component the player would start in
+(`hmolqd.dungeon.cells.tile_graph`'s `loose_links`). Ways inside a room (ladder, pushed block) are those of
+`hmolqd.dungeon.crossings`, as for a generated dungeon. What the alignment could not match is reported per
+dungeon (`RealPlay.notes`), beside the result; a dungeon not beaten carries the fact of the data that stops
+it (`RealPlay.cause`, computed by `hmolqd.dungeon.real_causes`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 
 from hmolqd.data.graph import dungeon_of, graph_dir
 from hmolqd.data.playability import walkable_components
-from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES, VOID, door_sides
+from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W, SIDES, VOID, door_sides
 from hmolqd.data.vglc import parse_room_file, processed_dir
-from hmolqd.dungeon.embed import OPPOSITE, Embedding, side_between
+from hmolqd.dungeon.codes import RoomLabel
+from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, side_between
 from hmolqd.dungeon.layout import Layout, read_layout
-from hmolqd.dungeon.play import PlayResult, play, tile_graph
+from hmolqd.dungeon.play import CellGraph, PlayResult, play, tile_graph, with_crossings
+from hmolqd.dungeon.real_causes import not_beatable_cause
 from hmolqd.dungeon.walk import door_positions, tile_passages
 
 BEAM = 400  # partial alignments kept per placed node
-ENTRANCE_BONUS = 4  # the start room lies on the map's last text column (the bottom edge of the screen map)
 
 
 @dataclass(frozen=True)
@@ -68,11 +76,34 @@ def _map_doors(rooms: torch.Tensor, slots: list[tuple[int, int]]) -> set[frozens
     return out
 
 
+def entrances(rooms: torch.Tensor, slots: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """Map slots whose room has a door opening onto no room (the dungeon's way in from the overworld; every
+    real map has exactly one, on the screen's south side)."""
+    at, sides = set(slots), door_sides(rooms)
+    return [
+        slot
+        for k, slot in enumerate(slots)
+        if any(sides[k, s] and (slot[0] + dr, slot[1] + dc) not in at for s, (dr, dc) in enumerate(SIDE_OFFSETS))
+    ]
+
+
+def outside_start(layout: Layout) -> int | None:
+    """The room behind the start node when the start node is the overworld, else None.
+
+    Every VGLC graph's start node (label `s` alone) has exactly one link: it is the doorway from the
+    overworld, not a room of the map, and its one neighbour is the map's entrance room (`entrances`)."""
+    links = [link for link in layout.links if layout.start in (link.a, link.b)]
+    if len(links) != 1 or layout.room(layout.start).labels != {RoomLabel.START}:
+        return None
+    return links[0].b if links[0].a == layout.start else links[0].a
+
+
 def align(layout: Layout, rooms: torch.Tensor, slots: list[tuple[int, int]], beam: int = BEAM) -> Alignment:
     """Place graph nodes on map slots (module docstring); deterministic."""
     doors = _map_doors(rooms, slots)
     free_map = set(slots)
-    last_col = max(c for _, c in slots)
+    entry = set(entrances(rooms, slots)) or free_map
+    doorway = outside_start(layout) or layout.start
     adj: dict[int, list[tuple[int, bool]]] = {room.id: [] for room in layout.rooms}
     for link in layout.links:
         if not link.stair:
@@ -111,14 +142,18 @@ def align(layout: Layout, rooms: torch.Tensor, slots: list[tuple[int, int]], bea
                 if u in place:
                     y = place[u]
                     cands |= {(y[0] + dr, y[1] + dc) for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))}
-            if v == layout.start or not cands:
+            if v == doorway:
+                cands = set(entry)
+            elif not cands:
                 cands = set(free_map)
             cands = {x for x in cands if x in free_map and x not in by_slot}
-            if v != layout.start:  # the player enters the dungeon on the map
+            if v == layout.start and doorway != layout.start:
+                grown.append((score, len(grown), place))  # the start node is the overworld: off the map
+                continue
+            if v != doorway:  # the player enters the dungeon on the map
                 grown.append((score - 1, len(grown), place))  # v off the map
             for x in sorted(cands):
-                entrance = ENTRANCE_BONUS * (v == layout.start and x[1] == last_col)
-                grown.append((score + gain(place, by_slot, v, x) + entrance, len(grown), {**place, v: x}))
+                grown.append((score + gain(place, by_slot, v, x), len(grown), {**place, v: x}))
         grown.sort(key=lambda t: (-t[0], t[1]))
         states = [(s, p) for s, _, p in grown[:beam]]
     score, place = states[0]
@@ -140,6 +175,7 @@ class RealPlay:
     alignment: Alignment
     result: PlayResult
     notes: tuple[str, ...]
+    cause: str = ""  # when not beaten: the fact of the data that stops the player, computed by a rule check
 
     def to_json(self) -> dict[str, object]:
         a = self.alignment
@@ -158,14 +194,28 @@ class RealPlay:
             "links": a.links,
             "unlinked_map_doors": a.unlinked_doors,
             "notes": list(self.notes),
+            "not_beatable_because": self.cause,
         }
 
 
-def play_real(graph_file: str | Path, map_file: str | Path, beam: int = BEAM, max_states: int = 200_000) -> RealPlay:
-    """Align a real graph to its map and play it (module docstring)."""
-    layout = read_layout(graph_file)
-    map_rooms, map_slots, _ = parse_room_file(map_file)
-    a = align(layout, map_rooms, map_slots, beam)
+def untiled(room: torch.Tensor) -> bool:
+    """A map room `(16, 11)` whose interior is all void `-`: VGLC drew its walls and doors but no floor (38 rooms
+    of the 18 maps), so the map does not say how it is crossed; it is played like a node off the map."""
+    return bool((room[INTERIOR] == VOID).all())
+
+
+class Tiled(NamedTuple):
+    """A real dungeon ready to play: rooms `(n, 16, 11)` in layout.rooms order (void where the map has none),
+    which rooms have tiles, the slots (off the map: far apart) and what the alignment could not match."""
+
+    rooms: torch.Tensor
+    present: tuple[bool, ...]
+    slots: dict[int, tuple[int, int]]
+    notes: tuple[str, ...]
+
+
+def tiled(layout: Layout, map_rooms: torch.Tensor, map_slots: list[tuple[int, int]], a: Alignment) -> Tiled:
+    """The map's rooms at the aligned graph nodes (module docstring)."""
     slot_room = {slot: k for k, slot in enumerate(map_slots)}
     n = len(layout.rooms)
     rooms = torch.full((n, ROOM_H, ROOM_W), VOID, dtype=torch.long)
@@ -177,11 +227,26 @@ def play_real(graph_file: str | Path, map_file: str | Path, beam: int = BEAM, ma
             slots[room.id] = a.slots[room.id]
         else:
             slots[room.id] = (-1000 - 3 * i, -1000)  # off the map: no neighbour
-        present.append(room.id in a.slots)
+        present.append(room.id in a.slots and not untiled(rooms[i]))
+    notes = []
+    off = [room.id for room in layout.rooms if room.id not in a.slots]
+    if off:
+        notes.append(f"nodes {off} are not on the map (one cell without tiles each)")
+    blank = [(room.id, a.slots[room.id]) for room, p in zip(layout.rooms, present) if room.id in a.slots and not p]
+    if blank:
+        notes.append(
+            "map rooms drawn with an all-void interior, played as rooms without tiles (node at slot): "
+            + ", ".join(f"{r} at {s}" for r, s in blank)
+        )
+    return Tiled(rooms, tuple(present), slots, tuple(notes))
+
+
+def real_graph(layout: Layout, t: Tiled) -> tuple[CellGraph, tuple[str, ...]]:
+    """The cell graph the player plays on a tiled real dungeon, and notes on links the map does not show."""
     door_links, loose, notes = [], [], []
     flags = {room.id: [False] * len(SIDES) for room in layout.rooms}
     for k, link in enumerate(layout.links):
-        side = side_between(slots[link.a], slots[link.b]) if not link.stair else None
+        side = side_between(t.slots[link.a], t.slots[link.b]) if not link.stair else None
         if side is not None:
             door_links.append(k)
             flags[link.a][side] = True
@@ -189,26 +254,36 @@ def play_real(graph_file: str | Path, map_file: str | Path, beam: int = BEAM, ma
         else:
             loose.append(k)
     emb = Embedding(
-        slots=slots,
+        slots=t.slots,
         door_links=tuple(door_links),
         stair_links=(),
-        stairs={r: False for r in slots},
+        stairs={r: False for r in t.slots},
         doors={r: tuple(f) for r, f in flags.items()},
     )  # type: ignore[misc]
-    labels = walkable_components(rooms)
-    found = tile_passages(layout, emb, rooms, labels)
-    served = {p.link for p in found.passages if p.link is not None}
+    labels = walkable_components(t.rooms)
+    found = tile_passages(layout, emb, t.rooms, labels)
+    served = {p.link for p in found.passages if p.link is not None and t.present[p.i] and t.present[p.j]}
     for k in door_links:
         if k not in served:  # neighbours on the map without facing doors: a bombed wall, or the map differs
             loose.append(k)
             link = layout.links[k]
             if "bomb" not in (link.kind_ab, link.kind_ba):
                 notes.append(f"link {link.a}-{link.b} ({link.kind_ab}/{link.kind_ba}) has no facing doors on the map")
-    off = [room.id for room, p in zip(layout.rooms, present) if not p]
-    if off:
-        notes.append(f"nodes {off} are not on the map (one cell without tiles each)")
-    g = tile_graph(layout, rooms, found.passages, labels, present=present, loose_links=sorted(loose))
-    return RealPlay(layout.name, a, play(g, max_states), tuple(notes))
+    g = tile_graph(layout, t.rooms, found.passages, labels, present=t.present, loose_links=sorted(loose))
+    return with_crossings(g, t.rooms), tuple(notes)
+
+
+def play_real(graph_file: str | Path, map_file: str | Path, beam: int = BEAM, max_states: int = 200_000) -> RealPlay:
+    """Align a real graph to its map and play it (module docstring); when not beaten, `RealPlay.cause` says
+    which fact of the data stops the player (`hmolqd.dungeon.real_causes`)."""
+    layout = read_layout(graph_file)
+    map_rooms, map_slots, _ = parse_room_file(map_file)
+    a = align(layout, map_rooms, map_slots, beam)
+    t = tiled(layout, map_rooms, map_slots, a)
+    g, notes = real_graph(layout, t)
+    result = play(g, max_states)
+    cause = "" if result.beaten else not_beatable_cause(layout, t, real_graph, max_states)
+    return RealPlay(layout.name, a, result, t.notes + notes, cause)
 
 
 def play_real_dungeons(data_dir: str | Path, beam: int = BEAM) -> list[RealPlay]:

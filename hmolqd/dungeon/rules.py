@@ -9,6 +9,10 @@ from hmolqd.dungeon.codes import RoomLabel
 from hmolqd.dungeon.layout import Layout, switch_codes
 
 FREE_KINDS: frozenset[str] = frozenset({"open", "soft", "bomb"})
+# Ways inside one room (`hmolqd.dungeon.crossings`, the tile geometry): over one element tile P with the ladder,
+# and past a block that a puzzle room lets the player push. They serve no link (`NO_LINK`).
+LADDER, PUSH = "ladder", "push"
+NO_LINK = -1
 # What entering a room picks up (and switch codes S, S1, ...).
 PICKUPS: frozenset[str] = frozenset({RoomLabel.KEY, RoomLabel.BOSS_KEY, RoomLabel.KEY_ITEM})
 
@@ -19,11 +23,18 @@ def passable(
     """May the player travel a passage of kind `kind` (of link `link`) with `opened` key doors and `carried` codes?"""
     return (
         kind in FREE_KINDS
+        or kind == PUSH
+        or (kind == LADDER and RoomLabel.KEY_ITEM in carried)  # the ladder is a key item
         or link in opened
         or (kind == "boss" and RoomLabel.BOSS_KEY in carried)
         or (kind == "item" and RoomLabel.KEY_ITEM in carried)
         or (kind == "switch" and bool(switch_codes(link_labels) & switch_codes(carried)))
     )
+
+
+def link_labels(layout: Layout, link: int) -> frozenset[str]:
+    """The label codes of link `link` (an index into `layout.links`); none for a way inside a room (`NO_LINK`)."""
+    return layout.links[link].labels if link != NO_LINK else frozenset()
 
 
 def reversible(layout: Layout) -> bool:
