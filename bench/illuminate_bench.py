@@ -164,15 +164,15 @@ def markdown(parts: list[dict[str, Any]]) -> str:
                 "",
                 f"Real dungeons played from their VGLC maps + graphs: {p['real_maps_beaten']} of 18 beaten",
                 "",
-                "| dungeon | beaten | rooms on path / rooms | placed nodes / map rooms | links shown as doors | stuck "
-                "|",
+                "| dungeon | beaten | rooms on path / rooms | placed nodes / map rooms | links shown as doors | "
+                "what stops it |",
                 "|---|---|---:|---:|---:|---|",
             ]
             for r in p["real_maps"]:
                 lines.append(
                     f"| {r['name']} | {'yes' if r['beaten'] else 'no'} | {r['rooms_on_path']} / {r['rooms']} | "
                     f"{r['placed_nodes']} / {r['map_rooms']} | {r['links_shown_as_doors']} / {r['links']} | "
-                    f"{r['stuck'][:160]} |"
+                    f"{(r.get('not_beatable_because') or r['stuck'])[:160]} |"
                 )
             b = p.get("real_graphs_built")
             lines += (
