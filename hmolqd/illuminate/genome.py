@@ -211,3 +211,22 @@ def plan_genome(genome: np.ndarray, config: DungeonConfig = DEFAULT_CONFIG, seed
 def random_genomes(count: int, seed: int) -> np.ndarray:
     """`(count, GENOME_DIM)` uniform genomes (the initial population of the search)."""
     return np.random.default_rng(seed).uniform(0.0, 1.0, size=(count, GENOME_DIM))
+
+
+def template_genomes(count: int, seed: int) -> np.ndarray:
+    """`(count, GENOME_DIM)` genomes of the 18 real templates in turn (`REAL_TEMPLATES`), room counts jittered
+    as `sample_layout` does, no mutations, water share and seed drawn: where today's generator samples."""
+    from hmolqd.dungeon.sampler import REAL_TEMPLATES
+
+    rng = np.random.default_rng(seed)
+    jitter = DEFAULT_SAMPLER.rooms_jitter
+    out = rng.uniform(0.0, 1.0, size=(count, GENOME_DIM))  # water share and seed keep these draws
+    for row, k in enumerate(rng.permutation(max(count, len(REAL_TEMPLATES)))[:count] % len(REAL_TEMPLATES)):
+        t = REAL_TEMPLATES[int(k)]
+        values = {name: getattr(t, name) for name in _TEMPLATE_KNOBS}
+        values["rooms"] = t.rooms * rng.uniform(1 - jitter, 1 + jitter)
+        values.update(add_rooms=0, add_loops=0, move_locks=0)
+        for j, knob in enumerate(KNOBS):
+            if knob.name in values:
+                out[row, j] = min(max(knob.unit(values[knob.name]), 0.0), 1.0)
+    return out
