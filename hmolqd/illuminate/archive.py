@@ -186,13 +186,14 @@ class State:
 
 # Classes a checkpoint may hold, by import path (module docstring). pyribs keeps some in private modules, so
 # they are named as its installed version spells them; a name it lacks is left out (a file that needs it is
-# then refused, naming it). hmolqd's own are the dataclasses of a `Dungeon`.
+# then refused, naming it). hmolqd's own are the dataclasses of a `Dungeon` and the frontier emitter.
 _SAFE_CLASS_NAMES: tuple[str, ...] = (
     "ribs.schedulers._scheduler.Scheduler",
     "ribs.archives._grid_archive.GridArchive",
     "ribs.archives._array_store.ArrayStore",
     "ribs.archives._archive_stats.ArchiveStats",
     "ribs.emitters._iso_line_emitter.IsoLineEmitter",
+    "hmolqd.illuminate.frontier.FrontierIsoLineEmitter",
     "hmolqd.dungeon.build.Dungeon",
     "hmolqd.dungeon.build.Plan",
     "hmolqd.dungeon.embed.Embedding",
