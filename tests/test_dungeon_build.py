@@ -159,6 +159,29 @@ def test_a_room_entered_only_by_its_stair_link_needs_no_door() -> None:
     assert not bool(playable_mask(closed, stairs_as_entry=True)[0])  # no door and no stair: no way in
 
 
+def test_a_start_room_whose_door_is_cut_off_from_where_the_player_starts_is_regenerated() -> None:
+    from hmolqd.data.tiles import ELEMENT, FLOOR
+    from hmolqd.dungeon.build import room_failures
+
+    p = plan(sample_layout(0, rooms=8))
+    rooms = plain_rooms(p.doors, p.stairs)
+    start = next(k for k, room in enumerate(p.layout.rooms) if room.id == p.layout.start)
+    assert room_failures([p], rooms) == [()] * len(rooms)
+    room = rooms[start]
+    side = int(p.doors[start].nonzero()[0])
+    # one band door tile walled in by water, and a D tile inside the room, where the player then starts
+    # (as a trained model once drew it): the room rule passes, the player cannot leave
+    room[room == DOOR] = WALL
+    tile = {0: (1, 5), 1: (14, 5), 2: (8, 1), 3: (8, 9)}[side]
+    room[tile] = DOOR
+    room[2:14, 2:9] = ELEMENT
+    room[6, 5] = DOOR
+    room[5, 5] = FLOOR  # a floor tile beside it
+    reasons = room_failures([p], rooms)
+    assert "start room: where the player starts is cut off from its doors" in reasons[start]
+    assert all(r == () for k, r in enumerate(reasons) if k != start)
+
+
 def test_no_regeneration_when_bound_is_zero(plans) -> None:  # type: ignore[no-untyped-def]
     source = Recorder(no_doors)
     dungeons = build_dungeons(plans, source, DungeonConfig(max_regenerations=0))

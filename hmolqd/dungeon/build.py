@@ -4,8 +4,8 @@ it with the whole-dungeon player (`hmolqd.dungeon.play`), on the first rooms (be
 final ones.
 
 A room passes its checks when (1) it is playable (`hmolqd.data.playability`; a room whose only way in is
-its stair link needs no door), (2) its door sides are
-exactly the ones its grid neighbours require, (3) it has stairs exactly when it has a stair link, and
+its stair link needs no door) and, in the start room, the player's first tile reaches its doors, (2) its door
+sides are exactly the ones its grid neighbours require, (3) it has stairs exactly when it has a stair link, and
 (4) each of its doors lines up with the facing door of the neighbouring room (`hmolqd.dungeon.walk`).
 All rooms of all dungeons go to the source in one call (one per group of rooms that ask for the same set of
 attributes); then, for up to `max_regenerations` rounds, the rooms still failing (of every dungeon at once) go
@@ -28,15 +28,15 @@ from typing import Any
 
 import torch
 
-from hmolqd.data.playability import playable_mask, walkable_components
-from hmolqd.data.tiles import ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, door_sides, has_stairs, screen_sides
+from hmolqd.data.playability import band_mask, playable_mask, walkable_components
+from hmolqd.data.tiles import DOOR, ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, STAIR, door_sides, has_stairs, screen_sides
 from hmolqd.dungeon.codes import RoomLabel
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
 from hmolqd.dungeon.play import PlayResult, play_dungeon
 from hmolqd.dungeon.source import CORPUS_REQUESTS, RoomSource, room_attributes
-from hmolqd.dungeon.walk import WalkResult, door_positions, tile_passages, walk_dungeon
+from hmolqd.dungeon.walk import WalkResult, door_positions, start_label, tile_passages, walk_dungeon
 
 # Node labels of rooms with enemies (plain strings, as in `Room.labels`).
 MONSTER_LABELS = frozenset(label.value for label in (RoomLabel.ENEMIES, RoomLabel.MINIBOSS, RoomLabel.BOSS))
@@ -195,8 +195,21 @@ def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str,
                 if not (positions[side][i] & positions[opp][j]).any():
                     reasons[i].append(f"{SCREEN_SIDE[SIDES[side]]} door does not line up with its neighbour's")
                     reasons[j].append(f"{SCREEN_SIDE[SIDES[opp]]} door does not line up with its neighbour's")
+        k = base + next(k for k, room in enumerate(p.layout.rooms) if room.id == p.layout.start)
+        if playable[k] and not _start_reaches_doors(rooms[k]):
+            reasons[k].append("start room: where the player starts is cut off from its doors")
         base += len(p.layout.rooms)
     return [tuple(r) for r in reasons]
+
+
+def _start_reaches_doors(room: torch.Tensor) -> bool:
+    """`(16, 11)`: the component the player starts in (`walk.start_label`, which also counts D tiles inside the
+    room) holds every band door and stair. A playable room with one door tile passes the room rule even when
+    that tile is cut off; only the start room, where the player does not come in by a door, needs more."""
+    room = room.long()
+    labels = walkable_components(room[None])[0]  # (16, 11)
+    targets = ((room == DOOR) & band_mask()) | (room == STAIR)
+    return bool((labels[targets] == start_label(room, labels)).all())
 
 
 def _generate(plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, seed: int) -> torch.Tensor:
