@@ -4,39 +4,44 @@ it with the whole-dungeon player (`hmolqd.dungeon.play`), on the first rooms (be
 final ones.
 
 A room passes its checks when (1) it is playable (`hmolqd.data.playability`; a room whose only way in is
-its stair link needs no door), (2) its door sides are
-exactly the ones its grid neighbours require, (3) it has stairs exactly when it has a stair link, and
+its stair link needs no door) and, in the start room, the player's first tile reaches its doors, (2) its door
+sides are exactly the ones its grid neighbours require, (3) it has stairs exactly when it has a stair link, and
 (4) each of its doors lines up with the facing door of the neighbouring room (`hmolqd.dungeon.walk`).
-All rooms of all dungeons go to the source in one call; then, for up to `max_regenerations` rounds, the
-rooms still failing (of every dungeon at once) go in one more call each round. A room is thus generated
-at most `1 + max_regenerations` times. Rooms that still fail are kept and reported.
+All rooms of all dungeons go to the source in one call (one per group of rooms that ask for the same set of
+attributes); then, for up to `max_regenerations` rounds, the rooms still failing (of every dungeon at once) go
+in one more call each round. A room is thus generated at most `1 + max_regenerations` times. Rooms that still
+fail are kept and reported.
 
-From the second regeneration round on, a failing room is asked only to be playable (its other attributes
-are left to the source): some requests are combinations the corpus never shows - no real room with stairs
-has monsters, and a model asked for both drops the stairs - and those would fail every round.
+What a room asks for (`plan`): its door sides and stairs from the embedding; playable (all its doors and its
+stair in one walkable component) where it has a door - no real room without a door counts as playable, its
+only way in is a stair; monsters where its node carries e, m or b; and what real rooms of its kind (with or
+without stairs) show, `source.CORPUS_REQUESTS`: a stair room is never asked for monsters or water (no real
+stair room has them; a model asked for both drops the stairs) and is mirrored left <-> right only, other rooms
+about both axes. Water is left open (to the source) where the corpus does not rule it out.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 
-from hmolqd.data.playability import playable_mask, walkable_components
-from hmolqd.data.tiles import ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, door_sides, has_stairs, screen_sides
+from hmolqd.data.playability import band_mask, playable_mask, walkable_components
+from hmolqd.data.tiles import DOOR, ROOM_H, ROOM_W, SCREEN_SIDE, SIDES, STAIR, door_sides, has_stairs, screen_sides
 from hmolqd.dungeon.codes import RoomLabel
 from hmolqd.dungeon.embed import OPPOSITE, SIDE_OFFSETS, Embedding, embed
 from hmolqd.dungeon.layout import Layout
 from hmolqd.dungeon.mission import MissionResult, check_mission
 from hmolqd.dungeon.play import PlayResult, play_dungeon
-from hmolqd.dungeon.source import RoomSource, room_attributes
-from hmolqd.dungeon.walk import WalkResult, door_positions, tile_passages, walk_dungeon
+from hmolqd.dungeon.source import CORPUS_REQUESTS, RoomSource, room_attributes
+from hmolqd.dungeon.walk import WalkResult, door_positions, start_label, tile_passages, walk_dungeon
 
 # Node labels of rooms with enemies (plain strings, as in `Room.labels`).
 MONSTER_LABELS = frozenset(label.value for label in (RoomLabel.ENEMIES, RoomLabel.MINIBOSS, RoomLabel.BOSS))
 _ROUND_SEED = 1_000_003  # seed of regeneration round r: seed + r * _ROUND_SEED
+_GROUP_SEED = 7_919  # seed of the k-th group of rooms asking the same attributes in one round: + k * _GROUP_SEED
 
 
 @dataclass(frozen=True)
@@ -48,7 +53,7 @@ class DungeonConfig:
     max_stair_links: int = 2  # stair links one room may hold
     embed_attempts: int = 64  # greedy placements tried per graph (the best one is kept)
     mission_max_states: int = 200_000  # bound of the key-order search
-    request_attributes: bool = True  # ask the source for monsters in e/m/b rooms and for playable rooms
+    request_attributes: bool = True  # ask the source for room attributes (module docstring), not doors/stairs only
 
     def __post_init__(self) -> None:
         for name in ("max_regenerations", "max_stair_links", "embed_attempts", "mission_max_states"):
@@ -70,6 +75,8 @@ class Plan:
     doors: torch.Tensor  # (n, 4) bool
     stairs: torch.Tensor  # (n,) bool
     attributes: dict[str, torch.Tensor]  # name -> (n,) bool
+    # name -> (n,) bool: the rooms that ask for that attribute (the others leave it open); absent: all rooms
+    asked: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, eq=False)
@@ -132,18 +139,32 @@ class Dungeon:
 
 
 def plan(layout: Layout, config: DungeonConfig = DEFAULT_CONFIG, seed: int = 0) -> Plan:
-    """Embed `layout` and derive each room's request (doors from grid neighbours, stairs from stair links,
-    monsters from the e/m/b labels, playable always)."""
+    """Embed `layout` and derive each room's request (module docstring): doors from grid neighbours, stairs from
+    stair links, playable where a door is, monsters from the e/m/b labels, the rest from CORPUS_REQUESTS."""
     emb = embed(layout, seed=seed, attempts=config.embed_attempts, max_stair_links=config.max_stair_links)
     doors = torch.tensor([emb.doors[room.id] for room in layout.rooms], dtype=torch.bool).view(-1, len(SIDES))
     stairs = torch.tensor([emb.stairs[room.id] for room in layout.rooms], dtype=torch.bool)
-    attributes = {}
-    if config.request_attributes:
-        attributes = {
-            "monsters": torch.tensor([bool(room.labels & MONSTER_LABELS) for room in layout.rooms], dtype=torch.bool),
-            "playable": torch.ones(len(layout.rooms), dtype=torch.bool),
-        }
-    return Plan(layout, emb, doors, stairs, attributes)
+    if not config.request_attributes:
+        return Plan(layout, emb, doors, stairs, {})
+    wanted = {
+        "monsters": torch.tensor([bool(room.labels & MONSTER_LABELS) for room in layout.rooms], dtype=torch.bool),
+        "playable": torch.ones(len(layout.rooms), dtype=torch.bool),
+    }
+    attributes, asked = {}, {"playable": doors.any(1)}
+    for name in sorted({*wanted, *CORPUS_REQUESTS[True], *CORPUS_REQUESTS[False]}):
+        ruled = {kind: CORPUS_REQUESTS[kind].get(name) for kind in (True, False)}  # None: the corpus does not rule
+        value = wanted.get(name, torch.zeros(len(layout.rooms), dtype=torch.bool)).clone()
+        mask = torch.full_like(stairs, name in wanted)
+        for kind, rule in ruled.items():
+            if rule is not None:
+                value[stairs == kind] = rule
+                mask[stairs == kind] = True
+        attributes[name] = value
+        if name in asked:
+            mask &= asked[name]
+        if not mask.all():
+            asked[name] = mask
+    return Plan(layout, emb, doors, stairs, attributes, asked)
 
 
 def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str, ...]]:
@@ -174,28 +195,48 @@ def room_failures(plans: Sequence[Plan], rooms: torch.Tensor) -> list[tuple[str,
                 if not (positions[side][i] & positions[opp][j]).any():
                     reasons[i].append(f"{SCREEN_SIDE[SIDES[side]]} door does not line up with its neighbour's")
                     reasons[j].append(f"{SCREEN_SIDE[SIDES[opp]]} door does not line up with its neighbour's")
+        k = base + next(k for k, room in enumerate(p.layout.rooms) if room.id == p.layout.start)
+        if playable[k] and not _start_reaches_doors(rooms[k]):
+            reasons[k].append("start room: where the player starts is cut off from its doors")
         base += len(p.layout.rooms)
     return [tuple(r) for r in reasons]
 
 
-# The one attribute kept from the second regeneration round on (module docstring).
-KEPT_WHEN_RELAXED = frozenset({"playable"})
+def _start_reaches_doors(room: torch.Tensor) -> bool:
+    """`(16, 11)`: the component the player starts in (`walk.start_label`, which also counts D tiles inside the
+    room) holds every band door and stair. A playable room with one door tile passes the room rule even when
+    that tile is cut off; only the start room, where the player does not come in by a door, needs more."""
+    room = room.long()
+    labels = walkable_components(room[None])[0]  # (16, 11)
+    targets = ((room == DOOR) & band_mask()) | (room == STAIR)
+    return bool((labels[targets] == start_label(room, labels)).all())
 
 
-def _generate(
-    plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, seed: int, relax: bool = False
-) -> torch.Tensor:
-    """One batched source call for the rooms `index` of the concatenated plans -> `(len(index), 16, 11)` uint8.
-    `relax` asks only for the attributes in KEPT_WHEN_RELAXED."""
+def _generate(plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, seed: int) -> torch.Tensor:
+    """Source calls for the rooms `index` of the concatenated plans -> `(len(index), 16, 11)` uint8: one call per
+    group of rooms that ask for the same attributes (`Plan.asked`), groups in a fixed order."""
     doors = torch.cat([p.doors for p in plans])[index]
     stairs = torch.cat([p.stairs for p in plans])[index]
-    names = set.intersection(*(set(p.attributes) for p in plans)) & set(source.attributes)
-    names = names & KEPT_WHEN_RELAXED if relax else names
-    attributes = {name: torch.cat([p.attributes[name] for p in plans])[index] for name in sorted(names)}
-    rooms = source.rooms(doors, stairs, attributes, seed=seed)
-    if tuple(rooms.shape) != (index.numel(), ROOM_H, ROOM_W):
-        raise ValueError(f"room source {source.name!r} returned shape {tuple(rooms.shape)} for {index.numel()} rooms")
-    return rooms.to(torch.uint8)
+    names = sorted(set.intersection(*(set(p.attributes) for p in plans)) & set(source.attributes))
+    values = {name: torch.cat([p.attributes[name] for p in plans])[index] for name in names}
+    ones = [torch.ones(len(p.layout.rooms), dtype=torch.bool) for p in plans]
+    # (m, len(names)) bool: which attribute each room asks for
+    pattern = torch.stack(
+        [torch.cat([p.asked.get(name, one) for p, one in zip(plans, ones)])[index] for name in names]
+        + [torch.ones(index.numel(), dtype=torch.bool)],
+        dim=1,
+    )
+    out = torch.empty(index.numel(), ROOM_H, ROOM_W, dtype=torch.uint8)
+    for k, key in enumerate(pattern.unique(dim=0).flip(0)):  # the group asking for everything first
+        rows = (pattern == key).all(1).nonzero().flatten()
+        attributes = {name: values[name][rows] for j, name in enumerate(names) if key[j]}
+        rooms = source.rooms(doors[rows], stairs[rows], attributes, seed=seed + k * _GROUP_SEED)
+        if tuple(rooms.shape) != (rows.numel(), ROOM_H, ROOM_W):
+            raise ValueError(
+                f"room source {source.name!r} returned shape {tuple(rooms.shape)} for {rows.numel()} rooms"
+            )
+        out[rows] = rooms.to(torch.uint8)
+    return out
 
 
 def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor, max_states: int) -> list[tuple[WalkResult, PlayResult]]:
@@ -231,7 +272,7 @@ def build_dungeons(
         failing = torch.tensor([i for i, r in enumerate(reasons) if r], dtype=torch.long)
         if failing.numel() == 0:
             break
-        rooms[failing] = _generate(plans, failing, source, seed + round_ * _ROUND_SEED, relax=round_ >= 2)
+        rooms[failing] = _generate(plans, failing, source, seed + round_ * _ROUND_SEED)
         generated[failing] += 1
         reasons = room_failures(plans, rooms)
     walks = _walk_all(plans, rooms, config.mission_max_states)

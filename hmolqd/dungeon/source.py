@@ -23,7 +23,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import torch
 
+from hmolqd.data.attributes import ATTRIBUTES as ALL_ATTRIBUTES
 from hmolqd.data.attributes import has_monsters, has_water
+from hmolqd.data.attributes import room_attributes as room_attribute_table
 from hmolqd.data.dataset import with_doors
 from hmolqd.data.playability import check_rooms
 from hmolqd.data.tiles import (
@@ -39,8 +41,22 @@ from hmolqd.data.tiles import (
 )
 
 # Room attributes a dungeon may ask for: monsters (rooms whose node carries e, m or b), water (element
-# tiles P/O/I), playable (the playability rule) and symmetric (as `hmolqd.evaluation.metrics`).
-ATTRIBUTES: tuple[str, ...] = ("monsters", "water", "playable", "symmetric")
+# tiles P/O/I), playable (the playability rule), symmetric and its two mirror axes (`hmolqd.data.attributes`).
+ATTRIBUTES: tuple[str, ...] = ("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols")
+# The attributes `corpus_requests` rules on, with the rule each follows there.
+NEVER_SHOWN: tuple[str, ...] = ("monsters", "water")  # asked False of a kind of room no real one shows them in
+MOST_SHOWN: tuple[str, ...] = ("symmetric", "mirror_rows", "mirror_cols")  # asked as most real rooms of a kind are
+# What `corpus_requests` finds in the 459 VGLC rooms (39 with stairs; tests/test_dungeon_build.py recomputes it
+# from the corpus): by has-stairs, the attribute values a room is asked for. No real stair room shows monsters,
+# water or a top <-> bottom mirror (0 of 39); 33 of 39 mirror left <-> right; rooms without stairs are mostly
+# mirrored about both axes (84.5 % rows, 77.4 % cols).
+CORPUS_REQUESTS: dict[bool, dict[str, bool]] = {
+    True: {"monsters": False, "water": False, "symmetric": True, "mirror_rows": False, "mirror_cols": True},
+    False: {"symmetric": True, "mirror_rows": True, "mirror_cols": True},
+}
+# Sampling settings a dungeon asks of a room model unless told otherwise (bench/SOLVABLE.md): classifier-free
+# guidance over the whole condition (doors and stairs too, not only the attributes) at scale 2.
+DUNGEON_SAMPLING: dict[str, Any] = {"guide_attributes": False, "guidance_scale": 2.0}
 STAIR_TILE: tuple[int, int] = (ROOM_H // 2, ROOM_W // 2)  # where plain rooms put their stair
 
 
@@ -76,6 +92,24 @@ def check_request(doors: torch.Tensor, stairs: torch.Tensor, attributes: Mapping
     return n
 
 
+def corpus_requests(rooms: torch.Tensor) -> dict[bool, dict[str, bool]]:
+    """What to ask a room for, learnt from real rooms `(N, 16, 11)`, by has-stairs: for each of NEVER_SHOWN
+    that no room of that kind shows, False; for each of MOST_SHOWN, the value most rooms of that kind show.
+    A request thus never asks for a combination the corpus lacks (e.g. a stair room with monsters)."""
+    rooms = check_rooms(rooms, "corpus rooms")
+    shown = dict(zip(ALL_ATTRIBUTES, room_attribute_table(rooms).T, strict=True))  # name -> (N,) bool
+    stairs = has_stairs(rooms)
+    out: dict[bool, dict[str, bool]] = {}
+    for kind in (True, False):
+        mine = stairs == kind
+        if not mine.any():
+            raise ValueError(f"corpus rooms: none {'with' if kind else 'without'} stairs to learn requests from")
+        rules = {name: False for name in NEVER_SHOWN if not shown[name][mine].any()}
+        rules.update({name: bool(shown[name][mine].float().mean() > 0.5) for name in MOST_SHOWN})
+        out[kind] = {name: rules[name] for name in ATTRIBUTES if name in rules}
+    return out
+
+
 def room_attributes(rooms: torch.Tensor) -> dict[str, torch.Tensor]:
     """The attributes the tiles show: monsters (an M tile), water (an element tile P/O/I); `(n,)` bool each."""
     rooms = check_rooms(rooms)
@@ -85,16 +119,17 @@ def room_attributes(rooms: torch.Tensor) -> dict[str, torch.Tensor]:
 class ModelRoomSource:
     """A trained room model (`hmolqd.models.room_model.RoomModel`) as a room source.
 
-    Sampling settings not given here are the model's own (its run config, resolved by `generate`); those
-    given (`generate`'s sampling keywords: steps, guidance, sampler, ...) win. Stairs are asked only of a model
-    that takes them (`cond_stairs`); attributes only where the model lists them in `attribute_names`.
+    Sampling settings not given here are DUNGEON_SAMPLING, then the model's own (its run config, resolved by
+    `generate`); those given (`generate`'s sampling keywords: steps, guidance, sampler, ...) win. Stairs are
+    asked only of a model that takes them (`cond_stairs`); attributes only where the model lists them in
+    `attribute_names`.
     """
 
     def __init__(self, model: Any, *, batch_size: int = 256, **sampling: Any) -> None:
         from hmolqd.sampling.generate import generate, sampling_settings
 
         self.model, self._generate, self.batch_size = model, generate, batch_size
-        self.sampling = {k: v for k, v in sampling.items() if v is not None}
+        self.sampling = {**DUNGEON_SAMPLING, **{k: v for k, v in sampling.items() if v is not None}}
         settings = sampling_settings(model, **self.sampling)  # an unknown keyword is an error here
         self.cond_stairs = bool(model.cfg.cond_stairs)
         self.name = (
