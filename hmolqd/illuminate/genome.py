@@ -205,7 +205,9 @@ def plan_genome(genome: np.ndarray, config: DungeonConfig = DEFAULT_CONFIG, seed
     water = (
         torch.tensor([r.id in ordinary and rng.random() < share for r in layout.rooms], dtype=torch.bool) & ~p.stairs
     )
-    return Plan(p.layout, p.embedding, p.doors, p.stairs, {**p.attributes, "water": water})
+    # every room asks its water value (the plan's own request leaves water open outside stair rooms)
+    asked = {k: v for k, v in p.asked.items() if k != "water"}
+    return replace(p, attributes={**p.attributes, "water": water}, asked=asked)
 
 
 def random_genomes(count: int, seed: int) -> np.ndarray:
