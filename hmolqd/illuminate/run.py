@@ -54,7 +54,9 @@ from hmolqd.illuminate.genome import plan_genome
 MODES = ("map-elites", "baseline")
 _BATCH_SEED = 1_000_003
 _BASELINE_SEED = 10_000_019
-_CHUNK_SEED = 7_919  # seed step between the chunks of one batch
+# seed step between the chunks of one batch: unlike build.py's steps between groups (7,919) and rounds
+# (1,000,003), so that two chunks' rooms do not share seeds for the handful of groups and rounds a batch has
+_CHUNK_SEED = 104_729
 
 
 @dataclass(frozen=True)
