@@ -3,9 +3,10 @@
 Owns: layouts and their door kinds (`layout`), layout sampling and statistics (`sampler`), grid embedding
 (`embed`), the key/lock mission check (`mission`), room sources (`source`: the room model, a Markov chain,
 the corpus), batched generation with bounded regeneration (`build`), tile-level walkability (`walk`),
-the whole-dungeon player over keys, locks and tiles (`play`, on the cells of `cells`), the 18 real dungeons
-played from their VGLC maps and graphs (`real`), the files of a dungeon (`export`) and the one-call entry
-points (`api`).
+the whole-dungeon player over keys, locks and tiles (`play`, on the cells of `cells`; its rules in `rules`,
+the ladder and pushed-block crossings inside a room in `crossings`), the 18 real dungeons played from their
+VGLC maps and graphs (`real`) and what stops the unbeaten ones (`real_causes`), the files of a dungeon
+(`export`) and the one-call entry points (`api`).
 
 May import: `hmolqd.data`, `hmolqd.render`, `hmolqd.atomic`, `hmolqd.sampling` and `hmolqd.evaluation`
 (imports point down). Nothing here imports training, the CLI or the package API; those call in here.
