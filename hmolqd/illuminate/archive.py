@@ -25,7 +25,7 @@ deviations. QD score = sum of the elites' objectives (offset 0).
 **Checkpoint** (`archive.pt`, written atomically after every batch): one dict saved with `torch.save` and read
 with `torch.load(weights_only=True)`, like the training checkpoints: the pyribs scheduler (archive and
 emitters with their random states), the elites' dungeons, the counters and the run's settings. The
-scheduler and the dungeons are objects, so the load allows their classes by name (`SAFE_GLOBALS`: the
+scheduler and the dungeons are objects, so the load allows their classes by name (`safe_globals()`: the
 pyribs and hmolqd classes a run holds, numpy's arrays, dtypes and random generators, `frozenset`) and
 nothing else: those classes are rebuilt from their data without running their code, and a file that
 names any other global (a pickled function call, say) is refused with that global's name, nothing in it

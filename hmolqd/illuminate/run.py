@@ -98,13 +98,13 @@ def evaluate_chunk(chunk: Chunk, source: RoomSource, config: DungeonConfig) -> l
     return build_dungeons(plans, source, config, seed=chunk.build_seed)
 
 
-def evaluate(chunks: Sequence[Chunk], source: RoomSource, config: DungeonConfig, client: Any = None) -> list[Dungeon]:
+def evaluate(chunks: Sequence[Chunk], source: Any, config: DungeonConfig, client: Any = None) -> list[Dungeon]:
     """The dungeons of `chunks`, in order: in this process, or one Dask task per chunk on `client` (a
-    `dask.distributed.Client`; the source is sent to its workers once per call). Both give the same dungeons."""
+    `dask.distributed.Client`; `source` is then the RoomSource already scattered to its workers, which
+    `illuminate` does once per run). Both give the same dungeons."""
     if client is None:
         return [d for chunk in chunks for d in evaluate_chunk(chunk, source, config)]
-    shipped = client.scatter(source, broadcast=True, hash=False)
-    futures = client.map(evaluate_chunk, list(chunks), source=shipped, config=config, pure=False)
+    futures = client.map(evaluate_chunk, list(chunks), source=source, config=config, pure=False)
     return [d for part in client.gather(futures) for d in part]
 
 
@@ -183,8 +183,10 @@ def illuminate(
         state = _fresh_state(settings, descs)
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
+    # on Dask the source (the room model) goes to the workers once, not once per batch
+    shipped = source if client is None else client.scatter(source, broadcast=True, hash=False)
     while state.evaluations < evaluations:
-        _step(state, descs, source, search.config, evaluations - state.evaluations, client)
+        _step(state, descs, shipped, search.config, evaluations - state.evaluations, client)
         if path is not None:
             save_state(path, state)
         if progress is not None:
@@ -217,9 +219,10 @@ def _resume(path: Path, settings: dict[str, Any]) -> State:
 
 
 def _step(
-    state: State, descs: Sequence[Descriptor], source: RoomSource, config: DungeonConfig, left: int, client: Any
+    state: State, descs: Sequence[Descriptor], source: Any, config: DungeonConfig, left: int, client: Any
 ) -> None:
-    """One batch: ask, build, play, tell; updates `state` in place (it is this module's own record)."""
+    """One batch: ask, build, play, tell; updates `state` in place (it is this module's own record). `source`:
+    as `evaluate` takes it."""
     mode, seed, batch = state.settings["mode"], state.settings["seed"], state.settings["batch_size"]
     build_seed = seed * _BATCH_SEED + state.batches
     t0 = time.perf_counter()
