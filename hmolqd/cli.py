@@ -60,6 +60,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     check.number("--temperature", args.temperature, 0, "softmax temperature of the code draws", above=True)
     check.number("--eta", args.eta, 0, "DDIM eta; 0 = deterministic")
     check.number("--door-guidance", args.door_guidance, 0, "door guidance strength; 0 = off")
+    check.at_least("--copy-guard", args.copy_guard, 0, "interior tiles a room must differ by; 0 = off")
     check.file_target("--png", args.png, ".png")
     check.file_target("--json", args.json, ".json")
     keys = {
@@ -69,6 +70,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "door_guidance": args.door_guidance,
         "sampler": args.sampler,
         "temperature": args.temperature,
+        "copy_guard": args.copy_guard,
     }
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}

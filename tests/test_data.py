@@ -385,3 +385,27 @@ def test_kaggle_search_follows_links_without_looping(tmp_path: Path) -> None:
     write_dungeon(target / "Processed", "tloz1_1", [[make_room()]])
     (kaggle / "b").symlink_to(tmp_path / "elsewhere")
     assert find_data_dir(None, kaggle_root=kaggle, default=tmp_path / "none") == kaggle / "b" / "zelda"
+
+
+@pytest.mark.real_data
+def test_recombined_rooms_are_new_interiors_made_of_seen_patterns(vglc_dir: Path) -> None:
+    from hmolqd.data import augment_mirror, augment_recombine
+    from hmolqd.data.tiles import INTERIOR, pattern_codes
+
+    train, _ = split_corpus(load_corpus(vglc_dir), DataConfig().val_dungeons)
+    base = augment_mirror(train)
+    out = augment_recombine(base, 2, seed=3)
+    assert len(out) == 3 * len(base) and torch.equal(out.rooms[: len(base)], base.rooms)
+    made = out.rooms[len(base) :]
+    seen = torch.unique(pattern_codes(base.rooms, 2))
+    assert torch.isin(pattern_codes(made, 2), seen).all()  # no 2x2 window the corpus lacks
+    known = {tuple(r) for r in base.rooms[(slice(None), *INTERIOR)].flatten(1).tolist()}
+    assert not any(tuple(r) in known for r in made[(slice(None), *INTERIOR)].flatten(1).tolist())
+    assert len({tuple(r) for r in made.flatten(1).tolist()}) > len(base)  # many distinct new rooms
+    hosts = out.meta[len(base) :]
+    assert [m.stairs for m in hosts] == tiles.has_stairs(made).tolist() and all(m.neighbors == (-1,) * 4 for m in hosts)
+    assert torch.equal(tiles.door_sides(made), out.doors[len(base) :])  # the host's walls and doors
+    assert torch.equal(augment_recombine(base, 2, seed=3).rooms, out.rooms)  # seeded
+    assert augment_recombine(base, 0, seed=3) is base
+    with pytest.raises(ValueError, match="recombine_augment"):
+        augment_recombine(base, -1, seed=3)

@@ -203,3 +203,32 @@ def test_a_checkpoint_of_the_previous_model_kind_still_loads() -> None:
     )
     assert generate(old, 2, doors="north", steps=2, seed=0).shape == (2, 16, 11)
     assert old.attribute_names == ()
+
+
+# ---------------------------------------------------------------- the copy guard
+
+
+def test_copy_guard_redraws_rooms_with_a_training_interior(model: RoomModel) -> None:
+    from hmolqd.data.tiles import INTERIOR, nearest_distance
+    from hmolqd.sampling.discrete import GUARD_ROUNDS
+
+    first = generate(model, 12, seed=5)
+    model._training_interiors = torch.unique(first[(slice(None), *INTERIOR)].flatten(1), dim=0)  # "trained on these"
+    stats: dict[str, int] = {}
+    guarded = generate(model, 12, seed=5, copy_guard=1, stats=stats)
+    left = nearest_distance(guarded[(slice(None), *INTERIOR)].flatten(1), model._training_interiors)
+    assert stats["redrawn"] >= 12  # every first draw was a copy, so every room was drawn again at least once
+    assert stats["redrawn"] <= 12 * (GUARD_ROUNDS - 1) and stats["kept_close"] == int((left == 0).sum())
+    assert torch.equal(guarded, generate(model, 12, seed=5, copy_guard=1))  # seeded
+    assert torch.equal(first, generate(model, 12, seed=5, copy_guard=0, stats=stats)) and stats["redrawn"] == 0
+    far = generate(model, 12, seed=5, copy_guard=200, stats=stats)  # nothing is ever 200 tiles away: all kept
+    assert stats["kept_close"] == 12 and far.shape == first.shape
+
+
+@pytest.mark.real_data
+def test_copy_guard_reads_the_training_interiors_from_the_corpus(vglc_dir: Path) -> None:
+    from hmolqd.sampling.discrete import training_interiors
+
+    m = RoomModel.from_config(Config.from_flat({**TINY, "data_dir": str(vglc_dir)}))
+    interiors = training_interiors(m)
+    assert tuple(interiors.shape) == (78, 84) and training_interiors(m) is interiors  # read once per model

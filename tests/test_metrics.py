@@ -22,6 +22,7 @@ from hmolqd.data.playability import (
 )
 from hmolqd.data.tiles import DOOR, FLOOR, TILES
 from hmolqd.evaluation.metrics import (
+    FAR_INTERIOR,
     HAMMING_BIN_EDGES,
     KL_EPSILON,
     distinct_share,
@@ -30,6 +31,7 @@ from hmolqd.evaluation.metrics import (
     evaluate_rooms,
     nearest_hamming,
     nearest_hamming_summary,
+    nearest_interior,
     novel_interior_mask,
     pattern_kl,
     symmetric_mask,
@@ -457,3 +459,20 @@ def test_held_out_dungeons_pinned_against_the_training_rooms(vglc_dir) -> None: 
     real = evaluate_rooms(held.rooms, augment_mirror(train).rooms, requested_doors=held.doors)
     assert held.rooms.shape[0] == 55 and real["novel_interior"] == pytest.approx(1 / 55)
     assert real["unseen_patterns"] == 0.0 and real["pattern_kl_gen_train"] == pytest.approx(0.05497, abs=1e-4)
+
+
+# ---------------------------------------------------------------- the distance to the nearest training interior
+
+
+def test_nearest_interior_counts_interior_tiles_only() -> None:
+    base = rooms_of(OPEN_4_DOORS)
+    new_doors = rooms_of(edit(OPEN_4_DOORS, {(1, 4): "W", (1, 5): "W", (1, 6): "W"}))  # walls and doors: not counted
+    three = rooms_of(edit(OPEN_4_DOORS, {(3, 3): "B", (7, 5): "B", (12, 8): "M"}))
+    both = torch.cat([rooms_of(edit(OPEN_4_DOORS, {(3, 3): "B"})), base])  # the nearer of two references counts
+    assert nearest_interior(torch.cat([base, new_doors, three]), base).tolist() == [0, 0, 3]
+    assert nearest_interior(three, both).tolist() == [2]
+    report = evaluate_rooms(torch.cat([base, new_doors, three]), base)
+    assert report["interior_distance"] == 0.0 and report["interior_far"] == pytest.approx(1 / 3)
+    assert FAR_INTERIOR == 3
+    with pytest.raises(ValueError, match="at least one room"):
+        nearest_interior(base, base[:0])

@@ -104,3 +104,29 @@ def load_model(
                 f"{path}: the {name!r} weights do not match the saved config's architecture: {err}"
             ) from err
     return model.eval()
+
+
+# The ModelConfig keys that fix the VQ-VAE's weights and codes: a tokenizer is reusable where these agree.
+TOKENIZER_KEYS: tuple[str, ...] = (
+    "model_kind",
+    "num_embeddings",
+    "latent_dim",
+    "embedding_dim",
+    "downsample",
+    "vq_local",
+    "column_pad",
+)
+
+
+def load_tokenizer(model: RoomModel, path: str | Path) -> None:
+    """Copy the VQ-VAE weights of the model file at `path` (config key vqvae_from) into `model`; CheckpointError
+    naming every tokenizer key that differs (`TOKENIZER_KEYS`), since those codes would mean something else."""
+    source = load_model(path, allow_untrained=True)
+    diff = [
+        f"{k}: {getattr(source.cfg, k)!r} there, {getattr(model.cfg, k)!r} here"
+        for k in TOKENIZER_KEYS
+        if getattr(source.cfg, k) != getattr(model.cfg, k)
+    ]
+    if diff:
+        raise CheckpointError(f"vqvae_from {path}: its tokenizer differs from this config's ({'; '.join(diff)})")
+    model.vqvae.load_state_dict(source.vqvae.state_dict())

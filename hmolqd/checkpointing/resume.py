@@ -306,6 +306,7 @@ _WARN_KEYS = {
     "seed": "data order and random numbers will differ from an uninterrupted run",
     "val_dungeons": "another validation split: the best metric so far is not comparable",
     "mirror_augment": "another training set from here on",
+    "recombine_augment": "another training set from here on",
     "monitor_metric": "the best checkpoint so far is forgotten: best starts over",
     "monitor_mode": "the best checkpoint so far is forgotten: best starts over",
 }

@@ -217,3 +217,58 @@ def augment_doors(corpus: Corpus, copies: int, seed: int) -> Corpus:
             replace(m, doors=tuple(d), neighbors=(-1,) * len(m.neighbors)) for m, d in zip(corpus.meta, doors.tolist())
         ]
     return Corpus(rooms=torch.cat(rooms), meta=tuple(meta))
+
+
+# Where a recombined interior switches from room A to room B: interior rows 3-9 of 12 (a band of at least 3 rows
+# from each) or interior columns 2-5 of 7. Interior-relative, see `tiles.INTERIOR`.
+_SPLITS = {"rows": range(3, 10), "cols": range(2, 6)}
+_CANDIDATES_PER_ROOM = 8  # candidates drawn per room wanted; most fail the pattern rule (about 4 in 10 pass)
+
+
+def augment_recombine(corpus: Corpus, copies: int, seed: int) -> Corpus:
+    """The corpus followed by `copies` x N new rooms made of real parts (DataConfig.recombine_augment; 0 = none):
+    room A with the interior rows (or columns) from a drawn split point on taken from room B, A and B drawn from
+    the corpus (so common interiors stay common), kept only if
+
+    - every 2 x 2 tile window of the new room occurs somewhere in the corpus (no pattern Zelda never shows), and
+    - its interior is no corpus room's interior (it is a new room, not a copy).
+
+    VGLC has few distinct interiors (78 with mirrors in the default split); a model that copies this larger set
+    makes interiors that are new to the corpus out of its local patterns. The walls and doors are A's; stairs are
+    re-measured on the tiles, and the condition attributes are measured on the room itself when training. Fewer
+    rooms come back only if the seeded draws run out (8 candidates per room wanted). Variants have no
+    neighbours (-1)."""
+    if copies < 0:
+        raise ValueError(f"augment_recombine: copies must be >= 0 (config key recombine_augment), got {copies}")
+    want = copies * len(corpus)
+    if want == 0:
+        return corpus
+    rooms = corpus.rooms.long()  # (N, 16, 11)
+    g = torch.Generator().manual_seed(seed)
+    m = want * _CANDIDATES_PER_ROOM
+    a = torch.randint(0, len(corpus), (m,), generator=g)  # (m,) host room of each candidate
+    b = torch.randint(0, len(corpus), (m,), generator=g)  # (m,) room giving the second part
+    by_rows = torch.rand(m, generator=g) < 0.5  # (m,) split across rows, else across columns
+    row_at = torch.randint(_SPLITS["rows"].start, _SPLITS["rows"].stop, (m,), generator=g)
+    col_at = torch.randint(_SPLITS["cols"].start, _SPLITS["cols"].stop, (m,), generator=g)
+    r = torch.arange(tiles.ROOM_H - 2 * tiles.BAND_WIDTH).view(1, -1, 1)  # interior row index (1, 12, 1)
+    c = torch.arange(tiles.ROOM_W - 2 * tiles.BAND_WIDTH).view(1, 1, -1)  # interior column index (1, 1, 7)
+    from_b = torch.where(by_rows.view(-1, 1, 1), r >= row_at.view(-1, 1, 1), c >= col_at.view(-1, 1, 1))  # (m, 12, 7)
+    new = rooms[a].clone()
+    inside = (slice(None), *tiles.INTERIOR)
+    new[inside] = torch.where(from_b, rooms[b][inside], new[inside])
+    seen = torch.unique(tiles.pattern_codes(rooms, 2))
+    legal = torch.isin(tiles.pattern_codes(new, 2), seen).view(m, -1).all(1)  # (m,)
+    inner = new[inside].flatten(1)  # (m, 84)
+    known = torch.unique(rooms[inside].flatten(1), dim=0)  # (U, 84)
+    copied = torch.zeros(m, dtype=torch.bool)
+    for lo in range(0, m, 4096):  # (chunk, U, 84) at a time
+        copied[lo : lo + 4096] = (inner[lo : lo + 4096, None] == known[None]).all(-1).any(1)
+    keep = (legal & ~copied).nonzero().flatten()[:want]  # the first `want` in draw order: deterministic
+    made = new[keep].to(torch.uint8)
+    stairs = tiles.has_stairs(made).tolist()
+    meta = [
+        replace(corpus.meta[i], stairs=s, neighbors=(-1,) * len(corpus.meta[i].neighbors))
+        for i, s in zip(a[keep].tolist(), stairs)
+    ]
+    return Corpus(rooms=torch.cat([corpus.rooms, made]), meta=corpus.meta + tuple(meta))

@@ -79,3 +79,27 @@ def mirror_axes(rooms: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     rows (top <-> bottom of the text grid) / across the columns. A room is symmetric when either holds."""
     inner = rooms[(slice(None), *INTERIOR)]  # (N, 12, 7)
     return (inner == inner.flip(1)).flatten(1).all(1), (inner == inner.flip(2)).flatten(1).all(1)
+
+
+def pattern_codes(rooms: torch.Tensor, size: int) -> torch.Tensor:
+    """All size x size windows of every room `(N, 16, 11)` as base-NUM_TILES integers: `(N * windows,)` int64,
+    room by room (150 windows per room for size 2). One pattern's code is the same wherever it is computed."""
+    windows = rooms.long().unfold(1, size, 1).unfold(2, size, 1)  # (N, 16-size+1, 11-size+1, size, size)
+    digits = windows.reshape(-1, size * size)
+    powers = NUM_TILES ** torch.arange(size * size, dtype=torch.int64, device=rooms.device)
+    return (digits * powers).sum(1)
+
+
+def nearest_distance(rows: torch.Tensor, reference: torch.Tensor, chunk: int = 1024) -> torch.Tensor:
+    """`(N, T)`, `(M, T)` tile indices -> `(N,)` int64: the positions in which each row differs from its closest
+    reference row (a Hamming distance; T = 176 for whole rooms, 84 for interiors). Chunks of `chunk` rows bound
+    the memory."""
+    if reference.shape[0] == 0:
+        raise ValueError("reference: need at least one room to measure the distance to")
+    ref_hot = torch.nn.functional.one_hot(reference.long(), NUM_TILES).flatten(1).float()  # (M, T * NUM_TILES)
+    out = []
+    for start in range(0, rows.shape[0], chunk):
+        hot = torch.nn.functional.one_hot(rows[start : start + chunk].long(), NUM_TILES).flatten(1).float()
+        equal = hot @ ref_hot.T  # (chunk, M) equal-tile counts, exact in fp32
+        out.append(rows.shape[1] - equal.amax(1).round().long())
+    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)

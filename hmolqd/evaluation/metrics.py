@@ -23,7 +23,16 @@ import math
 import torch
 
 from hmolqd.data.playability import check_rooms, playable_mask
-from hmolqd.data.tiles import INTERIOR, NUM_TILES, ROOM_H, ROOM_W, door_sides, mirror_axes
+from hmolqd.data.tiles import (
+    INTERIOR,
+    NUM_TILES,
+    ROOM_H,
+    ROOM_W,
+    door_sides,
+    mirror_axes,
+    nearest_distance,
+    pattern_codes,
+)
 
 __all__ = [
     "HAMMING_BIN_EDGES",
@@ -34,6 +43,8 @@ __all__ = [
     "evaluate_rooms",
     "nearest_hamming",
     "nearest_hamming_summary",
+    "FAR_INTERIOR",
+    "nearest_interior",
     "novel_interior_mask",
     "pattern_kl",
     "playable_mask",
@@ -45,26 +56,25 @@ TILES_PER_ROOM: int = ROOM_H * ROOM_W  # 176
 KL_EPSILON: float = 1e-6
 # Histogram bins of the nearest-training-room distance, in tiles: [0,1) = exact copies, [1,2), [2,5), ...
 HAMMING_BIN_EDGES: tuple[int, ...] = (0, 1, 2, 5, 10, 20, 40, 80, TILES_PER_ROOM + 1)
-_CHUNK = 1024  # rows of the generated set compared at once in `nearest_hamming` (bounds memory)
-
-
-def _one_hot(rooms: torch.Tensor) -> torch.Tensor:
-    """`(N, 16, 11)` int64 -> `(N, 176 * NUM_TILES)` float32; a dot product counts equal tiles."""
-    return torch.nn.functional.one_hot(rooms.flatten(1), NUM_TILES).flatten(1).float()
+FAR_INTERIOR: int = 3  # interior tiles from every training interior that make a room count as far (interior_far)
+_CHUNK = 1024  # rows of the generated set compared at once (bounds memory)
 
 
 def nearest_hamming(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """`(N, 16, 11)`, `(M, 16, 11)` -> `(N,)` int64: tiles that differ from the closest reference room."""
-    gen = check_rooms(generated, "generated")
-    ref = check_rooms(reference, "reference")
-    if ref.shape[0] == 0:
-        raise ValueError("reference: need at least one room to measure the distance to")
-    ref_hot = _one_hot(ref)  # (M, 1760)
-    out = []
-    for start in range(0, gen.shape[0], _CHUNK):
-        equal = _one_hot(gen[start : start + _CHUNK]) @ ref_hot.T  # (chunk, M) equal-tile counts, exact in fp32
-        out.append(TILES_PER_ROOM - equal.amax(1).round().long())
-    return torch.cat(out) if out else torch.zeros(0, dtype=torch.int64)
+    return nearest_distance(
+        check_rooms(generated, "generated").flatten(1), check_rooms(reference, "reference").flatten(1)
+    )
+
+
+def nearest_interior(generated: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
+    """`(N, 16, 11)`, `(M, 16, 11)` -> `(N,)` int64: interior tiles (rows 2-13, columns 2-8: 84 of them) that
+    differ from the closest reference room's interior. 0 = a copied interior (`novel_interior_mask` is d > 0);
+    the doors and walls, which a generator is asked for, do not count."""
+    inside = (slice(None), *INTERIOR)
+    gen = check_rooms(generated, "generated")[inside].flatten(1)  # (N, 84)
+    ref = torch.unique(check_rooms(reference, "reference")[inside].flatten(1), dim=0)  # (U, 84)
+    return nearest_distance(gen, ref)
 
 
 def nearest_hamming_summary(distances: torch.Tensor) -> dict[str, float | list[float] | list[int]]:
@@ -124,14 +134,6 @@ def symmetric_mask(rooms: torch.Tensor) -> torch.Tensor:
     return rows | cols
 
 
-def _pattern_codes(rooms: torch.Tensor, size: int) -> torch.Tensor:
-    """All size x size windows of every room as base-NUM_TILES integers: `(N * windows,)` int64."""
-    windows = rooms.unfold(1, size, 1).unfold(2, size, 1)  # (N, 16-size+1, 11-size+1, size, size)
-    digits = windows.reshape(-1, size * size)
-    powers = NUM_TILES ** torch.arange(size * size, dtype=torch.int64)
-    return (digits * powers).sum(1)
-
-
 def pattern_kl(p_rooms: torch.Tensor, q_rooms: torch.Tensor, size: int = 2, epsilon: float = KL_EPSILON) -> float:
     """KL(P || Q) between the size x size tile-pattern distributions of two room sets (Lucas & Volz 2019).
 
@@ -143,8 +145,8 @@ def pattern_kl(p_rooms: torch.Tensor, q_rooms: torch.Tensor, size: int = 2, epsi
         raise ValueError(f"pattern size must be 1-4 (codes are int64), got {size}")
     if not epsilon > 0:
         raise ValueError(f"epsilon must be > 0 so every pattern has mass, got {epsilon}")
-    p_codes = _pattern_codes(check_rooms(p_rooms, "p_rooms"), size)
-    q_codes = _pattern_codes(check_rooms(q_rooms, "q_rooms"), size)
+    p_codes = pattern_codes(check_rooms(p_rooms, "p_rooms"), size)
+    q_codes = pattern_codes(check_rooms(q_rooms, "q_rooms"), size)
     if p_codes.numel() == 0 or q_codes.numel() == 0:
         raise ValueError("pattern_kl: both room sets need at least one room")
     _, inverse = torch.unique(torch.cat([p_codes, q_codes]), return_inverse=True)
@@ -159,8 +161,8 @@ def pattern_kl(p_rooms: torch.Tensor, q_rooms: torch.Tensor, size: int = 2, epsi
 def unseen_pattern_share(generated: torch.Tensor, reference: torch.Tensor, size: int = 2) -> float:
     """Share of the generated rooms' size x size windows whose tile pattern occurs in no reference room: the
     patterns a real dungeon never shows (the mass that KL(gen || train) charges most for)."""
-    gen = _pattern_codes(check_rooms(generated, "generated"), size)
-    seen = torch.unique(_pattern_codes(check_rooms(reference, "reference"), size))
+    gen = pattern_codes(check_rooms(generated, "generated"), size)
+    seen = torch.unique(pattern_codes(check_rooms(reference, "reference"), size))
     if gen.numel() == 0 or seen.numel() == 0:
         raise ValueError("unseen_pattern_share: both room sets need at least one room")
     return float((~torch.isin(gen, seen)).double().mean())
@@ -205,7 +207,9 @@ def evaluate_rooms(
     `requested_doors` `(N, 4)` is given), novel_interior (the interior inside the wall band is no training
     room's). diversity: mean pairwise Hamming / 176. tile_kl_* / pattern_kl_* (2 x 2): KL in nats, both
     directions; unseen_patterns: share of the generated 2 x 2 windows that no training room has.
-    nearest_hamming: summary of each room's distance (tiles) to its nearest training room.
+    nearest_hamming: summary of each room's distance (tiles) to its nearest training room; interior_distance: the
+    median distance (tiles of 84) from each room's interior to its nearest training interior, and
+    interior_far: the share of rooms at >= `FAR_INTERIOR` tiles from every training interior.
     """
     gen = check_rooms(generated, "generated")
     train = check_rooms(train_rooms, "train_rooms")
@@ -213,6 +217,7 @@ def evaluate_rooms(
         raise ValueError("evaluate_rooms: no generated rooms")
     playable = playable_mask(gen)
     nearest = nearest_hamming(gen, train)
+    inner = nearest_interior(gen, train)  # (N,) interior tiles away from the nearest training interior
     novel = nearest > 0
     symmetric = symmetric_mask(gen)
     out: dict[str, float | dict] = {
@@ -229,6 +234,8 @@ def evaluate_rooms(
         "pattern_kl_train_gen": pattern_kl(train, gen, size=2),
         "pattern_kl_gen_train": pattern_kl(gen, train, size=2),
         "unseen_patterns": unseen_pattern_share(gen, train, size=2),
+        "interior_distance": float(torch.quantile(inner.double(), 0.5)),
+        "interior_far": float((inner >= FAR_INTERIOR).double().mean()),
         "nearest_hamming": nearest_hamming_summary(nearest),
     }
     if requested_doors is not None:

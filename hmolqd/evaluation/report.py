@@ -45,6 +45,8 @@ TABLE_ROWS: tuple[str, ...] = (
     "novel_playable_symmetric",
     "novel",
     "novel_interior",
+    "interior_distance",
+    "interior_far",
     "distinct",
     "diversity",
     "symmetric",
@@ -101,13 +103,16 @@ def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor,
 
 def _sample_model(
     generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, sampling: Mapping[str, Any]
-) -> tuple[torch.Tensor, float]:
-    """(rooms `(n, 16, 11)` uint8, wall-clock seconds); stairs are passed only to models that take them.
-    `sampling` overrides the model's own sampling settings (generate's keywords; None = the model's)."""
+) -> tuple[torch.Tensor, float, float]:
+    """(rooms `(n, 16, 11)` uint8, wall-clock seconds, the copy guard's redraws per room); stairs are passed only to
+    models that take them. `sampling` overrides the model's own sampling settings (generate's keywords; None = the
+    model's)."""
     cond_stairs = stairs if generator.cfg.cond_stairs else None
+    stats: dict[str, int] = {}
     start = time.perf_counter()
-    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, seed=seed, **sampling)
-    return rooms, time.perf_counter() - start  # generate returns CPU rooms, so device work is finished
+    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, seed=seed, stats=stats, **sampling)
+    seconds = time.perf_counter() - start  # generate returns CPU rooms, so device work is finished
+    return rooms, seconds, stats.get("redrawn", 0) / max(doors.shape[0], 1)
 
 
 def json_safe(value: Any) -> Any:
@@ -137,7 +142,7 @@ def generation_metrics(
     if n < 1:
         raise ValueError(f"generation_metrics: n must be >= 1 (config key eval_samples), got {n}")
     doors, stairs = _draw(train_doors, train_stairs, n, seed)
-    rooms, seconds = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling or {})
+    rooms, seconds, _ = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling or {})
     out = evaluate_rooms(rooms, train_rooms, requested_doors=doors)
     out["generation_seconds"] = seconds
     return json_safe(out)
@@ -156,7 +161,7 @@ def _report_and_rooms(
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
     doors, stairs = draw_conditions(corpus_train, n, seed)
-    rooms, gen_seconds = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling)
+    rooms, gen_seconds, redraw_rate = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling)
     start = time.perf_counter()
     markov_rooms = MarkovRoomGenerator().fit(train).sample(n, doors=doors, seed=seed)
     markov_seconds = time.perf_counter() - start
@@ -175,6 +180,7 @@ def _report_and_rooms(
             "generation_seconds": gen_seconds,
             "rooms_per_second": n / gen_seconds if gen_seconds > 0 else None,
             "markov_seconds": markov_seconds,
+            "redraw_rate": redraw_rate,  # rooms the copy guard drew again, per room asked (copy_guard)
         },
         "model": evaluate_rooms(rooms, train, requested_doors=doors),
         "training_set": evaluate_rooms(train, train, requested_doors=corpus_train.doors),

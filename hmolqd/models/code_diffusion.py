@@ -62,7 +62,7 @@ class CodeDenoiser(nn.Module):
         if self.in_context:
             self.cond_token = nn.Embedding(cond_size * COND_VALUES, dim)
             nn.init.normal_(self.cond_token.weight, std=0.02)
-        self.blocks = nn.ModuleList(DiTBlock(dim) for _ in range(cfg.denoiser_depth))
+        self.blocks = nn.ModuleList(DiTBlock(dim, cfg.denoiser_dropout) for _ in range(cfg.denoiser_depth))
         extra = cond_size if self.in_context else 0
         self.register_buffer("attn_mask", local_attention_mask(self.grid, extra, cfg.attn_radius), persistent=False)
         self.norm_out = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)

@@ -48,8 +48,9 @@ def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch
 class DiTBlock(nn.Module):
     """Pre-norm self-attention + MLP, each modulated (shift, scale) and gated by c (adaLN-Zero)."""
 
-    def __init__(self, dim: int) -> None:
+    def __init__(self, dim: int, dropout: float = 0.0) -> None:
         super().__init__()
+        self.drop = nn.Dropout(dropout)  # on each residual branch (nanoGPT's resid_pdrop); identity in eval mode
         self.heads = max(1, dim // HEAD_DIM)
         if dim % self.heads:
             raise ValueError(
@@ -74,9 +75,9 @@ class DiTBlock(nn.Module):
         # each (B, H, N, D/H)
         q, k, v = self.qkv(h).reshape(B, N, 3, self.heads, D // self.heads).permute(2, 0, 3, 1, 4)
         h = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask).transpose(1, 2).reshape(B, N, D)
-        x = x + gate1[:, None] * self.proj(h)
+        x = x + gate1[:, None] * self.drop(self.proj(h))
         h = modulate(self.norm2(x), shift2, scale2)
-        return x + gate2[:, None] * self.mlp(h)
+        return x + gate2[:, None] * self.drop(self.mlp(h))
 
 
 class Denoiser(nn.Module):

@@ -11,12 +11,15 @@ from typing import Any
 import torch
 
 from hmolqd.config import SamplingSettings
+from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
 from hmolqd.data.attributes import ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
-from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W
+from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W, nearest_distance
 from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
+GUARD_ROUNDS = 4  # copy_guard: draws of a room at most (the first and 3 redraws) before a close one is kept
+GUARD_SEED_STEP = 104_729  # copy_guard: round r redraws with seed + r * this (a prime, unlike other seed steps)
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,31 @@ def decode_codes(model: RoomModel, codes: torch.Tensor, tie: torch.Tensor | None
     return torch.cat(rooms)
 
 
+def training_interiors(model: RoomModel) -> torch.Tensor:
+    """`(U, 84)` the distinct interiors of the rooms the model trained on: its training split of the corpus, with
+    mirrors where it had `mirror_augment` (recombined and door-redrawn rooms are not the corpus). The corpus is
+    found as training finds it (the model's data_dir, else discovery); read once per model object."""
+    cached = getattr(model, "_training_interiors", None)
+    if cached is None:
+        data = model.config.data
+        train, _ = split_corpus(load_corpus(find_data_dir(data.data_dir)), data.val_dungeons)
+        rooms = (augment_mirror(train) if data.mirror_augment else train).rooms
+        cached = torch.unique(rooms[(slice(None), *INTERIOR)].flatten(1), dim=0)
+        model._training_interiors = cached
+    return cached
+
+
+def _sample_rooms(
+    model: RoomModel, cond: torch.Tensor, tie: torch.Tensor | None, settings: SamplingSettings, seed: int, batch: int
+) -> torch.Tensor:
+    """Rooms `(n, 16, 11)` for condition tokens `cond (n, K)`: unmask the codes, decode them."""
+    options = sample_options(model, settings, seed=seed, batch_size=batch)
+    with eval_mode(model), torch.inference_mode():
+        codes = model.diffusion.sample(cond, settings, tie=tie, **options)  # (n, h, w)
+        rooms = decode_codes(model, codes, tie, batch)
+    return rooms.clone()  # a normal tensor: the copy guard writes redrawn rooms into it
+
+
 def generate_discrete(
     model: RoomModel,
     n: int,
@@ -114,15 +142,32 @@ def generate_discrete(
     *,
     seed: int,
     batch_size: int,
+    stats: dict[str, int] | None = None,
 ) -> torch.Tensor:
-    """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU."""
+    """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU.
+
+    With `copy_guard` k > 0 a room whose interior is within k - 1 tiles of a training interior (k = 1: a copied
+    interior) is drawn again, with the same condition and the next seed, up to `GUARD_ROUNDS` times; one still
+    that close is kept. `stats`, where given, gets "redrawn" (rooms redrawn, every round counted) and "kept_close"."""
     attributes = attribute_tokens(model, n, request.attributes, seed, settings)
     cond = model.diffusion.condition_tokens(request.doors, request.stairs, n, attributes=attributes)  # (n, K)
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
     tie = (cond[:, -2:] == PRESENT) if settings.tie_mirrors and model.cfg.cond_attributes else None  # (n, 2)
-    options = sample_options(model, settings, seed=seed, batch_size=batch_size)
-    with eval_mode(model), torch.inference_mode():
-        codes = model.diffusion.sample(cond, settings, tie=tie, **options)  # (n, h, w)
-        rooms = decode_codes(model, codes, tie, batch_size)
+    rooms = _sample_rooms(model, cond, tie, settings, seed, batch_size)
+    redrawn, close = 0, torch.zeros(n, dtype=torch.bool)
+    if settings.copy_guard > 0:
+        reference = training_interiors(model)  # (U, 84)
+        for round_ in range(1, GUARD_ROUNDS + 1):
+            close = nearest_distance(rooms[(slice(None), *INTERIOR)].flatten(1), reference) < settings.copy_guard
+            again = close.nonzero().flatten()  # (r,) rooms to draw again
+            if round_ == GUARD_ROUNDS or again.numel() == 0:
+                break
+            redrawn += again.numel()
+            tied = None if tie is None else tie[again]
+            rooms[again] = _sample_rooms(
+                model, cond[again], tied, settings, seed + round_ * GUARD_SEED_STEP, batch_size
+            )
+    if stats is not None:
+        stats.update(redrawn=redrawn, kept_close=int(close.sum()))
     return rooms.to(torch.uint8)

@@ -11,7 +11,7 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
-from hmolqd.settings.rules import at_least, booleans, check, one_of
+from hmolqd.settings.rules import at_least, booleans, check, integers_at_least, one_of
 
 # `generate`'s public short keywords for the settings whose config key is longer; every other keyword is the key.
 SAMPLING_KEYWORDS: dict[str, str] = {
@@ -41,9 +41,13 @@ class SamplingSettings:
     ddim_eta: float = 0.0  # continuous: DDIM stochasticity (0 = deterministic)
     door_guidance: float = 0.0  # continuous: decoder-gradient door guidance strength per DDIM step (0 = off)
     use_ema: bool = True  # sample with the EMA copy of the denoiser (false: the trained weights)
+    #: discrete: redraw a room whose interior is within copy_guard - 1 tiles of a training interior (1 = no copied
+    #: interior; 0 = off); needs the corpus at sampling time
+    copy_guard: int = 0
 
     def __post_init__(self) -> None:
         at_least(self, ("sample_steps",), 1)
+        integers_at_least(self, ("copy_guard",), 0)
         at_least(self, ("ddim_eta", "guidance_scale", "door_guidance", "mask_noise"), 0)
         one_of(self, "sampler", ("random", "confidence"))
         check(self.sample_temperature > 0, "sample_temperature", "must be > 0", self.sample_temperature)

@@ -16,11 +16,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from hmolqd.checkpointing.export import load_tokenizer
 from hmolqd.checkpointing.manager import CheckpointManager
 from hmolqd.checkpointing.restore import load_training_state
 from hmolqd.checkpointing.resume import ResumeResult, check_resume_config
 from hmolqd.config import Config
-from hmolqd.data import augment_doors, augment_mirror, find_data_dir, load_corpus, split_corpus
+from hmolqd.data import augment_doors, augment_mirror, augment_recombine, find_data_dir, load_corpus, split_corpus
 from hmolqd.models.room_model import RoomModel
 from hmolqd.training.progress import Progress, past_end_notes
 from hmolqd.training.runtime import Clock, Runtime, StopFlag
@@ -53,7 +54,11 @@ def start_or_resume(cfg: Config, rt: Runtime, found: ResumeResult, stop: StopFla
     say(rt.describe())
     seed_everything(cfg.run.seed + rt.rank)  # each DDP rank draws its own noise
     data = load_data(cfg, rt, say)
-    gen = RoomModel.from_config(cfg).to(rt.device)
+    gen = RoomModel.from_config(cfg)
+    if not ckpt and cfg.paths.vqvae_from:
+        load_tokenizer(gen, cfg.paths.vqvae_from)
+        say(f"VQ-VAE from {cfg.paths.vqvae_from} ({cfg.train.vqvae_epochs} more VQ-VAE epochs)")
+    gen = gen.to(rt.device)
     manager = CheckpointManager.from_config(cfg, is_main=rt.is_main, run_id=found.run_id)
     run = Run(
         cfg=cfg,
@@ -81,9 +86,11 @@ def load_data(cfg: Config, rt: Runtime, say: Callable[[str], None]) -> RunData:
     data_dir = find_data_dir(cfg.data.data_dir)
     train_c, val_c = split_corpus(load_corpus(data_dir), cfg.data.val_dungeons)
     aug = augment_mirror(train_c) if cfg.data.mirror_augment else train_c
-    fit = augment_doors(aug, cfg.data.door_augment, cfg.run.seed)
+    mixed = augment_recombine(aug, cfg.data.recombine_augment, cfg.run.seed)
+    fit = augment_doors(mixed, cfg.data.door_augment, cfg.run.seed)
+    made = f", {len(mixed) - len(aug)} recombined" if len(mixed) > len(aug) else ""
     say(
-        f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors, {len(fit)} trained on), "
+        f"data: {data_dir}: {len(train_c)} training rooms ({len(aug)} with mirrors{made}, {len(fit)} trained on), "
         f"{len(val_c)} held out ({', '.join(cfg.data.val_dungeons)})"
     )
     dev = rt.device
