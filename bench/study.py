@@ -38,6 +38,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from hmolqd.checkpointing.verify import load_checkpoint
+
 REPO = Path(__file__).resolve().parents[1]
 ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # (report key, column header, format) of the table: fidelity, novelty, the other room bars, cost.
@@ -91,8 +93,9 @@ def point_seeds(plan: dict[str, Any], point: dict[str, Any]) -> list[int]:
 
 
 def train_point(plan: dict[str, Any], point: dict[str, Any], seed: int, work: Path, data: Path) -> Path:
-    """Train (or resume) one point's seed in `work/<name>/seed<S>`; returns its model_final.pt. Wall seconds of
-    every call add up in train_seconds.json (a resumed training counts each part)."""
+    """Train (or resume) one point's seed in `work/<name>/seed<S>`; returns its model_final.pt. The training time
+    reported is the run's own clock (`elapsed` in its last checkpoint: every part of a resumed run, start-up
+    included, without the work a kill lost)."""
     folder = work / point["name"] / f"seed{seed}"
     model = folder / "out" / "model_final.pt"
     if model.exists():
@@ -117,9 +120,9 @@ def train_point(plan: dict[str, Any], point: dict[str, Any], seed: int, work: Pa
             stdout=log,
             stderr=subprocess.STDOUT,
         ).returncode
-    spent = folder / "train_seconds.json"
-    parts = json.loads(spent.read_text()) if spent.exists() else []
-    spent.write_text(json.dumps([*parts, time.perf_counter() - start]))
+    calls = folder / "train_calls.json"  # the wall time of every call of this harness (a killed one is lost)
+    parts = json.loads(calls.read_text()) if calls.exists() else []
+    calls.write_text(json.dumps([*parts, time.perf_counter() - start]))
     if code != 0 or not model.exists():
         raise RuntimeError(f"{point['name']} seed {seed}: training exited with {code}; see {folder / 'train.log'}")
     return model
@@ -164,8 +167,7 @@ def evaluate_point(point: dict[str, Any], seed: int, model: Path, work: Path, da
     if proc.returncode != 0:
         raise RuntimeError(f"{point['name']} seed {seed}: evaluate exited with {proc.returncode}: {proc.stderr[-800:]}")
     out = json.loads(report.read_text())
-    trained = work / (point.get("model_of") or point["name"]) / f"seed{seed}" / "train_seconds.json"
-    out["train_seconds"] = sum(json.loads(trained.read_text())) if trained.exists() else None
+    out["train_seconds"] = load_checkpoint(model.parent.parent / "ckpt" / "checkpoint_latest.pt")["elapsed"]
     tmp = result.with_suffix(".json.tmp")
     tmp.write_text(json.dumps(out))
     os.replace(tmp, result)  # a kill leaves either no result (evaluated again) or the whole one
