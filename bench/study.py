@@ -16,7 +16,8 @@ A plan is a JSON file:
   (`vqvae_from`, `vqvae_epochs=0`) unless it says `"own_tokenizer": true`: the VQ-VAE stage is about a sixth of a
   `cpu` training and its codes are the same for every denoiser variant.
 - `model_of`: no training; the named point's models (seed for seed) sampled with `sample`'s settings (the keywords of
-  `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard).
+  `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard,
+  pattern-guard).
 - `seeds`: training seeds (default [0]).
 
 Every training and evaluation runs with one thread (`OMP_NUM_THREADS=1`); `--jobs 2` trains two points at once.
@@ -59,7 +60,14 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("rooms_per_second", "rooms/s", ".0f"),
     ("train_minutes", "train min", ".1f"),
 )
-SAMPLE_FLAGS = ("steps", "guidance", "temperature", "sampler", "copy-guard")  # `sample` keys -> evaluate's --flags
+SAMPLE_FLAGS = (
+    "steps",
+    "guidance",
+    "temperature",
+    "sampler",
+    "copy-guard",
+    "pattern-guard",
+)  # `sample` keys -> evaluate's --flags
 
 
 class PlanError(ValueError):

@@ -10,6 +10,7 @@ from model_helpers import TINY_MODEL, randomize_zero_init
 
 from hmolqd.checkpointing.export import load_model
 from hmolqd.config import Config, ModelConfig, SamplingSettings
+from hmolqd.data import load_corpus, split_corpus
 from hmolqd.data.attributes import (
     ABSENT,
     ATTRIBUTES,
@@ -22,7 +23,7 @@ from hmolqd.data.attributes import (
     room_attributes,
 )
 from hmolqd.data.dataset import augment_doors, with_doors
-from hmolqd.data.tiles import ELEMENT, FLOOR, MONSTER, ROOM_H, ROOM_W, WALL, door_sides
+from hmolqd.data.tiles import ELEMENT, FLOOR, MONSTER, ROOM_H, ROOM_W, STAIR, WALL, door_sides
 from hmolqd.evaluation.metrics import symmetric_mask
 from hmolqd.models.code_diffusion import local_attention_mask
 from hmolqd.models.room_model import RoomModel
@@ -209,26 +210,37 @@ def test_a_checkpoint_of_the_previous_model_kind_still_loads() -> None:
 
 
 def test_copy_guard_redraws_rooms_with_a_training_interior(model: RoomModel) -> None:
-    from hmolqd.data.tiles import INTERIOR, nearest_distance
-    from hmolqd.sampling.discrete import GUARD_ROUNDS
+    from hmolqd.data.tiles import INTERIOR, nearest_distance, pattern_codes
+    from hmolqd.sampling.discrete import GUARD_ROUNDS, TrainingReference
 
     first = generate(model, 12, seed=5)
-    model._training_interiors = torch.unique(first[(slice(None), *INTERIOR)].flatten(1), dim=0)  # "trained on these"
+    interiors = torch.unique(first[(slice(None), *INTERIOR)].flatten(1), dim=0)  # as if trained on these rooms
+    model._training_reference = TrainingReference(interiors, torch.unique(pattern_codes(first, 2)))
     stats: dict[str, int] = {}
     guarded = generate(model, 12, seed=5, copy_guard=1, stats=stats)
-    left = nearest_distance(guarded[(slice(None), *INTERIOR)].flatten(1), model._training_interiors)
+    left = nearest_distance(guarded[(slice(None), *INTERIOR)].flatten(1), interiors)
     assert stats["redrawn"] >= 12  # every first draw was a copy, so every room was drawn again at least once
-    assert stats["redrawn"] <= 12 * (GUARD_ROUNDS - 1) and stats["kept_close"] == int((left == 0).sum())
+    assert stats["redrawn"] <= 12 * (GUARD_ROUNDS - 1) and stats["kept"] == int((left == 0).sum())
     assert torch.equal(guarded, generate(model, 12, seed=5, copy_guard=1))  # seeded
     assert torch.equal(first, generate(model, 12, seed=5, copy_guard=0, stats=stats)) and stats["redrawn"] == 0
     far = generate(model, 12, seed=5, copy_guard=200, stats=stats)  # nothing is ever 200 tiles away: all kept
-    assert stats["kept_close"] == 12 and far.shape == first.shape
+    assert stats["kept"] == 12 and far.shape == first.shape
 
 
 @pytest.mark.real_data
-def test_copy_guard_reads_the_training_interiors_from_the_corpus(vglc_dir: Path) -> None:
-    from hmolqd.sampling.discrete import training_interiors
+def test_guards_read_the_training_rooms_from_the_corpus(vglc_dir: Path) -> None:
+    from hmolqd.data.tiles import pattern_codes
+    from hmolqd.sampling.discrete import guard_rejects, training_reference
 
     m = RoomModel.from_config(Config.from_flat({**TINY, "data_dir": str(vglc_dir)}))
-    interiors = training_interiors(m)
-    assert tuple(interiors.shape) == (78, 84) and training_interiors(m) is interiors  # read once per model
+    ref = training_reference(m)
+    assert tuple(ref.interiors.shape) == (78, 84) and training_reference(m) is ref  # read once per model
+    train, _ = split_corpus(load_corpus(vglc_dir), m.config.data.val_dungeons)
+    rooms = train.rooms[:20].clone()
+    assert torch.isin(pattern_codes(rooms, 2), ref.patterns).all()
+    rooms[0, 5, 5] = STAIR  # a stair tile in an open floor: windows no Zelda room has
+    on = SamplingSettings(pattern_guard=True)
+    assert guard_rejects(rooms, ref, on).tolist() == [True] + [False] * 19
+    copied = guard_rejects(rooms, ref, SamplingSettings(copy_guard=1))  # training rooms: copied interiors but the first
+    assert copied.tolist() == [False] + [True] * 19
+    assert not guard_rejects(rooms, ref, SamplingSettings()).any()

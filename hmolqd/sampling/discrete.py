@@ -13,7 +13,7 @@ import torch
 from hmolqd.config import SamplingSettings
 from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
 from hmolqd.data.attributes import ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
-from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W, nearest_distance
+from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W, nearest_distance, pattern_codes
 from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
@@ -109,18 +109,38 @@ def decode_codes(model: RoomModel, codes: torch.Tensor, tie: torch.Tensor | None
     return torch.cat(rooms)
 
 
-def training_interiors(model: RoomModel) -> torch.Tensor:
-    """`(U, 84)` the distinct interiors of the rooms the model trained on: its training split of the corpus, with
-    mirrors where it had `mirror_augment` (recombined and door-redrawn rooms are not the corpus). The corpus is
-    found as training finds it (the model's data_dir, else discovery); read once per model object."""
-    cached = getattr(model, "_training_interiors", None)
+@dataclass(frozen=True)
+class TrainingReference:
+    """What the guards compare generated rooms with: the rooms the model trained on (its training split of the
+    corpus, with mirrors where it had `mirror_augment`; recombined and door-redrawn rooms are not the corpus)."""
+
+    interiors: torch.Tensor  # (U, 84) the distinct interiors
+    patterns: torch.Tensor  # (P,) the distinct 2 x 2 tile windows (`tiles.pattern_codes`), sorted
+
+
+def training_reference(model: RoomModel) -> TrainingReference:
+    """The model's `TrainingReference`, the corpus found as training finds it (the model's data_dir, else
+    discovery); read once per model object."""
+    cached = getattr(model, "_training_reference", None)
     if cached is None:
         data = model.config.data
         train, _ = split_corpus(load_corpus(find_data_dir(data.data_dir)), data.val_dungeons)
         rooms = (augment_mirror(train) if data.mirror_augment else train).rooms
-        cached = torch.unique(rooms[(slice(None), *INTERIOR)].flatten(1), dim=0)
-        model._training_interiors = cached
+        interiors = torch.unique(rooms[(slice(None), *INTERIOR)].flatten(1), dim=0)
+        cached = TrainingReference(interiors=interiors, patterns=torch.unique(pattern_codes(rooms, 2)))
+        model._training_reference = cached
     return cached
+
+
+def guard_rejects(rooms: torch.Tensor, reference: TrainingReference, settings: SamplingSettings) -> torch.Tensor:
+    """`(n, 16, 11)` -> `(n,)` bool: the rooms a guard draws again: an interior within copy_guard - 1 tiles of a
+    training interior, or (pattern_guard) a 2 x 2 tile window that no training room has."""
+    bad = torch.zeros(rooms.shape[0], dtype=torch.bool)
+    if settings.copy_guard > 0:
+        bad |= nearest_distance(rooms[(slice(None), *INTERIOR)].flatten(1), reference.interiors) < settings.copy_guard
+    if settings.pattern_guard:
+        bad |= ~torch.isin(pattern_codes(rooms, 2), reference.patterns).view(rooms.shape[0], -1).all(1)
+    return bad
 
 
 def _sample_rooms(
@@ -146,21 +166,22 @@ def generate_discrete(
 ) -> torch.Tensor:
     """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU.
 
-    With `copy_guard` k > 0 a room whose interior is within k - 1 tiles of a training interior (k = 1: a copied
-    interior) is drawn again, with the same condition and the next seed, up to `GUARD_ROUNDS` times; one still
-    that close is kept. `stats`, where given, gets "redrawn" (rooms redrawn, every round counted) and "kept_close"."""
+    With a guard on (`copy_guard` k > 0: an interior within k - 1 tiles of a training interior, k = 1 a copied one;
+    `pattern_guard`: a 2 x 2 window Zelda never shows), a room the guard rejects is drawn again, with the same
+    condition and the next seed, up to `GUARD_ROUNDS` draws in all; one still rejected then is kept. `stats`, where
+    given, gets "redrawn" (rooms drawn again, every round counted) and "kept" (rejected rooms kept)."""
     attributes = attribute_tokens(model, n, request.attributes, seed, settings)
     cond = model.diffusion.condition_tokens(request.doors, request.stairs, n, attributes=attributes)  # (n, K)
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)
     tie = (cond[:, -2:] == PRESENT) if settings.tie_mirrors and model.cfg.cond_attributes else None  # (n, 2)
     rooms = _sample_rooms(model, cond, tie, settings, seed, batch_size)
-    redrawn, close = 0, torch.zeros(n, dtype=torch.bool)
-    if settings.copy_guard > 0:
-        reference = training_interiors(model)  # (U, 84)
+    redrawn, bad = 0, torch.zeros(n, dtype=torch.bool)
+    if settings.copy_guard > 0 or settings.pattern_guard:
+        reference = training_reference(model)
         for round_ in range(1, GUARD_ROUNDS + 1):
-            close = nearest_distance(rooms[(slice(None), *INTERIOR)].flatten(1), reference) < settings.copy_guard
-            again = close.nonzero().flatten()  # (r,) rooms to draw again
+            bad = guard_rejects(rooms, reference, settings)  # (n,)
+            again = bad.nonzero().flatten()  # (r,) rooms to draw again
             if round_ == GUARD_ROUNDS or again.numel() == 0:
                 break
             redrawn += again.numel()
@@ -169,5 +190,5 @@ def generate_discrete(
                 model, cond[again], tied, settings, seed + round_ * GUARD_SEED_STEP, batch_size
             )
     if stats is not None:
-        stats.update(redrawn=redrawn, kept_close=int(close.sum()))
+        stats.update(redrawn=redrawn, kept=int(bad.sum()))
     return rooms.to(torch.uint8)

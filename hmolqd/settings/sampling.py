@@ -44,6 +44,8 @@ class SamplingSettings:
     #: discrete: redraw a room whose interior is within copy_guard - 1 tiles of a training interior (1 = no copied
     #: interior; 0 = off); needs the corpus at sampling time
     copy_guard: int = 0
+    #: discrete: redraw a room holding a 2x2 tile window that no training room has; needs the corpus at sampling time
+    pattern_guard: bool = False
 
     def __post_init__(self) -> None:
         at_least(self, ("sample_steps",), 1)
@@ -54,7 +56,7 @@ class SamplingSettings:
         one_of(self, "ask_playable", ("yes", "no", "open"))
         one_of(self, "ask_symmetric", ("yes", "no", "open"))
         one_of(self, "ask_mirror", ("one", "both", "open"))
-        booleans(self, ("guide_attributes", "tie_mirrors", "use_ema"))
+        booleans(self, ("guide_attributes", "tie_mirrors", "use_ema", "pattern_guard"))
 
     def with_overrides(self, **overrides: Any) -> SamplingSettings:
         """These settings with every override that is not None applied; a keyword is a field name or one of
