@@ -17,7 +17,7 @@ A plan is a JSON file:
   `cpu` training and its codes are the same for every denoiser variant.
 - `model_of`: no training; the named point's models (seed for seed) sampled with `sample`'s settings (the keywords of
   `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard,
-  pattern-guard).
+  pattern-guard, request-guard).
 - `seeds`: training seeds (default [0]).
 
 Every training and evaluation runs with one thread (`OMP_NUM_THREADS=1`); `--jobs 2` trains two points at once.
@@ -67,6 +67,7 @@ SAMPLE_FLAGS = (
     "sampler",
     "copy-guard",
     "pattern-guard",
+    "request-guard",
 )  # `sample` keys -> evaluate's --flags
 
 

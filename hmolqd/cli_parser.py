@@ -190,6 +190,13 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         help="discrete model: redraw rooms holding a 2x2 tile window no training room has (default: the model's "
         "pattern_guard)",
     )
+    p.add_argument(
+        "--request-guard",
+        choices=("on", "off"),
+        default=None,
+        help="discrete model: redraw rooms whose doors, stairs or attributes are not the ones asked for (default: "
+        "the model's request_guard)",
+    )
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")

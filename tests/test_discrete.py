@@ -240,7 +240,11 @@ def test_guards_read_the_training_rooms_from_the_corpus(vglc_dir: Path) -> None:
     assert torch.isin(pattern_codes(rooms, 2), ref.patterns).all()
     rooms[0, 5, 5] = STAIR  # a stair tile in an open floor: windows no Zelda room has
     on = SamplingSettings(pattern_guard=True)
-    assert guard_rejects(rooms, ref, on).tolist() == [True] + [False] * 19
-    copied = guard_rejects(rooms, ref, SamplingSettings(copy_guard=1))  # training rooms: copied interiors but the first
+    assert guard_rejects(m, rooms, on).tolist() == [True] + [False] * 19
+    copied = guard_rejects(m, rooms, SamplingSettings(copy_guard=1))  # training rooms: copied interiors but the first
     assert copied.tolist() == [False] + [True] * 19
-    assert not guard_rejects(rooms, ref, SamplingSettings()).any()
+    assert not guard_rejects(m, rooms, SamplingSettings()).any()
+    asked = m.diffusion.room_condition(rooms)  # what each room is, so a request guard passes all of them ...
+    asked[1, 0] = PRESENT if asked[1, 0] == ABSENT else ABSENT  # ... but the second, asked for other doors
+    asked[2, -4] = UNKNOWN  # (an open column never rejects)
+    assert guard_rejects(m, rooms, SamplingSettings(request_guard=True), asked).tolist() == [False, True] + [False] * 18

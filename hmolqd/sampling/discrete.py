@@ -132,14 +132,23 @@ def training_reference(model: RoomModel) -> TrainingReference:
     return cached
 
 
-def guard_rejects(rooms: torch.Tensor, reference: TrainingReference, settings: SamplingSettings) -> torch.Tensor:
+def guard_rejects(
+    model: RoomModel, rooms: torch.Tensor, settings: SamplingSettings, asked: torch.Tensor | None = None
+) -> torch.Tensor:
     """`(n, 16, 11)` -> `(n,)` bool: the rooms a guard draws again: an interior within copy_guard - 1 tiles of a
-    training interior, or (pattern_guard) a 2 x 2 tile window that no training room has."""
+    training interior, (pattern_guard) a 2 x 2 tile window that no training room has, or (request_guard) a door
+    side, stairs or attribute measured on the room that differs from the condition tokens `asked (n, K)` (open
+    columns never differ)."""
     bad = torch.zeros(rooms.shape[0], dtype=torch.bool)
+    if settings.request_guard and asked is not None:
+        measured = model.diffusion.room_condition(rooms).cpu()  # (n, K) in the layout of the asked tokens
+        bad |= ((asked != UNKNOWN) & (measured != asked)).any(1)
     if settings.copy_guard > 0:
-        bad |= nearest_distance(rooms[(slice(None), *INTERIOR)].flatten(1), reference.interiors) < settings.copy_guard
+        inner = rooms[(slice(None), *INTERIOR)].flatten(1)  # (n, 84)
+        bad |= nearest_distance(inner, training_reference(model).interiors) < settings.copy_guard
     if settings.pattern_guard:
-        bad |= ~torch.isin(pattern_codes(rooms, 2), reference.patterns).view(rooms.shape[0], -1).all(1)
+        windows = pattern_codes(rooms, 2).view(rooms.shape[0], -1)  # (n, 150)
+        bad |= ~torch.isin(windows, training_reference(model).patterns).all(1)
     return bad
 
 
@@ -166,10 +175,10 @@ def generate_discrete(
 ) -> torch.Tensor:
     """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU.
 
-    With a guard on (`copy_guard` k > 0: an interior within k - 1 tiles of a training interior, k = 1 a copied one;
-    `pattern_guard`: a 2 x 2 window Zelda never shows), a room the guard rejects is drawn again, with the same
-    condition and the next seed, up to `GUARD_ROUNDS` draws in all; one still rejected then is kept. `stats`, where
-    given, gets "redrawn" (rooms drawn again, every round counted) and "kept" (rejected rooms kept)."""
+    With a guard on, a room the guard rejects (`guard_rejects`: copy_guard, pattern_guard, request_guard) is drawn
+    again, with the same condition and the next seed, up to `GUARD_ROUNDS` draws in all; one still rejected then is
+    kept. `stats`, where given, gets "redrawn" (rooms drawn again, every round counted) and "kept" (rejected
+    rooms kept)."""
     attributes = attribute_tokens(model, n, request.attributes, seed, settings)
     cond = model.diffusion.condition_tokens(request.doors, request.stairs, n, attributes=attributes)  # (n, K)
     if n == 0:
@@ -177,10 +186,9 @@ def generate_discrete(
     tie = (cond[:, -2:] == PRESENT) if settings.tie_mirrors and model.cfg.cond_attributes else None  # (n, 2)
     rooms = _sample_rooms(model, cond, tie, settings, seed, batch_size)
     redrawn, bad = 0, torch.zeros(n, dtype=torch.bool)
-    if settings.copy_guard > 0 or settings.pattern_guard:
-        reference = training_reference(model)
+    if settings.copy_guard > 0 or settings.pattern_guard or settings.request_guard:
         for round_ in range(1, GUARD_ROUNDS + 1):
-            bad = guard_rejects(rooms, reference, settings)  # (n,)
+            bad = guard_rejects(model, rooms, settings, cond.cpu())  # (n,)
             again = bad.nonzero().flatten()  # (r,) rooms to draw again
             if round_ == GUARD_ROUNDS or again.numel() == 0:
                 break

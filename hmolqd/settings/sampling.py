@@ -46,6 +46,8 @@ class SamplingSettings:
     copy_guard: int = 0
     #: discrete: redraw a room holding a 2x2 tile window that no training room has; needs the corpus at sampling time
     pattern_guard: bool = False
+    #: discrete: redraw a room whose doors, stairs or attributes (playable, symmetric, ...) are not what was asked
+    request_guard: bool = False
 
     def __post_init__(self) -> None:
         at_least(self, ("sample_steps",), 1)
@@ -56,7 +58,7 @@ class SamplingSettings:
         one_of(self, "ask_playable", ("yes", "no", "open"))
         one_of(self, "ask_symmetric", ("yes", "no", "open"))
         one_of(self, "ask_mirror", ("one", "both", "open"))
-        booleans(self, ("guide_attributes", "tie_mirrors", "use_ema", "pattern_guard"))
+        booleans(self, ("guide_attributes", "tie_mirrors", "use_ema", "pattern_guard", "request_guard"))
 
     def with_overrides(self, **overrides: Any) -> SamplingSettings:
         """These settings with every override that is not None applied; a keyword is a field name or one of
