@@ -61,6 +61,7 @@ def _evaluate(args: argparse.Namespace) -> int:
     check.number("--eta", args.eta, 0, "DDIM eta; 0 = deterministic")
     check.number("--door-guidance", args.door_guidance, 0, "door guidance strength; 0 = off")
     check.at_least("--copy-guard", args.copy_guard, 0, "interior tiles a room must differ by; 0 = off")
+    check.at_least("--guard-draws", args.guard_draws, 1, "draws of a room while a guard rejects it")
     check.file_target("--png", args.png, ".png")
     check.file_target("--json", args.json, ".json")
     keys = {
@@ -73,6 +74,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "copy_guard": args.copy_guard,
         "pattern_guard": None if args.pattern_guard is None else args.pattern_guard == "on",
         "request_guard": None if args.request_guard is None else args.request_guard == "on",
+        "guard_draws": args.guard_draws,
     }
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}

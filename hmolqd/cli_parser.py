@@ -197,6 +197,12 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         help="discrete model: redraw rooms whose doors, stairs or attributes are not the ones asked for (default: "
         "the model's request_guard)",
     )
+    p.add_argument(
+        "--guard-draws",
+        type=int,
+        default=None,
+        help="discrete model: draws of a room at most while a guard rejects it (default: the model's guard_draws)",
+    )
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")

@@ -87,6 +87,7 @@ BAD = [
     (["evaluate", "--model", "MODEL", "--eta", "-1"], "--eta -1.0: must be a finite number >= 0"),
     (["evaluate", "--model", "MODEL", "--door-guidance", "inf"], "--door-guidance inf: must be a finite number >= 0"),
     (["evaluate", "--model", "MODEL", "--copy-guard", "-1"], "--copy-guard -1: must be >= 0"),
+    (["evaluate", "--model", "MODEL", "--guard-draws", "0"], "--guard-draws 0: must be >= 1"),
     (["evaluate", "--model", "MODEL", "--steps", "0"], "--steps 0: must be >= 1"),
     (["evaluate", "--model", "MODEL", "--samples", "1000000000"], "--samples 1000000000: must be <= 20000"),
     (["evaluate", "--model", "MODEL", "--png", "DIR"], "--png {DIR}: is a folder; give a file name ending in .png"),

@@ -211,7 +211,7 @@ def test_a_checkpoint_of_the_previous_model_kind_still_loads() -> None:
 
 def test_copy_guard_redraws_rooms_with_a_training_interior(model: RoomModel) -> None:
     from hmolqd.data.tiles import INTERIOR, nearest_distance, pattern_codes
-    from hmolqd.sampling.discrete import GUARD_ROUNDS, TrainingReference
+    from hmolqd.sampling.discrete import TrainingReference
 
     first = generate(model, 12, seed=5)
     interiors = torch.unique(first[(slice(None), *INTERIOR)].flatten(1), dim=0)  # as if trained on these rooms
@@ -220,7 +220,9 @@ def test_copy_guard_redraws_rooms_with_a_training_interior(model: RoomModel) -> 
     guarded = generate(model, 12, seed=5, copy_guard=1, stats=stats)
     left = nearest_distance(guarded[(slice(None), *INTERIOR)].flatten(1), interiors)
     assert stats["redrawn"] >= 12  # every first draw was a copy, so every room was drawn again at least once
-    assert stats["redrawn"] <= 12 * (GUARD_ROUNDS - 1) and stats["kept"] == int((left == 0).sum())
+    assert stats["redrawn"] <= 12 * (model.config.run.sampling.guard_draws - 1) and stats["kept"] == int(
+        (left == 0).sum()
+    )
     assert torch.equal(guarded, generate(model, 12, seed=5, copy_guard=1))  # seeded
     assert torch.equal(first, generate(model, 12, seed=5, copy_guard=0, stats=stats)) and stats["redrawn"] == 0
     far = generate(model, 12, seed=5, copy_guard=200, stats=stats)  # nothing is ever 200 tiles away: all kept
@@ -239,6 +241,7 @@ def test_guards_read_the_training_rooms_from_the_corpus(vglc_dir: Path) -> None:
     rooms = train.rooms[:20].clone()
     assert torch.isin(pattern_codes(rooms, 2), ref.patterns).all()
     rooms[0, 5, 5] = STAIR  # a stair tile in an open floor: windows no Zelda room has
+    rooms[3] = with_doors(rooms[3:4], torch.zeros(1, 4, dtype=torch.bool))[0]  # walled up: never playable
     on = SamplingSettings(pattern_guard=True)
     assert guard_rejects(m, rooms, on).tolist() == [True] + [False] * 19
     copied = guard_rejects(m, rooms, SamplingSettings(copy_guard=1))  # training rooms: copied interiors but the first
@@ -247,4 +250,5 @@ def test_guards_read_the_training_rooms_from_the_corpus(vglc_dir: Path) -> None:
     asked = m.diffusion.room_condition(rooms)  # what each room is, so a request guard passes all of them ...
     asked[1, 0] = PRESENT if asked[1, 0] == ABSENT else ABSENT  # ... but the second, asked for other doors
     asked[2, -4] = UNKNOWN  # (an open column never rejects)
+    asked[3, -4] = PRESENT  # no doors but playable: a room the rule can never pass is not drawn again
     assert guard_rejects(m, rooms, SamplingSettings(request_guard=True), asked).tolist() == [False, True] + [False] * 18

@@ -12,13 +12,12 @@ import torch
 
 from hmolqd.config import SamplingSettings
 from hmolqd.data import augment_mirror, find_data_dir, load_corpus, split_corpus
-from hmolqd.data.attributes import ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
-from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W, nearest_distance, pattern_codes
+from hmolqd.data.attributes import ABSENT, ATTRIBUTES, PRESENT, UNKNOWN, attribute_request
+from hmolqd.data.tiles import INTERIOR, ROOM_H, ROOM_W, SIDES, nearest_distance, pattern_codes
 from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
-GUARD_ROUNDS = 4  # copy_guard: draws of a room at most (the first and 3 redraws) before a close one is kept
 GUARD_SEED_STEP = 104_729  # copy_guard: round r redraws with seed + r * this (a prime, unlike other seed steps)
 
 
@@ -138,11 +137,15 @@ def guard_rejects(
     """`(n, 16, 11)` -> `(n,)` bool: the rooms a guard draws again: an interior within copy_guard - 1 tiles of a
     training interior, (pattern_guard) a 2 x 2 tile window that no training room has, or (request_guard) a door
     side, stairs or attribute measured on the room that differs from the condition tokens `asked (n, K)` (open
-    columns never differ)."""
+    columns never differ; nor does "playable" where no door is asked: the rule needs a door, so no draw could pass)."""
     bad = torch.zeros(rooms.shape[0], dtype=torch.bool)
     if settings.request_guard and asked is not None:
         measured = model.diffusion.room_condition(rooms).cpu()  # (n, K) in the layout of the asked tokens
-        bad |= ((asked != UNKNOWN) & (measured != asked)).any(1)
+        differs = (asked != UNKNOWN) & (measured != asked)  # (n, K)
+        if model.cfg.cond_attributes:  # the attribute columns close the tokens (hmolqd.data.attributes)
+            no_door = (asked[:, : len(SIDES)] == ABSENT).all(1)  # (n,) asked for a room without doors
+            differs[:, asked.shape[1] - len(ATTRIBUTES) + ATTRIBUTES.index("playable")] &= ~no_door
+        bad |= differs.any(1)
     if settings.copy_guard > 0:
         inner = rooms[(slice(None), *INTERIOR)].flatten(1)  # (n, 84)
         bad |= nearest_distance(inner, training_reference(model).interiors) < settings.copy_guard
@@ -176,7 +179,7 @@ def generate_discrete(
     """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU.
 
     With a guard on, a room the guard rejects (`guard_rejects`: copy_guard, pattern_guard, request_guard) is drawn
-    again, with the same condition and the next seed, up to `GUARD_ROUNDS` draws in all; one still rejected then is
+    again, with the same condition and the next seed, up to `guard_draws` draws in all; one still rejected then is
     kept. `stats`, where given, gets "redrawn" (rooms drawn again, every round counted) and "kept" (rejected
     rooms kept)."""
     attributes = attribute_tokens(model, n, request.attributes, seed, settings)
@@ -187,10 +190,10 @@ def generate_discrete(
     rooms = _sample_rooms(model, cond, tie, settings, seed, batch_size)
     redrawn, bad = 0, torch.zeros(n, dtype=torch.bool)
     if settings.copy_guard > 0 or settings.pattern_guard or settings.request_guard:
-        for round_ in range(1, GUARD_ROUNDS + 1):
+        for round_ in range(1, settings.guard_draws + 1):
             bad = guard_rejects(model, rooms, settings, cond.cpu())  # (n,)
             again = bad.nonzero().flatten()  # (r,) rooms to draw again
-            if round_ == GUARD_ROUNDS or again.numel() == 0:
+            if round_ == settings.guard_draws or again.numel() == 0:
                 break
             redrawn += again.numel()
             tied = None if tie is None else tie[again]

@@ -48,10 +48,12 @@ class SamplingSettings:
     pattern_guard: bool = False
     #: discrete: redraw a room whose doors, stairs or attributes (playable, symmetric, ...) are not what was asked
     request_guard: bool = False
+    guard_draws: int = 4  # discrete: draws of a room at most (the first included) while a guard rejects it
 
     def __post_init__(self) -> None:
         at_least(self, ("sample_steps",), 1)
         integers_at_least(self, ("copy_guard",), 0)
+        integers_at_least(self, ("guard_draws",), 1)
         at_least(self, ("ddim_eta", "guidance_scale", "door_guidance", "mask_noise"), 0)
         one_of(self, "sampler", ("random", "confidence"))
         check(self.sample_temperature > 0, "sample_temperature", "must be > 0", self.sample_temperature)
