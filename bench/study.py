@@ -12,12 +12,12 @@ A plan is a JSON file:
        {"name": "base_t1.0", "model_of": "base", "sample": {"temperature": 1.0}}
      ]}
 
-- `set`: config keys of the training (on top of the preset). With `tokenizer`, a point reuses that model's VQ-VAE
-  (`vqvae_from`, `vqvae_epochs=0`) unless it says `"own_tokenizer": true`: the VQ-VAE stage is about a sixth of a
-  `cpu` training and its codes are the same for every denoiser variant.
-- `model_of`: no training; the named point's models (seed for seed) sampled with `sample`'s settings (the keywords of
-  `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard,
-  pattern-guard, request-guard, guard-draws).
+- `set`: config keys of the training, on top of the preset and of the plan's own `set` (keys every point shares).
+  With `tokenizer`, a point reuses that model's VQ-VAE (`vqvae_from`, `vqvae_epochs=0`) unless it says
+  `"own_tokenizer": true`: the VQ-VAE stage is about a sixth of a `cpu` training and its codes are the same for
+  every denoiser variant.
+- `model_of`: no training; the named point's models (seed for seed) sampled with `sample`'s settings (the flags of
+  `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard, pattern-guard, request-guard, guard-draws).
 - `seeds`: training seeds (default [0]).
 
 Every training and evaluation runs with one thread (`OMP_NUM_THREADS=1`); `--jobs 2` trains two points at once.
@@ -81,6 +81,9 @@ def load_plan(path: Path) -> dict[str, Any]:
         plan = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise PlanError(f"{path}: not a readable JSON plan: {err}") from err
+    unknown = set(plan) - {"preset", "tokenizer", "set", "points", "note"}
+    if unknown:
+        raise PlanError(f"{path}: unknown key(s) {sorted(unknown)}; a plan has preset, tokenizer, set, points, note")
     names = [p.get("name") for p in plan.get("points", [])]
     if not names or len(set(names)) != len(names) or not all(isinstance(n, str) and n for n in names):
         raise PlanError(f"{path}: 'points' must be a non-empty list of points with distinct names")
@@ -119,7 +122,7 @@ def train_point(plan: dict[str, Any], point: dict[str, Any], seed: int, work: Pa
     }
     if plan.get("tokenizer") and not point.get("own_tokenizer"):
         keys |= {"vqvae_from": str(Path(plan["tokenizer"]).resolve()), "vqvae_epochs": 0}
-    keys |= point.get("set", {})
+    keys |= plan.get("set", {}) | point.get("set", {})
     sets = [arg for k, v in keys.items() for arg in ("--set", f"{k}={json.dumps(v) if not isinstance(v, str) else v}")]
     start = time.perf_counter()
     with open(folder / "train.log", "a") as log:
