@@ -399,6 +399,7 @@ def test_recombined_rooms_are_new_interiors_made_of_seen_patterns(vglc_dir: Path
     made = out.rooms[len(base) :]
     seen = torch.unique(pattern_codes(base.rooms, 2))
     assert torch.isin(pattern_codes(made, 2), seen).all()  # no 2x2 window the corpus lacks
+    assert not (made[(slice(None), *INTERIOR)] == tiles.VOID).any()  # no half of a void room
     known = {tuple(r) for r in base.rooms[(slice(None), *INTERIOR)].flatten(1).tolist()}
     assert not any(tuple(r) in known for r in made[(slice(None), *INTERIOR)].flatten(1).tolist())
     assert len({tuple(r) for r in made.flatten(1).tolist()}) > len(base)  # many distinct new rooms

@@ -231,7 +231,8 @@ def augment_recombine(corpus: Corpus, copies: int, seed: int) -> Corpus:
     the corpus (so common interiors stay common), kept only if
 
     - every 2 x 2 tile window of the new room occurs somewhere in the corpus (no pattern Zelda never shows), and
-    - its interior is no corpus room's interior (it is a new room, not a copy).
+    - its interior is no corpus room's interior (it is a new room, not a copy), and
+    - neither A nor B has void (`-`) inside its walls: half a void room is no floor plan.
 
     VGLC has few distinct interiors (78 with mirrors in the default split); a model that copies this larger set
     makes interiors that are new to the corpus out of its local patterns. The walls and doors are A's; stairs are
@@ -264,7 +265,8 @@ def augment_recombine(corpus: Corpus, copies: int, seed: int) -> Corpus:
     copied = torch.zeros(m, dtype=torch.bool)
     for lo in range(0, m, 4096):  # (chunk, U, 84) at a time
         copied[lo : lo + 4096] = (inner[lo : lo + 4096, None] == known[None]).all(-1).any(1)
-    keep = (legal & ~copied).nonzero().flatten()[:want]  # the first `want` in draw order: deterministic
+    void = (rooms[inside] == tiles.VOID).flatten(1).any(1)  # (N,) a room with void inside has no floor plan to lend
+    keep = (legal & ~copied & ~void[a] & ~void[b]).nonzero().flatten()[:want]  # the first `want` in draw order
     made = new[keep].to(torch.uint8)
     stairs = tiles.has_stairs(made).tolist()
     meta = [
