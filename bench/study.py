@@ -17,7 +17,8 @@ A plan is a JSON file:
   `"own_tokenizer": true`: the VQ-VAE stage is about a sixth of a `cpu` training and its codes are the same for
   every denoiser variant.
 - `model_of`: no training; the named point's models (seed for seed) sampled with `sample`'s settings (the flags of
-  `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard, pattern-guard, request-guard, guard-draws).
+  `hmolqd evaluate`: steps, guidance, temperature, sampler, copy-guard, pattern-guard, request-guard, guard-draws,
+  ask-playable).
 - `seeds`: training seeds (default [0]).
 
 Every training and evaluation runs with one thread (`OMP_NUM_THREADS=1`); `--jobs 2` trains two points at once.
@@ -69,6 +70,7 @@ SAMPLE_FLAGS = (
     "pattern-guard",
     "request-guard",
     "guard-draws",
+    "ask-playable",
 )  # `sample` keys -> evaluate's --flags
 
 

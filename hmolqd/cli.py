@@ -75,6 +75,7 @@ def _evaluate(args: argparse.Namespace) -> int:
         "pattern_guard": None if args.pattern_guard is None else args.pattern_guard == "on",
         "request_guard": None if args.request_guard is None else args.request_guard == "on",
         "guard_draws": args.guard_draws,
+        "ask_playable": args.ask_playable,
     }
     sampling = {k: v for k, v in keys.items() if v is not None}  # the same sampling keys for the dungeon section
     sections = {} if args.no_dungeons else {"dungeon": partial(evaluation_section, seed=args.seed, **sampling)}

@@ -198,6 +198,13 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         "the model's request_guard)",
     )
     p.add_argument(
+        "--ask-playable",
+        choices=("yes", "no", "open", "with_doors"),
+        default=None,
+        help="discrete model: ask rooms to be playable (with_doors: where a door is asked) (default: the model's "
+        "ask_playable)",
+    )
+    p.add_argument(
         "--guard-draws",
         type=int,
         default=None,

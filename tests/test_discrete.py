@@ -252,3 +252,14 @@ def test_guards_read_the_training_rooms_from_the_corpus(vglc_dir: Path) -> None:
     asked[2, -4] = UNKNOWN  # (an open column never rejects)
     asked[3, -4] = PRESENT  # no doors but playable: a room the rule can never pass is not drawn again
     assert guard_rejects(m, rooms, SamplingSettings(request_guard=True), asked).tolist() == [False, True] + [False] * 18
+
+
+def test_ask_playable_with_doors_leaves_doorless_rooms_open(model: RoomModel) -> None:
+    settings = SamplingSettings(ask_playable="with_doors")
+    doors = torch.tensor([[True, False, False, False], [False, False, False, False]])
+    col = ATTRIBUTES.index("playable")
+    tokens = attribute_tokens(model, 2, None, 0, settings, doors)
+    assert tokens[:, col].tolist() == [PRESENT, UNKNOWN]  # a room without doors can never pass the playability rule
+    assert attribute_tokens(model, 2, {"playable": True}, 0, settings, doors)[:, col].tolist() == [PRESENT, PRESENT]
+    assert attribute_tokens(model, 2, None, 0, SamplingSettings(), doors)[:, col].tolist() == [PRESENT, PRESENT]
+    assert attribute_tokens(model, 2, None, 0, settings)[:, col].tolist() == [PRESENT, PRESENT]  # doors open

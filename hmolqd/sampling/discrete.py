@@ -32,7 +32,8 @@ class Request:
 
 def default_requests(settings: SamplingSettings) -> dict[str, str]:
     """What `generate` asks for when not told: playable / symmetric as `ask_*` say."""
-    return {"playable": settings.ask_playable, "symmetric": settings.ask_symmetric}
+    playable = "yes" if settings.ask_playable == "with_doors" else settings.ask_playable  # narrowed in attribute_tokens
+    return {"playable": playable, "symmetric": settings.ask_symmetric}
 
 
 def mirror_request(n: int, ask_mirror: str, seed: int) -> torch.Tensor:
@@ -51,11 +52,18 @@ def mirror_request(n: int, ask_mirror: str, seed: int) -> torch.Tensor:
 
 
 def attribute_tokens(
-    model: RoomModel, n: int, asked: Mapping[str, Any] | None, seed: int, settings: SamplingSettings | None = None
+    model: RoomModel,
+    n: int,
+    asked: Mapping[str, Any] | None,
+    seed: int,
+    settings: SamplingSettings | None = None,
+    doors: torch.Tensor | None = None,
 ) -> torch.Tensor | None:
     """`(n, 6)` attribute tokens for a model with `cond_attributes` (None without): the request, then the
     defaults of `settings` (the model's own when None); a mirror axis is asked (`ask_mirror`) only where the
-    room is asked to be symmetric and neither axis was given."""
+    room is asked to be symmetric and neither axis was given. With ask_playable "with_doors", a room whose
+    requested `doors (n, 4)` has no door is not asked to be playable (the playability rule needs a door, so such a
+    request could never be met; in the corpus these rooms are often void or stair rooms)."""
     if not model.cfg.cond_attributes:
         if asked:
             raise ValueError(
@@ -64,6 +72,11 @@ def attribute_tokens(
         return None
     settings = model.config.run.sampling if settings is None else settings
     tokens = attribute_request(n, asked, default_requests(settings))
+    if settings.ask_playable == "with_doors" and doors is not None and "playable" not in (asked or {}):
+        doorless = ~doors.bool().any(1)  # (n,)
+        tokens[:, ATTRIBUTES.index("playable")] = torch.where(
+            doorless, UNKNOWN, tokens[:, ATTRIBUTES.index("playable")]
+        )
     if not {"mirror_rows", "mirror_cols"} & set(asked or {}):
         wants = tokens[:, ATTRIBUTES.index("symmetric")] == PRESENT  # (n,)
         axes = mirror_request(n, settings.ask_mirror, seed)  # (n, 2)
@@ -182,7 +195,7 @@ def generate_discrete(
     again, with the same condition and the next seed, up to `guard_draws` draws in all; one still rejected then is
     kept. `stats`, where given, gets "redrawn" (rooms drawn again, every round counted) and "kept" (rejected
     rooms kept)."""
-    attributes = attribute_tokens(model, n, request.attributes, seed, settings)
+    attributes = attribute_tokens(model, n, request.attributes, seed, settings, request.doors)
     cond = model.diffusion.condition_tokens(request.doors, request.stairs, n, attributes=attributes)  # (n, K)
     if n == 0:
         return torch.empty((0, ROOM_H, ROOM_W), dtype=torch.uint8)

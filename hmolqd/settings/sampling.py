@@ -35,7 +35,8 @@ class SamplingSettings:
     mask_noise: float = 1.0  # discrete "confidence": Gumbel noise on the confidence, annealed linearly to 0 (MaskGIT)
     guide_attributes: bool = True  # discrete: guidance contrasts with the attributes left open (doors, stairs given)
     tie_mirrors: bool = True  # discrete: a requested mirror axis is made exact (mirrored codes copied)
-    ask_playable: str = "yes"  # discrete: what generate asks for when not told: "yes", "no" or "open"
+    #: discrete: what generate asks for when not told: "yes", "no", "open", or "with_doors" (yes where a door is asked)
+    ask_playable: str = "yes"
     ask_symmetric: str = "yes"  # discrete: what generate asks for when not told: "yes", "no" or "open"
     ask_mirror: str = "one"  # discrete: mirror axes asked when not told: "one" (drawn 50/50 per room), "both", "open"
     ddim_eta: float = 0.0  # continuous: DDIM stochasticity (0 = deterministic)
@@ -57,7 +58,7 @@ class SamplingSettings:
         at_least(self, ("ddim_eta", "guidance_scale", "door_guidance", "mask_noise"), 0)
         one_of(self, "sampler", ("random", "confidence"))
         check(self.sample_temperature > 0, "sample_temperature", "must be > 0", self.sample_temperature)
-        one_of(self, "ask_playable", ("yes", "no", "open"))
+        one_of(self, "ask_playable", ("yes", "no", "open", "with_doors"))
         one_of(self, "ask_symmetric", ("yes", "no", "open"))
         one_of(self, "ask_mirror", ("one", "both", "open"))
         booleans(self, ("guide_attributes", "tie_mirrors", "use_ema", "pattern_guard", "request_guard"))
