@@ -137,7 +137,6 @@ LEGACY_VALUES: dict[str, dict[str, Any]] = {
         "column_pad": "zero",
         "attn_radius": 0,
         "cond_attributes": False,
-        "denoiser_dropout": 0.0,
     },
 }
 

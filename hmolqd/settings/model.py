@@ -34,7 +34,7 @@ class ModelConfig:
     mask_schedule: str = "cosine"
     denoiser_dim: int = 128  # width of the denoiser
     denoiser_depth: int = 1  # number of denoiser blocks
-    denoiser_dropout: float = 0.1  # discrete: dropout on the denoiser blocks' residual branches while training
+    denoiser_dropout: float = 0.0  # discrete: dropout on the denoiser blocks' residual branches while training
     attn_radius: int = 1  # discrete: a code cell attends to the cells within this Chebyshev distance (0 = all cells)
     cond_stairs: bool = True  # condition on has-stairs as well as the 4 door sides
     #: discrete: also condition on room attributes (monsters, water, playable, symmetric, mirror axes)
