@@ -1,6 +1,6 @@
 """The command line's arguments: one argparse subparser per subcommand of `python -m hmolqd`.
 
-Only the words of the interface live here (flags, defaults, help); `hmolqd.cli` holds the handlers that check
+Only the words of the interface live here (flags, defaults, help); `hmolqd.cli.commands` holds the handlers that check
 the values and call the library, and hands them to `build_parser`.
 """
 
@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hmolqd import cli_args
+from hmolqd.cli import args as cli_args
 
 Command = Callable[[argparse.Namespace], int]
 

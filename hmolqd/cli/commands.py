@@ -14,9 +14,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hmolqd import cli_args as check
-from hmolqd import cli_parser
-from hmolqd.cli_parser import Command
+from hmolqd.cli import args as check
+from hmolqd.cli import parser as cli_parser
+from hmolqd.cli.parser import Command
 from hmolqd.config import Config, ConfigError
 
 
@@ -300,7 +300,7 @@ def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any
     return 0
 
 
-# The subcommands: name -> handler (the parser in hmolqd.cli_parser gives each its arguments).
+# The subcommands: name -> handler (the parser in hmolqd.cli.parser gives each its arguments).
 COMMANDS: dict[str, Command] = {
     "fetch-data": _fetch_data,
     "data-stats": _data_stats,
