@@ -46,7 +46,7 @@ EVALUATE_FLAGS = {
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
+    """Print the table and where the report and the picture went; with --print-json, stdout is the report alone."""
     import json
     from functools import partial
 
@@ -76,8 +76,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = run_evaluate(
         args.model, args.data, args.samples, args.seed, args.png, args.json, device=args.device, options=options
     )
-    print(format_report_table(report), file=sys.stderr)
-    print(json.dumps(report, allow_nan=False))
+    # With --print-json stdout is exactly one JSON document (for scripts), so the words go to stderr.
+    words = sys.stderr if args.print_json else sys.stdout
+    print(format_report_table(report), file=words)
+    print(f"wrote {report['files']['json']} (the whole report, JSON)", file=words)
+    print(f"wrote {report['files']['png']} (generated rooms; a red outline marks one that is not playable)", file=words)
+    if args.print_json:
+        print(json.dumps(report, allow_nan=False))
     return 0
 
 
