@@ -1,7 +1,8 @@
 """`python -m hmolqd ...`: the same functions the notebooks call, from a shell.
 
 Every subcommand listed by `--help` works; each returns exit status 0 on success and prints a one-line
-error (no traceback) with exit status 2 for bad input, naming the argument and the rule; a Ctrl-C
+error (no traceback) with exit status 2 for bad input, naming the argument and the rule; exit status 1 is a
+result that is no good (a failed download, a dungeon that cannot be walked or beaten), said in one line; a Ctrl-C
 (SIGINT) that training does not turn into a clean stop ends with one line and exit status 130.
 """
 
@@ -205,7 +206,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _dungeon(args: argparse.Namespace) -> int:
     from hmolqd.checkpointing.export import load_model
-    from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon
+    from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon, why_not_usable
     from hmolqd.dungeon.layout import MAX_ROOMS, read_layout
     from hmolqd.dungeon.sampler import MIN_ROOMS
 
@@ -237,6 +238,14 @@ def _dungeon(args: argparse.Namespace) -> int:
         f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), "
         "dungeon.json (summary)"
     )
+    why = why_not_usable(dungeon)
+    if why:  # the files stay: they show what went wrong
+        print(
+            f"dungeon: {why}. This is after {config.max_regenerations} rounds of making failing rooms again; try "
+            "another --seed, a higher --max-regenerations, or a model trained longer",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -25,6 +25,7 @@ from hmolqd.dungeon.api import (
     format_summary,
     generate_dungeon,
     generate_dungeons,
+    why_not_usable,
 )
 from hmolqd.dungeon.build import Dungeon, DungeonConfig, Plan, build_dungeons, plan
 from hmolqd.dungeon.embed import Embedding, EmbeddingError, embed
@@ -85,5 +86,6 @@ __all__ = [
     "read_layout",
     "sample_layout",
     "walk_dungeon",
+    "why_not_usable",
     "write_dungeon",
 ]
