@@ -19,7 +19,8 @@ from hmolqd.config import Config, ConfigError, ModelConfig
 from hmolqd.data.playability import playable_mask, room_from_rows
 from hmolqd.data.tiles import door_sides, has_stairs
 from hmolqd.models.room_model import RoomModel
-from hmolqd.render import MARK_COLOR
+from hmolqd.render import MARK_COLOR, grid_to_rgb
+from hmolqd.render import _draw_figure as draw_figure  # the layout of a sheet, not only its pixels
 
 TINY = {**TINY_MODEL, "model_kind": "continuous"}
 FAST = dict(steps=3, guidance=2.0, eta=0.0)
@@ -193,9 +194,25 @@ def test_save_sample_grid_marks_nonplayable(tmp_path: Path, train: SimpleNamespa
     two = ev.save_sample_grid(torch.cat([rooms, rooms[3:]]), tmp_path / "two.png", ncols=2)
     assert _red_pixels(two) - legend == 2 * one_frame
     # limit keeps the first rooms only: the non-playable 4th room is left out.
-    assert _red_pixels(ev.save_sample_grid(rooms, tmp_path / "limited.png", limit=3)) == legend
+    assert _red_pixels(ev.save_sample_grid(rooms, tmp_path / "limited.png", ncols=2, limit=3)) == legend
     with pytest.raises(ValueError, match="limit"):
         ev.save_sample_grid(rooms, tmp_path / "x.png", limit=0)
+
+
+@pytest.mark.parametrize("n", [6, 24])
+def test_sample_sheets_have_large_rooms_and_no_blank_band(tmp_path: Path, train: SimpleNamespace, n: int) -> None:
+    """A room is drawn 128 px wide, and the legend sits where it leaves no blank band across the picture."""
+    rooms = train.rooms[torch.arange(n) % 3]  # three playable rooms, repeated
+    rgb = imread(ev.save_sample_grid(rooms, tmp_path / "sheet.png", ncols=6, title="sheet"))[..., :3]
+    assert ev.SHEET_SCALE >= 8 and rgb.shape[1] > 6 * 16 * ev.SHEET_SCALE  # six rooms 16 tiles wide in a row
+    blank = np.flatnonzero(rgb.min(-1).min(-1) < 0.99)  # rows of the picture with something drawn
+    band = (np.diff(blank).max() - 1) / rgb.shape[0]  # the highest run of blank rows between two drawn ones
+    assert band < 0.1 and blank[-1] >= 0.85 * rgb.shape[0], f"a blank band {band:.0%} of the picture high"
+    # A sheet lower than the legend gets the legend below it, not beside it with blank space under the rooms.
+    fig = draw_figure(grid_to_rgb(rooms, ncols=6, scale=ev.SHEET_SCALE), True, "sheet", mark_label="not playable")
+    renderer = fig.canvas.get_renderer()
+    image, legend = fig.axes[0].get_window_extent(renderer), fig.legends[0].get_window_extent(renderer)
+    assert (legend.y1 <= image.y0) == (n == 6) and image.height > 0.3 * fig.bbox.height
 
 
 @pytest.mark.parametrize("cond_stairs", [True, False])

@@ -31,7 +31,7 @@ from hmolqd.dungeon.build import Dungeon
 from hmolqd.dungeon.codes import DoorCode
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
-from hmolqd.render import dungeon_to_rgb, legend_beside
+from hmolqd.render import dungeon_to_rgb, legend_beside, wrap_title
 
 # The label code written for each door kind (plain strings, as in the graph files).
 KIND_CODE: dict[str, str] = {
@@ -95,12 +95,17 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
     layout, emb = dungeon.layout, dungeon.embedding
     ids = [room.id for room in layout.rooms]
     rgb = dungeon_to_rgb(dungeon.rooms, [emb.slots[i][0] for i in ids], [emb.slots[i][1] for i in ids], scale=scale)
-    dpi, legend_w, title_h, margin = 100, 2.2, 0.4 if title else 0.0, 0.1
+    dpi, legend_w, margin = 100, 2.2, 0.1
     w_in, h_in = rgb.shape[1] / dpi, rgb.shape[0] / dpi
     legend_h = 0.17 * (len(FRAME_COLORS) + len(LOCK_COLORS) + 2) + 0.1  # inches for the legend's entries
-    fig_w, fig_h = w_in + legend_w + 2 * margin, max(h_in, legend_h) + title_h + 2 * margin
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    fig_w = w_in + legend_w + 2 * margin
+    fig = Figure(dpi=dpi)
     FigureCanvasAgg(fig)
+    # A narrow map (a sampled layout) would cut a one-line title off at both sides: wrap it to the figure.
+    lines = wrap_title(fig, title, fig_w - 2 * margin, fontsize=10) if title else []
+    title_h = 0.2 * len(lines) + 0.2 if lines else 0.0
+    fig_h = max(h_in, legend_h) + title_h + 2 * margin
+    fig.set_size_inches(fig_w, fig_h)
     ax = fig.add_axes((margin / fig_w, (fig_h - margin - title_h - h_in) / fig_h, w_in / fig_w, h_in / fig_h))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
@@ -143,8 +148,8 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
         Line2D([], [], linestyle="", marker="x", color="red", label="room failing its checks"),
     ]
     legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
-    if title:
-        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, title, ha="center", va="center", fontsize=10)
+    if lines:
+        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, "\n".join(lines), ha="center", va="center", fontsize=10)
     return fig
 
 
