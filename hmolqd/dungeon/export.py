@@ -90,6 +90,15 @@ def _centre(slot: tuple[int, int], scale: int) -> tuple[float, float]:
     return (x + w / 2 - 0.5, y + h / 2 - 0.5)
 
 
+def frame_rooms(ax: Any, dungeon: Dungeon, scale: int, width: float) -> None:
+    """Frame the start, goal and boss rooms (FRAME_COLORS) on `ax`, which shows the dungeon's map at `scale`."""
+    layout, emb = dungeon.layout, dungeon.embedding
+    for role, room_id in (("start", layout.start), ("goal", layout.goal), ("boss", layout.boss)):
+        if room_id is not None:
+            x, y, w, h = _screen_box(emb.slots[room_id], scale)
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=FRAME_COLORS[role], linewidth=width))
+
+
 def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figure:
     """The annotated map of one dungeon as a matplotlib Figure (pyplot-free), one image pixel per screen pixel."""
     layout, emb = dungeon.layout, dungeon.embedding
@@ -110,10 +119,7 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
     width = max(1.5, scale / 2)
-    for role, room_id in (("start", layout.start), ("goal", layout.goal), ("boss", layout.boss)):
-        if room_id is not None:
-            x, y, w, h = _screen_box(emb.slots[room_id], scale)
-            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=FRAME_COLORS[role], linewidth=width))
+    frame_rooms(ax, dungeon, scale, width)
     for index in emb.door_links:
         link = layout.links[index]
         kinds = [k for k in (link.kind_ab, link.kind_ba) if k in LOCK_COLORS]
