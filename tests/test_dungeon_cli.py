@@ -66,7 +66,7 @@ def test_dungeon_command_with_a_sampled_layout(
     for line in (
         "rooms from plain rooms: all 8 pass their checks (playable, doors and stairs as asked); 0 of 8 rooms were "
         "made again\n",
-        "walkable: yes (8 of 8 rooms reached from the start on the tiles; 8 of 8 before rooms were made again); "
+        "walkable: yes (8 of 8 rooms reached from the start on the tiles; 8 of 8 before any room was made again); "
         "doors of neighbours agree: yes\n",
         "locks on the room graph: can be opened in an order that reaches the goal (no small keys, no doors need a "
         "small key; every way to the goal passes the boss room: yes)\n",

@@ -194,7 +194,7 @@ def format_summary(dungeon: Dungeon) -> str:
         f"{_count(s['locked_doors'], 'locked door', 'locked doors')}",
         f"rooms from {s['room_source']}: {checks}; {remade} of {n} rooms were made again",
         f"walkable: {'yes' if walk.walkable else 'no'} ({walk.reached} of {walk.rooms} rooms reached from the start on "
-        f"the tiles; {before.reached} of {before.rooms} before rooms were made again); doors of neighbours agree: "
+        f"the tiles; {before.reached} of {before.rooms} before any room was made again); doors of neighbours agree: "
         f"{'yes' if walk.doors_agree else 'no'}",
         f"locks on the room graph: {'can' if mission.beatable else 'can NOT'} be opened in an order that reaches the "
         f"goal ({_count(mission.keys, 'small key', 'small keys')}, "
