@@ -14,7 +14,7 @@ May import: `hmolqd.data`, `hmolqd.render`, `hmolqd.atomic`, `hmolqd.sampling` a
 Typical use::
 
     from hmolqd.dungeon import generate_dungeon
-    dungeon = generate_dungeon(model, "LoZ_1.dot", seed=0, out="dungeon_out")   # or rooms=20 for a sampled layout
+    dungeon = generate_dungeon(model, "LoZ_1.dot", seed=0, out="runs/dungeon_LoZ_1")   # or rooms=20: a sampled layout
     print(format_summary(dungeon))
 """
 
