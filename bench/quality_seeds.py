@@ -116,6 +116,7 @@ def _evaluate(
             "0",
             "--device",
             "cpu",
+            "--print-json",
             "--json",
             str(folder / "evaluation_report.json"),
             "--png",

@@ -17,14 +17,12 @@ Subpackages, bottom to top (a layer imports only the layers above it in this lis
     dungeon/         whole dungeons: layouts, grid embedding, key/lock check, rooms from a model, walkability,
                      the player
     illuminate/      layout genomes and a MAP-Elites archive of dungeons (pyribs, the optional extra hmolqd[qd])
-    cli_args.py      the command line's argument checks and one-line argparse errors (used by the cli modules only)
-    cli_parser.py    the command line's subcommands and flags (argparse; the handlers are in cli.py)
-    cli.py, notebook.py, __main__.py   the edges: command line and notebook helpers
+    cli/, notebook.py, __main__.py   the edges: the command line (its flags, their checks, the commands)
+                     and the notebooks' helpers
 
-Besides the entry points (`__init__`, `__main__`, `cli` with its parser `cli_parser` and argument checks
-`cli_args`, `config`, `notebook`) three modules sit at the top because every layer uses them and each is one
-small job: `atomic` (durable writes), `device` (which torch device a setting means) and `render` (tile
-pictures, used by data statistics, training outputs and evaluation).
+Besides the entry points (`__init__`, `__main__`, `config`, `notebook`) three modules sit at the top because
+every layer uses them and each is one small job: `atomic` (durable writes), `device` (which torch device a
+setting means) and `render` (tile pictures, used by data statistics, training outputs and evaluation).
 """
 
 from __future__ import annotations

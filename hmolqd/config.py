@@ -10,7 +10,8 @@ keys, nested parts included.
 
 Only `ModelConfig` describes the architecture: on resume it comes from the checkpoint, and a differing
 model key is an error (see `architecture_diff`). Every key is documented in the comment beside its field
-(in hmolqd.settings; every section is importable from here too) and in the README's configuration table.
+(in hmolqd.settings; every section is importable from here too) and in the configuration table of
+docs/configuration.md.
 """
 
 from __future__ import annotations
@@ -239,7 +240,7 @@ class Config:
 
     @classmethod
     def preset(cls, name: str) -> Config:
-        """A documented preset shipped in hmolqd/presets/<name>.json (see the README)."""
+        """A documented preset shipped in hmolqd/presets/<name>.json (see docs/configuration.md)."""
         path = PRESETS_DIR / f"{name}.json"
         if not path.is_file():
             names = sorted(p.stem for p in PRESETS_DIR.glob("*.json"))

@@ -259,12 +259,12 @@ _TITLE_SIZE = 11  # points
 _TITLE_LINE_H = 0.24  # inches per title line at _TITLE_SIZE
 
 
-def _wrap_title(fig: Figure, title: str, width_in: float) -> list[str]:
+def wrap_title(fig: Figure, title: str, width_in: float, fontsize: float = _TITLE_SIZE) -> list[str]:
     """`title` broken at spaces into lines that each fit `width_in` inches, measured with the figure's renderer."""
     renderer = fig.canvas.get_renderer()
 
     def fits(text: str) -> bool:
-        probe = fig.text(0, 0, text, fontsize=_TITLE_SIZE)
+        probe = fig.text(0, 0, text, fontsize=fontsize)
         width = probe.get_window_extent(renderer).width / fig.dpi
         probe.remove()
         return width <= width_in
@@ -278,24 +278,31 @@ def _wrap_title(fig: Figure, title: str, width_in: float) -> list[str]:
     return lines
 
 
+_LEGEND_COL_W = 1.9  # inches per column of a legend laid out below an image
+
+
 def _draw_figure(
     rgb: np.ndarray, legend: bool, title: str | None, dpi: int = 100, mark_label: str | None = None
 ) -> Figure:
     """A pyplot-free Figure showing `rgb` at one image pixel per screen pixel, plus legend/title.
 
     The title is wrapped to the figure's width (never cut off); `mark_label` adds a legend entry for the
-    `MARK_COLOR` outline that `grid_to_rgb` draws around marked rooms.
+    `MARK_COLOR` outline that `grid_to_rgb` draws around marked rooms. The legend stands beside the image, or,
+    where it is taller than a wide image, in columns below it, so that no blank band is left under the image.
     """
     h_in, w_in = rgb.shape[0] / dpi, rgb.shape[1] / dpi
     margin = 0.1
-    legend_w = 2.3 if legend else 0.0
-    legend_h = 0.22 * (NUM_TILES + (mark_label is not None)) + 0.3 if legend else 0.0
+    entries = NUM_TILES + (mark_label is not None)
+    below = legend and 0.22 * entries + 0.3 > h_in and w_in >= 2 * _LEGEND_COL_W
+    columns = min(entries, int(w_in // _LEGEND_COL_W)) if below else 1
+    legend_w = 2.3 if legend and not below else 0.0
+    legend_h = 0.22 * -(-entries // columns) + (0.1 if below else 0.3) if legend else 0.0
     fig_w = w_in + legend_w + 2 * margin
     fig = Figure(dpi=dpi)
     FigureCanvasAgg(fig)
-    lines = _wrap_title(fig, title, fig_w - 2 * margin) if title else []
+    lines = wrap_title(fig, title, fig_w - 2 * margin) if title else []
     title_h = _TITLE_LINE_H * len(lines) + 0.11 if lines else 0.0
-    fig_h = max(h_in, legend_h) + title_h + 2 * margin
+    fig_h = (h_in + legend_h if below else max(h_in, legend_h)) + title_h + 2 * margin
     fig.set_size_inches(fig_w, fig_h)
     # Axes placed in inches so the image is drawn at exactly its pixel size (no resampling blur).
     ax = fig.add_axes((margin / fig_w, (fig_h - margin - title_h - h_in) / fig_h, w_in / fig_w, h_in / fig_h))
@@ -314,13 +321,16 @@ def _draw_figure(
             handles.append(
                 Patch(facecolor="white", edgecolor=np.array(MARK_COLOR) / 255, linewidth=2, label=mark_label)
             )
-        legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
+        if below:
+            legend_beside(fig, handles, left_in=margin, top_in=margin + title_h + h_in + 0.05, columns=columns)
+        else:
+            legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
     return fig
 
 
-def legend_beside(fig: Figure, handles: Sequence[Any], left_in: float, top_in: float) -> None:
-    """The legend of a figure drawn beside its image: `handles` in one column, the top-left corner `left_in`
-    inches from the figure's left edge and `top_in` from its top (the figure's size already set)."""
+def legend_beside(fig: Figure, handles: Sequence[Any], left_in: float, top_in: float, columns: int = 1) -> None:
+    """The legend of a figure drawn beside (or below) its image: `handles` in `columns` columns, the top-left corner
+    `left_in` inches from the figure's left edge and `top_in` from its top (the figure's size already set)."""
     fig_w, fig_h = fig.get_size_inches()
     fig.legend(
         handles=handles,
@@ -328,6 +338,7 @@ def legend_beside(fig: Figure, handles: Sequence[Any], left_in: float, top_in: f
         bbox_to_anchor=(left_in / fig_w, 1 - top_in / fig_h),
         fontsize=8,
         frameon=False,
+        ncol=columns,
     )
 
 

@@ -1,4 +1,4 @@
-"""Shared fixtures. The real VGLC corpus is read from ../shared (or $HMOLQD_VGLC_DIR); never copied."""
+"""Shared fixtures. The real VGLC corpus is read where it already is (see `real_vglc_dir`); never copied."""
 
 from __future__ import annotations
 
@@ -11,10 +11,12 @@ import torch
 REPO = Path(__file__).resolve().parents[1]
 
 
-def real_vglc_dir() -> Path | None:
-    env = os.environ.get("HMOLQD_VGLC_DIR")
-    path = Path(env) if env else REPO.parent / "shared" / "data" / "vglc-zelda"
-    return path if (path / "Processed").is_dir() else None
+def real_vglc_dir(repo: Path = REPO, env: str | None = None) -> Path | None:
+    """$HMOLQD_VGLC_DIR when set (`env` stands for it in tests), else ./data/vglc-zelda of the repository (where the
+    README's fetch-data command puts it), else ../shared/data/vglc-zelda beside it; None where none holds Processed/."""
+    env = os.environ.get("HMOLQD_VGLC_DIR") if env is None else env
+    places = [Path(env)] if env else [repo / "data" / "vglc-zelda", repo.parent / "shared" / "data" / "vglc-zelda"]
+    return next((path for path in places if (path / "Processed").is_dir()), None)
 
 
 @pytest.fixture(scope="session")
@@ -22,7 +24,10 @@ def vglc_dir() -> Path:
     """The real corpus folder; tests that use it are skipped (with the reason) where it is absent."""
     path = real_vglc_dir()
     if path is None:
-        pytest.skip("real VGLC corpus not found: set HMOLQD_VGLC_DIR or place it at ../shared/data/vglc-zelda")
+        pytest.skip(
+            "real VGLC corpus not found: set HMOLQD_VGLC_DIR, or run python -m hmolqd fetch-data data/vglc-zelda, "
+            "or place it at ../shared/data/vglc-zelda"
+        )
     return path
 
 

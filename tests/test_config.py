@@ -160,29 +160,30 @@ def test_saved_configs_without_a_key_mean_what_their_version_did() -> None:
     assert Config.from_saved(Config().to_dict()) == Config()
 
 
-# ---------------------------------------------------------------- the README's configuration table
+# ---------------------------------------------------------------- the configuration table (docs/configuration.md)
 
 
 def _table_tool():  # type: ignore[no-untyped-def]
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location("readme_config_table", REPO / "tools" / "readme_config_table.py")
+    spec = importlib.util.spec_from_file_location("config_table", REPO / "tools" / "config_table.py")
     tool = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(tool)
     return tool
 
 
-def test_readme_configuration_table_is_generated_from_config_py() -> None:
-    """README.md's table between the config-table markers is exactly what tools/readme_config_table.py writes."""
+def test_configuration_table_is_generated_from_config_py() -> None:
+    """docs/configuration.md's table between the config-table markers is exactly what tools/config_table.py writes."""
     repo, tool = REPO, _table_tool()
-    readme = (repo / "README.md").read_text(encoding="utf-8")
-    assert tool.with_table(readme) == readme, (
-        "README.md's configuration table is out of date: run python tools/readme_config_table.py"
+    page = (repo / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert tool.PAGE == repo / "docs" / "configuration.md"
+    assert tool.with_table(page) == page, (
+        "docs/configuration.md's configuration table is out of date: run python tools/config_table.py"
     )
-    # The notebook's CONFIG cell points at that table by its heading.
-    assert (
-        "### Configuration table" in readme
-        and '\\"Configuration table\\"' in (repo / "train_h_molqd_kaggle.ipynb").read_text()
+    # The README links the page, and the notebook's CONFIG cell points at the table by its page and heading.
+    assert "(docs/configuration.md)" in (repo / "README.md").read_text(encoding="utf-8")
+    assert "## Configuration table" in page and (
+        'docs/configuration.md, \\"Configuration table\\"' in (repo / "train_h_molqd_kaggle.ipynb").read_text()
     )
 
 

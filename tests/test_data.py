@@ -335,6 +335,19 @@ def test_nothing_found_prints_download_command(tmp_path: Path) -> None:
 # ---------------------------------------------------------------- the real corpus
 
 
+def test_tests_find_the_real_corpus_where_the_readme_fetches_it(tmp_path: Path) -> None:
+    """./data/vglc-zelda of the repository (the README's fetch-data target) is found with no ../shared beside it."""
+    from conftest import real_vglc_dir
+
+    repo = tmp_path / "repo"
+    assert real_vglc_dir(repo, env="") is None
+    (repo / "data" / "vglc-zelda" / "Processed").mkdir(parents=True)
+    assert real_vglc_dir(repo, env="") == repo / "data" / "vglc-zelda"
+    (tmp_path / "shared" / "data" / "vglc-zelda" / "Processed").mkdir(parents=True)
+    assert real_vglc_dir(repo, env="") == repo / "data" / "vglc-zelda"  # the repository's own copy first
+    assert real_vglc_dir(repo, env=str(tmp_path / "elsewhere")) is None  # a set $HMOLQD_VGLC_DIR is the only place
+
+
 @pytest.fixture(scope="module")
 def real_corpus(vglc_dir: Path) -> Corpus:
     return load_corpus(vglc_dir)

@@ -41,6 +41,7 @@ GRAPH = """digraph {
 def model_path(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A tiny untrained model exported like training does (its rooms fail their checks: that is reported)."""
     cfg = Config().with_overrides(**TINY)
+    torch.manual_seed(0)  # the same weights whichever test asks first (the autouse seed comes after this fixture)
     return export_final(RoomModel.from_config(cfg), tmp_path_factory.mktemp("run"))
 
 
@@ -50,19 +51,30 @@ def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
     return code, captured.out, captured.err
 
 
-def test_dungeon_command_with_a_sampled_layout(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+def test_dungeon_command_with_a_sampled_layout(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import hmolqd.checkpointing.export
+
+    # Plain rooms (doors and floor) always pass their checks: a dungeon the command calls good.
+    monkeypatch.setattr(hmolqd.checkpointing.export, "load_model", lambda path: PlainRoomSource())
     code, out, err = run(
         ["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--out", str(tmp_path / "a")], capsys
     )
     assert code == 0 and err == ""
     assert out.startswith("dungeon sampled_3 (sampled (seed 3, template ")
-    for line in ("rooms from model (discrete, 2 sampling steps, ", "walkable: ", "mission: beatable"):
+    for line in (
+        "rooms from plain rooms: all 8 pass their checks (playable, doors and stairs as asked); 0 of 8 rooms were "
+        "made again\n",
+        "walkable: yes (8 of 8 rooms reached from the start on the tiles; 8 of 8 before any room was made again); "
+        "doors of neighbours agree: yes\n",
+        "locks on the room graph: can be opened in an order that reaches the goal (no small keys, no doors need a "
+        "small key; every way to the goal passes the boss room: yes)\n",
+        "played on the tiles: beaten (",
+    ):
         assert line in out
     summary = json.loads((tmp_path / "a" / "dungeon.json").read_text())
-    assert (
-        summary["rooms"] == 8
-        and summary["regeneration"]["rooms_regenerated"] >= summary["regeneration"]["rooms_failing"]
-    )
+    assert summary["rooms"] == 8 and summary["regeneration"]["rooms_failing"] == 0
     rooms, positions, _ = parse_room_file(tmp_path / "a" / "dungeon.txt")
     assert rooms.shape[0] == 8 and len(positions) == 8
     # The same seed gives the same dungeon.
@@ -75,13 +87,39 @@ def test_dungeon_command_with_a_sampled_layout(model_path: Path, tmp_path: Path,
     assert (tmp_path / "a" / "dungeon.txt").read_text() == (tmp_path / "b" / "dungeon.txt").read_text()
 
 
+def test_a_dungeon_that_cannot_be_walked_exits_1_and_says_why(
+    model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """An untrained model's rooms have no doors: the summary says so line by line, and the command fails."""
+    argv = ["dungeon", "--model", str(model_path), "--rooms", "8", "--seed", "3", "--max-regenerations", "2"]
+    code, out, err = run([*argv, "--out", str(tmp_path / "a")], capsys)
+    assert code == 1
+    assert (
+        "rooms from model (discrete, 2 sampling steps, guidance 2.0): 8 of 8 still fail a check (8 not playable, "
+        "8 other doors than asked); 8 of 8 rooms were made again\n" in out
+    )
+    assert "walkable: no (0 of 8 rooms reached from the start on the tiles; " in out
+    assert "played on the tiles: NOT beaten; stuck: goal 3 not reached" in out
+    assert err.count("\n") == 1 and err.startswith(
+        "dungeon: not walkable: 0 of 8 rooms can be reached from the start (not: 0, 1, 2, 3, 4, 5, 6, 7); rooms "
+    )
+    assert err.endswith(
+        "8 rooms still fail a check (8 not playable, 8 other doors than asked). This is "
+        "after 2 rounds of making "
+        "failing rooms again; try another --seed, a higher --max-regenerations, or a model trained longer\n"
+    )
+    assert (tmp_path / "a" / "dungeon.png").is_file()  # written all the same: it shows what went wrong
+
+
 def test_dungeon_command_with_a_graph(model_path: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     graph = tmp_path / "my_level.dot"
     graph.write_text(GRAPH)
-    code, out, _ = run(
+    code, out, err = run(
         ["dungeon", "--model", str(model_path), "--graph", str(graph), "--max-regenerations", "0"], capsys
     )
-    assert code == 0 and out.startswith(f"dungeon my_level ({graph}): 5 rooms")
+    assert out.startswith(f"dungeon my_level ({graph}): 5 rooms on a ")
+    assert ", 1 locked door\n" in out and "(1 small key, 1 door needs a small key, 1 of them opened on the way;" in out
+    assert code == 1 and "This is after 0 rounds of making failing rooms again" in err  # the untrained model's rooms
     folder = model_path.with_name("dungeon")  # default: beside the model
     layout = read_layout(folder / "dungeon.dot")
     assert [(link.a, link.b, link.kind_ab) for link in layout.links] == [
@@ -168,6 +206,7 @@ def test_evaluate_has_a_dungeon_section(model_path: Path, tmp_path: Path, capsys
         str(tmp_path / "r.json"),
         "--png",
         str(tmp_path / "r.png"),
+        "--print-json",
     ]
     code, out, err = run(base, capsys)
     assert code == 0

@@ -123,3 +123,18 @@ def test_failing_rooms_are_crossed_on_the_map() -> None:
     assert len(d.failures) == 10 and not d.walk.walkable
     crosses = [line for line in draw_map(d).axes[0].lines if line.get_marker() == "x"]
     assert len(crosses) == 10
+
+
+def test_a_narrow_maps_title_is_wrapped_inside_the_picture() -> None:
+    """A sampled layout can be one or two rooms wide: its title (from map_title) wraps instead of being cut off."""
+    from hmolqd.dungeon.export import map_title
+
+    d = generate_dungeon(Doorless(), rooms=10, seed=1, config=DungeonConfig(max_regenerations=1))
+    title = map_title(d, "dungeon")
+    fig = draw_map(d, scale=2, title=title)
+    renderer = fig.canvas.get_renderer()
+    (text,) = fig.texts
+    box = text.get_window_extent(renderer)
+    assert 0 <= box.x0 and box.x1 <= fig.bbox.width and box.y1 <= fig.bbox.height, (box, fig.bbox)
+    assert box.y0 >= fig.axes[0].get_window_extent(renderer).y1  # above the map, not over it
+    assert text.get_text().replace("\n", " ") == title and "\n" in text.get_text()

@@ -19,7 +19,8 @@ from hmolqd.config import Config, ConfigError, ModelConfig
 from hmolqd.data.playability import playable_mask, room_from_rows
 from hmolqd.data.tiles import door_sides, has_stairs
 from hmolqd.models.room_model import RoomModel
-from hmolqd.render import MARK_COLOR
+from hmolqd.render import MARK_COLOR, grid_to_rgb
+from hmolqd.render import _draw_figure as draw_figure  # the layout of a sheet, not only its pixels
 
 TINY = {**TINY_MODEL, "model_kind": "continuous"}
 FAST = dict(steps=3, guidance=2.0, eta=0.0)
@@ -193,9 +194,25 @@ def test_save_sample_grid_marks_nonplayable(tmp_path: Path, train: SimpleNamespa
     two = ev.save_sample_grid(torch.cat([rooms, rooms[3:]]), tmp_path / "two.png", ncols=2)
     assert _red_pixels(two) - legend == 2 * one_frame
     # limit keeps the first rooms only: the non-playable 4th room is left out.
-    assert _red_pixels(ev.save_sample_grid(rooms, tmp_path / "limited.png", limit=3)) == legend
+    assert _red_pixels(ev.save_sample_grid(rooms, tmp_path / "limited.png", ncols=2, limit=3)) == legend
     with pytest.raises(ValueError, match="limit"):
         ev.save_sample_grid(rooms, tmp_path / "x.png", limit=0)
+
+
+@pytest.mark.parametrize("n", [6, 24])
+def test_sample_sheets_have_large_rooms_and_no_blank_band(tmp_path: Path, train: SimpleNamespace, n: int) -> None:
+    """A room is drawn 128 px wide, and the legend sits where it leaves no blank band across the picture."""
+    rooms = train.rooms[torch.arange(n) % 3]  # three playable rooms, repeated
+    rgb = imread(ev.save_sample_grid(rooms, tmp_path / "sheet.png", ncols=6, title="sheet"))[..., :3]
+    assert ev.SHEET_SCALE >= 8 and rgb.shape[1] > 6 * 16 * ev.SHEET_SCALE  # six rooms 16 tiles wide in a row
+    blank = np.flatnonzero(rgb.min(-1).min(-1) < 0.99)  # rows of the picture with something drawn
+    band = (np.diff(blank).max() - 1) / rgb.shape[0]  # the highest run of blank rows between two drawn ones
+    assert band < 0.1 and blank[-1] >= 0.85 * rgb.shape[0], f"a blank band {band:.0%} of the picture high"
+    # A sheet lower than the legend gets the legend below it, not beside it with blank space under the rooms.
+    fig = draw_figure(grid_to_rgb(rooms, ncols=6, scale=ev.SHEET_SCALE), True, "sheet", mark_label="not playable")
+    renderer = fig.canvas.get_renderer()
+    image, legend = fig.axes[0].get_window_extent(renderer), fig.legends[0].get_window_extent(renderer)
+    assert (legend.y1 <= image.y0) == (n == 6) and image.height > 0.3 * fig.bbox.height
 
 
 @pytest.mark.parametrize("cond_stairs", [True, False])
@@ -280,10 +297,24 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
         "--device",
         "cpu",
     ]
-    assert cli_main(argv) == 0
+    assert cli_main(argv) == 0  # by default: the table and where the files went, no JSON on the screen
     captured = capsys.readouterr()
-    report = json.loads(captured.out)  # exactly one JSON document on stdout
-    assert "| metric | ours | training set | Markov |" in captured.err
+    json_path, png_path = tmp_path / "run" / ev.DEFAULT_JSON, tmp_path / "run" / ev.DEFAULT_PNG
+    assert captured.out.startswith("| metric | ours | training set | Markov |") and captured.err == ""
+    assert f"wrote {json_path} (the whole report, JSON)\n" in captured.out
+    assert f"wrote {png_path} (generated rooms; a red outline marks one that is not playable)\n" in captured.out
+    assert "{" not in captured.out
+    report = json.loads(json_path.read_text())
+
+    again = [*argv, "--json", str(tmp_path / "again.json"), "--png", str(tmp_path / "again.png"), "--print-json"]
+    assert cli_main(again) == 0
+    captured = capsys.readouterr()
+    printed = json.loads(captured.out)  # exactly one JSON document on stdout: the report written to --json
+    assert printed == json.loads((tmp_path / "again.json").read_text()) and printed["model"] == report["model"]
+    assert (
+        "| metric | ours | training set | Markov |" in captured.err
+        and f"wrote {tmp_path / 'again.json'}" in captured.err
+    )
     # The model column is the exported generator's, on the training split plus its two mirrors.
     train = augment_mirror(split_corpus(load_corpus(data), ["tloz4_1"])[0])
     guidance = model.config.run.sampling.guidance_scale  # the saved config's
@@ -299,8 +330,7 @@ def test_run_evaluate_args_end_to_end(tmp_path: Path, tiny_generator: RoomModel,
         "train_rooms": 12,
         "mirror_augment": True,
     }
-    assert json.loads((tmp_path / "run" / ev.DEFAULT_JSON).read_text()) == report
-    assert imread(tmp_path / "run" / ev.DEFAULT_PNG).shape[2] in (3, 4)
+    assert imread(png_path).shape[2] in (3, 4)
     assert report["training_set"]["door_adherence"] == 1.0 and report["markov"]["door_adherence"] == 1.0
     # the held-out dungeons, scored alike
     assert report["rooms"]["held_out"] >= 1 and report["held_out"]["novel"] >= 0.0

@@ -1,7 +1,7 @@
 """The smaller things a new user tripped on, each fixed and held here: paged sample grids, `evaluate` reading the
 model's own data_dir, no empty folder after a failed fetch, the learning rate on a resume with more epochs,
 an honest dungeon map title, one door vocabulary, write errors naming the target, the stale-lock message,
-a used-up time budget, and the README's count of diffusers skips."""
+a used-up time budget, and the count of diffusers skips in docs/development.md."""
 
 from __future__ import annotations
 
@@ -257,7 +257,7 @@ def test_a_used_up_time_budget_trains_nothing_and_says_how_to_go_on(vglc_dir: Pa
     )
 
 
-# ---------------------------------------------------------------- the README's count of diffusers skips
+# ---------------------------------------------------------------- the count of diffusers skips (docs/development.md)
 
 
 def test_readme_counts_the_tests_that_skip_without_diffusers(tmp_path: Path) -> None:
@@ -276,5 +276,5 @@ def test_readme_counts_the_tests_that_skip_without_diffusers(tmp_path: Path) -> 
     )
     skipped = re.search(r"(\d+) skipped", done.stdout)
     assert done.returncode == 0 and skipped, done.stdout[-2000:]
-    readme = (REPO / "README.md").read_text()
-    assert f"the {skipped.group(1)} tests (five test functions in `tests/test_diffusion_math.py`" in readme
+    page = (REPO / "docs" / "development.md").read_text()
+    assert f"the {skipped.group(1)} tests (five test functions in `tests/test_diffusion_math.py`" in page

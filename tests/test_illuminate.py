@@ -140,6 +140,17 @@ def test_outputs_and_closest_elite(tmp_path: Path) -> None:
     assert len(got.layout.rooms) == want and got.play.beaten
     assert load_illumination(tmp_path).stats == {**result.stats}
 
+    # elites.png: each panel a different elite, start and goal framed, a legend of frames and tiles.
+    from hmolqd.illuminate.outputs import elite_grid, pick_elites
+
+    picked = pick_elites(result, 3)
+    assert len({k for _, _, k in picked}) == len(picked) == min(9, len(result.elites))
+    fig = elite_grid(result)
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]
+    assert labels[:3] == ["start room", "goal room", "boss room"] and "floor" in labels
+    panels = [ax for ax in fig.axes if ax.images]
+    assert len(panels) == len(picked) and all(len(ax.patches) >= 2 for ax in panels)  # start and goal frames
+
 
 def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(IlluminateError, match="unknown descriptor 'nope'"):

@@ -1,4 +1,4 @@
-"""Issue 17, item 5: a Kaggle run in CI, following README's "On Kaggle" section on a fake Kaggle tree.
+"""Issue 17, item 5: a Kaggle run in CI, following docs/kaggle.md on a fake Kaggle tree.
 
 The tree is built in tmp_path and named by HMOLQD_KAGGLE_ROOT (read by the config, the data search, the resume
 search and both notebooks' setup cells). Its `input/` holds, read-only, the corpus as a data set and this repository

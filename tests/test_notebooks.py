@@ -151,7 +151,7 @@ def test_training_notebook_runs_then_resumes_when_run_again(
     )
     assert ("elite dungeons in" if heatmap else "pyribs is not installed") in text
     # the generated dungeon's summary
-    assert "dungeon sampled_0 (sampled (seed 0, template " in text and "mission: " in text
+    assert "dungeon sampled_0 (sampled (seed 0, template " in text and "locks on the room graph: " in text
     history = assert_outputs_valid(out, ckpt)
     assert epochs(history) == [("vqvae", 1), ("diffusion", 1)]
 

@@ -316,3 +316,39 @@ def test_both_stages_learn_on_the_real_corpus(vglc_dir: Path, tmp_path: Path) ->
     assert diff[-1]["train_loss"] < 0.8 * diff[0]["train_loss"]
     # Always guessing the most common tile (wall) scores about 0.5 per tile and 0 per room.
     assert vq[-1]["val_tile_accuracy"] > 0.95 and vq[-1]["val_room_accuracy"] > 0.15
+
+
+class _Stream:
+    def __init__(self, tty: bool) -> None:
+        self.tty = tty
+
+    def isatty(self) -> bool:
+        return self.tty
+
+
+def test_the_progress_bar_is_drawn_only_where_it_redraws_in_place(monkeypatch: pytest.MonkeyPatch) -> None:
+    from hmolqd.training.loop import bar_wanted
+
+    monkeypatch.delitem(sys.modules, "ipykernel", raising=False)
+    assert bar_wanted(_Stream(tty=True)) and not bar_wanted(_Stream(tty=False))
+    monkeypatch.setitem(sys.modules, "ipykernel", sys)  # in a notebook: the bar is its widget
+    assert bar_wanted(_Stream(tty=False))
+
+
+def test_training_into_a_file_logs_a_line_per_epoch_and_no_bar(vglc_dir: Path, tmp_path: Path) -> None:
+    """`python -m hmolqd train > log 2>&1`: one line per epoch, none of the progress bar's redraws."""
+    argv = ["train", "--preset", "smoke", "--set", f"data_dir={vglc_dir}", "--set", "device=cpu"]
+    for key in ("checkpoint_dir", "output_dir"):
+        argv += ["--set", f"{key}={tmp_path / key}"]
+    log = tmp_path / "train.log"
+    with log.open("w") as f:
+        code = subprocess.run([sys.executable, "-m", "hmolqd", *argv], stdout=f, stderr=f, env=ENV, timeout=300)
+    text = log.read_text()
+    assert code.returncode == 0, text
+    epochs = [line.split(":")[0] for line in text.splitlines() if "] epoch " in line]
+    assert epochs == [f"[{stage}] epoch {e} step {s}" for stage, e, s in EPOCH_LINES], text
+    assert "\r" not in text and "it/s" not in text, text
+
+
+# The smoke preset on the real corpus: 2 VQ-VAE and 2 diffusion epochs of 38 steps (2,424 rooms in batches of 64).
+EPOCH_LINES = [("vqvae", 1, 38), ("vqvae", 2, 76), ("diffusion", 1, 114), ("diffusion", 2, 152)]

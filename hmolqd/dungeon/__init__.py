@@ -14,7 +14,7 @@ May import: `hmolqd.data`, `hmolqd.render`, `hmolqd.atomic`, `hmolqd.sampling` a
 Typical use::
 
     from hmolqd.dungeon import generate_dungeon
-    dungeon = generate_dungeon(model, "LoZ_1.dot", seed=0, out="dungeon_out")   # or rooms=20 for a sampled layout
+    dungeon = generate_dungeon(model, "LoZ_1.dot", seed=0, out="runs/dungeon_LoZ_1")   # or rooms=20: a sampled layout
     print(format_summary(dungeon))
 """
 
@@ -25,6 +25,7 @@ from hmolqd.dungeon.api import (
     format_summary,
     generate_dungeon,
     generate_dungeons,
+    why_not_usable,
 )
 from hmolqd.dungeon.build import Dungeon, DungeonConfig, Plan, build_dungeons, plan
 from hmolqd.dungeon.embed import Embedding, EmbeddingError, embed
@@ -85,5 +86,6 @@ __all__ = [
     "read_layout",
     "sample_layout",
     "walk_dungeon",
+    "why_not_usable",
     "write_dungeon",
 ]

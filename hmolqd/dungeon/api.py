@@ -150,24 +150,81 @@ def evaluation_section(
     }
 
 
+def _count(n: int, one: str, many: str) -> str:
+    """'no small keys', '1 small key', '3 small keys'."""
+    return f"no {many}" if n == 0 else f"1 {one}" if n == 1 else f"{n} {many}"
+
+
+# What a room's failure reason (hmolqd.dungeon.build.room_failures) is counted as in the summary, by its start;
+# any other reason is a door that does not line up with its neighbour's.
+_FAILURE_KINDS = (
+    ("not playable", "not playable"),
+    ("doors ", "other doors than asked"),
+    ("stairs", "other stairs than asked"),
+    ("no stairs", "other stairs than asked"),
+    ("start room", "the start cut off from its doors"),
+)
+_OUT_OF_LINE = "a door out of line with its neighbour's"
+
+
+def _failure_counts(failures: dict[int, tuple[str, ...]]) -> str:
+    """'3 not playable, 2 other doors than asked': rooms per kind of failed check (a room may count under several),
+    in the order of _FAILURE_KINDS."""
+    counts = dict.fromkeys([kind for _, kind in _FAILURE_KINDS] + [_OUT_OF_LINE], 0)
+    for reasons in failures.values():
+        for kind in {next((k for start, k in _FAILURE_KINDS if r.startswith(start)), _OUT_OF_LINE) for r in reasons}:
+            counts[kind] += 1
+    return ", ".join(f"{n} {kind}" for kind, n in counts.items() if n)
+
+
 def format_summary(dungeon: Dungeon) -> str:
-    """A few lines for a terminal: size, regeneration, walkability, mission."""
+    """A few lines for a terminal: size, the rooms' checks, walkability on the tiles, the lock order, the player."""
     s = dungeon.summary()
     regen = s["regeneration"]
-    walk, before, mission = dungeon.walk, dungeon.walk_before, dungeon.mission
+    walk, before, mission, play = dungeon.walk, dungeon.walk_before, dungeon.mission, dungeon.play
+    n = s["rooms"]
+    remade = regen["rooms_regenerated"]
+    if dungeon.failures:
+        checks = f"{len(dungeon.failures)} of {n} still fail a check ({_failure_counts(dungeon.failures)})"
+    else:
+        checks = f"all {n} pass their checks (playable, doors and stairs as asked)"
     lines = [
-        f"dungeon {s['name']} ({s['source']}): {s['rooms']} rooms on a {s['grid'][0]}x{s['grid'][1]} grid, "
-        f"{s['door_links']} doors, {s['stair_links']} stair links, {s['locked_doors']} locked doors",
-        f"rooms from {s['room_source']}: {regen['rooms_regenerated']} regenerated "
-        f"({100 * regen['share_regenerated']:.0f} %), "
-        f"{regen['rooms_failing']} still failing, {s['playable']} of {s['rooms']} playable",
-        f"walkable: {'yes' if walk.walkable else 'no'} ({walk.reached}/{walk.rooms} rooms reached; before regeneration "
-        f"{before.reached}/{before.rooms}); doors agree: {'yes' if walk.doors_agree else 'no'}",
-        f"mission: {'beatable' if mission.beatable else 'NOT beatable'} "
-        f"({mission.keys} keys, {mission.key_doors} key doors, "
-        f"{mission.keys_used} used; boss before goal: {'yes' if mission.boss_before_goal else 'no'})"
-        + ("" if mission.beatable else f"; stuck: {mission.stuck}"),
+        f"dungeon {s['name']} ({s['source']}): {n} rooms on a {s['grid'][0]}x{s['grid'][1]} grid, "
+        f"{_count(s['door_links'], 'door', 'doors')}, {_count(s['stair_links'], 'stair link', 'stair links')}, "
+        f"{_count(s['locked_doors'], 'locked door', 'locked doors')}",
+        f"rooms from {s['room_source']}: {checks}; {remade} of {n} rooms were made again",
+        f"walkable: {'yes' if walk.walkable else 'no'} ({walk.reached} of {walk.rooms} rooms reached from the start on "
+        f"the tiles; {before.reached} of {before.rooms} before any room was made again); doors of neighbours agree: "
+        f"{'yes' if walk.doors_agree else 'no'}",
+        f"locks on the room graph: {'can' if mission.beatable else 'can NOT'} be opened in an order that reaches the "
+        f"goal ({_count(mission.keys, 'small key', 'small keys')}, "
+        f"{_count(mission.key_doors, 'door needs', 'doors need')} a small key"
+        + (f", {mission.keys_used} of them opened on the way" if mission.key_doors else "")
+        + "; every way to the goal passes the boss room: "
+        f"{'yes' if mission.boss_before_goal else 'no'})" + ("" if mission.beatable else f"; stuck: {mission.stuck}"),
     ]
+    if play is not None:
+        lines.append(
+            f"played on the tiles: {'beaten' if play.beaten else 'NOT beaten'}"
+            + (f" ({play.rooms_on_path} rooms on the way to the goal)" if play.beaten else f"; stuck: {play.stuck}")
+        )
     for room_id, reasons in sorted(dungeon.failures.items())[:5]:
         lines.append(f"  room {room_id}: {'; '.join(reasons)}")
+    if len(dungeon.failures) > 5:
+        lines.append(f"  ... and {len(dungeon.failures) - 5} more rooms (all in dungeon.json)")
     return "\n".join(lines)
+
+
+def why_not_usable(dungeon: Dungeon) -> str:
+    """'' when the dungeon is walkable on its tiles and the player beats it; else one sentence saying why not."""
+    walk, play = dungeon.walk, dungeon.play
+    if not walk.walkable:
+        unreached = ", ".join(str(r) for r in walk.unreached[:8]) + (", ..." if len(walk.unreached) > 8 else "")
+        why = f"not walkable: {walk.reached} of {walk.rooms} rooms can be reached from the start (not: {unreached})"
+        problems = list(walk.disagreements[:2]) + list(walk.misaligned[:1])
+        if dungeon.failures:
+            problems.append(f"{len(dungeon.failures)} rooms still fail a check ({_failure_counts(dungeon.failures)})")
+        return why + ("; " + "; ".join(problems) if problems else "")
+    if play is not None and not play.beaten:
+        return f"walkable, but the player cannot beat it: {play.stuck}"
+    return ""

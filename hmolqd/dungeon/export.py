@@ -31,7 +31,7 @@ from hmolqd.dungeon.build import Dungeon
 from hmolqd.dungeon.codes import DoorCode
 from hmolqd.dungeon.embed import Embedding
 from hmolqd.dungeon.layout import NO_PASSAGE, Layout, switch_codes
-from hmolqd.render import dungeon_to_rgb, legend_beside
+from hmolqd.render import dungeon_to_rgb, legend_beside, wrap_title
 
 # The label code written for each door kind (plain strings, as in the graph files).
 KIND_CODE: dict[str, str] = {
@@ -90,25 +90,36 @@ def _centre(slot: tuple[int, int], scale: int) -> tuple[float, float]:
     return (x + w / 2 - 0.5, y + h / 2 - 0.5)
 
 
+def frame_rooms(ax: Any, dungeon: Dungeon, scale: int, width: float) -> None:
+    """Frame the start, goal and boss rooms (FRAME_COLORS) on `ax`, which shows the dungeon's map at `scale`."""
+    layout, emb = dungeon.layout, dungeon.embedding
+    for role, room_id in (("start", layout.start), ("goal", layout.goal), ("boss", layout.boss)):
+        if room_id is not None:
+            x, y, w, h = _screen_box(emb.slots[room_id], scale)
+            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=FRAME_COLORS[role], linewidth=width))
+
+
 def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figure:
     """The annotated map of one dungeon as a matplotlib Figure (pyplot-free), one image pixel per screen pixel."""
     layout, emb = dungeon.layout, dungeon.embedding
     ids = [room.id for room in layout.rooms]
     rgb = dungeon_to_rgb(dungeon.rooms, [emb.slots[i][0] for i in ids], [emb.slots[i][1] for i in ids], scale=scale)
-    dpi, legend_w, title_h, margin = 100, 2.2, 0.4 if title else 0.0, 0.1
+    dpi, legend_w, margin = 100, 2.2, 0.1
     w_in, h_in = rgb.shape[1] / dpi, rgb.shape[0] / dpi
     legend_h = 0.17 * (len(FRAME_COLORS) + len(LOCK_COLORS) + 2) + 0.1  # inches for the legend's entries
-    fig_w, fig_h = w_in + legend_w + 2 * margin, max(h_in, legend_h) + title_h + 2 * margin
-    fig = Figure(figsize=(fig_w, fig_h), dpi=dpi)
+    fig_w = w_in + legend_w + 2 * margin
+    fig = Figure(dpi=dpi)
     FigureCanvasAgg(fig)
+    # A narrow map (a sampled layout) would cut a one-line title off at both sides: wrap it to the figure.
+    lines = wrap_title(fig, title, fig_w - 2 * margin, fontsize=10) if title else []
+    title_h = 0.2 * len(lines) + 0.2 if lines else 0.0
+    fig_h = max(h_in, legend_h) + title_h + 2 * margin
+    fig.set_size_inches(fig_w, fig_h)
     ax = fig.add_axes((margin / fig_w, (fig_h - margin - title_h - h_in) / fig_h, w_in / fig_w, h_in / fig_h))
     ax.imshow(rgb, interpolation="nearest")
     ax.set_axis_off()
     width = max(1.5, scale / 2)
-    for role, room_id in (("start", layout.start), ("goal", layout.goal), ("boss", layout.boss)):
-        if room_id is not None:
-            x, y, w, h = _screen_box(emb.slots[room_id], scale)
-            ax.add_patch(Rectangle((x - 0.5, y - 0.5), w, h, fill=False, edgecolor=FRAME_COLORS[role], linewidth=width))
+    frame_rooms(ax, dungeon, scale, width)
     for index in emb.door_links:
         link = layout.links[index]
         kinds = [k for k in (link.kind_ab, link.kind_ba) if k in LOCK_COLORS]
@@ -143,8 +154,8 @@ def draw_map(dungeon: Dungeon, scale: int = 4, title: str | None = None) -> Figu
         Line2D([], [], linestyle="", marker="x", color="red", label="room failing its checks"),
     ]
     legend_beside(fig, handles, left_in=margin + w_in + 0.1, top_in=margin + title_h)
-    if title:
-        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, title, ha="center", va="center", fontsize=10)
+    if lines:
+        fig.text(0.5, 1 - (margin + title_h / 2) / fig_h, "\n".join(lines), ha="center", va="center", fontsize=10)
     return fig
 
 

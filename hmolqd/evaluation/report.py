@@ -244,6 +244,10 @@ def format_report_table(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+# Pixels per tile on the sample sheets: a room is 128 x 88 px, large enough to tell its tiles apart.
+SHEET_SCALE = 8
+
+
 def save_sample_grid(
     rooms: torch.Tensor,
     path: str | Path,
@@ -264,7 +268,7 @@ def save_sample_grid(
     if title is None:
         title = f"{rooms.shape[0]} rooms" + ("; red outline = not playable" if marks_nonplayable else "")
     return save_png(
-        grid_to_rgb(rooms, ncols=ncols, marks=marks),
+        grid_to_rgb(rooms, ncols=ncols, marks=marks, scale=SHEET_SCALE),
         path,
         legend=True,
         title=title,

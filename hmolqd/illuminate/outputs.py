@@ -4,8 +4,8 @@
 
 - `heatmap.png`: the archive's objective over its first two descriptors (the best over the third when there
   are three), coverage and QD score in the title;
-- `elites.png`: a grid of elite maps across the first two descriptors (the elite nearest to each of
-  `grid` x `grid` evenly spaced points);
+- `elites.png`: a grid of different elite maps across the first two descriptors (the elite nearest to each of
+  `grid` x `grid` evenly spaced points that no other panel shows), start / goal / boss rooms framed, a legend;
 - `elites/<cell>.txt|.dot|.png|.json`: every elite as VGLC text, `.dot` with slots, map and JSON
   (`hmolqd.dungeon.export.write_dungeon`), the JSON with its descriptors, objective and genome;
 - `summary.json`: settings, archive statistics, counts (beaten before / after regeneration, rooms
@@ -26,12 +26,14 @@ from typing import Any
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 
 from hmolqd.atomic import atomic_write, atomic_write_text
+from hmolqd.data.tiles import TILE_NAMES
 from hmolqd.dungeon.build import Dungeon
-from hmolqd.dungeon.export import write_dungeon
+from hmolqd.dungeon.export import FRAME_COLORS, frame_rooms, write_dungeon
 from hmolqd.illuminate.archive import IlluminateError
-from hmolqd.render import dungeon_to_rgb
+from hmolqd.render import TILE_COLORS, dungeon_to_rgb
 
 
 def _cells(result: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -70,34 +72,59 @@ def heatmap(result: Any) -> Figure:
     return fig
 
 
-def elite_grid(result: Any, grid: int = 4) -> Figure:
-    """Elite maps across the first two descriptors (module docstring)."""
+def pick_elites(result: Any, grid: int) -> list[tuple[int, int, int]]:
+    """(panel row, panel column, archive row) for up to `grid` x `grid` panels: each panel's point across the first
+    two descriptors (rows: the second descriptor, highest at the top) gets the nearest elite no other panel shows,
+    so no two panels are the same dungeon; panels left over when the archive has fewer elites stay out."""
     descs = result.descriptors
     index, meas, _ = _cells(result)
-    fig = Figure(figsize=(3 * grid, 3 * grid), dpi=80)
-    FigureCanvasAgg(fig)
-    if len(index) == 0:
-        fig.text(0.5, 0.5, "empty archive", ha="center")
-        return fig
+    stored = [k for k in range(len(index)) if int(index[k]) in result.elites]
     lows = np.array([d.low for d in descs[:2]])
-    highs = np.array([d.high for d in descs[:2]])
-    span = np.maximum(highs - lows, 1e-9)
+    span = np.maximum(np.array([d.high for d in descs[:2]]) - lows, 1e-9)
+    picked: list[tuple[int, int, int]] = []
     for r in range(grid):
         for c in range(grid):
+            if not stored:
+                return picked
             point = lows + (np.array([c, grid - 1 - r] if len(descs) > 1 else [c, 0])[: len(lows)] + 0.5) / grid * span
-            k = int(np.argmin((((meas[:, :2] - point) / span) ** 2).sum(1)))
-            d = result.elites.get(int(index[k]))
-            ax = fig.add_subplot(grid, grid, r * grid + c + 1)
-            ax.set_axis_off()
-            if d is None:
-                continue
-            ids = [room.id for room in d.layout.rooms]
-            rgb = dungeon_to_rgb(
-                d.rooms, [d.embedding.slots[i][0] for i in ids], [d.embedding.slots[i][1] for i in ids], scale=1
-            )
-            ax.imshow(rgb, interpolation="nearest")
-            label = ", ".join(f"{desc.name} {m:.2g}" for desc, m in zip(descs, meas[k]))
-            ax.set_title(label, fontsize=7)
+            dist = (((meas[stored, : len(lows)] - point) / span) ** 2).sum(1)
+            picked.append((r, c, stored.pop(int(np.argmin(dist)))))
+    return picked
+
+
+def elite_grid(result: Any, grid: int = 3) -> Figure:
+    """Elite maps across the first two descriptors (module docstring, `pick_elites`): start, goal and boss rooms
+    framed as on every dungeon map, a legend of the tiles and frames below."""
+    descs = result.descriptors
+    index, meas, _ = _cells(result)
+    fig = Figure(figsize=(4.2 * grid, 3.3 * grid + 1.4), dpi=100)
+    FigureCanvasAgg(fig)
+    picked = pick_elites(result, grid)
+    if not picked:
+        fig.text(0.5, 0.5, "empty archive", ha="center")
+        return fig
+    across = f"{descs[0].name} grows to the right" + (f", {descs[1].name} upwards" if len(descs) > 1 else "")
+    fig.suptitle(f"{len(picked)} different elite dungeons: {across}", fontsize=12)
+    panels = fig.add_gridspec(grid, grid, top=1 - 0.6 / fig.get_figheight(), bottom=1.0 / fig.get_figheight())
+    for r, c, k in picked:
+        d = result.elites[int(index[k])]
+        ax = fig.add_subplot(panels[r, c])
+        ax.set_axis_off()
+        ids = [room.id for room in d.layout.rooms]
+        rgb = dungeon_to_rgb(
+            d.rooms, [d.embedding.slots[i][0] for i in ids], [d.embedding.slots[i][1] for i in ids], scale=2
+        )
+        ax.imshow(rgb, interpolation="nearest")
+        frame_rooms(ax, d, scale=2, width=1.5)
+        ax.set_title(", ".join(f"{desc.name} {m:.2g}" for desc, m in zip(descs, meas[k])), fontsize=9)
+    handles = [
+        Patch(facecolor="none", edgecolor=color, linewidth=2, label=f"{role} room")
+        for role, color in FRAME_COLORS.items()
+    ]
+    handles += [
+        Patch(facecolor=np.array(TILE_COLORS[ch]) / 255, edgecolor="black", label=TILE_NAMES[ch]) for ch in TILE_COLORS
+    ]
+    fig.legend(handles=handles, loc="lower center", ncol=min(len(handles), 7), fontsize=8, frameon=False)
     return fig
 
 

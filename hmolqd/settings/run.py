@@ -1,8 +1,8 @@
 """`RunConfig` and its three nested sections (checkpointing, logging/validation, sampling), frozen.
 
 Every field is a flat config key (the notebook's CONFIG dict, `--set key=value`); the comment beside it is
-its one-line meaning and goes into the README's configuration table (tools/readme_config_table.py). What the
-defaults were measured against lives in bench/results/config_defaults.md.
+its one-line meaning and goes into the configuration table of docs/configuration.md (tools/config_table.py).
+What the defaults were measured against lives in bench/results/config_defaults.md.
 """
 
 from __future__ import annotations

@@ -12,10 +12,11 @@ A re-run of a finished training says so and leaves the outputs as they are unles
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel
@@ -109,6 +110,13 @@ def stop_requested(run: Run) -> str | None:
     return reason
 
 
+def bar_wanted(stream: IO[str] | None = None) -> bool:
+    """A progress bar only where it is redrawn in place: a terminal, or a notebook (its widget). Written to a file
+    (a redirected log) every redraw would be kept, so there the per-epoch lines that `train` logs are all."""
+    stream = sys.stderr if stream is None else stream  # where tqdm draws
+    return "ipykernel" in sys.modules or bool(getattr(stream, "isatty", lambda: False)())
+
+
 def run_stage(run: Run, stage: Stage) -> str | None:
     """Train one stage to its last epoch; returns why it stopped early, or None when the stage is done."""
     cfg, rt, p = run.cfg, run.rt, run.progress
@@ -126,7 +134,13 @@ def run_stage(run: Run, stage: Stage) -> str | None:
     def state() -> dict[str, Any]:
         return checkpoint_state(run, o, schedule)
 
-    bar = tqdm(total=total, initial=p.stage_step, desc=stage.name, disable=not rt.is_main, dynamic_ncols=True)
+    bar = tqdm(
+        total=total,
+        initial=p.stage_step,
+        desc=stage.name,
+        disable=not (rt.is_main and bar_wanted()),
+        dynamic_ncols=True,
+    )
     perm_epoch, perm = -1, None
     try:
         while True:

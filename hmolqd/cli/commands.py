@@ -1,7 +1,8 @@
 """`python -m hmolqd ...`: the same functions the notebooks call, from a shell.
 
 Every subcommand listed by `--help` works; each returns exit status 0 on success and prints a one-line
-error (no traceback) with exit status 2 for bad input, naming the argument and the rule; a Ctrl-C
+error (no traceback) with exit status 2 for bad input, naming the argument and the rule; exit status 1 is a
+result that is no good (a failed download, a dungeon that cannot be walked or beaten), said in one line; a Ctrl-C
 (SIGINT) that training does not turn into a clean stop ends with one line and exit status 130.
 """
 
@@ -14,9 +15,9 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-from hmolqd import cli_args as check
-from hmolqd import cli_parser
-from hmolqd.cli_parser import Command
+from hmolqd.cli import args as check
+from hmolqd.cli import parser as cli_parser
+from hmolqd.cli.parser import Command
 from hmolqd.config import Config, ConfigError
 
 
@@ -46,7 +47,7 @@ EVALUATE_FLAGS = {
 
 
 def _evaluate(args: argparse.Namespace) -> int:
-    """Print the report as one JSON document on stdout (the markdown table goes to stderr)."""
+    """Print the table and where the report and the picture went; with --print-json, stdout is the report alone."""
     import json
     from functools import partial
 
@@ -83,8 +84,13 @@ def _evaluate(args: argparse.Namespace) -> int:
     report = run_evaluate(
         args.model, args.data, args.samples, args.seed, args.png, args.json, device=args.device, options=options
     )
-    print(format_report_table(report), file=sys.stderr)
-    print(json.dumps(report, allow_nan=False))
+    # With --print-json stdout is exactly one JSON document (for scripts), so the words go to stderr.
+    words = sys.stderr if args.print_json else sys.stdout
+    print(format_report_table(report), file=words)
+    print(f"wrote {report['files']['json']} (the whole report, JSON)", file=words)
+    print(f"wrote {report['files']['png']} (generated rooms; a red outline marks one that is not playable)", file=words)
+    if args.print_json:
+        print(json.dumps(report, allow_nan=False))
     return 0
 
 
@@ -207,7 +213,7 @@ def _sample(args: argparse.Namespace) -> int:
 
 def _dungeon(args: argparse.Namespace) -> int:
     from hmolqd.checkpointing.export import load_model
-    from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon
+    from hmolqd.dungeon import DungeonConfig, format_summary, generate_dungeon, why_not_usable
     from hmolqd.dungeon.layout import MAX_ROOMS, read_layout
     from hmolqd.dungeon.sampler import MIN_ROOMS
 
@@ -239,6 +245,14 @@ def _dungeon(args: argparse.Namespace) -> int:
         f"wrote {out}/dungeon.txt (VGLC text), dungeon.dot (graph with slots), dungeon.png (map), "
         "dungeon.json (summary)"
     )
+    why = why_not_usable(dungeon)
+    if why:  # the files stay: they show what went wrong
+        print(
+            f"dungeon: {why}. This is after {config.max_regenerations} rounds of making failing rooms again; try "
+            "another --seed, a higher --max-regenerations, or a model trained longer",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
@@ -307,7 +321,7 @@ def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any
     return 0
 
 
-# The subcommands: name -> handler (the parser in hmolqd.cli_parser gives each its arguments).
+# The subcommands: name -> handler (the parser in hmolqd.cli.parser gives each its arguments).
 COMMANDS: dict[str, Command] = {
     "fetch-data": _fetch_data,
     "data-stats": _data_stats,

@@ -1,6 +1,6 @@
 """The command line's arguments: one argparse subparser per subcommand of `python -m hmolqd`.
 
-Only the words of the interface live here (flags, defaults, help); `hmolqd.cli` holds the handlers that check
+Only the words of the interface live here (flags, defaults, help); `hmolqd.cli.commands` holds the handlers that check
 the values and call the library, and hands them to `build_parser`.
 """
 
@@ -10,7 +10,7 @@ import argparse
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from hmolqd import cli_args
+from hmolqd.cli import args as cli_args
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -144,7 +144,7 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
 
     p = sub.add_parser(
-        "evaluate", help="score generated rooms against the training set and a Markov reference (JSON report)"
+        "evaluate", help="score generated rooms against the training set and a Markov reference (table, JSON file)"
     )
     p.add_argument("--model", type=Path, required=True, help="model_final.pt written by training")
     p.add_argument(
@@ -213,6 +213,11 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
     p.add_argument("--json", type=Path, default=None, help=f"report JSON (default: {DEFAULT_JSON} beside the model)")
+    p.add_argument(
+        "--print-json",
+        action="store_true",
+        help="also print the whole report as one JSON document on stdout (the table and file paths go to stderr)",
+    )
     p.add_argument(
         "--no-dungeons", action="store_true", help="leave out the dungeon section (the 18 real room graphs built once)"
     )

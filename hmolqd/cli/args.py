@@ -1,4 +1,4 @@
-"""Checks of command-line values for `hmolqd.cli`: each failure is one ConfigError line naming the flag,
+"""Checks of command-line values for `hmolqd.cli.commands`: each failure is one ConfigError line naming the flag,
 the value and the rule, raised before any model is loaded or any work is done.
 
 Also the argument parser itself: argparse's own errors (an unknown flag, `--seed 1e20` for an integer)
