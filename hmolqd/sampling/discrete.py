@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -18,7 +19,7 @@ from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
-GUARD_SEED_STEP = 104_729  # copy_guard: round r redraws with seed + r * this (a prime, unlike other seed steps)
+GUARD_SEED_STEP = 104_729  # the guards' round r redraws with seed + r * this (a prime, unlike other seed steps)
 
 
 @dataclass(frozen=True)
@@ -131,12 +132,14 @@ class TrainingReference:
 
 
 def training_reference(model: RoomModel) -> TrainingReference:
-    """The model's `TrainingReference`, the corpus found as training finds it (the model's data_dir, else
-    discovery); read once per model object."""
+    """The model's `TrainingReference`, read once per model object from the corpus: the data_dir stored with the
+    model where that folder exists here (a model trained on Kaggle sampled elsewhere), else discovered as training
+    discovers it (`find_data_dir`: a missing corpus is an error with the download command)."""
     cached = getattr(model, "_training_reference", None)
     if cached is None:
         data = model.config.data
-        train, _ = split_corpus(load_corpus(find_data_dir(data.data_dir)), data.val_dungeons)
+        stored = data.data_dir if data.data_dir is not None and Path(data.data_dir).is_dir() else None
+        train, _ = split_corpus(load_corpus(find_data_dir(stored)), data.val_dungeons)
         rooms = (augment_mirror(train) if data.mirror_augment else train).rooms
         interiors = torch.unique(rooms[(slice(None), *INTERIOR)].flatten(1), dim=0)
         cached = TrainingReference(interiors=interiors, patterns=torch.unique(pattern_codes(rooms, 2)))
