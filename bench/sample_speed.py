@@ -78,7 +78,8 @@ def main(argv: list[str] | None = None) -> None:
         for _ in range(args.repeats)
     ]
     rates = sorted(args.n / seconds for seconds, _ in runs)
-    shown = ", ".join(f"{k} {settings[k]}" for k in ("steps", "guidance", "sampler") if k in settings)
+    keywords = settings.as_keywords()
+    shown = ", ".join(f"{k} {keywords[k]}" for k in ("steps", "guidance", "sampler", "pattern_guard", "request_guard"))
     print(
         f"generate(model, {args.n}, batch_size={args.batch_size}) ({shown}), {args.repeats} calls: "
         f"median {rates[len(rates) // 2]:.1f} rooms/s (range {rates[0]:.1f}-{rates[-1]:.1f})"
