@@ -11,8 +11,9 @@ A thin entry point to the suite's timing (`hbench.samplebench.timed_generate`); 
 every sampler, step count and batch with the quality at each. On a CPU shared with other busy processes,
 `--threads 1` can be several times faster than 2 threads; compare both. Speed does not depend on the
 weights, so an untrained RoomModel times the same as a trained one, except under a guard (`pattern_guard`,
-`request_guard`, `copy_guard`): how many rooms it draws again depends on the model, so time a trained one there. Each room gets a random door set
-(seeded), so classifier-free guidance runs its batched cond + uncond forward. Sampling settings are the
+`request_guard`, `copy_guard`): how many rooms it draws again depends on the model, so time a trained one
+there. Each room gets a random door set (seeded), so classifier-free guidance runs its batched cond + uncond
+forward. Sampling settings are the
 model's (its run config: the defaults, `--set` keys, or those saved with `--model`).
 """
 
