@@ -68,17 +68,19 @@ def test_fewer_evaluations_than_the_archive_holds_are_said(tmp_path: Path, capsy
     )
 
 
-def test_another_models_weights_cannot_resume_and_the_same_setting_restated_can(
-    models: list[Path], tmp_path: Path
-) -> None:
+def test_another_models_weights_cannot_resume(models: list[Path], tmp_path: Path) -> None:
+    illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False)
+    with pytest.raises(IlluminateError, match="another room model") as err:  # one name, one sampling, other weights
+        illuminate(models[1], evaluations=4, batch_size=2, out=tmp_path, outputs=False)
+    digests = re.findall(r"weights sha256 ([0-9a-f]{64})", str(err.value))
+    assert len(set(digests)) == 2 and load_state(tmp_path / CHECKPOINT_NAME).evaluations == 2
+
+
+def test_a_sampling_setting_restated_resumes_and_another_does_not(models: list[Path], tmp_path: Path) -> None:
     illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False)
     illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False, steps=2)  # its own sample_steps
     with pytest.raises(IlluminateError, match="other settings .*sampling"):
         illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False, steps=3)
-    with pytest.raises(IlluminateError, match="another room model") as err:
-        illuminate(models[1], evaluations=4, batch_size=2, out=tmp_path, outputs=False)
-    digests = re.findall(r"weights sha256 ([0-9a-f]{64})", str(err.value))
-    assert len(set(digests)) == 2 and load_state(tmp_path / CHECKPOINT_NAME).evaluations == 2
 
 
 def test_a_flipped_bit_in_the_archive_is_refused_and_the_file_kept(
