@@ -44,6 +44,8 @@ from hmolqd.settings.rules import at_least
 
 # the one setting for where the Kaggle tree is (tests point it at a temporary folder)
 KAGGLE_ROOT_ENV = "HMOLQD_KAGGLE_ROOT"
+# seeds are 0 .. 2**32 - 1: torch, numpy and Python's random all take them (every command and `illuminate` checks it)
+SEED_LIMIT = 2**32
 
 
 def kaggle_root() -> Path:

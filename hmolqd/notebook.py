@@ -284,7 +284,8 @@ def draw_dungeon(cfg: Config, rooms: int | None = 20, seed: int = 0) -> str:
 def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> str:
     """A MAP-Elites archive of dungeons from the trained model (`hmolqd.illuminate`, needs pyribs: the
     extra hmolqd[qd]): `evaluations` dungeons, checkpointed in output_dir/illuminate (running the cell again
-    resumes), its heatmap shown; returns the archive's summary line. Without pyribs, says how to get it."""
+    resumes), its heatmap shown, the outputs zip written again with it; returns the archive's summary line.
+    Without pyribs, says how to get it."""
     import importlib.util
 
     from hmolqd.checkpointing.export import load_model
@@ -303,6 +304,7 @@ def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> s
         )
     model = load_model(out / FINAL_MODEL).to(resolve_device(cfg.run.device))
     result = illuminate(model, evaluations=evaluations, out=out / ILLUMINATE_DIR, seed=seed)
+    zip_outputs(out, cfg.paths.checkpoint_dir)  # the zip holds the archive's summary, pictures and archive.pt
     show_image(out / ILLUMINATE_DIR / "heatmap.png")
     s = result.stats
     return (

@@ -213,7 +213,7 @@ def test_missing_data_dir_is_named_before_any_start_up_line(tmp_path: Path, caps
     assert main(argv) == 2
     captured = capsys.readouterr()
     assert captured.out == ""  # no "No checkpoint found", no device line before the error
-    assert captured.err.startswith(f"error: data_dir {str(missing)!r} does not exist. Download it with:")
+    assert captured.err.startswith(f"error: data_dir {str(missing)!r} does not exist. Download it with `")
     assert "holds no" not in captured.err and not ckpt.exists() and not out.exists()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import pickle
@@ -24,8 +25,9 @@ from hmolqd.illuminate.genome import GENOME_DIM, add_loop, add_room, decode, mov
 
 pytest.importorskip("ribs")
 
+
 from hmolqd.illuminate import IlluminateError, generate_dungeon, illuminate, load_illumination
-from hmolqd.illuminate.archive import CHECKPOINT_NAME, load_state, safe_globals
+from hmolqd.illuminate.checkpoint import CHECKPOINT_NAME, load_state, safe_globals
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -153,6 +155,8 @@ def test_outputs_and_closest_elite(tmp_path: Path) -> None:
 
 
 def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
+    from illuminate_helpers import write_raw_archive  # here: the killed run's child imports this module alone
+
     with pytest.raises(IlluminateError, match="unknown descriptor 'nope'"):
         illuminate(PlainRoomSource(), evaluations=10, descriptors=("rooms", "nope"))
     for bad in (0, -3):
@@ -164,11 +168,11 @@ def test_bad_input_is_one_line_error(tmp_path: Path) -> None:
     with pytest.raises(IlluminateError, match="unknown descriptor 'water'"):
         generate_dungeon(None, target={"water": 0.5}, archive=result)
     (tmp_path / CHECKPOINT_NAME).write_bytes(b"not a pickle at all")
-    with pytest.raises(IlluminateError, match="corrupted archive checkpoint") as err:
+    with pytest.raises(IlluminateError, match="not a valid archive checkpoint") as err:
         illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=7, out=tmp_path)
     assert "\n" not in str(err.value) and str(tmp_path / CHECKPOINT_NAME) in str(err.value)
-    torch.save({"version": 1}, tmp_path / CHECKPOINT_NAME)
-    with pytest.raises(IlluminateError, match="not an archive checkpoint of version 2"):
+    write_raw_archive(tmp_path / CHECKPOINT_NAME, {"version": 2})
+    with pytest.raises(IlluminateError, match="not an archive checkpoint of version 3"):
         load_illumination(tmp_path)
     for key, bad, rule in (("chunks", 0, "chunks must be an int > 0"), ("client", object(), "client must be a dask")):
         with pytest.raises(IlluminateError, match=rule):
@@ -186,19 +190,25 @@ class Hostile:
 
 
 def test_checkpoint_is_weights_only_and_never_runs_code(tmp_path: Path) -> None:
+    from illuminate_helpers import write_raw_archive
+
     illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=7, out=tmp_path / "run", outputs=False)
     path = tmp_path / "run" / CHECKPOINT_NAME
     assert path.name == "archive.pt"
+    inner = torch.load(path, weights_only=True)["archive"].numpy().tobytes()  # plain data outside
     with pytest.raises(pickle.UnpicklingError):  # objects, not plain tensors: only the allowlist rebuilds them
-        torch.load(path, weights_only=True)
+        torch.load(io.BytesIO(inner), weights_only=True)
     with torch.serialization.safe_globals(safe_globals()):
-        assert torch.load(path, weights_only=True)["evaluations"] == 10
+        assert torch.load(io.BytesIO(inner), weights_only=True)["evaluations"] == 10
     marker = tmp_path / "ran"
     (tmp_path / "evil").mkdir()
-    torch.save({"version": 2, "scheduler": Hostile(marker)}, tmp_path / "evil" / CHECKPOINT_NAME)
-    with pytest.raises(IlluminateError, match=r"global (posix|os|nt)\.system") as err:
-        illuminate(PlainRoomSource(), evaluations=10, out=tmp_path / "evil")
-    assert "\n" not in str(err.value) and not marker.exists()
+    (tmp_path / "evil2").mkdir()
+    torch.save({"version": 2, "scheduler": Hostile(marker)}, tmp_path / "evil" / CHECKPOINT_NAME)  # outside
+    write_raw_archive(tmp_path / "evil2" / CHECKPOINT_NAME, {"version": 3, "scheduler": Hostile(marker)})  # inside
+    for folder in ("evil", "evil2"):
+        with pytest.raises(IlluminateError, match=r"global (posix|os|nt)\.system") as err:
+            illuminate(PlainRoomSource(), evaluations=10, out=tmp_path / folder)
+        assert "\n" not in str(err.value) and not marker.exists()
     # An earlier hmolqd's pickle archive is refused by name, never unpickled, and left as it was.
     (tmp_path / "old").mkdir()
     legacy = tmp_path / "old" / "archive.pkl"

@@ -30,6 +30,7 @@ import torch
 
 from hmolqd.atomic import TEMP_SUFFIX, atomic_write, fsync_dir
 from hmolqd.checkpointing.verify import (
+    ARCHIVE_FORMAT,
     CHECKPOINT_FORMAT,
     FORMAT_VERSION,
     INFERENCE_FORMAT,
@@ -44,6 +45,7 @@ from hmolqd.checkpointing.verify import (
 from hmolqd.config import Stage, stage_names, stages
 
 __all__ = [  # the names re-exported from `verify` are part of this module's interface
+    "ARCHIVE_FORMAT",
     "CHECKPOINT_FORMAT",
     "FORMAT_VERSION",
     "INFERENCE_FORMAT",

@@ -106,9 +106,10 @@ def _describe(info: dict[str, Any]) -> str:
 class DirLock:
     """Exclusive lock on a checkpoint directory (see the module docstring). Use as a context manager."""
 
-    def __init__(self, folder: str | Path, key: str = "checkpoint_dir") -> None:
+    def __init__(self, folder: str | Path, key: str = "checkpoint_dir", what: str = "training") -> None:
         self.folder = Path(folder)
         self.key = key  # the config key the folder comes from, named in every message
+        self.what = what  # what holds such a lock ("training", "illumination"), named in the messages
         self.path = self.folder / LOCK_NAME
         self._fd: int | None = None
         self.took_over: str | None = None  # the message about a stale lock taken over, if any
@@ -163,9 +164,9 @@ class DirLock:
             if previous.get("host") != host:
                 raise CheckpointError(
                     f"{self.key} {self.folder} is locked by {_describe(previous)}, another machine: this host cannot "
-                    "tell whether that training still runs. "
-                    f"If no training on {previous.get('host')!r} uses this directory any more, "
-                    f"delete {self.path} and start again; otherwise give this training another {self.key}"
+                    f"tell whether that {self.what} still runs. "
+                    f"If no {self.what} on {previous.get('host')!r} uses this directory any more, "
+                    f"delete {self.path} and start again; otherwise give this {self.what} another {self.key}"
                 )
             if previous.get("pid") != os.getpid() and (not flocked or fcntl is None) and _holder_alive(previous):
                 raise CheckpointError(self._busy(previous))
@@ -193,9 +194,9 @@ class DirLock:
     def _busy(self, holder: dict[str, Any]) -> str:
         who = _describe(holder) if holder else "another process (its details are not written yet)"
         return (
-            f"{self.key} {self.folder} is in use by another training: {who} holds {self.path}. "
-            "Two trainings on one directory would replace each other's files: wait for it to finish (or stop it), "
-            f"or give this training another {self.key}"
+            f"{self.key} {self.folder} is in use by another {self.what}: {who} holds {self.path}. "
+            f"Two {self.what}s on one directory would replace each other's files: wait for it to finish (or stop "
+            f"it), or give this {self.what} another {self.key}"
         )
 
     def release(self) -> None:

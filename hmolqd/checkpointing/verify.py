@@ -21,11 +21,13 @@ import torch
 
 CHECKPOINT_FORMAT = "hmolqd-checkpoint"
 INFERENCE_FORMAT = "hmolqd-inference"
+ARCHIVE_FORMAT = "hmolqd-archive"  # hmolqd.illuminate.checkpoint: a MAP-Elites archive's state as one uint8 tensor
 FORMAT_VERSION = 1
 REQUIRED_STATE_KEYS = ("stage", "epoch", "global_step", "models", "config")
 _REQUIRED = {
     CHECKPOINT_FORMAT: ("format", "format_version", *REQUIRED_STATE_KEYS, "integrity"),
     INFERENCE_FORMAT: ("format", "format_version", "models", "config", "integrity"),
+    ARCHIVE_FORMAT: ("format", "format_version", "archive", "integrity"),
 }
 
 

@@ -10,14 +10,14 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import re
 import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, NoReturn
 
-from hmolqd.config import ConfigError
+from hmolqd.config import SEED_LIMIT, ConfigError
 
-SEED_LIMIT = 2**32  # seeds are 0 .. 2**32 - 1: torch, numpy and Python's random all take them, offsets included
 MAX_SAMPLE_ROOMS = 100_000  # `sample -n` limit: the rooms are generated in batches and drawn in pages
 # `evaluate --samples` limit: its metrics hold all rooms at once (the diversity's one-hot counts are 1.4 KB a room
 # as int64, about 0.3 GB at this limit; the room tensors themselves are 176 bytes a room).
@@ -108,6 +108,24 @@ def base_url(flag: str, url: str) -> None:
         raise ConfigError(
             f"{flag} {url!r}: must be an http:// or https:// URL (or file:///folder) of the repository root"
         )
+
+
+# A Dask scheduler address: scheme://host[:port] (the schemes distributed speaks), or 'local'.
+_DASK_ADDRESS = re.compile(r"^(tcp|tls|ucx|ws|wss|inproc)://[A-Za-z0-9_.\-\[\]:]+$")
+
+
+def dask_address(flag: str, address: str | None) -> None:
+    if address is not None and address != "local" and not _DASK_ADDRESS.match(address):
+        raise ConfigError(
+            f"{flag} {address!r}: give 'local' (a cluster on this machine) or a scheduler address such as "
+            "tcp://host:8786"
+        )
+
+
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity where the OS has one)."""
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def model_file(path: Path) -> None:

@@ -257,9 +257,12 @@ def _dungeon(args: argparse.Namespace) -> int:
 
 
 def _illuminate(args: argparse.Namespace) -> int:
-    if not args.model.is_file():
-        raise FileNotFoundError(f"--model {args.model}: no such file (expected model_final.pt from training)")
+    check.seed("--seed", args.seed)
+    check.at_least("--steps", args.steps, 1, "sampling steps")
+    check.dask_address("--dask", args.dask)
+    check.model_file(args.model)
     out = args.out or args.model.with_name("illuminate")
+    check.folder_target("--out", out)  # the default too: beside a read-only model it cannot be written
     sampling = {} if args.steps is None else {"steps": args.steps}
     with _dask_client(args.dask, args.chunks) as client:
         return _run_illuminate(args, out, sampling, client)
@@ -267,7 +270,8 @@ def _illuminate(args: argparse.Namespace) -> int:
 
 @contextlib.contextmanager
 def _dask_client(address: str | None, chunks: int) -> Iterator[Any]:
-    """None (in-process), or a Dask client of `address` ('local': a LocalCluster, one process per chunk)."""
+    """None (in-process), or a Dask client of `address` ('local': a LocalCluster, one process per chunk, at
+    most one per core: each holds its own copy of the room model)."""
     if address is None:
         yield None
         return
@@ -276,12 +280,13 @@ def _dask_client(address: str | None, chunks: int) -> Iterator[Any]:
     except ImportError:
         raise ConfigError("--dask: needs Dask (pip install 'hmolqd[dask]')") from None
     if address == "local":
-        with LocalCluster(n_workers=max(1, chunks), threads_per_worker=1) as cluster, Client(cluster) as client:
+        workers = max(1, min(chunks, check.cores()))
+        with LocalCluster(n_workers=workers, threads_per_worker=1) as cluster, Client(cluster) as client:
             yield client
     else:
         try:
             client = Client(address, timeout=20)
-        except OSError as err:  # no scheduler there: one line, like the other flags' errors
+        except (OSError, ValueError, TypeError) as err:  # no scheduler there, or an address Dask cannot use
             raise ConfigError(f"--dask {address}: no Dask scheduler answered ({err})") from None
         with client:
             yield client
@@ -309,6 +314,8 @@ def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any
         )
     except IlluminateError as err:  # bad input: one line, like the other subcommands' errors
         raise ConfigError(str(err)) from None
+    for note in result.notes:
+        print(f"note: {note}", file=sys.stderr)
     s = result.stats
     print(
         f"{s['elites']} elites in {s['cells']} cells: coverage {100 * s['coverage']:.1f} %, "

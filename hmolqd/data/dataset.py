@@ -104,7 +104,7 @@ def find_data_dir(
 
 def _download_hint(key: str = "data_dir") -> str:
     where = f"pass {key} FOLDER with" if key.startswith("--") else f"set {key} to"
-    return f"Download it with:\n    {FETCH_COMMAND}\nor {where} the VGLC 'The Legend of Zelda' folder."
+    return f"Download it with `{FETCH_COMMAND}`, or {where} the VGLC 'The Legend of Zelda' folder."  # one line
 
 
 def check_val_dungeons(val_dungeons: Iterable[str], dungeons: Iterable[str]) -> None:

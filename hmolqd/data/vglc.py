@@ -137,7 +137,8 @@ def read_text(path: Path) -> str:
     except OSError as err:
         raise VGLCFormatError(f"{path}: cannot read file: {err.strerror or err}") from err
     try:
-        return data.decode("utf-8")
+        # A UTF-8 byte order mark (what some Windows editors write first) is not part of the text.
+        return data.decode("utf-8").removeprefix("\ufeff")
     except UnicodeDecodeError as err:
         line = data[: err.start].count(b"\n") + 1
         raise VGLCFormatError(

@@ -15,6 +15,7 @@ All files are written atomically.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -184,14 +185,21 @@ def map_title(dungeon: Dungeon, stem: str) -> str:
     return f"{stem}: {rooms}; {walk}; keys and locks of the layout {mission}"
 
 
-def write_dungeon(dungeon: Dungeon, out_dir: str | Path, stem: str | None = None, scale: int = 4) -> dict[str, Path]:
-    """Write `<stem>.txt`, `.dot`, `.png`, `.json` into `out_dir` (created); returns {kind: path}."""
+def write_dungeon(
+    dungeon: Dungeon,
+    out_dir: str | Path,
+    stem: str | None = None,
+    scale: int = 4,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Path]:
+    """Write `<stem>.txt`, `.dot`, `.png`, `.json` into `out_dir` (created), each once; `extra`: more keys of the
+    JSON summary (an archive's elite record). Returns {kind: path}."""
     out = Path(out_dir)
     stem = stem or dungeon.layout.name
     paths = {kind: out / f"{stem}.{kind}" for kind in ("txt", "dot", "png", "json")}
     atomic_write_text(paths["txt"], dungeon_text(dungeon.rooms, dungeon.layout, dungeon.embedding))
     atomic_write_text(paths["dot"], dungeon_dot(dungeon.layout, dungeon.embedding))
-    summary: dict[str, Any] = dungeon.summary()
+    summary: dict[str, Any] = {**dungeon.summary(), **(extra or {})}
     save_map(dungeon, paths["png"], scale=scale, title=map_title(dungeon, stem))
     atomic_write_text(paths["json"], json.dumps(summary, indent=2) + "\n")
     return paths

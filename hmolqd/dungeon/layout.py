@@ -39,6 +39,7 @@ NO_PASSAGE = "none"  # the backward direction of a one-way edge
 # Rooms of one layout, at most: the largest real dungeon has 66; planning a layout grows with the square of its
 # rooms (0.85 s for a 200-room path graph, 4.5 s for 400, CPU), so a bigger graph is refused before any work.
 MAX_ROOMS = 200
+MIN_ROOMS = 4  # start, one room, boss, goal (hmolqd.dungeon.sampler samples no fewer)
 _CODE_KIND: dict[str, str] = {
     DoorCode.BOSS_LOCKED: "boss",
     DoorCode.KEY_LOCKED: "key",
@@ -170,6 +171,11 @@ def _pick_goal(graph: DungeonGraph, source: str, links: set[tuple[int, int]]) ->
 def layout_from_graph(graph: DungeonGraph, source: str | None = None) -> Layout:
     """A parsed VGLC graph -> `Layout` (door kinds per direction; module docstring). Errors name `source`."""
     source = source or f"{graph.name}.dot"
+    if len(graph.nodes) < MIN_ROOMS:  # the rule of a sampled layout's room count (`dungeon --rooms`)
+        raise LayoutError(
+            f"graph {source}: {len(graph.nodes)} room(s); a dungeon needs at least {MIN_ROOMS} "
+            "(start, a room, boss, goal)"
+        )
     if len(graph.nodes) > MAX_ROOMS:
         raise LayoutError(
             f"graph {source}: {len(graph.nodes)} rooms; a dungeon has at most {MAX_ROOMS} (the largest real one has 66)"

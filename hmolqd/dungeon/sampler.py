@@ -32,7 +32,7 @@ from typing import NamedTuple
 
 from hmolqd.dungeon.codes import LOCK_CODES, DoorCode, RoomLabel
 from hmolqd.dungeon.embed import SIDE_OFFSETS
-from hmolqd.dungeon.layout import MAX_ROOMS, NO_PASSAGE, Layout, LayoutError, Link, Room, direction_kind
+from hmolqd.dungeon.layout import MAX_ROOMS, MIN_ROOMS, NO_PASSAGE, Layout, LayoutError, Link, Room, direction_kind
 from hmolqd.dungeon.templates import REAL_TEMPLATES, STAT_NAMES, LayoutStats, Template, layout_stats, template_of
 
 # The statistics live in `templates`; they are importable from here too, where they were defined before.
@@ -50,8 +50,6 @@ __all__ = [
     "sample_layout",
     "template_of",
 ]
-
-MIN_ROOMS = 4  # start, one room, boss, goal
 
 
 @dataclass(frozen=True)

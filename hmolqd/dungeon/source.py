@@ -138,6 +138,7 @@ class ModelRoomSource:
         self.model, self._generate, self.batch_size = model, generate, batch_size
         self.sampling = {**DUNGEON_SAMPLING, **{k: v for k, v in sampling.items() if v is not None}}
         settings = sampling_settings(model, **self.sampling)  # an unknown keyword is an error here
+        self.settings = settings  # what the rooms are sampled with, resolved (an illumination records it)
         self.cond_stairs = bool(model.cfg.cond_stairs)
         self.name = (
             f"model ({model.cfg.model_kind}, {settings.sample_steps} sampling steps, "

@@ -1,6 +1,7 @@
 """Dungeons on demand: layout genomes (`genome`), a MAP-Elites archive of whole dungeons with pyribs
-(`archive`: descriptors, objective, checkpoint; `emitters` and `frontier`: the search; `run`: batches,
-in-process or on Dask), its pictures and files (`outputs`) and the elite closest to a request (`api`).
+(`archive`: descriptors and objective; `checkpoint`: `archive.pt`; `emitters` and `frontier`: the search; `run`:
+batches, in-process or on Dask; `guard`: the locked `--out` folder), its pictures and files (`outputs`) and the
+elite closest to a request (`api`).
 
 Needs the optional extra `hmolqd[qd]` (pyribs). May import `hmolqd.dungeon` and what it may import; the CLI,
 the notebook helpers and the package API call in here.

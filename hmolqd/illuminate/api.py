@@ -8,9 +8,11 @@ from typing import Any
 
 from hmolqd.dungeon.api import generate_dungeon as _generate_dungeon
 from hmolqd.dungeon.build import Dungeon
-from hmolqd.illuminate.archive import IlluminateError, archive_stats, check_descriptors, checkpoint_path, load_state
+from hmolqd.illuminate.archive import IlluminateError, archive_stats, check_descriptors
+from hmolqd.illuminate.checkpoint import checkpoint_path, load_state
+from hmolqd.illuminate.guard import out_lock
 from hmolqd.illuminate.outputs import closest_elite, write_outputs
-from hmolqd.illuminate.run import Illumination
+from hmolqd.illuminate.run import Illumination, SearchSettings, plan_run, run_search, with_tail
 from hmolqd.illuminate.run import illuminate as _illuminate
 
 
@@ -20,10 +22,17 @@ def illuminate(
     """Fill a MAP-Elites archive of dungeons (`hmolqd.illuminate.run`); with `out`, checkpoint there and
     (`outputs`) write the heatmap, the elite grid, every elite's files and `summary.json`
     (`hmolqd.illuminate.outputs`). `settings`: descriptors, seed, batch_size, mode, config, chunks, progress,
-    client, and the room model's sampling keys."""
-    result = _illuminate(model, evaluations=evaluations, out=out, **settings)
-    if out is not None and outputs:
-        write_outputs(result, out)
+    client, and the room model's sampling keys. Every input is checked before anything is written; `out` is
+    locked from before its checkpoint is read until the outputs are written (`hmolqd.illuminate.guard`)."""
+    progress, client = settings.pop("progress", None), settings.pop("client", None)
+    search = settings.pop("search", SearchSettings())
+    plan = plan_run(model, evaluations, search, client, settings)
+    if out is None:
+        return run_search(plan, None, progress, client)
+    with out_lock(Path(out)):
+        result = run_search(plan, out, progress, client)
+        if outputs:
+            write_outputs(result, out)
     return result
 
 
@@ -31,13 +40,16 @@ def load_illumination(folder: str | Path) -> Illumination:
     """An illumination from its checkpoint (`<folder>/archive.pt`, or the file itself)."""
     path = Path(folder)
     path = checkpoint_path(path) if path.is_dir() else path
-    if not path.is_file():
+    if not path.exists():
         raise IlluminateError(f"{path}: no archive checkpoint here; run `python -m hmolqd illuminate --out DIR` first")
     state = load_state(path)
     descs = check_descriptors(state.settings["descriptors"])
-    archive = state.scheduler.archive if state.settings["mode"] == "map-elites" else state.scheduler
-    stats = {**archive_stats(archive, state.beaten), "evaluations": state.evaluations}
-    return Illumination(archive, descs, state.elites, stats, state.history, state.counts, state.settings, path.parent)
+    final = with_tail(state, descs)
+    archive = final.scheduler.archive if state.settings["mode"] == "map-elites" else final.scheduler
+    stats = {**archive_stats(archive, final.beaten), "evaluations": final.evaluations}
+    return Illumination(
+        archive, descs, final.elites, stats, final.history, final.counts, state.settings, path.parent, state
+    )
 
 
 def generate_dungeon(
@@ -52,10 +64,17 @@ def generate_dungeon(
     """`hmolqd.dungeon.generate_dungeon`, or with `target` ({descriptor: value}) the elite of an archive
     closest to it: of `archive` (an illumination's folder or result), else of a fresh illumination of
     `evaluations` dungeons with `model` (in memory). With `out`, the elite's files are written there."""
+    out = kwargs.get("out")
+    if out is not None and Path(out).exists() and not Path(out).is_dir():  # before any work
+        raise IlluminateError(f"out {out}: is a file, not a folder; give a folder (created if missing)")
     if target is None:
         if archive is not None:
             raise IlluminateError("archive= is used with target={...}; give a target or leave archive out")
         return _generate_dungeon(model, graph, **kwargs)
+    if not isinstance(target, Mapping):
+        raise IlluminateError(
+            f"target must be a dict {{descriptor: value}}, e.g. {{'rooms': 30}}, got {type(target).__name__} {target!r}"
+        )
     if graph is not None:
         raise IlluminateError("give a graph or a target, not both")
     out, stem = kwargs.pop("out", None), kwargs.pop("stem", "dungeon")

@@ -22,39 +22,21 @@ graphs that the descriptors do not measure (dead ends, key-locked, soft-locked a
 puzzle rooms: `LIKENESS_FIELDS`) of exp(-z^2 / 2), z = distance to the real mean in real standard
 deviations. QD score = sum of the elites' objectives (offset 0).
 
-**Checkpoint** (`archive.pt`, written atomically after every batch): one dict saved with `torch.save` and read
-with `torch.load(weights_only=True)`, like the training checkpoints: the pyribs scheduler (archive and
-emitters with their random states), the elites' dungeons, the counters and the run's settings. The
-scheduler and the dungeons are objects, so the load allows their classes by name (`safe_globals()`: the
-pyribs and hmolqd classes a run holds, numpy's arrays, dtypes and random generators, `frozenset`) and
-nothing else: those classes are rebuilt from their data without running their code, and a file that
-names any other global (a pickled function call, say) is refused with that global's name, nothing in it
-run. A run resumes from it only with the same settings; any file that does not load is a one-line error.
-An `archive.pkl` (the pickle of hmolqd before this format) is never unpickled: it is refused with its name.
+**Checkpoint**: `hmolqd.illuminate.checkpoint` (`archive.pt`).
 """
 
 from __future__ import annotations
 
-import importlib
 import math
-import pickle  # for its error class only: nothing here unpickles with pickle
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, fields
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import torch
 
-from hmolqd.atomic import atomic_write
-from hmolqd.checkpointing.verify import load_error_reason
 from hmolqd.data.attributes import has_water
 from hmolqd.dungeon.build import MONSTER_LABELS, Dungeon
 from hmolqd.dungeon.sampler import REAL_TEMPLATES, template_of
-
-CHECKPOINT_NAME = "archive.pt"
-CHECKPOINT_VERSION = 2
-LEGACY_CHECKPOINT_NAME = "archive.pkl"  # version 1, a pickle: refused, never loaded (module docstring)
 
 
 class IlluminateError(ValueError):
@@ -168,116 +150,3 @@ def archive_stats(archive: Any, beaten: dict[int, bool] | None = None) -> dict[s
         flags = [beaten.get(int(i), False) for i in data["index"]]
         out["beaten_elites"] = float(np.mean(flags)) if flags else None
     return out
-
-
-@dataclass
-class State:
-    """Everything a resumed illumination needs (module docstring)."""
-
-    settings: dict[str, Any]
-    scheduler: Any
-    evaluations: int
-    batches: int
-    elites: dict[int, Dungeon]  # archive cell -> the elite's dungeon
-    beaten: dict[int, bool]  # archive cell -> its elite was beaten
-    history: list[dict[str, Any]]
-    counts: dict[str, float]  # beaten before / after regeneration, rooms regenerated, seconds evaluating
-
-
-# Classes a checkpoint may hold, by import path (module docstring). pyribs keeps some in private modules, so
-# they are named as its installed version spells them; a name it lacks is left out (a file that needs it is
-# then refused, naming it). hmolqd's own are the dataclasses of a `Dungeon` and the frontier emitter.
-_SAFE_CLASS_NAMES: tuple[str, ...] = (
-    "ribs.schedulers._scheduler.Scheduler",
-    "ribs.archives._grid_archive.GridArchive",
-    "ribs.archives._array_store.ArrayStore",
-    "ribs.archives._archive_stats.ArchiveStats",
-    "ribs.emitters._iso_line_emitter.IsoLineEmitter",
-    "hmolqd.illuminate.frontier.FrontierIsoLineEmitter",
-    "hmolqd.dungeon.build.Dungeon",
-    "hmolqd.dungeon.build.Plan",
-    "hmolqd.dungeon.embed.Embedding",
-    "hmolqd.dungeon.layout.Layout",
-    "hmolqd.dungeon.layout.Link",
-    "hmolqd.dungeon.layout.Room",
-    "hmolqd.dungeon.mission.MissionResult",
-    "hmolqd.dungeon.rules.PlayResult",
-    "hmolqd.dungeon.walk.WalkResult",
-)
-# numpy's dtypes that pyribs' arrays and counters use.
-_NUMPY_TYPES = (np.bool_, np.int32, np.int64, np.uint32, np.uint64, np.float32, np.float64)
-
-
-def _importable(name: str) -> Any | None:
-    module, _, attr = name.rpartition(".")
-    try:
-        return getattr(importlib.import_module(module), attr)
-    except (ImportError, AttributeError):
-        return None
-
-
-def safe_globals() -> list[Any]:
-    """What `load_state` lets `torch.load(weights_only=True)` rebuild (module docstring)."""
-    # numpy's reconstructors, found from live objects so that numpy 1's and 2's module paths both work.
-    rebuilders = [
-        np.zeros(1).__reduce__()[0],  # numpy.(_)core.multiarray._reconstruct
-        np.int64(0).__reduce__()[0],  # numpy.(_)core.multiarray.scalar
-        np.random.default_rng(0).__reduce__()[0],  # numpy.random._pickle.__generator_ctor
-        np.random.PCG64(0).__reduce__()[0],  # numpy.random._pickle.__bit_generator_ctor
-        np.random.SeedSequence(0).__reduce__()[0],  # numpy.random.bit_generator.__pyx_unpickle_SeedSequence
-    ]
-    numpy_types = [np.ndarray, np.dtype, np.random.PCG64, np.random.SeedSequence, *_NUMPY_TYPES]
-    numpy_types += [type(np.dtype(t)) for t in _NUMPY_TYPES]
-    classes = [c for c in map(_importable, _SAFE_CLASS_NAMES) if c is not None]
-    return [*rebuilders, *numpy_types, *classes, frozenset]
-
-
-def checkpoint_path(folder: Path) -> Path:
-    """`folder`'s checkpoint; a folder holding only an earlier hmolqd's pickle (`archive.pkl`) is refused,
-    so that a new run neither loads it nor writes over that run's files."""
-    path = Path(folder) / CHECKPOINT_NAME
-    legacy = Path(folder) / LEGACY_CHECKPOINT_NAME
-    if not path.exists() and legacy.exists():
-        raise IlluminateError(
-            f"{legacy}: an archive of an earlier hmolqd (a pickle, not loaded: it could run code); "
-            "use another --out, or move it away to start anew here"
-        )
-    return path
-
-
-def save_state(path: Path, state: State) -> None:
-    blob = {"version": CHECKPOINT_VERSION, **{f.name: getattr(state, f.name) for f in fields(State)}}
-    atomic_write(path, lambda f: torch.save(blob, f))
-
-
-def load_state(path: Path) -> State:
-    """Read a checkpoint with `torch.load(weights_only=True)`; anything that is not one is an
-    `IlluminateError` naming the file (module docstring)."""
-    if Path(path).name == LEGACY_CHECKPOINT_NAME:
-        raise IlluminateError(f"{path}: a pickle checkpoint of an earlier hmolqd, not loaded (it could run code)")
-    try:
-        with torch.serialization.safe_globals(safe_globals()):
-            blob = torch.load(path, map_location="cpu", weights_only=True)
-    except (
-        pickle.UnpicklingError,  # torch's refusal of a global that is not allowed, among others
-        OSError,
-        RuntimeError,
-        EOFError,
-        ValueError,
-        TypeError,
-        AttributeError,
-        KeyError,
-        IndexError,
-    ) as err:
-        raise IlluminateError(
-            f"{path}: corrupted archive checkpoint ({load_error_reason(err)}); move it away to start anew"
-        ) from None
-    if (
-        not isinstance(blob, dict)
-        or blob.get("version") != CHECKPOINT_VERSION
-        or set(blob) - {"version"} != {f.name for f in fields(State)}
-    ):
-        raise IlluminateError(
-            f"{path}: not an archive checkpoint of version {CHECKPOINT_VERSION}; move it away to start anew"
-        )
-    return State(**{f.name: blob[f.name] for f in fields(State)})

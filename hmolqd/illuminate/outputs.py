@@ -11,6 +11,11 @@
 - `summary.json`: settings, archive statistics, counts (beaten before / after regeneration, rooms
   regenerated, seconds) and the coverage after every batch.
 
+Each file is written only when what it shows changed: the checkpoint records a tag per elite (a digest of its
+genome, objective, descriptors and rooms) and one of the sheets (`State.written`), so a re-run of a finished
+archive rewrites nothing, and a longer run rewrites the files of the cells whose elite changed. A file that is
+missing is written again. A failure to write (a full disk) is one line; the archive itself stays intact.
+
 `closest_elite(result, target)` returns the elite nearest to `target` ({descriptor: value}) in units of
 each descriptor's bin width; a descriptor the archive does not have, or a value outside its range, is an
 `IlluminateError`.
@@ -18,7 +23,9 @@ each descriptor's bin width; a descriptor the archive does not have, or a value 
 
 from __future__ import annotations
 
+import hashlib
 import json
+import numbers
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -33,6 +40,8 @@ from hmolqd.data.tiles import TILE_NAMES
 from hmolqd.dungeon.build import Dungeon
 from hmolqd.dungeon.export import FRAME_COLORS, frame_rooms, write_dungeon
 from hmolqd.illuminate.archive import IlluminateError
+from hmolqd.illuminate.checkpoint import checkpoint_path, save_state
+from hmolqd.illuminate.guard import ELITES_DIR
 from hmolqd.render import TILE_COLORS, dungeon_to_rgb
 
 
@@ -135,11 +144,15 @@ def _save(fig: Figure, path: Path) -> Path:
 
 def elite_json(result: Any, cell: int, dungeon: Dungeon) -> dict[str, Any]:
     data = result.archive.retrieve_single(dungeon_measures(result, cell))[1]
+    return _elite_record(result, cell, data["measures"], data["objective"], data["solution"])
+
+
+def _elite_record(result: Any, cell: int, meas: Any, obj: Any, solution: Any) -> dict[str, Any]:
     return {
         "cell": cell,
-        "descriptors": {d.name: float(m) for d, m in zip(result.descriptors, data["measures"])},
-        "objective": float(data["objective"]),
-        "genome": [float(x) for x in data["solution"]],
+        "descriptors": {d.name: float(m) for d, m in zip(result.descriptors, meas)},
+        "objective": float(obj),
+        "genome": [float(x) for x in solution],
     }
 
 
@@ -148,26 +161,51 @@ def dungeon_measures(result: Any, cell: int) -> np.ndarray:
     return meas[int(np.nonzero(index == cell)[0][0])]
 
 
+def _tag(*parts: Any) -> str:
+    h = hashlib.sha256()
+    for part in parts:
+        h.update(np.ascontiguousarray(part).tobytes() if isinstance(part, np.ndarray) else repr(part).encode())
+    return h.hexdigest()
+
+
+ELITE_KINDS = ("txt", "dot", "png", "json")
+
+
 def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[str, Path]:
+    """Write what changed since the last write into `out` (module docstring); returns {what: path}."""
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {
-        "heatmap": _save(heatmap(result), out / "heatmap.png"),
-        "elites": _save(elite_grid(result), out / "elites.png"),
-    }
-    if per_elite:
-        folder = out / "elites"
-        for cell, dungeon in sorted(result.elites.items()):
-            files = write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2)
-            summary = json.loads(files["json"].read_text())
-            atomic_write_text(
-                files["json"], json.dumps({**summary, "elite": elite_json(result, cell, dungeon)}, indent=2) + "\n"
-            )
-        paths["elite_files"] = folder
+    state = result.state if result.out is not None and Path(result.out) == out else None
+    done = state.written if state is not None else {}
+    cells = dict(done.get("cells", {}))
+    folder = out / ELITES_DIR
+    data = result.archive.data()
+    rows = {int(i): k for k, i in enumerate(data["index"])}
     summary = {"settings": result.settings, "stats": result.stats, "counts": result.counts, "history": result.history}
-    atomic_write_text(out / "summary.json", json.dumps(summary, indent=2) + "\n")
-    paths["summary"] = out / "summary.json"
-    return paths
+    text = json.dumps(summary, indent=2) + "\n"
+    paths = {"heatmap": out / "heatmap.png", "elites": out / "elites.png", "summary": out / "summary.json"}
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        for cell, dungeon in sorted(result.elites.items()) if per_elite else ():
+            k = rows[cell]
+            record = _elite_record(result, cell, data["measures"][k], data["objective"][k], data["solution"][k])
+            tag = _tag(record, dungeon.rooms.numpy())
+            if cells.get(cell) != tag or not all((folder / f"cell_{cell}.{x}").is_file() for x in ELITE_KINDS):
+                write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2, extra={"elite": record})
+                cells[cell] = tag
+        sheets = _tag(text, sorted(cells.items()), sorted(result.elites))
+        if done.get("sheets") != sheets or not all(p.is_file() for p in paths.values()):
+            _save(heatmap(result), paths["heatmap"])
+            _save(elite_grid(result), paths["elites"])
+            atomic_write_text(paths["summary"], text)
+    except OSError as err:
+        raise IlluminateError(
+            f"writing {err.filename or out} failed: {err.strerror or err}; the archive is intact: free the space "
+            "(or fix the folder) and re-run to write the outputs"
+        ) from None
+    if state is not None and state.written != {"cells": cells, "sheets": sheets}:
+        state.written = {"cells": cells, "sheets": sheets}
+        save_state(checkpoint_path(out), state)  # the record of what is on disk, so a re-run writes nothing
+    return {**paths, "elite_files": folder} if per_elite else paths
 
 
 def closest_elite(result: Any, target: Mapping[str, float]) -> Dungeon:
@@ -181,7 +219,8 @@ def closest_elite(result: Any, target: Mapping[str, float]) -> Dungeon:
         if key not in names:
             raise IlluminateError(f"target: unknown descriptor {key!r}; this archive has {', '.join(names)}")
         d = result.descriptors[names.index(key)]
-        if not isinstance(value, (int, float)) or not d.low <= float(value) <= d.high:
+        real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))  # numpy's too
+        if not real or not d.low <= float(value) <= d.high:
             raise IlluminateError(f"target {key}={value!r} is outside the archive's range [{d.low}, {d.high}]")
     index, meas, _ = _cells(result)
     if len(index) == 0:

@@ -299,7 +299,8 @@ def write_outputs(run: Run, *, write: bool, done_before: bool, rewrite: bool, fi
     if write:
         if done_before and not rewrite:
             run.log(f"writing the final outputs that are missing from {out}")
-        outputs.finish(run.gen, run.cfg, run.progress.history, final=final, log=run.log)
+        only_missing = done_before and not rewrite  # a finished run writes what is missing, nothing more
+        outputs.finish(run.gen, run.cfg, run.progress.history, final=final, log=run.log, only_missing=only_missing)
     elif done_before:
         run.log(f"outputs in {out} left as they are (rewrite_outputs=True, or --rewrite-outputs, writes them again)")
 

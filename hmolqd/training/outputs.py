@@ -6,7 +6,7 @@ training_curves.png      losses and learning rate per stage
 model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `hmolqd.load_model(path)`
 sample_*.png             grids of generated rooms, each titled with the door condition it was asked for
                          (sides as seen on screen), a tile legend, and unplayable rooms outlined in red
-h_molqd_outputs.zip      all of the above plus the checkpoints (see `zip_outputs`)
+h_molqd_outputs.zip      all of the above plus the checkpoints and the illuminate archive's summary (see `zip_outputs`)
 run.json                 the run these outputs belong to (another run's outputs are set aside first: `claim_output_dir`)
 """
 
@@ -22,7 +22,7 @@ import torch
 
 from hmolqd.atomic import atomic_write, atomic_write_text
 from hmolqd.checkpointing.export import export_model
-from hmolqd.checkpointing.fileformat import LATEST
+from hmolqd.checkpointing.fileformat import LATEST, CheckpointError, mib
 from hmolqd.checkpointing.identity import RunInfo, read_run_info, write_run_info
 from hmolqd.checkpointing.lineage import set_aside
 from hmolqd.checkpointing.lock import LOCK_NAME, RUN_INFO_NAME
@@ -91,6 +91,10 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
     hard link): a zip entry cannot share another's bytes, and these are the names a user unzips to resume or
     to keep the best model, so their bytes are stored twice then. An epoch or step file that is a hard link of
     a stored entry is one line in checkpoints/SAME_FILES.txt instead. `.pt` files are stored, not deflated.
+    Of the notebook's archive (`illuminate/`, `hmolqd.notebook.illuminate_dungeons`) the zip holds
+    `ILLUMINATE_FILES` (summary, heatmap, elite sheet and `archive.pt`, from which every elite's files can be
+    written again), not the per-elite folder `illuminate/elites/`. A failure to write the zip (a full disk)
+    is a CheckpointError of one line; the files it would hold are untouched.
     """
     out, ckpt = Path(output_dir), Path(checkpoint_dir)
     names = sorted(
@@ -122,6 +126,9 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
             continue
         stored[(st.st_dev, st.st_ino)] = src
         files.append((src, Path("outputs") / src.name))
+    for name in ILLUMINATE_FILES:
+        if (src := out / ILLUMINATE_DIR / name).is_file():
+            files.append((src, Path("outputs") / ILLUMINATE_DIR / name))
 
     def write(f: Any) -> None:
         # .pt files are already compressed zip archives; storing them avoids minutes of deflate on Kaggle.
@@ -132,7 +139,14 @@ def zip_outputs(output_dir: str | Path, checkpoint_dir: str | Path) -> Path:
                 zf.writestr(SAME_FILES_NOTE, "\n".join(same) + "\n", compress_type=zipfile.ZIP_DEFLATED)
 
     path = out / ZIP_NAME
-    atomic_write(path, write)
+    try:
+        atomic_write(path, write)
+    except OSError as err:  # a full disk, say: one line (`hmolqd.cli`), and a re-run writes only what is missing
+        size = sum(src.stat().st_size for src, _ in files)
+        raise CheckpointError(
+            f"writing {path} failed: {err.strerror or err} (its {len(files)} files are {mib(size)}); they are "
+            "intact: free space and re-run to write the zip"
+        ) from err
     return path
 
 
@@ -145,6 +159,7 @@ def _named_entry(path: Path) -> bool:
 
 GENERATED_DUNGEON = "dungeon_generated"  # stem of the files hmolqd.notebook.draw_dungeon writes into output_dir
 ILLUMINATE_DIR = "illuminate"  # the folder of hmolqd.notebook.illuminate_dungeons' archive (built from model_final.pt)
+ILLUMINATE_FILES = ("summary.json", "heatmap.png", "elites.png", "archive.pt")  # of it, in the zip (zip_outputs)
 # after the last stage
 _FINAL_OUTPUTS = (FINAL_MODEL, ZIP_NAME, "sample_*.png", f"{GENERATED_DUNGEON}.*", ILLUMINATE_DIR)
 _RUN_OUTPUTS = ("config.json", "training_history.json", "training_curves.png", *_FINAL_OUTPUTS)
@@ -196,15 +211,29 @@ def set_aside_final_outputs(output_dir: str | Path, run_id: str) -> str | None:
 
 
 def finish(
-    gen: RoomModel, cfg: Config, history: list[dict[str, Any]], *, final: bool, log: Callable[[str], None]
+    gen: RoomModel,
+    cfg: Config,
+    history: list[dict[str, Any]],
+    *,
+    final: bool,
+    log: Callable[[str], None],
+    only_missing: bool = False,
 ) -> list[Path]:
-    """Curves always; after the last stage also the final model, sample grids and the zip."""
+    """Curves always; after the last stage also the final model, sample grids and the zip. `only_missing` (a
+    re-run of a finished training): only the files that are not there, and the zip (so a zip that a full disk
+    stopped is written again without writing model_final.pt again)."""
     out = Path(cfg.paths.output_dir)
-    written = [plot_curves(history, out / "training_curves.png")]
+    written = []
+    if not (only_missing and (out / "training_curves.png").is_file()):
+        written.append(plot_curves(history, out / "training_curves.png"))
     if final:
-        written.append(export_final(gen, out, history))
+        if not (only_missing and (out / FINAL_MODEL).is_file()):
+            written.append(export_final(gen, out, history))
         denoiser = denoiser_stage()
-        if any(r.get("stage") == denoiser.name for r in history):
+        samples = [out / f"sample_{name}.png" for name, _ in SAMPLE_CONDITIONS]
+        if only_missing and all(p.is_file() for p in samples):
+            pass  # the grids are there: nothing to draw
+        elif any(r.get("stage") == denoiser.name for r in history):
             written += write_samples(gen, cfg, out)
         else:  # num_epochs=0: a denoiser that never trained draws noise, not rooms
             log(

@@ -1,0 +1,179 @@
+"""Issue 28: an illumination resumes only its own archive, extends past a partial batch, is locked, checksummed,
+and a re-run of a finished archive rewrites nothing."""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+pytest.importorskip("ribs")
+
+from model_helpers import TINY_CLI_MODEL
+from test_illuminate import REPO, SeededPlain, same
+
+from hmolqd.cli import main
+from hmolqd.config import Config
+from hmolqd.dungeon.source import PlainRoomSource
+from hmolqd.illuminate import IlluminateError, illuminate
+from hmolqd.illuminate.checkpoint import CHECKPOINT_NAME, load_state
+from hmolqd.illuminate.outputs import ELITE_KINDS as KINDS
+from hmolqd.models.room_model import RoomModel
+from hmolqd.training.outputs import export_final
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory: pytest.TempPathFactory) -> list[Path]:
+    """Two tiny untrained models of one config (so one name and one set of sampling settings), other weights."""
+    paths = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        model = RoomModel.from_config(Config().with_overrides(**TINY_CLI_MODEL))
+        paths.append(export_final(model, tmp_path_factory.mktemp(f"model{seed}")))
+    return paths
+
+
+def files_of(folder: Path) -> dict[str, tuple[int, int]]:
+    return {str(p.relative_to(folder)): (p.stat().st_ino, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+def test_an_extension_past_a_partial_batch_is_one_run_of_that_length(tmp_path: Path) -> None:
+    args = {"batch_size": 10, "seed": 2, "out": tmp_path, "outputs": False}
+    assert illuminate(SeededPlain(), evaluations=25, **args).stats["evaluations"] == 25
+    extended = illuminate(SeededPlain(), evaluations=35, **args)  # was: "ask cannot be called immediately after ask"
+    straight = illuminate(SeededPlain(), evaluations=35, batch_size=10, seed=2)
+    assert same(extended, straight) and extended.stats == straight.stats
+    assert all(torch.equal(extended.elites[c].rooms, straight.elites[c].rooms) for c in straight.elites)
+    again = illuminate(SeededPlain(), evaluations=35, **args)  # the partial batch is added again, not evaluated
+    assert same(again, straight) and again.counts == extended.counts
+
+
+def test_fewer_evaluations_than_the_archive_holds_are_said(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    illuminate(PlainRoomSource(), evaluations=20, batch_size=10, out=tmp_path, outputs=False)
+    result = illuminate(PlainRoomSource(), evaluations=10, batch_size=10, out=tmp_path, outputs=False)
+    assert result.stats["evaluations"] == 20
+    assert result.notes == (
+        "the archive already holds 20 evaluations, more than the 10 asked: nothing was evaluated, "
+        "and all 20 are reported",
+    )
+
+
+def test_another_models_weights_cannot_resume(models: list[Path], tmp_path: Path) -> None:
+    illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False)
+    with pytest.raises(IlluminateError, match="another room model") as err:  # one name, one sampling, other weights
+        illuminate(models[1], evaluations=4, batch_size=2, out=tmp_path, outputs=False)
+    digests = re.findall(r"weights sha256 ([0-9a-f]{64})", str(err.value))
+    assert len(set(digests)) == 2 and load_state(tmp_path / CHECKPOINT_NAME).evaluations == 2
+
+
+def test_a_sampling_setting_restated_resumes_and_another_does_not(models: list[Path], tmp_path: Path) -> None:
+    illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False)
+    illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False, steps=2)  # its own sample_steps
+    with pytest.raises(IlluminateError, match="other settings .*sampling"):
+        illuminate(models[0], evaluations=2, batch_size=2, out=tmp_path, outputs=False, steps=3)
+
+
+def test_a_flipped_bit_in_the_archive_is_refused_and_the_file_kept(
+    models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    illuminate(PlainRoomSource(), evaluations=10, batch_size=10, out=tmp_path / "a", outputs=False)
+    good = (tmp_path / "a" / CHECKPOINT_NAME).read_bytes()
+    inner = torch.load(tmp_path / "a" / CHECKPOINT_NAME, weights_only=True)["archive"].numpy().tobytes()
+    start = good.find(inner)  # the uint8 tensor, stored as is
+    assert start > 0 and good[start : start + len(inner)] == inner
+    rng = np.random.default_rng(0)
+    payload = [start + int(i) for i in rng.integers(0, len(inner), 40)]  # the archive's state itself
+    anywhere = [int(i) for i in rng.integers(0, len(good), 20)]
+    path = tmp_path / "b" / CHECKPOINT_NAME
+    path.parent.mkdir()
+    for k, offset in enumerate(payload + anywhere):
+        flipped = bytearray(good)
+        flipped[offset] ^= 1 << (k % 8)
+        path.write_bytes(bytes(flipped))
+        try:
+            load_state(path)
+        except IlluminateError as err:
+            assert "\n" not in str(err) and str(path) in str(err) and "the file is kept" in str(err)
+            continue
+        # only a flip in the zip's framing (not its contents, which the digest covers) may still load
+        assert k >= len(payload), f"flip at byte {offset} of the payload was not detected"
+        assert torch.load(path, weights_only=True)["archive"].numpy().tobytes() == inner
+    flipped = bytearray(good)
+    flipped[payload[0]] ^= 1
+    path.write_bytes(bytes(flipped))
+    argv = ["illuminate", "--model", str(models[0]), "--out", str(path.parent), "--evaluations", "2"]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "checksum mismatch" in err and path.read_bytes() == bytes(flipped)
+
+
+def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(
+    models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    out = tmp_path / "run"
+    code = (
+        "from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
+        f"illuminate(SlowPlain(), evaluations=40, batch_size=10, seed=0, out={str(out)!r}, outputs=False)"
+    )
+    env = {**os.environ, "SLOW_PLAIN_S": "1.0", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+    try:
+        deadline = time.monotonic() + 300
+        while not (out / CHECKPOINT_NAME).exists() and time.monotonic() < deadline:
+            assert proc.poll() is None, "the first run ended early"
+            time.sleep(0.2)
+        with pytest.raises(IlluminateError, match="in use by another illumination: pid"):
+            illuminate(SeededPlain(), evaluations=40, batch_size=10, seed=1, out=out, outputs=False)
+        argv = ["illuminate", "--model", str(models[0]), "--out", str(out), "--evaluations", "2"]
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.count("\n") == 1 and "in use by another illumination" in err
+        assert proc.poll() is None
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert load_state(out / CHECKPOINT_NAME).settings["seed"] == 0  # the first run's archive, not replaced
+
+
+def test_a_rerun_of_a_finished_archive_rewrites_nothing(tmp_path: Path) -> None:
+    args = {"batch_size": 10, "seed": 3, "out": tmp_path}
+    first = illuminate(PlainRoomSource(), evaluations=25, **args)
+    before = files_of(tmp_path)
+    assert len([n for n in before if n.startswith("elites/")]) == 4 * len(first.elites)
+    again = illuminate(PlainRoomSource(), evaluations=25, **args)
+    assert files_of(tmp_path) == before and same(again, first)
+    cell = min(first.elites)
+    (tmp_path / "elites" / f"cell_{cell}.png").unlink()  # a missing file is written again, with its cell's alone
+    illuminate(PlainRoomSource(), evaluations=25, **args)
+    after = files_of(tmp_path)
+    assert {n for n in after if after[n] != before.get(n)} == {"elites", *(f"elites/cell_{cell}.{x}" for x in KINDS)}
+
+
+def test_a_full_disk_mid_run_is_one_line_and_keeps_the_archive(
+    models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    argv = ["illuminate", "--model", str(models[0]), "--out", str(tmp_path), "--batch-size", "2", "--evaluations"]
+    assert main([*argv, "2"]) == 0
+    capsys.readouterr()
+    saved = (tmp_path / CHECKPOINT_NAME).read_bytes()
+    real = tempfile.mkstemp
+
+    def full(*args, prefix: str = "", **kwargs):  # type: ignore[no-untyped-def]
+        if prefix.startswith((f".{CHECKPOINT_NAME}.", ".cell_")):
+            raise OSError(errno.ENOSPC, "No space left on device")
+        return real(*args, prefix=prefix, **kwargs)
+
+    monkeypatch.setattr(tempfile, "mkstemp", full)
+    assert main([*argv, "4"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "disk full" in err and (tmp_path / CHECKPOINT_NAME).read_bytes() == saved
