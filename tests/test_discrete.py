@@ -211,21 +211,24 @@ def test_a_checkpoint_of_the_previous_model_kind_still_loads() -> None:
 
 def test_copy_guard_redraws_rooms_with_a_training_interior(model: RoomModel) -> None:
     from hmolqd.data.tiles import INTERIOR, nearest_distance, pattern_codes
-    from hmolqd.sampling.discrete import TrainingReference
+    from hmolqd.sampling.discrete import TrainingReference, counting_redraws
 
     first = generate(model, 12, seed=5)
     interiors = torch.unique(first[(slice(None), *INTERIOR)].flatten(1), dim=0)  # as if trained on these rooms
     model._training_reference = TrainingReference(interiors, torch.unique(pattern_codes(first, 2)))
-    stats: dict[str, int] = {}
-    guarded = generate(model, 12, seed=5, copy_guard=1, stats=stats)
+    with counting_redraws() as stats:
+        guarded = generate(model, 12, seed=5, copy_guard=1)
     left = nearest_distance(guarded[(slice(None), *INTERIOR)].flatten(1), interiors)
     assert stats["redrawn"] >= 12  # every first draw was a copy, so every room was drawn again at least once
     assert stats["redrawn"] <= 12 * (model.config.run.sampling.guard_draws - 1) and stats["kept"] == int(
         (left == 0).sum()
     )
     assert torch.equal(guarded, generate(model, 12, seed=5, copy_guard=1))  # seeded
-    assert torch.equal(first, generate(model, 12, seed=5, copy_guard=0, stats=stats)) and stats["redrawn"] == 0
-    far = generate(model, 12, seed=5, copy_guard=200, stats=stats)  # nothing is ever 200 tiles away: all kept
+    with counting_redraws() as stats:
+        assert torch.equal(first, generate(model, 12, seed=5, copy_guard=0))
+    assert stats == {"redrawn": 0, "kept": 0}
+    with counting_redraws() as stats:
+        far = generate(model, 12, seed=5, copy_guard=200)  # nothing is ever 200 tiles away: all kept
     assert stats["kept"] == 12 and far.shape == first.shape
 
 

@@ -175,7 +175,7 @@ def test_map_title_and_diagnostics_say_what_failed(
                 str(tmp_path / "o"),
             ]
         )
-        == 0
+        == 1  # a dungeon that cannot be walked: its files written, exit 1 with one line why
     )
     out = capsys.readouterr().out
     reasons = (

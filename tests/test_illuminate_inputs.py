@@ -165,7 +165,8 @@ def test_stale_temp_files_of_dead_runs_go_and_a_live_runs_stay(tmp_path: Path) -
 def test_dask_local_workers_are_capped_to_the_cores(monkeypatch: pytest.MonkeyPatch) -> None:
     import dask.distributed
 
-    from hmolqd import cli, cli_args
+    from hmolqd.cli import args as cli_args
+    from hmolqd.cli import commands as cli
 
     started = []
 

@@ -108,6 +108,17 @@ def test_notebook_is_valid_clean_and_parametrised(path: Path) -> None:
                 assert "--no-deps" in line, f"a pip install without --no-deps could replace Kaggle's CUDA torch: {line}"
 
 
+STUDY_KEYS = (
+    "recombine_augment",
+    "num_epochs",
+    "guidance_scale",
+    "sample_temperature",
+    "pattern_guard",
+    "request_guard",
+    "guard_draws",
+)
+
+
 def test_training_notebook_config_cell_documents_every_key() -> None:
     cell = next(
         c.source for c in read(TRAIN_NB).cells if c.source.lstrip().startswith("# 2.") and "CONFIG = {" in c.source
@@ -119,10 +130,13 @@ def test_training_notebook_config_cell_documents_every_key() -> None:
     for key in config:
         line = next(line for line in cell.splitlines() if line.strip().startswith(f'"{key}":'))
         assert re.search(r"#\s*\S", line), f"CONFIG key {key!r} has no comment"
-    defaults = Config().to_flat()
-    assert {k: v for k, v in config.items()} == {k: defaults[k] for k in config}, (
-        "CONFIG shows other values than Config's defaults"
-    )
+    # The notebook trains and samples the best measured point (bench/QUALITY.md): the cpu preset's values of the keys
+    # the fidelity-novelty study set, Config()'s defaults for every other key. Config() itself keeps the plain model
+    # (no recombined rooms, no guards: the pattern guard reads the corpus when sampling).
+    assert set(STUDY_KEYS) <= set(config), f"CONFIG lacks {sorted(set(STUDY_KEYS) - set(config))}"
+    best = Config.preset("cpu").to_flat()
+    expected = {**Config().to_flat(), **{k: best[k] for k in STUDY_KEYS}}
+    assert config == {k: expected[k] for k in config}, "CONFIG shows other values than the cpu preset's / Config's"
     Config.from_flat(config)
 
 
@@ -160,7 +174,7 @@ def test_training_notebook_runs_then_resumes_when_run_again(
         inject(nb, CONFIG_OVERRIDES={**base, "num_epochs": 2}, ILLUMINATE_EVALUATIONS=2), tmp_path, monkeypatch
     )
     text = text_of(second)
-    resumed = re.findall(r"Resuming from (\S+) \(stage diffusion, epoch 1, global step 10", text)
+    resumed = re.findall(r"Resuming from (\S+) \(stage diffusion, epoch 1, global step \d+", text)
     assert resumed and all(Path(p) == ckpt / "checkpoint_latest.pt" for p in resumed), text[:2000]
     assert "already trained: vqvae: epochs 1; diffusion: epochs 1" in text
     assert f"resumed from {ckpt / 'checkpoint_latest.pt'}" in text  # the training summary

@@ -36,6 +36,7 @@ from hmolqd.evaluation.baselines import MarkovRoomGenerator
 from hmolqd.evaluation.metrics import evaluate_rooms
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import grid_to_rgb, save_png
+from hmolqd.sampling.discrete import counting_redraws
 from hmolqd.sampling.generate import generate, sampling_settings
 
 # Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
@@ -108,11 +109,11 @@ def _sample_model(
     models that take them. `sampling` overrides the model's own sampling settings (generate's keywords; None = the
     model's)."""
     cond_stairs = stairs if generator.cfg.cond_stairs else None
-    stats: dict[str, int] = {}
     start = time.perf_counter()
-    rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, seed=seed, stats=stats, **sampling)
+    with counting_redraws() as counts:
+        rooms = generate(generator, doors.shape[0], doors=doors, stairs=cond_stairs, seed=seed, **sampling)
     seconds = time.perf_counter() - start  # generate returns CPU rooms, so device work is finished
-    return rooms, seconds, stats.get("redrawn", 0) / max(doors.shape[0], 1)
+    return rooms, seconds, counts["redrawn"] / max(doors.shape[0], 1)
 
 
 def json_safe(value: Any) -> Any:

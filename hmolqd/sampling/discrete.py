@@ -4,7 +4,9 @@ CodeDiffusion.sample, then the VQ-VAE decoder; a requested mirror axis is made e
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +21,8 @@ from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 
 MIRROR_SEED_OFFSET = 1  # the "one axis" draw uses its own generator, seeded seed + this
+# The counts of the `counting_redraws()` block this call runs in, if any (a context variable: threads stay apart).
+_REDRAWS: ContextVar[dict[str, int] | None] = ContextVar("hmolqd_guard_redraws", default=None)
 GUARD_SEED_STEP = 104_729  # the guards' round r redraws with seed + r * this (a prime, unlike other seed steps)
 
 
@@ -171,6 +175,18 @@ def guard_rejects(
     return bad
 
 
+@contextmanager
+def counting_redraws() -> Iterator[dict[str, int]]:
+    """Count the guards' work in the block: every discrete `generate` in it adds its rooms drawn again (every round
+    counted) to "redrawn" and the rejected rooms it kept to "kept" of the yielded dict."""
+    counts = {"redrawn": 0, "kept": 0}
+    token = _REDRAWS.set(counts)
+    try:
+        yield counts
+    finally:
+        _REDRAWS.reset(token)
+
+
 def _sample_rooms(
     model: RoomModel, cond: torch.Tensor, tie: torch.Tensor | None, settings: SamplingSettings, seed: int, batch: int
 ) -> torch.Tensor:
@@ -190,14 +206,12 @@ def generate_discrete(
     *,
     seed: int,
     batch_size: int,
-    stats: dict[str, int] | None = None,
 ) -> torch.Tensor:
     """`generate` for model_kind "discrete": `(n, 16, 11)` uint8 rooms on the CPU.
 
     With a guard on, a room the guard rejects (`guard_rejects`: copy_guard, pattern_guard, request_guard) is drawn
     again, with the same condition and the next seed, up to `guard_draws` draws in all; one still rejected then is
-    kept. `stats`, where given, gets "redrawn" (rooms drawn again, every round counted) and "kept" (rejected
-    rooms kept)."""
+    kept. Inside `counting_redraws()` the counts are added up there."""
     attributes = attribute_tokens(model, n, request.attributes, seed, settings, request.doors)
     cond = model.diffusion.condition_tokens(request.doors, request.stairs, n, attributes=attributes)  # (n, K)
     if n == 0:
@@ -216,6 +230,8 @@ def generate_discrete(
             rooms[again] = _sample_rooms(
                 model, cond[again], tied, settings, seed + round_ * GUARD_SEED_STEP, batch_size
             )
-    if stats is not None:
-        stats.update(redrawn=redrawn, kept=int(bad.sum()))
+    counts = _REDRAWS.get()
+    if counts is not None:
+        counts["redrawn"] += redrawn
+        counts["kept"] += int(bad.sum())
     return rooms.to(torch.uint8)

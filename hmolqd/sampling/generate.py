@@ -108,7 +108,6 @@ def generate(
     *,
     seed: int = 0,
     batch_size: int = 256,
-    stats: dict[str, int] | None = None,
     **sampling: Any,
 ) -> torch.Tensor:
     """Generate `n` rooms -> `(n, 16, 11)` uint8 tile indices on the CPU (hmolqd.data.tiles.TILES order).
@@ -121,7 +120,7 @@ def generate(
     `SamplingSettings` (its run config's): a config key (sample_steps, guidance_scale, sampler, use_ema, ...)
     or a short name (steps, guidance, eta, temperature, noise); guidance is the classifier-free guidance
     scale (1 = conditional only). The model is put in eval mode for the call and restored afterwards.
-    `stats` (a dict, discrete models) receives how many rooms the copy guard (`copy_guard`) drew again.
+    How many rooms the guards drew again: `hmolqd.sampling.discrete.counting_redraws`.
     """
     if n < 0:
         raise ValueError(f"generate: n must be >= 0, got {n}")
@@ -130,7 +129,7 @@ def generate(
     settings = sampling_settings(model, **sampling)
     request = Request(parse_doors(doors, n), parse_stairs(stairs, n), attributes)
     if model.cfg.model_kind == "discrete":
-        return generate_discrete(model, n, request, settings, seed=seed, batch_size=batch_size, stats=stats)
+        return generate_discrete(model, n, request, settings, seed=seed, batch_size=batch_size)
     if attributes:
         raise ValueError(
             f"generate: this model takes no room attributes (model_kind {model.cfg.model_kind!r}), "
