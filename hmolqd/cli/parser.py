@@ -180,8 +180,8 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         "--copy-guard",
         type=int,
         default=None,
-        help="discrete model: redraw rooms whose interior is within K-1 tiles of a training interior; 0 = off "
-        "(default: the model's copy_guard)",
+        help="discrete model: redraw rooms whose interior is within COPY_GUARD - 1 tiles of a training interior; "
+        "0 = off (default: the model's copy_guard)",
     )
     p.add_argument(
         "--pattern-guard",
