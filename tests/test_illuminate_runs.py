@@ -152,9 +152,10 @@ def test_a_rerun_of_a_finished_archive_rewrites_nothing(tmp_path: Path) -> None:
     assert len([n for n in before if n.startswith("elites/")]) == 4 * len(first.elites)
     again = illuminate(PlainRoomSource(), evaluations=25, **args)
     assert files_of(tmp_path) == before and same(again, first)
+    assert first.written == 4 * len(first.elites) + 3 and again.written == 0  # what the CLI says it wrote
     cell = min(first.elites)
     (tmp_path / "elites" / f"cell_{cell}.png").unlink()  # a missing file is written again, with its cell's alone
-    illuminate(PlainRoomSource(), evaluations=25, **args)
+    assert illuminate(PlainRoomSource(), evaluations=25, **args).written == 4
     after = files_of(tmp_path)
     assert {n for n in after if after[n] != before.get(n)} == {"elites", *(f"elites/cell_{cell}.{x}" for x in KINDS)}
 

@@ -322,9 +322,13 @@ def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any
         f"QD score {s['qd_score']:.2f}, "
         f"{100 * (s['beaten_elites'] or 0):.1f} % of elites beaten"
     )
-    print(
-        f"wrote {out}/heatmap.png, elites.png, elites/ (VGLC text, .dot, PNG, JSON per elite), summary.json, archive.pt"
-    )
+    if result.written:
+        print(
+            f"wrote {result.written} files in {out}: heatmap.png, elites.png, summary.json, elites/ (VGLC text, .dot, "
+            "PNG, JSON per elite); the archive is archive.pt"
+        )
+    else:
+        print(f"the outputs in {out} are up to date: no file written")
     return 0
 
 

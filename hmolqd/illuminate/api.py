@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -32,7 +33,7 @@ def illuminate(
     with out_lock(Path(out)):
         result = run_search(plan, out, progress, client)
         if outputs:
-            write_outputs(result, out)
+            result = dataclasses.replace(result, written=write_outputs(result, out))
     return result
 
 

@@ -171,8 +171,9 @@ def _tag(*parts: Any) -> str:
 ELITE_KINDS = ("txt", "dot", "png", "json")
 
 
-def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[str, Path]:
-    """Write what changed since the last write into `out` (module docstring); returns {what: path}."""
+def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> int:
+    """Write what changed since the last write into `out` (module docstring); returns how many files it wrote
+    (0: what is on disk was up to date)."""
     out = Path(out)
     state = result.state if result.out is not None and Path(result.out) == out else None
     done = state.written if state is not None else {}
@@ -183,6 +184,7 @@ def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[
     summary = {"settings": result.settings, "stats": result.stats, "counts": result.counts, "history": result.history}
     text = json.dumps(summary, indent=2) + "\n"
     paths = {"heatmap": out / "heatmap.png", "elites": out / "elites.png", "summary": out / "summary.json"}
+    written = 0
     try:
         out.mkdir(parents=True, exist_ok=True)
         for cell, dungeon in sorted(result.elites.items()) if per_elite else ():
@@ -192,11 +194,13 @@ def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[
             if cells.get(cell) != tag or not all((folder / f"cell_{cell}.{x}").is_file() for x in ELITE_KINDS):
                 write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2, extra={"elite": record})
                 cells[cell] = tag
+                written += len(ELITE_KINDS)
         sheets = _tag(text, sorted(cells.items()), sorted(result.elites))
         if done.get("sheets") != sheets or not all(p.is_file() for p in paths.values()):
             _save(heatmap(result), paths["heatmap"])
             _save(elite_grid(result), paths["elites"])
             atomic_write_text(paths["summary"], text)
+            written += len(paths)
     except OSError as err:
         raise IlluminateError(
             f"writing {err.filename or out} failed: {err.strerror or err}; the archive is intact: free the space "
@@ -205,7 +209,7 @@ def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> dict[
     if state is not None and state.written != {"cells": cells, "sheets": sheets}:
         state.written = {"cells": cells, "sheets": sheets}
         save_state(checkpoint_path(out), state)  # the record of what is on disk, so a re-run writes nothing
-    return {**paths, "elite_files": folder} if per_elite else paths
+    return written
 
 
 def closest_elite(result: Any, target: Mapping[str, float]) -> Dungeon:

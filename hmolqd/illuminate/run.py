@@ -80,6 +80,7 @@ class Illumination:
     # the checkpointed state (whole batches; `hmolqd.illuminate.outputs` records what it wrote there)
     state: State | None = field(default=None, repr=False, compare=False)
     notes: tuple[str, ...] = ()  # what the caller should be told (fewer evaluations asked than the archive holds)
+    written: int = 0  # files the outputs step wrote into `out` (0: they were up to date, as on a finished re-run)
 
 
 def _baseline_archive(descriptors: Sequence[Descriptor], seed: int) -> Any:
