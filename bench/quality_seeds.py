@@ -23,6 +23,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -96,10 +97,12 @@ def run_seed(
     return _evaluate(folder, seed, data, samples, evaluate_args, train_seconds)
 
 
-def _evaluate(
-    folder: Path, seed: int, data: Path, samples: int, evaluate_args: tuple[str, ...], train_seconds: float
+def evaluate_model(
+    model: Path, folder: Path, data: Path, samples: int, extra: Sequence[str] = (), label: str = ""
 ) -> dict[str, Any]:
-    start = time.perf_counter()
+    """`python -m hmolqd evaluate` of `model` on one thread, sampling seed 0, its report and sample picture written
+    into `folder`; returns the report. `extra`: more evaluate arguments; `label` names the run in an error."""
+    report = folder / "evaluation_report.json"
     proc = subprocess.run(
         [
             sys.executable,
@@ -107,7 +110,7 @@ def _evaluate(
             "hmolqd",
             "evaluate",
             "--model",
-            str(folder / "out" / "model_final.pt"),
+            str(model),
             "--data",
             str(data),
             "--samples",
@@ -116,12 +119,11 @@ def _evaluate(
             "0",
             "--device",
             "cpu",
-            "--print-json",
             "--json",
-            str(folder / "evaluation_report.json"),
+            str(report),
             "--png",
             str(folder / "evaluation_samples.png"),
-            *evaluate_args,
+            *extra,
         ],
         env={**os.environ, **ONE_THREAD},
         cwd=folder,
@@ -129,8 +131,15 @@ def _evaluate(
         text=True,
     )
     if proc.returncode != 0:
-        raise RuntimeError(f"seed {seed}: evaluate exited with {proc.returncode}: {proc.stderr[-2000:]}")
-    report = json.loads(proc.stdout)
+        raise RuntimeError(f"{label or folder}: evaluate exited with {proc.returncode}: {proc.stderr[-2000:]}")
+    return json.loads(report.read_text())
+
+
+def _evaluate(
+    folder: Path, seed: int, data: Path, samples: int, evaluate_args: tuple[str, ...], train_seconds: float
+) -> dict[str, Any]:
+    start = time.perf_counter()
+    report = evaluate_model(folder / "out" / "model_final.pt", folder, data, samples, evaluate_args, f"seed {seed}")
     report["wall"] = {"train_seconds": train_seconds, "evaluate_seconds": time.perf_counter() - start}
     return report
 

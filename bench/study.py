@@ -40,10 +40,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from quality_seeds import ONE_THREAD, evaluate_model  # bench/ beside this script
+
+from hmolqd.atomic import atomic_write_text
 from hmolqd.checkpointing.verify import load_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
-ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 # (report key, column header, format) of the table: fidelity, novelty, the other room bars, cost.
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("pattern_kl_train_gen", "2x2 KL train‖gen", ".3f"),
@@ -137,7 +139,7 @@ def train_point(plan: dict[str, Any], point: dict[str, Any], seed: int, work: Pa
         ).returncode
     calls = folder / "train_calls.json"  # the wall time of every call of this harness (a killed one is lost)
     parts = json.loads(calls.read_text()) if calls.exists() else []
-    calls.write_text(json.dumps([*parts, time.perf_counter() - start]))
+    atomic_write_text(calls, json.dumps([*parts, time.perf_counter() - start]))
     if code != 0 or not model.exists():
         raise RuntimeError(f"{point['name']} seed {seed}: training exited with {code}; see {folder / 'train.log'}")
     return model
@@ -151,41 +153,9 @@ def evaluate_point(point: dict[str, Any], seed: int, model: Path, work: Path, da
         return result
     folder.mkdir(parents=True, exist_ok=True)
     flags = [arg for k, v in point.get("sample", {}).items() for arg in (f"--{k}", str(v))]
-    report = folder / "evaluation_report.json"
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "hmolqd",
-            "evaluate",
-            "--model",
-            str(model),
-            "--data",
-            str(data),
-            "--samples",
-            str(samples),
-            "--seed",
-            "0",
-            "--device",
-            "cpu",
-            "--json",
-            str(report),
-            "--png",
-            str(folder / "evaluation_samples.png"),
-            "--no-dungeons",
-            *flags,
-        ],
-        env={**os.environ, **ONE_THREAD},
-        capture_output=True,
-        text=True,
-    )
-    if proc.returncode != 0:
-        raise RuntimeError(f"{point['name']} seed {seed}: evaluate exited with {proc.returncode}: {proc.stderr[-800:]}")
-    out = json.loads(report.read_text())
+    out = evaluate_model(model, folder, data, samples, ["--no-dungeons", *flags], f"{point['name']} seed {seed}")
     out["train_seconds"] = load_checkpoint(model.parent.parent / "ckpt" / "checkpoint_latest.pt")["elapsed"]
-    tmp = result.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(out))
-    os.replace(tmp, result)  # a kill leaves either no result (evaluated again) or the whole one
+    atomic_write_text(result, json.dumps(out))  # a kill leaves either no result (evaluated again) or the whole one
     return result
 
 
