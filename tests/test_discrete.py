@@ -210,12 +210,11 @@ def test_a_checkpoint_of_the_previous_model_kind_still_loads() -> None:
 
 
 def test_copy_guard_redraws_rooms_with_a_training_interior(model: RoomModel) -> None:
-    from hmolqd.data.tiles import INTERIOR, nearest_distance, pattern_codes
-    from hmolqd.sampling.discrete import TrainingReference, counting_redraws
+    from hmolqd.data.tiles import INTERIOR, nearest_distance
+    from hmolqd.sampling.discrete import counting_redraws, use_training_rooms
 
     first = generate(model, 12, seed=5)
-    interiors = torch.unique(first[(slice(None), *INTERIOR)].flatten(1), dim=0)  # as if trained on these rooms
-    model._training_reference = TrainingReference(interiors, torch.unique(pattern_codes(first, 2)))
+    interiors = use_training_rooms(model, first).interiors  # as if trained on these rooms
     with counting_redraws() as stats:
         guarded = generate(model, 12, seed=5, copy_guard=1)
     left = nearest_distance(guarded[(slice(None), *INTERIOR)].flatten(1), interiors)

@@ -36,7 +36,7 @@ from hmolqd.evaluation.baselines import MarkovRoomGenerator
 from hmolqd.evaluation.metrics import evaluate_rooms
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import grid_to_rgb, save_png
-from hmolqd.sampling.discrete import counting_redraws
+from hmolqd.sampling.discrete import counting_redraws, use_training_rooms
 from hmolqd.sampling.generate import generate, sampling_settings
 
 # Rows of the table (keys of evaluate_rooms' dict) and its columns (report key, header).
@@ -143,6 +143,7 @@ def generation_metrics(
     if n < 1:
         raise ValueError(f"generation_metrics: n must be >= 1 (config key eval_samples), got {n}")
     doors, stairs = _draw(train_doors, train_stairs, n, seed)
+    use_training_rooms(generator, train_rooms)  # the guards compare with these rooms, not a second read of the corpus
     rooms, seconds, _ = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling or {})
     out = evaluate_rooms(rooms, train_rooms, requested_doors=doors)
     out["generation_seconds"] = seconds
@@ -162,6 +163,7 @@ def _report_and_rooms(
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
     doors, stairs = draw_conditions(corpus_train, n, seed)
+    use_training_rooms(generator, train)  # the guards compare with these rooms, not a second read of the corpus
     rooms, gen_seconds, redraw_rate = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling)
     start = time.perf_counter()
     markov_rooms = MarkovRoomGenerator().fit(train).sample(n, doors=doors, seed=seed)

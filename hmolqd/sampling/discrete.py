@@ -135,20 +135,27 @@ class TrainingReference:
     patterns: torch.Tensor  # (P,) the distinct 2 x 2 tile windows (`tiles.pattern_codes`), sorted
 
 
+def use_training_rooms(model: RoomModel, rooms: torch.Tensor) -> TrainingReference:
+    """Give the model's guards the rooms it trained on, `(N, 16, 11)` (its training split, with mirrors where it had
+    `mirror_augment`), where the caller holds them already (training, `evaluate`): no second read of the corpus."""
+    rooms = rooms.cpu()
+    interiors = torch.unique(rooms[(slice(None), *INTERIOR)].flatten(1), dim=0)
+    model._training_reference = TrainingReference(interiors=interiors, patterns=torch.unique(pattern_codes(rooms, 2)))
+    return model._training_reference
+
+
 def training_reference(model: RoomModel) -> TrainingReference:
-    """The model's `TrainingReference`, read once per model object from the corpus: the data_dir stored with the
-    model where that folder exists here (a model trained on Kaggle sampled elsewhere), else discovered as training
-    discovers it (`find_data_dir`: a missing corpus is an error with the download command)."""
+    """The model's `TrainingReference`: as given by `use_training_rooms`, else read once per model object from the
+    corpus: the data_dir stored with the model where that folder exists here (a model trained on Kaggle sampled
+    elsewhere), else discovered as training discovers it (`find_data_dir`: a missing corpus is an error with the
+    download command)."""
     cached = getattr(model, "_training_reference", None)
-    if cached is None:
-        data = model.config.data
-        stored = data.data_dir if data.data_dir is not None and Path(data.data_dir).is_dir() else None
-        train, _ = split_corpus(load_corpus(find_data_dir(stored)), data.val_dungeons)
-        rooms = (augment_mirror(train) if data.mirror_augment else train).rooms
-        interiors = torch.unique(rooms[(slice(None), *INTERIOR)].flatten(1), dim=0)
-        cached = TrainingReference(interiors=interiors, patterns=torch.unique(pattern_codes(rooms, 2)))
-        model._training_reference = cached
-    return cached
+    if cached is not None:
+        return cached
+    data = model.config.data
+    stored = data.data_dir if data.data_dir is not None and Path(data.data_dir).is_dir() else None
+    train, _ = split_corpus(load_corpus(find_data_dir(stored)), data.val_dungeons)
+    return use_training_rooms(model, (augment_mirror(train) if data.mirror_augment else train).rooms)
 
 
 def guard_rejects(
