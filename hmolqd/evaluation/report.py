@@ -103,11 +103,11 @@ def draw_conditions(train: DoorSource, n: int, seed: int) -> tuple[torch.Tensor,
 
 
 def _sample_model(
-    generator: RoomModel, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, sampling: Mapping[str, Any]
+    generator: RoomModel, train: torch.Tensor, doors: torch.Tensor, stairs: torch.Tensor, *, seed: int, sampling: Any
 ) -> tuple[torch.Tensor, float, float]:
-    """(rooms `(n, 16, 11)` uint8, wall-clock seconds, the copy guard's redraws per room); stairs are passed only to
-    models that take them. `sampling` overrides the model's own sampling settings (generate's keywords; None = the
-    model's)."""
+    """(rooms `(n, 16, 11)` uint8, wall-clock seconds, the guards' redraws per room), the guards comparing with the
+    training rooms `train` held here; stairs only to models that take them; `sampling`: generate's keywords."""
+    use_training_rooms(generator, train)  # no second read of the corpus for the guards
     cond_stairs = stairs if generator.cfg.cond_stairs else None
     start = time.perf_counter()
     with counting_redraws() as counts:
@@ -143,8 +143,7 @@ def generation_metrics(
     if n < 1:
         raise ValueError(f"generation_metrics: n must be >= 1 (config key eval_samples), got {n}")
     doors, stairs = _draw(train_doors, train_stairs, n, seed)
-    use_training_rooms(generator, train_rooms)  # the guards compare with these rooms, not a second read of the corpus
-    rooms, seconds, _ = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling or {})
+    rooms, seconds, _ = _sample_model(generator, train_rooms, doors, stairs, seed=seed, sampling=sampling or {})
     out = evaluate_rooms(rooms, train_rooms, requested_doors=doors)
     out["generation_seconds"] = seconds
     return json_safe(out)
@@ -163,8 +162,7 @@ def _report_and_rooms(
         raise ValueError(f"evaluation_report: n must be >= 2 (diversity needs pairs of rooms), got {n}")
     train = check_rooms(corpus_train.rooms, "corpus_train.rooms")
     doors, stairs = draw_conditions(corpus_train, n, seed)
-    use_training_rooms(generator, train)  # the guards compare with these rooms, not a second read of the corpus
-    rooms, gen_seconds, redraw_rate = _sample_model(generator, doors, stairs, seed=seed, sampling=sampling)
+    rooms, gen_seconds, redraw_rate = _sample_model(generator, train, doors, stairs, seed=seed, sampling=sampling)
     start = time.perf_counter()
     markov_rooms = MarkovRoomGenerator().fit(train).sample(n, doors=doors, seed=seed)
     markov_seconds = time.perf_counter() - start
