@@ -16,6 +16,7 @@ import torch
 
 from hmolqd import notebook
 from hmolqd.checkpointing.compare import assert_same, compare_states
+from hmolqd.checkpointing.export import export_inference
 from hmolqd.checkpointing.manager import CheckpointManager
 from hmolqd.checkpointing.resume import NO_CHECKPOINT
 from hmolqd.config import Config, ConfigError
@@ -131,6 +132,17 @@ def test_corrupt_check_fails_when_a_damaged_file_goes_unnoticed(
     monkeypatch.setattr(selfcheck, "_damage", lambda path, how: None if how == "alter" else real(path, how))
     with pytest.raises(AssertionError, match="resumed from .*checkpoint_epoch_3.pt, expected checkpoint_epoch_1.pt"):
         selfcheck.check_corrupt_fallback(tmp_path, CPU)
+
+
+def test_export_check_fails_when_the_export_holds_both_denoisers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full_form(gen: Any, folder: Path) -> Path:  # what export_final wrote before one-denoiser exports
+        return export_inference(folder / "model_final.pt", gen.parts(), gen.config)
+
+    monkeypatch.setattr(selfcheck, "export_final", full_form)
+    with pytest.raises(AssertionError, match=r"holds \['diffusion', 'ema', 'vqvae'\] with denoiser None"):
+        selfcheck.check_inference_export(tmp_path, CPU)
 
 
 def test_run_all_prints_one_line_per_check_and_raises_naming_the_failures(

@@ -169,7 +169,8 @@ def test_train_writes_every_output(
         "checkpoint_epoch_2.pt",
         "checkpoint_vqvae_epoch_2.pt",
     } <= names
-    assert set(torch.load(out / "model_final.pt", weights_only=True)["models"]) == {"vqvae", "diffusion", "ema"}
+    final = torch.load(out / "model_final.pt", weights_only=True)
+    assert set(final["models"]) == {"vqvae", "diffusion_rest", "denoiser"} and final["denoiser"] == "ema"
     gen = hmolqd.load_model(out / "model_final.pt")
     rooms = generate(gen, 3, doors="top,left", steps=3, seed=1)
     assert rooms.shape == (3, 16, 11) and rooms.dtype == torch.uint8

@@ -5,9 +5,9 @@ the code indices) or "continuous" (LatentDiffusion, Gaussian diffusion over the 
 
 `RoomModel.from_config(cfg)` builds it from a run's Config (the architecture is `cfg.model` alone, so a
 checkpoint's `model` config section plus its state_dict restore it) and keeps that Config as `.config`, so
-the sampling settings travel with the model. `parts()` names the modules a checkpoint saves. The EMA denoiser
-(Polyak averaging, as in DDPM's released models) is the one used for sampling; it is an ordinary submodule, so
-it is saved in the same state_dict.
+the sampling settings travel with the model. `parts()` names the modules a checkpoint saves (an export keeps
+only the denoiser that samples). The EMA denoiser (Polyak averaging, as in DDPM's released models) is the one
+used for sampling; it is an ordinary submodule, so it is saved in the same state_dict.
 """
 
 from __future__ import annotations
@@ -87,7 +87,8 @@ class RoomModel(nn.Module):
         return ATTRIBUTES if self.cfg.cond_attributes else ()
 
     def parts(self) -> dict[str, nn.Module]:
-        """The modules a checkpoint or export holds, by name (the one definition of that list)."""
+        """The modules a training checkpoint holds, by name (the one definition of that list); an export holds
+        one of the two denoisers (`hmolqd.checkpointing.export.export_model`)."""
         return {"vqvae": self.vqvae, "diffusion": self.diffusion, "ema": self.ema}
 
     def train(self, mode: bool = True) -> RoomModel:

@@ -3,7 +3,8 @@
 config.json              the resolved config (nested, as in every checkpoint)
 training_history.json    one record per epoch (written atomically after each epoch by the trainer)
 training_curves.png      losses and learning rate per stage
-model_final.pt           inference-only: VQ-VAE, denoiser, EMA denoiser, config; `hmolqd.load_model(path)`
+model_final.pt           inference-only: VQ-VAE, the denoiser that samples (EMA copy unless use_ema is false),
+                         config; `hmolqd.load_model(path)`
 sample_*.png             grids of generated rooms, each titled with the door condition it was asked for
                          (sides as seen on screen), a tile legend, and unplayable rooms outlined in red
 h_molqd_outputs.zip      all of the above plus the checkpoints and the illuminate archive's summary (see `zip_outputs`)

@@ -6,7 +6,8 @@ Each `check_*` function also runs alone (a fresh folder under `workdir` each tim
 returns what it verified: every state's save/load round trip tensor by tensor (model, optimizer, scheduler,
 scaler, EMA, RNG) and an identical continuation; RNG draws; latest / best / epoch files; rotation; fallback
 past damaged files; `train()` stopped twice on the real corpus (time budget, then SIGINT as "Interrupt
-kernel" sends) and resumed, against an uninterrupted run; the inference-only export.
+kernel" sends) and resumed, against an uninterrupted run; the inference-only export (one denoiser, the
+rooms of the model it was written from).
 
 The check that runs `train()` itself lives in `selfcheck_resume` (importable from here).
 
@@ -17,6 +18,7 @@ measure the run-to-run noise (two runs from the same start) and accept up to 10x
 from __future__ import annotations
 
 import contextlib
+import copy
 import random
 import tempfile
 import time
@@ -29,7 +31,7 @@ import numpy as np
 import torch
 
 from hmolqd.checkpointing.compare import assert_same, compare_states
-from hmolqd.checkpointing.export import load_model
+from hmolqd.checkpointing.export import ONE_DENOISER_PARTS, load_model
 from hmolqd.checkpointing.fileformat import INFERENCE_FORMAT, LATEST, load_checkpoint
 from hmolqd.checkpointing.manager import CheckpointManager, CheckpointPolicy
 from hmolqd.checkpointing.restore import load_training_state
@@ -244,25 +246,31 @@ def check_corrupt_fallback(workdir: str | Path, device: str | torch.device = "cp
 def check_inference_export(workdir: str | Path, device: str | torch.device = "cpu") -> str:
     folder = fresh_folder(workdir, "export")
     t = make_trainee(0, torch.device(device))
-    train_steps(t, 2)
+    train_steps(t, 2)  # the EMA copy now differs from the trained denoiser, so a wrong pick shows
     path = export_final(t.gen, folder)
     raw = torch.load(path, map_location="cpu", weights_only=True)  # plain torch, no hmolqd code involved
     assert raw["format"] == INFERENCE_FORMAT, f"{path.name} format {raw.get('format')!r}"
     extra = {"optimizer", "scheduler", "scaler", "rng"} & set(raw)
     assert not extra, f"{path.name} is inference-only but holds {sorted(extra)}"
+    assert raw.get("denoiser") == "ema" and sorted(raw["models"]) == sorted(ONE_DENOISER_PARTS), (
+        f"{path.name} holds {sorted(raw['models'])} with denoiser {raw.get('denoiser')!r}; "
+        f"expected {sorted(ONE_DENOISER_PARTS)} with the 'ema' denoiser (use_ema is on)"
+    )
     gen = load_model(path)
-    assert_same(gen.state_dict(), t.gen.state_dict(), "exported generator")
+    # The export holds the EMA denoiser only; the loaded model has it in both denoiser slots.
+    ema = {f"diffusion.denoiser.{k}": v for k, v in t.gen.ema.state_dict().items()}
+    assert_same(gen.state_dict(), {**t.gen.state_dict(), **ema}, "exported generator")
     rooms = generate(gen, 2, doors="top,left", steps=3, seed=0)
     assert rooms.shape == (2, ROOM_H, ROOM_W) and rooms.dtype == torch.uint8, (
         f"generated {rooms.dtype} {tuple(rooms.shape)}"
     )
     assert int(rooms.max()) < NUM_TILES, f"generated tile index {int(rooms.max())} >= {NUM_TILES}"
-    assert torch.equal(rooms, generate(gen, 2, doors="top,left", steps=3, seed=0)), (
-        "the same seed generated different rooms"
-    )
+    trained = generate(copy.deepcopy(t.gen).cpu(), 2, doors="top,left", steps=3, seed=0)  # the loaded model is on CPU
+    assert torch.equal(rooms, trained), "the export generated other rooms than the model it was written from"
     return (
-        f"{path.name} ({path.stat().st_size / 1e3:.0f} kB) loads with torch.load(weights_only=True), "
-        f"weights identical, generates {ROOM_H}x{ROOM_W} rooms (same seed, same rooms)"
+        f"{path.name} ({path.stat().st_size / 1e3:.0f} kB, one denoiser: the EMA copy) loads with "
+        f"torch.load(weights_only=True), weights identical, generates the {ROOM_H}x{ROOM_W} rooms the trained "
+        "model generates (same seed)"
     )
 
 
