@@ -1,10 +1,12 @@
-"""Which torch device a `device` setting means: the one definition used by training, evaluation and notebooks."""
+"""Which torch device a `device` setting means, and which dtype the denoiser samples in: the one definition used by
+training, evaluation, sampling and notebooks."""
 
 from __future__ import annotations
 
 import torch
 
 from hmolqd.config import ConfigError
+from hmolqd.settings.sampling import SAMPLE_DTYPES
 
 
 def resolve_device(setting: str, key: str = "config key 'device'") -> torch.device:
@@ -28,3 +30,33 @@ def resolve_device(setting: str, key: str = "config key 'device'") -> torch.devi
             )
         return torch.device("cuda", dev.index or 0)
     return dev
+
+
+_BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+
+
+def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
+    """Whether this CPU computes bf16 matrix products in hardware (x86 flags avx512_bf16 or amx_bf16 in
+    /proc/cpuinfo, or the text given); False where that file does not exist (not Linux): there bf16 may be
+    emulated, slower than float32."""
+    if cpuinfo is None:
+        try:
+            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+                cpuinfo = f.read()
+        except OSError:
+            return False
+    flags = {
+        flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()
+    }
+    return bool(flags & _BF16_CPU_FLAGS)
+
+
+def resolve_sample_dtype(setting: str, device: torch.device) -> str:
+    """'auto' -> 'bfloat16' on a CPU with native bf16 (the denoiser's forward took half the time there, at the
+    same room quality: bench/QUALITY.md), else 'float32' (a GPU samples this small model launch-bound, where
+    autocast only adds casts); 'float32' and 'bfloat16' as given."""
+    if setting not in SAMPLE_DTYPES:
+        raise ConfigError(f"config key sample_dtype = {setting!r}: must be one of {', '.join(SAMPLE_DTYPES)}")
+    if setting != "auto":
+        return setting
+    return "bfloat16" if device.type == "cpu" and cpu_has_native_bf16() else "float32"

@@ -284,6 +284,7 @@ def test_model_source_follows_the_run_config(monkeypatch: pytest.MonkeyPatch) ->
         config=SimpleNamespace(run=run),
         cfg=SimpleNamespace(cond_stairs=False, model_kind="discrete"),
         attribute_names=("monsters", "water", "playable", "symmetric", "mirror_rows", "mirror_cols"),
+        parameters=lambda: iter([torch.zeros(1)]),  # a CPU model (sampling_settings resolves sample_dtype by device)
     )
     doors, stairs = request()
     monsters = {"monsters": torch.ones(len(doors), dtype=torch.bool)}

@@ -178,3 +178,69 @@ def test_a_full_disk_mid_run_is_one_line_and_keeps_the_archive(
     assert main([*argv, "4"]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "disk full" in err and (tmp_path / CHECKPOINT_NAME).read_bytes() == saved
+
+
+def test_worker_processes_give_the_archive_and_files_of_one_process(models: list[Path], tmp_path: Path) -> None:
+    """Issue 29: each dungeon's decoding, walking and playing and each elite's files run on worker processes
+    (one per core by default); where they run changes no byte of the archive or of the files."""
+    runs = {}
+    for workers in (1, 2):
+        out = tmp_path / f"workers{workers}"
+        runs[workers] = illuminate(models[0], evaluations=12, batch_size=6, seed=4, out=out, workers=workers)
+    one, two = runs[1], runs[2]
+    assert same(one, two) and one.stats == two.stats and one.counts.keys() == two.counts.keys()
+    assert all(torch.equal(one.elites[c].rooms, two.elites[c].rooms) for c in one.elites)
+    names = sorted(p.name for p in (tmp_path / "workers1" / "elites").iterdir())
+    assert names and names == sorted(p.name for p in (tmp_path / "workers2" / "elites").iterdir())
+    for name in names:
+        if not name.endswith(".png"):  # the maps are drawn by the same code; their text and JSON are compared
+            a = (tmp_path / "workers1" / "elites" / name).read_bytes()
+            assert a == (tmp_path / "workers2" / "elites" / name).read_bytes(), name
+
+
+def test_a_model_file_with_one_denoiser_or_both_is_the_same_source(models: list[Path], tmp_path: Path) -> None:
+    """The archive identifies a model by the weights its rooms come from, so re-exporting it with one denoiser
+    (model_final.pt since issue 29) resumes an archive started from the file of both."""
+    from hmolqd.checkpointing.export import export_inference, export_model, load_inference, load_model
+
+    model = load_model(models[0])
+    with torch.no_grad():  # the trained weights apart from the EMA copy that sampling uses
+        for p in model.diffusion.denoiser.parameters():
+            p.add_(0.1)
+    epochs = load_inference(models[0])["trained_epochs"]
+    both = export_inference(tmp_path / "both" / "model_final.pt", model.parts(), model.config, epochs)
+    one = export_model(model, tmp_path / "one" / "model_final.pt", epochs)
+    illuminate(both, evaluations=2, batch_size=2, out=tmp_path / "run", outputs=False)
+    resumed = illuminate(one, evaluations=4, batch_size=2, out=tmp_path / "run", outputs=False)
+    assert resumed.stats["evaluations"] == 4
+
+
+def test_the_cli_rerun_of_a_finished_archive_reads_its_report_alone(
+    models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A re-run of a finished archive reads the checkpoint's finished report: the archive is not unpickled
+    (nor pyribs imported), no file is written, and it says what the first run said."""
+    import hmolqd.illuminate.run as run
+
+    argv = ["illuminate", "--model", str(models[0]), "--out", str(tmp_path), "--batch-size", "2", "--evaluations"]
+    assert main([*argv, "4"]) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    before = files_of(tmp_path)
+
+    def no_unpickling(path: Path) -> None:
+        raise AssertionError(f"the re-run unpickled {path}")
+
+    monkeypatch.setattr(run, "load_state", no_unpickling)
+    assert main([*argv, "4"]) == 0 and main([*argv, "2"]) == 0
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [first, f"the outputs in {tmp_path} are up to date: no file written"] * 2
+    assert "the archive already holds 4 evaluations, more than the 2 asked" in err
+    assert files_of(tmp_path) == before
+    # more evaluations, other settings or a missing output: the archive is read as before
+    with pytest.raises(AssertionError, match="unpickled"):
+        main([*argv, "6"])
+    with pytest.raises(AssertionError, match="unpickled"):
+        main([*argv, "4", "--seed", "1"])
+    next((tmp_path / "elites").iterdir()).unlink()
+    with pytest.raises(AssertionError, match="unpickled"):
+        main([*argv, "4"])

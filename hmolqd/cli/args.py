@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 from hmolqd.config import SEED_LIMIT, ConfigError
+from hmolqd.dungeon.workers import usable_cores as cores  # noqa: F401 (the commands' check.cores)
 
 MAX_SAMPLE_ROOMS = 100_000  # `sample -n` limit: the rooms are generated in batches and drawn in pages
 # `evaluate --samples` limit: its metrics hold all rooms at once (the diversity's one-hot counts are 1.4 KB a room
@@ -120,12 +121,6 @@ def dask_address(flag: str, address: str | None) -> None:
             f"{flag} {address!r}: give 'local' (a cluster on this machine) or a scheduler address such as "
             "tcp://host:8786"
         )
-
-
-def cores() -> int:
-    """The cores this process may run on (its CPU affinity where the OS has one)."""
-    affinity = getattr(os, "sched_getaffinity", None)
-    return len(affinity(0)) if affinity is not None else os.cpu_count() or 1
 
 
 def model_file(path: Path) -> None:

@@ -139,6 +139,13 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         help="build the chunks on a Dask cluster: a scheduler address (tcp://host:8786), or 'local' for one "
         "worker process per chunk on this machine (needs hmolqd[dask]; default: in this process)",
     )
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        help="processes that walk and play the dungeons and write the elites' files (default: one per core; "
+        "1: all in this process); the archive is the same whatever the number",
+    )
     p.set_defaults(run=commands["illuminate"])
 
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG

@@ -37,6 +37,7 @@ from hmolqd.dungeon.mission import MissionResult, check_mission
 from hmolqd.dungeon.play import PlayResult, play_dungeon
 from hmolqd.dungeon.source import CORPUS_REQUESTS, RoomSource, room_attributes
 from hmolqd.dungeon.walk import WalkResult, door_positions, start_label, tile_passages, walk_dungeon
+from hmolqd.dungeon.workers import IN_PROCESS, Workers
 
 # Node labels of rooms with enemies (plain strings, as in `Room.labels`).
 MONSTER_LABELS = frozenset(label.value for label in (RoomLabel.ENEMIES, RoomLabel.MINIBOSS, RoomLabel.BOSS))
@@ -239,34 +240,46 @@ def _generate(plans: Sequence[Plan], index: torch.Tensor, source: RoomSource, se
     return out
 
 
-def _walk_all(plans: Sequence[Plan], rooms: torch.Tensor, max_states: int) -> list[tuple[WalkResult, PlayResult]]:
-    """Walk and play every dungeon; tile passages are found once per dungeon for both."""
+def _walk_one(job: tuple[Plan, torch.Tensor, torch.Tensor, int]) -> tuple[WalkResult, PlayResult, MissionResult]:
+    """Walk and play one dungeon (a worker's job): its plan, rooms `(n, 16, 11)` long and their walkable labels
+    `(n, 16, 11)`, the player's state bound. Tile passages are found once for the walk and the player."""
+    p, rooms, labels, max_states = job
+    found = tile_passages(p.layout, p.embedding, rooms, labels)
+    return (
+        walk_dungeon(p.layout, p.embedding, rooms, labels, found),
+        play_dungeon(p.layout, p.embedding, rooms, labels, max_states, found),
+        check_mission(p.layout, max_states),
+    )
+
+
+def _walk_all(
+    plans: Sequence[Plan], rooms: torch.Tensor, max_states: int, workers: Workers
+) -> list[tuple[WalkResult, PlayResult, MissionResult]]:
+    """Walk, play and check the mission of every plan on its part of `rooms` (all dungeons' rooms, concatenated)."""
     labels = walkable_components(rooms)  # (N, 16, 11): all rooms of all dungeons in one batch
-    out, base = [], 0
-    for p in plans:
-        n = len(p.layout.rooms)
-        mine, lab = rooms[base : base + n].long(), labels[base : base + n]
-        found = tile_passages(p.layout, p.embedding, mine, lab)
-        out.append(
-            (
-                walk_dungeon(p.layout, p.embedding, mine, lab, found),
-                play_dungeon(p.layout, p.embedding, mine, lab, max_states, found),
-            )
-        )
-        base += n
-    return out
+    ends = torch.tensor([len(p.layout.rooms) for p in plans]).cumsum(0).tolist()
+    jobs = [
+        (p, rooms[b - len(p.layout.rooms) : b].long(), labels[b - len(p.layout.rooms) : b], max_states)
+        for p, b in zip(plans, ends)
+    ]
+    return workers.map(_walk_one, jobs)
 
 
 def build_dungeons(
-    plans: Sequence[Plan], source: RoomSource, config: DungeonConfig = DEFAULT_CONFIG, seed: int = 0
+    plans: Sequence[Plan],
+    source: RoomSource,
+    config: DungeonConfig = DEFAULT_CONFIG,
+    seed: int = 0,
+    workers: Workers = IN_PROCESS,
 ) -> list[Dungeon]:
-    """Generate the rooms of every plan in batched calls with bounded regeneration (module docstring)."""
+    """Generate the rooms of every plan in batched calls with bounded regeneration (module docstring); the walks
+    and plays run on `workers` (`hmolqd.dungeon.workers`: the same dungeons wherever they run)."""
     if not plans:
         return []
     total = sum(len(p.layout.rooms) for p in plans)
     rooms = _generate(plans, torch.arange(total), source, seed)  # (N, 16, 11), all dungeons in one call
     generated = torch.ones(total, dtype=torch.int64)
-    walks_before = _walk_all(plans, rooms, config.mission_max_states)
+    walks_before = _walk_all(plans, rooms, config.mission_max_states, workers)
     reasons = room_failures(plans, rooms)
     for round_ in range(1, config.max_regenerations + 1):
         failing = torch.tensor([i for i, r in enumerate(reasons) if r], dtype=torch.long)
@@ -275,9 +288,25 @@ def build_dungeons(
         rooms[failing] = _generate(plans, failing, source, seed + round_ * _ROUND_SEED)
         generated[failing] += 1
         reasons = room_failures(plans, rooms)
-    walks = _walk_all(plans, rooms, config.mission_max_states)
+    # A dungeon none of whose rooms was regenerated walks and plays as before: only the others are walked again.
+    sizes = [len(p.layout.rooms) for p in plans]
+    changed = [bool((part > 1).any()) for part in generated.split(sizes)]
+    again = [p for p, c in zip(plans, changed) if c]
+    redone = (
+        iter(
+            _walk_all(
+                again,
+                torch.cat([r for r, c in zip(rooms.split(sizes), changed) if c]),
+                config.mission_max_states,
+                workers,
+            )
+        )
+        if again
+        else iter(())
+    )
+    walks = [next(redone) if c else w for c, w in zip(changed, walks_before)]
     out, base = [], 0
-    for p, (before, play_before), (after, play_after) in zip(plans, walks_before, walks):
+    for p, (before, play_before, _), (after, play_after, mission) in zip(plans, walks_before, walks):
         n = len(p.layout.rooms)
         failures = {room.id: reasons[base + k] for k, room in enumerate(p.layout.rooms) if reasons[base + k]}
         out.append(
@@ -288,7 +317,7 @@ def build_dungeons(
                 failures=failures,
                 walk_before=before,
                 walk=after,
-                mission=check_mission(p.layout, config.mission_max_states),
+                mission=mission,
                 source=source.name,
                 play=play_after,
                 play_before=play_before,

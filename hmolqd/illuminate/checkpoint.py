@@ -136,23 +136,59 @@ def checkpoint_path(folder: Path) -> Path:
 
 
 def source_identity(source: Any) -> str:
-    """What identifies the rooms' source across runs: a room model by the sha256 of its weights (every part's
-    state_dict, `state_digest` as training checkpoints use it), any other RoomSource by its name."""
+    """What identifies the rooms' source across runs: a room model by the sha256 of the weights its rooms come
+    from (`state_digest`, as training checkpoints use it: the VQ-VAE, the diffusion module's own state and the
+    denoiser sampling uses), so a model file with one denoiser or both is the same source; any other RoomSource
+    by its name."""
     model = getattr(source, "model", None)
-    parts = getattr(model, "parts", None)
-    if not callable(parts):
+    if not callable(getattr(model, "sampling_denoiser", None)):
         return f"room source {source.name!r}"
-    states = {name: part.state_dict() for name, part in parts().items()}
+    use_ema = bool(getattr(getattr(source, "settings", None), "use_ema", True))
+    states = {
+        "vqvae": model.vqvae.state_dict(),
+        "diffusion": {k: v for k, v in model.diffusion.state_dict().items() if not k.startswith("denoiser.")},
+        "denoiser": model.sampling_denoiser(use_ema).state_dict(),
+    }
     return f"weights sha256 {state_digest({'models': states})}"
 
 
-def save_state(path: Path, state: State) -> None:
+def save_state(path: Path, state: State, finished: Mapping[str, Any] | None = None) -> None:
     """Write `state` atomically as a checksummed checkpoint (module docstring); a failure (a full disk, say) is a
-    one-line CheckpointError, and the previous file is left as it was."""
+    one-line CheckpointError, and the previous file is left as it was. `finished`: the report of a run whose
+    outputs are all on disk (`FINISHED_KEYS`, plain values), kept beside the state under the same digest, so a
+    re-run reads it without unpickling the state or importing pyribs (`finished_report`)."""
     inner = io.BytesIO()
     torch.save({"version": CHECKPOINT_VERSION, **{f.name: getattr(state, f.name) for f in fields(State)}}, inner)
     blob = torch.frombuffer(bytearray(inner.getbuffer()), dtype=torch.uint8)
-    write_atomic(Path(path), serialize(finalize({"archive": blob}, ARCHIVE_FORMAT)))
+    payload: dict[str, Any] = {"archive": blob}
+    if finished is not None:
+        payload["finished"] = {key: finished[key] for key in FINISHED_KEYS}
+    write_atomic(Path(path), serialize(finalize(payload, ARCHIVE_FORMAT)))
+
+
+# A finished run's report: its settings, evaluations (a last partial batch included), archive statistics, and the
+# files of `out` its outputs step wrote or found up to date (relative names).
+FINISHED_KEYS = ("settings", "evaluations", "stats", "outputs")
+
+
+def finished_report(path: Path) -> dict[str, Any] | None:
+    """The `finished` record of the checkpoint at `path`, checked by the file's digest like all of it; None where
+    the file has none (a run not finished, or its outputs not written) or cannot be read (the full load says
+    why)."""
+    if not Path(path).is_file():
+        return None
+    try:
+        outer = load_checkpoint(path, "cpu", (ARCHIVE_FORMAT,))
+    except CheckpointError:
+        return None
+    record = outer.get("finished")
+    if not isinstance(record, dict) or set(record) != set(FINISHED_KEYS):
+        return None
+    if not isinstance(record["outputs"], list) or not all(isinstance(n, str) for n in record["outputs"]):
+        return None
+    if not _is_int(record["evaluations"]) or not isinstance(record["stats"], dict):
+        return None
+    return record
 
 
 def _refused(path: Path, why: str) -> IlluminateError:

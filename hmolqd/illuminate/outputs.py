@@ -39,8 +39,9 @@ from hmolqd.atomic import atomic_write, atomic_write_text
 from hmolqd.data.tiles import TILE_NAMES
 from hmolqd.dungeon.build import Dungeon
 from hmolqd.dungeon.export import FRAME_COLORS, frame_rooms, write_dungeon
+from hmolqd.dungeon.workers import IN_PROCESS, Workers
 from hmolqd.illuminate.archive import IlluminateError
-from hmolqd.illuminate.checkpoint import checkpoint_path, save_state
+from hmolqd.illuminate.checkpoint import checkpoint_path, finished_report, save_state
 from hmolqd.illuminate.guard import ELITES_DIR
 from hmolqd.render import TILE_COLORS, dungeon_to_rgb
 
@@ -171,9 +172,14 @@ def _tag(*parts: Any) -> str:
 ELITE_KINDS = ("txt", "dot", "png", "json")
 
 
-def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> int:
-    """Write what changed since the last write into `out` (module docstring); returns how many files it wrote
-    (0: what is on disk was up to date)."""
+def _write_elite(job: tuple[Dungeon, Path, int, dict[str, Any]]) -> None:
+    dungeon, folder, cell, record = job
+    write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2, extra={"elite": record})
+
+
+def write_outputs(result: Any, out: str | Path, per_elite: bool = True, workers: Workers = IN_PROCESS) -> int:
+    """Write what changed since the last write into `out` (module docstring), the elites' files on `workers`;
+    returns how many files it wrote (0: what is on disk was up to date)."""
     out = Path(out)
     state = result.state if result.out is not None and Path(result.out) == out else None
     done = state.written if state is not None else {}
@@ -187,14 +193,17 @@ def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> int:
     written = 0
     try:
         out.mkdir(parents=True, exist_ok=True)
+        jobs, tags = [], {}
         for cell, dungeon in sorted(result.elites.items()) if per_elite else ():
             k = rows[cell]
             record = _elite_record(result, cell, data["measures"][k], data["objective"][k], data["solution"][k])
             tag = _tag(record, dungeon.rooms.numpy())
             if cells.get(cell) != tag or not all((folder / f"cell_{cell}.{x}").is_file() for x in ELITE_KINDS):
-                write_dungeon(dungeon, folder, stem=f"cell_{cell}", scale=2, extra={"elite": record})
-                cells[cell] = tag
-                written += len(ELITE_KINDS)
+                jobs.append((dungeon, folder, cell, record))
+                tags[cell] = tag
+        workers.map(_write_elite, jobs)
+        cells.update(tags)
+        written += len(ELITE_KINDS) * len(jobs)
         sheets = _tag(text, sorted(cells.items()), sorted(result.elites))
         if done.get("sheets") != sheets or not all(p.is_file() for p in paths.values()):
             _save(heatmap(result), paths["heatmap"])
@@ -206,9 +215,16 @@ def write_outputs(result: Any, out: str | Path, per_elite: bool = True) -> int:
             f"writing {err.filename or out} failed: {err.strerror or err}; the archive is intact: free the space "
             "(or fix the folder) and re-run to write the outputs"
         ) from None
-    if state is not None and state.written != {"cells": cells, "sheets": sheets}:
-        state.written = {"cells": cells, "sheets": sheets}
-        save_state(checkpoint_path(out), state)  # the record of what is on disk, so a re-run writes nothing
+    record = {"cells": cells, "sheets": sheets}
+    # saved when what is on disk changed, or once for an archive written before the finished report existed
+    if state is not None and (state.written != record or finished_report(checkpoint_path(out)) is None):
+        state.written = record
+        names = [p.name for p in paths.values()] + [
+            f"{ELITES_DIR}/cell_{cell}.{kind}" for cell in sorted(result.elites) if per_elite for kind in ELITE_KINDS
+        ]
+        finished = {"settings": result.settings, "evaluations": result.stats["evaluations"], "stats": result.stats}
+        # the record of what is on disk, so a re-run writes nothing, and reads this report alone (finished_report)
+        save_state(checkpoint_path(out), state, finished={**finished, "outputs": names})
     return written
 
 

@@ -16,12 +16,7 @@ evaluating anything. Asking for fewer evaluations than the archive holds evaluat
 `mode="baseline"` is today's generator at the same budget: `sample_layout` from the 18 real templates,
 one dungeon per evaluation, inserted into the same kind of archive (the bench's reference).
 
-**Where evaluation runs.** pyribs runs the search in-process, and on one machine so does evaluation (the
-default: no process pool is started). A batch is built in `chunks` pieces (`Chunk`, `evaluate_chunk`: one
-`build_dungeons` call each); given a Dask client (`client=dask.distributed.Client(...)`, as pyribs' own
-examples use Dask to spread evaluations over cores or machines), each piece is one Dask task on its workers.
-The pieces' seeds do not depend on where they run, so a run on Dask and one in-process with the same
-`chunks` give the same archive; `chunks` itself is a setting of the run (rooms are drawn per piece).
+Where each batch's dungeons are built (this process and its workers, or a Dask cluster): `hmolqd.illuminate.pieces`.
 """
 
 from __future__ import annotations
@@ -38,9 +33,9 @@ import numpy as np
 
 from hmolqd.config import SEED_LIMIT
 from hmolqd.dungeon.api import as_source
-from hmolqd.dungeon.build import Dungeon, DungeonConfig, build_dungeons, plan
-from hmolqd.dungeon.sampler import sample_layout
+from hmolqd.dungeon.build import Dungeon, DungeonConfig
 from hmolqd.dungeon.source import RoomSource
+from hmolqd.dungeon.workers import IN_PROCESS, Workers
 from hmolqd.illuminate.archive import (
     DEFAULT_DESCRIPTORS,
     Descriptor,
@@ -53,16 +48,12 @@ from hmolqd.illuminate.archive import (
 )
 from hmolqd.illuminate.checkpoint import State, checkpoint_path, load_state, save_state, source_identity
 from hmolqd.illuminate.emitters import make_scheduler
-from hmolqd.illuminate.genome import plan_genome
+from hmolqd.illuminate.pieces import check_client, evaluate, split
 
 MODES = ("map-elites", "baseline")
 # dungeons per batch at most: a batch is built in one go (its rooms, plays and archive arrays all in memory)
 MAX_BATCH_SIZE = 10_000
 _BATCH_SEED = 1_000_003
-_BASELINE_SEED = 10_000_019
-# seed step between the chunks of one batch: unlike build.py's steps between groups (7,919) and rounds
-# (1,000,003), so that two chunks' rooms do not share seeds for the handful of groups and rounds a batch has
-_CHUNK_SEED = 104_729
 
 
 @dataclass(frozen=True)
@@ -85,50 +76,6 @@ class Illumination:
 
 def _baseline_archive(descriptors: Sequence[Descriptor], seed: int) -> Any:
     return make_archive(descriptors, 1, seed)
-
-
-@dataclass(frozen=True, eq=False)
-class Chunk:
-    """One piece of a batch, built by one `build_dungeons` call (in-process, or as one task of a Dask client):
-    genomes `(k, GENOME_DIM)` to decode (MAP-Elites), or the baseline's `sample_layout` indices `(k, 1)`."""
-
-    mode: str
-    solutions: np.ndarray
-    seed: int  # the run's seed (layout sampling of the baseline)
-    build_seed: int  # seed of the room model's calls for this piece
-
-
-def evaluate_chunk(chunk: Chunk, source: RoomSource, config: DungeonConfig) -> list[Dungeon]:
-    """Build the dungeons of one chunk: all their rooms in batched calls, regeneration included."""
-    if chunk.mode == "map-elites":
-        plans = [plan_genome(g, config, seed=chunk.build_seed) for g in chunk.solutions]
-    else:
-        layouts = [sample_layout(chunk.seed * _BASELINE_SEED + int(i)) for i in chunk.solutions[:, 0]]
-        plans = [plan(layout, config, seed=chunk.build_seed) for layout in layouts]
-    return build_dungeons(plans, source, config, seed=chunk.build_seed)
-
-
-def evaluate(chunks: Sequence[Chunk], source: Any, config: DungeonConfig, client: Any = None) -> list[Dungeon]:
-    """The dungeons of `chunks`, in order: in this process, or one Dask task per chunk on `client` (a
-    `dask.distributed.Client`; `source` is then the RoomSource already scattered to its workers, which
-    `illuminate` does once per run). Both give the same dungeons."""
-    if client is None:
-        return [d for chunk in chunks for d in evaluate_chunk(chunk, source, config)]
-    futures = client.map(evaluate_chunk, list(chunks), source=source, config=config, pure=False)
-    return [d for part in client.gather(futures) for d in part]
-
-
-def split(mode: str, solutions: np.ndarray, seed: int, build_seed: int, pieces: int) -> list[Chunk]:
-    """`solutions` in up to `pieces` contiguous chunks; chunk k's rooms come from build_seed + k x _CHUNK_SEED."""
-    parts = [p for p in np.array_split(np.arange(len(solutions)), min(pieces, len(solutions))) if len(p)]
-    return [Chunk(mode, solutions[p], seed, build_seed + k * _CHUNK_SEED) for k, p in enumerate(parts)]
-
-
-def check_client(client: Any) -> None:
-    if client is not None and not all(callable(getattr(client, m, None)) for m in ("scatter", "map", "gather")):
-        raise IlluminateError(
-            f"client must be a dask.distributed.Client (with scatter, map and gather), got {type(client).__name__}"
-        )
 
 
 def _is_int(value: Any) -> bool:
@@ -194,13 +141,17 @@ def resolved_sampling(source: Any) -> dict[str, Any]:
     return {**asdict(settings), "batch_size": int(getattr(source, "batch_size", 0))}
 
 
-def plan_run(model: Any, evaluations: int, search: SearchSettings, client: Any, options: dict[str, Any]) -> Plan:
-    """Check every input and load the room source; writes nothing (`illuminate` says what the arguments are)."""
+def plan_run(
+    model: Any, evaluations: int, search: SearchSettings, client: Any, options: dict[str, Any], search_ribs: bool = True
+) -> Plan:
+    """Check every input and load the room source; writes nothing (`illuminate` says what the arguments are).
+    `search_ribs`: check that pyribs is there (False: only a finished run's report is read, `finished_run`)."""
     search = replace(search, **{k: options.pop(k) for k in sorted(_SEARCH_KEYS & set(options))})
     check_settings(evaluations, search)
     check_client(client)
     descs = check_descriptors(search.descriptors)
-    require_ribs()
+    if search_ribs:
+        require_ribs()
     source = as_source(model, **options)
     settings = {
         "mode": search.mode,
@@ -230,37 +181,38 @@ def illuminate(
     `model_final.pt`, or any RoomSource; `out`: the folder of the checkpoint (the caller holds its lock:
     `hmolqd.illuminate.api.illuminate`); `options`: fields of `SearchSettings` by name (descriptors, seed,
     batch_size, mode, config: they replace those of `search`) and the room model's sampling keys; `client`: a
-    `dask.distributed.Client` to build each batch's chunks on its workers (module docstring)."""
+    `dask.distributed.Client` to build each batch's chunks on its workers (module docstring). This function
+    runs in one process; `hmolqd.illuminate.api.illuminate` adds worker processes and the outputs."""
     return run_search(plan_run(model, evaluations, search, client, options), out, progress, client)
 
 
 def run_search(
-    plan: Plan, out: str | Path | None, progress: Callable[[dict[str, Any]], None] | None, client: Any
+    plan: Plan,
+    out: str | Path | None,
+    progress: Callable[[dict[str, Any]], None] | None,
+    client: Any,
+    workers: Workers = IN_PROCESS,
 ) -> Illumination:
-    """Resume or start the archive in `out` (None: in memory) and evaluate up to `plan.evaluations`."""
+    """Resume or start the archive in `out` (None: in memory) and evaluate up to `plan.evaluations`; without a
+    Dask `client`, each dungeon's decoding, walking and playing runs on `workers` (the same archive)."""
     settings, descs, config = plan.settings, plan.descriptors, plan.search.config
     path = checkpoint_path(Path(out)) if out is not None else None
     state = _resume(path, settings) if path is not None and path.exists() else None
     if state is None:
         state = _fresh_state(settings, descs)
     total = state.evaluations + (len(state.tail["dungeons"]) if state.tail else 0)
-    notes = []
-    if plan.evaluations < total:
-        notes.append(
-            f"the archive already holds {total} evaluations, more than the {plan.evaluations} asked: "
-            f"nothing was evaluated, and all {total} are reported"
-        )
-    elif plan.evaluations > total:
+    notes = more_than_asked(total, plan.evaluations)
+    if plan.evaluations > total:
         state.tail = None  # a longer run goes on from the whole batches (State.tail)
     # on Dask the source (the room model) goes to the workers once, not once per batch
     shipped = plan.source if client is None else client.scatter(plan.source, broadcast=True, hash=False)
     while state.evaluations + settings["batch_size"] <= plan.evaluations:
-        solutions, dungeons, seconds = _evaluate_batch(state, descs, shipped, config, client)
+        solutions, dungeons, seconds = _evaluate_batch(state, descs, shipped, config, (client, workers))
         _apply(state, descs, solutions, dungeons, seconds, tell=settings["mode"] == "map-elites")
         _save(path, state, progress)
     if state.evaluations < plan.evaluations and state.tail is None:
         left = plan.evaluations - state.evaluations
-        solutions, dungeons, seconds = _evaluate_batch(state, descs, shipped, config, client, left)
+        solutions, dungeons, seconds = _evaluate_batch(state, descs, shipped, config, (client, workers), left)
         state.tail = {"solutions": solutions, "dungeons": dungeons, "seconds": seconds}
         _save(path, state, None)
         if progress is not None:
@@ -272,6 +224,16 @@ def run_search(
     return Illumination(
         archive, descs, final.elites, stats, final.history, final.counts, settings, out_dir, state, tuple(notes)
     )
+
+
+def more_than_asked(total: int, asked: int) -> list[str]:
+    """The note of a run asked for fewer evaluations than its archive holds (nothing is evaluated then)."""
+    if asked >= total:
+        return []
+    return [
+        f"the archive already holds {total} evaluations, more than the {asked} asked: nothing was evaluated, "
+        f"and all {total} are reported"
+    ]
 
 
 def _save(path: Path | None, state: State, progress: Callable[[dict[str, Any]], None] | None) -> None:
@@ -328,10 +290,16 @@ def _resume(path: Path, settings: dict[str, Any]) -> State:
 
 
 def _evaluate_batch(
-    state: State, descs: Sequence[Descriptor], source: Any, config: DungeonConfig, client: Any, take: int = 0
+    state: State,
+    descs: Sequence[Descriptor],
+    source: Any,
+    config: DungeonConfig,
+    where: tuple[Any, Workers],
+    take: int = 0,
 ) -> tuple[np.ndarray, list[Dungeon], float]:
     """The next batch's solutions and dungeons: a whole batch, or (`take` > 0) its first `take`, asked of a copy
-    of the scheduler so that `state` is left as it was (State.tail). `source`: as `evaluate` takes it."""
+    of the scheduler so that `state` is left as it was (State.tail). `source`, `where` (a Dask client or None,
+    and the workers): as `evaluate` takes them."""
     mode, seed, batch = state.settings["mode"], state.settings["seed"], state.settings["batch_size"]
     build_seed = seed * _BATCH_SEED + state.batches
     t0 = time.perf_counter()
@@ -344,7 +312,7 @@ def _evaluate_batch(
         solutions = np.arange(state.evaluations, state.evaluations + n, dtype=np.float64).reshape(-1, 1)
         # the baseline's rooms have always come from the run's seed (batches differ by their layouts)
         chunks = split(mode, solutions, seed, seed, state.settings["chunks"])
-    dungeons = evaluate(chunks, source, config, client)
+    dungeons = evaluate(chunks, source, config, *where)
     return solutions, dungeons, time.perf_counter() - t0
 
 

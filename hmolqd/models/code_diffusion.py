@@ -17,16 +17,34 @@ mostly depends on its neighbours; measured better than global attention, bench/Q
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import nn
 
 from hmolqd.config import ModelConfig, SamplingSettings
 from hmolqd.data.attributes import ATTRIBUTES, UNKNOWN, drop_condition
+from hmolqd.device import resolve_sample_dtype
 from hmolqd.diffusion import absorbing
 from hmolqd.models.conditioned import ConditionedDiffusion
 from hmolqd.models.denoiser import COND_VALUES, DiTBlock, modulate
 
 SAMPLERS: tuple[str, ...] = ("random", "confidence")
+
+
+def _in_dtype(denoiser: nn.Module, dtype: str, device: torch.device) -> Callable[..., torch.Tensor]:
+    """`denoiser` as sampling calls it: as is for "float32"; for "bfloat16" its forward under autocast (its
+    matrix products in bf16, about half the time on a CPU with native bf16) and its logits back in float32, so
+    the guidance, softmax and draws stay float32."""
+    if dtype == "float32":
+        return denoiser
+
+    def forward(*args: torch.Tensor) -> torch.Tensor:
+        with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+            out = denoiser(*args)
+        return out.float()
+
+    return forward
 
 
 def local_attention_mask(grid: tuple[int, int], extra: int, radius: int) -> torch.Tensor | None:
@@ -141,7 +159,8 @@ class CodeDiffusion(ConditionedDiffusion):
         B = codes.shape[0]
         x0 = codes.flatten(1).long()  # (B, N)
         t = torch.rand(B, device=x0.device)  # (B,) the time: how much of each room is masked
-        ratio = absorbing.mask_ratio(t.double().cpu(), self.cfg.mask_schedule).to(x0.device)  # (B,)
+        # (B,) float64 where t is: a round trip through the host would sync every training step
+        ratio = absorbing.mask_ratio(t.double(), self.cfg.mask_schedule)
         u_mask = torch.rand(x0.shape, device=x0.device)  # (B, N) which tokens are masked
         x_t, masked = absorbing.mask_tokens(x0, ratio, self.mask_id, u_mask)
         cond = drop_condition(cond.long(), drop_prob, self.groups)
@@ -152,7 +171,12 @@ class CodeDiffusion(ConditionedDiffusion):
         return loss, {"diffusion_loss": loss.detach(), "masked_accuracy": acc.detach()}
 
     def _log_probs(
-        self, denoiser: nn.Module, x: torch.Tensor, cond: torch.Tensor, guidance: float, guide_from: int
+        self,
+        denoiser: Callable[..., torch.Tensor],
+        x: torch.Tensor,
+        cond: torch.Tensor,
+        guidance: float,
+        guide_from: int,
     ) -> torch.Tensor:
         """Guided log-probabilities `(B, N, K)`, conditional and "unconditional" rows in one batched forward.
         The unconditional rows leave the condition columns from `guide_from` on open (0 = all of them)."""
@@ -182,6 +206,7 @@ class CodeDiffusion(ConditionedDiffusion):
         `batch_size`: the result does not depend on it. `tie (n, 2)` bool makes the requested mirror axes exact."""
         denoiser = self.denoiser if denoiser is None else denoiser
         device = next(denoiser.parameters()).device
+        forward = _in_dtype(denoiser, resolve_sample_dtype(settings.sample_dtype, device), device)
         n, N = cond.shape[0], self.grid[0] * self.grid[1]
         if tuple(cond.shape) != (n, self.cond_size):
             raise ValueError(
@@ -206,7 +231,7 @@ class CodeDiffusion(ConditionedDiffusion):
             new = torch.empty_like(x)
             for lo in range(0, n, batch_size):
                 sl = slice(lo, lo + batch_size)
-                lp = self._log_probs(denoiser, x[sl], cond[sl], guidance, guide_from)  # (b, N, K)
+                lp = self._log_probs(forward, x[sl], cond[sl], guidance, guide_from)  # (b, N, K)
                 if settings.sampler == "random":
                     new[sl] = absorbing.unmask_random(
                         x[sl],

@@ -9,6 +9,7 @@ stored with the model (`model.config.run.sampling`: the settings it was trained 
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from typing import Any
 
@@ -16,6 +17,7 @@ import torch
 
 from hmolqd.config import SamplingSettings
 from hmolqd.data.tiles import ROOM_H, ROOM_W, SIDES
+from hmolqd.device import resolve_sample_dtype
 from hmolqd.models.modes import eval_mode
 from hmolqd.models.room_model import RoomModel
 from hmolqd.render import SCREEN_SIDES, SCREEN_TO_TEXT_SIDE
@@ -84,8 +86,11 @@ def parse_stairs(stairs: torch.Tensor | bool | str | None, n: int) -> torch.Tens
 
 def sampling_settings(model: RoomModel, **overrides: Any) -> SamplingSettings:
     """The model's own sampling settings (its run config's) with every override that is not None applied;
-    an override is a config key or one of generate's short keywords (steps, guidance, eta, temperature, noise)."""
-    return model.config.run.sampling.with_overrides(**overrides)
+    an override is a config key or one of generate's short keywords (steps, guidance, eta, temperature, noise).
+    sample_dtype "auto" is resolved for the model's device, so the settings say what the rooms were drawn with."""
+    settings = model.config.run.sampling.with_overrides(**overrides)
+    dtype = resolve_sample_dtype(settings.sample_dtype, next(model.parameters()).device)
+    return settings if dtype == settings.sample_dtype else dataclasses.replace(settings, sample_dtype=dtype)
 
 
 def sampler_options(model: RoomModel) -> dict[str, dict[str, Any]]:

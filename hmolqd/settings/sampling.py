@@ -13,6 +13,8 @@ from typing import Any
 
 from hmolqd.settings.rules import at_least, booleans, check, integers_at_least, one_of
 
+SAMPLE_DTYPES = ("auto", "float32", "bfloat16")  # sample_dtype's values (hmolqd.device.resolve_sample_dtype)
+
 # `generate`'s public short keywords for the settings whose config key is longer; every other keyword is the key.
 SAMPLING_KEYWORDS: dict[str, str] = {
     "steps": "sample_steps",
@@ -41,7 +43,8 @@ class SamplingSettings:
     ask_mirror: str = "one"  # discrete: mirror axes asked when not told: "one" (drawn 50/50 per room), "both", "open"
     ddim_eta: float = 0.0  # continuous: DDIM stochasticity (0 = deterministic)
     door_guidance: float = 0.0  # continuous: decoder-gradient door guidance strength per DDIM step (0 = off)
-    use_ema: bool = True  # sample with the EMA copy of the denoiser (false: the trained weights)
+    #: sample with the EMA copy of the denoiser (false: the trained weights); model_final.pt keeps only that one
+    use_ema: bool = True
     #: discrete: redraw a room whose interior is within copy_guard - 1 tiles of a training interior (1 = no copied
     #: interior; 0 = off); needs the corpus at sampling time
     copy_guard: int = 0
@@ -50,6 +53,9 @@ class SamplingSettings:
     #: discrete: redraw a room whose doors, stairs or attributes (playable, symmetric, ...) are not what was asked
     request_guard: bool = False
     guard_draws: int = 4  # discrete: draws of a room at most (the first included) while a guard rejects it
+    #: discrete: the denoiser's forward under autocast in this dtype: "float32", "bfloat16", or "auto" (bfloat16 on
+    #: a CPU with native bf16, float32 elsewhere: hmolqd.device.resolve_sample_dtype); generate resolves "auto"
+    sample_dtype: str = "auto"
 
     def __post_init__(self) -> None:
         at_least(self, ("sample_steps",), 1)
@@ -61,6 +67,7 @@ class SamplingSettings:
         one_of(self, "ask_playable", ("yes", "no", "open", "with_doors"))
         one_of(self, "ask_symmetric", ("yes", "no", "open"))
         one_of(self, "ask_mirror", ("one", "both", "open"))
+        one_of(self, "sample_dtype", SAMPLE_DTYPES)
         booleans(self, ("guide_attributes", "tie_mirrors", "use_ema", "pattern_guard", "request_guard"))
 
     def with_overrides(self, **overrides: Any) -> SamplingSettings:
