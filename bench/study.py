@@ -73,6 +73,7 @@ SAMPLE_FLAGS = (
     "request-guard",
     "guard-draws",
     "ask-playable",
+    "sample-dtype",
 )  # `sample` keys -> evaluate's --flags
 
 

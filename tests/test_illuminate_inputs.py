@@ -166,7 +166,7 @@ def test_dask_local_workers_are_capped_to_the_cores(monkeypatch: pytest.MonkeyPa
     import dask.distributed
 
     from hmolqd.cli import args as cli_args
-    from hmolqd.cli import commands as cli
+    from hmolqd.cli import illuminate_command
 
     started = []
 
@@ -182,7 +182,7 @@ def test_dask_local_workers_are_capped_to_the_cores(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(dask.distributed, "LocalCluster", Fake)
     monkeypatch.setattr(dask.distributed, "Client", Fake)
-    with cli._dask_client("local", 1000):
+    with illuminate_command.dask_client("local", 1000):
         pass
     assert started[0] == cli_args.cores() < 1000
 

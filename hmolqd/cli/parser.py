@@ -11,6 +11,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 
 from hmolqd.cli import args as cli_args
+from hmolqd.settings.sampling import SAMPLE_DTYPES
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -216,6 +217,13 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         type=int,
         default=None,
         help="discrete model: draws of a room at most while a guard rejects it (default: the model's guard_draws)",
+    )
+    p.add_argument(
+        "--sample-dtype",
+        choices=SAMPLE_DTYPES,
+        default=None,
+        help="discrete model: the denoiser's dtype while sampling (auto: bfloat16 on a CPU with native bf16) "
+        "(default: the model's sample_dtype)",
     )
     p.add_argument("--device", default="auto", help="'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'")
     p.add_argument("--png", type=Path, default=None, help=f"sample grid PNG (default: {DEFAULT_PNG} beside the model)")
