@@ -296,6 +296,7 @@ def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> s
             "the rest of the notebook does not need it"
         )
     from hmolqd.illuminate import illuminate
+    from hmolqd.illuminate.api import finished_run
 
     out = Path(cfg.paths.output_dir)
     if not (out / FINAL_MODEL).is_file():
@@ -303,10 +304,11 @@ def illuminate_dungeons(cfg: Config, evaluations: int = 200, seed: int = 0) -> s
             f"no archive yet: {FINAL_MODEL} is written when the last stage finishes (run the notebook again to resume)"
         )
     model = load_model(out / FINAL_MODEL).to(resolve_device(cfg.run.device))
-    result = illuminate(model, evaluations=evaluations, out=out / ILLUMINATE_DIR, seed=seed)
+    # a finished archive (the cell run again) is reported from its checkpoint alone: nothing evaluated or unpickled
+    done = finished_run(model, evaluations=evaluations, out=out / ILLUMINATE_DIR, seed=seed)
+    s = done["stats"] if done else illuminate(model, evaluations=evaluations, out=out / ILLUMINATE_DIR, seed=seed).stats
     zip_outputs(out, cfg.paths.checkpoint_dir)  # the zip holds the archive's summary, pictures and archive.pt
     show_image(out / ILLUMINATE_DIR / "heatmap.png")
-    s = result.stats
     return (
         f"{s['elites']} elite dungeons in {s['cells']} cells (coverage {100 * s['coverage']:.1f} %, "
         f"QD score {s['qd_score']:.1f}, {100 * (s['beaten_elites'] or 0):.1f} % beaten); "

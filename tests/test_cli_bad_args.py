@@ -95,6 +95,7 @@ BAD = [
     (["evaluate", "--model", "MODEL", "--json", "DIR"], "--json {DIR}: is a folder; give a file name ending in .json"),
     (["evaluate", "--model", "MODEL", "--json", "TMP/a.jpg"], "--json {TMP}/a.jpg: the file name must end in .json"),
     (["evaluate", "--model", "MODEL", "--sampler", "greedy"], "argument --sampler: invalid choice: 'greedy'"),
+    (["evaluate", "--model", "MODEL", "--sample-dtype", "fp16"], "argument --sample-dtype: invalid choice: 'fp16'"),
     (
         ["evaluate", "--model", "MODEL", "--device", "tpu", "--data", "CORPUS"],
         "--device 'tpu': must be 'auto', 'cpu', 'cuda' or 'cuda:N'",

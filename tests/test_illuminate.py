@@ -244,6 +244,15 @@ def test_resume_with_other_settings_is_refused(tmp_path: Path) -> None:
         illuminate(PlainRoomSource(), evaluations=20, batch_size=10, seed=9, out=tmp_path, outputs=False)
 
 
+def test_an_archive_of_genomes_with_other_knobs_is_refused(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import hmolqd.illuminate.genome as genome
+
+    illuminate(PlainRoomSource(), evaluations=10, batch_size=10, seed=8, out=tmp_path, outputs=False)
+    monkeypatch.setattr(genome, "GENOME_DIM", GENOME_DIM + 1)  # as if the genome had gained a knob since
+    with pytest.raises(IlluminateError, match=f"genomes have {GENOME_DIM} knobs, this hmolqd's have {GENOME_DIM + 1}"):
+        illuminate(PlainRoomSource(), evaluations=20, batch_size=10, seed=8, out=tmp_path, outputs=False)
+
+
 def test_baseline_fills_the_same_kind_of_archive() -> None:
     result = illuminate(PlainRoomSource(), evaluations=20, batch_size=10, seed=0, mode="baseline")
     assert result.stats["cells"] == 16 * 10 * 10 and 0 < result.stats["elites"] <= 20
@@ -265,6 +274,12 @@ def test_cli_illuminate_and_its_errors(tmp_path: Path, capsys: pytest.CaptureFix
     assert "unknown descriptor 'bogus'" in capsys.readouterr().err
     assert main(["illuminate", "--model", str(model), "--chunks", "0"]) == 2
     assert capsys.readouterr().err.strip() == "error: chunks must be an int > 0, got 0"
+    assert main(["illuminate", "--model", str(model), "--workers", "0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: --workers 0: must be >= 1 (processes; 1 runs everything in this process)"
+    assert main(["illuminate", "--model", str(model), "--workers", "100000"]) == 2
+    assert "--workers 100000: must be <= " in capsys.readouterr().err
+    assert not (tmp_path / "run" / "illuminate").exists()  # nothing written for bad input
     out = tmp_path / "ill"
     assert (
         main(
