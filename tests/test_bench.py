@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import json
+import sys
+import time
 from pathlib import Path
 from types import ModuleType
 
@@ -46,10 +48,61 @@ def test_gpu_check_arguments(bench: dict[str, ModuleType], monkeypatch: pytest.M
     gpu_check = bench["gpu_check"]
     monkeypatch.setenv("OUT", str(tmp_path))
     args = gpu_check.parse_args(["--skip", "suite,resume"])
-    assert args.out == tmp_path and args.skip == ("suite", "resume") and args.preset == "notebook"
-    assert gpu_check.parse_args(["--cpu-plumbing"]).preset == "smoke"
-    with pytest.raises(SystemExit):
-        gpu_check.parse_args(["--skip", "everything"])
+    assert args.out == tmp_path and args.preset == "notebook"
+    assert args.parts == ("env", "steps", "train", "generate", "illuminate")  # the most wanted first
+    assert (args.presets, args.precisions) == (("cpu", "gpu"), ("fp32", "bf16", "fp16"))
+    assert (args.budget_s, args.evaluations, args.generate_n) == (450.0, 2000, (1000, 10000))
+    assert gpu_check.parse_args(["--parts", "train,steps"]).parts == ("train", "steps")  # in the order asked
+    plumbing = gpu_check.parse_args(["--cpu-plumbing"])
+    assert (plumbing.preset, plumbing.presets, plumbing.evaluations) == ("smoke", ("smoke",), 4)
+    for bad in (["--skip", "everything"], ["--parts", "env,speed"], ["--precisions", "fp8"]):
+        with pytest.raises(SystemExit):
+            gpu_check.parse_args(bad)
+
+
+def test_gpu_check_skips_what_the_time_budget_leaves_no_time_for(bench: dict[str, ModuleType], tmp_path: Path) -> None:
+    gpu_check = bench["gpu_check"]
+    out = tmp_path / "out"
+    assert gpu_check.main(["--cpu-plumbing", "--budget-s", "0", "--out", str(out)]) == 0  # skipped is not failed
+    r = json.loads((out / "gpu_cpu-plumbing.json").read_text())
+    assert r["results"] == {} and r["errors"] == {} and list(r["skipped"]) == list(gpu_check.PARTS)
+    assert all(why.startswith("skipped: time budget") for why in r["skipped"].values())
+    assert "- illuminate: skipped: time budget" in (out / "gpu_cpu-plumbing.md").read_text()
+    # without the train part (and no --model) generate and illuminate have no model: skipped, not failed
+    assert gpu_check.main(["--cpu-plumbing", "--parts", "generate,illuminate", "--out", str(out)]) == 0
+    r = json.loads((out / "gpu_cpu-plumbing.json").read_text())
+    assert r["results"] == {} and all(why.startswith("skipped: no model") for why in r["skipped"].values())
+
+
+def test_a_command_past_its_deadline_is_killed_and_keeps_its_lines(
+    bench: dict[str, ModuleType], tmp_path: Path
+) -> None:
+    from hbench import gpuruns
+
+    command = [sys.executable, "-c", "import time; print('measured', flush=True); time.sleep(120)"]
+    run = gpuruns.stream(command, tmp_path / "log", deadline=time.monotonic() + 5)
+    assert run.cut_short and run.returncode is None and run.wall_s < 60
+    assert [line for _, line in run.lines] == ["measured"] and (tmp_path / "log").read_text() == "measured\n"
+
+
+def test_stage_times_read_the_trainers_epoch_lines(bench: dict[str, ModuleType]) -> None:
+    from hbench import gpuruns
+
+    from hmolqd.training.validation import format_record
+
+    def line(stage: str, epoch: int) -> str:
+        return format_record({"stage": stage, "epoch": epoch, "step": 10 * epoch, "train_loss": 1.0})
+
+    lines = [(1.0, "data: ..."), (2.0, line("vqvae", 1)), (4.0, line("vqvae", 3)), (5.0, line("diffusion", 1))]
+    times = gpuruns.stage_times(lines)
+    assert times["vqvae"] == {
+        "epochs": 3,
+        "first_epoch_line_s": 2.0,
+        "last_epoch_line_s": 4.0,
+        "last_step": 30,
+        "s_per_epoch": 1.0,
+    }
+    assert times["diffusion"]["epochs"] == 1 and times["diffusion"]["s_per_epoch"] is None
 
 
 def test_gpu_check_refuses_cleanly_without_cuda(
@@ -126,23 +179,41 @@ def test_suite_writes_json_and_markdown(bench: dict[str, ModuleType], vglc_dir: 
 
 @pytest.mark.slow
 def test_gpu_check_plumbing_on_cpu(bench: dict[str, ModuleType], vglc_dir: Path, tmp_path: Path) -> None:
-    """The GPU script's checks on the CPU (smoke preset): autocast paths in fp32 / fp16 / bf16, and a SIGKILLed run
-    resumed bit-exactly per dtype (use_amp "fp16" with its GradScaler, and "bf16")."""
+    """Every part of the GPU script but the suite on the CPU (smoke preset, tiny sizes): the training step timed
+    under fp32 / bf16 / fp16, a training end to end, generation, illuminate, and a SIGKILLed run resumed bit-exactly
+    per dtype (use_amp "bf16", and "fp16" with its GradScaler)."""
     out = tmp_path / "out"
-    assert (
-        bench["gpu_check"].main(["--cpu-plumbing", "--skip", "suite", "--data", str(vglc_dir), "--out", str(out)]) == 0
+    argv = ["--cpu-plumbing", "--skip", "suite", "--data", str(vglc_dir), "--out", str(out)]
+    assert bench["gpu_check"].main(argv) == 0
+    r = json.loads((out / "gpu_cpu-plumbing.json").read_text())
+    assert r["errors"] == {} and r["skipped"] == {}
+    assert list(r["results"]) == ["env", "steps", "train", "generate", "illuminate", "resume"]
+    steps = r["results"]["steps"]
+    assert [(row["preset"], row["precision"]) for row in steps["rows"]] == [
+        ("smoke", p) for p in ("fp32", "bf16", "fp16")
+    ]
+    for row in steps["rows"]:
+        assert set(row["stages"]) == {"vqvae", "diffusion"}
+        for m in row["stages"].values():
+            assert m["ok"] and len(m["rates"]) == 2 and m["steps_per_s_min"] <= m["steps_per_s"] <= m["steps_per_s_max"]
+            assert (m["grad_scale"] is not None) == (row["precision"] == "fp16")  # a scaler iff fp16
+            assert m["host_syncs_per_step"]["count"] is None  # counted on CUDA only
+    train = r["results"]["train"]
+    assert train["ok"] and train["model_final_mib"] > 0 and train["cut_short"] is None
+    assert {stage: s["epochs"] for stage, s in train["stages"].items()} == {"vqvae": 2, "diffusion": 2}
+    generated = r["results"]["generate"]
+    assert [row["n"] for row in generated["rows"]] == [64, 128] and all(
+        row["rooms_per_s"] > 0 for row in generated["rows"]
     )
-    r = json.loads((out / "gpu_check.json").read_text())
-    assert r["errors"] == {} and set(r["results"]) == {"env", "autocast", "resume"}
-    paths = r["results"]["autocast"]["paths"]
-    assert set(paths) == {"fp32", "fp16", "bf16"}
-    # a scaler iff fp16
-    assert paths["fp16"]["vqvae"]["grad_scale"] is not None and paths["bf16"]["vqvae"]["grad_scale"] is None
+    illuminated = r["results"]["illuminate"]
+    assert illuminated["ok"] and [p["evaluations"] for p in illuminated["progress"]] == [2, 4]
     resume = r["results"]["resume"]
     assert resume["ok"] and set(resume["runs"]) == {"fp16", "bf16"} and resume["skipped"] is None
     for amp, run in resume["runs"].items():
         assert run["use_amp"] == amp and run["max_abs_diff"] == 0.0 and run["run_to_run_noise"] == 0.0  # CPU: bit-exact
         assert run["resumed_said_resuming"] and run["tensors_compared"] > 0
         assert (run["grad_scaler"]["scale"] > 0) if amp == "fp16" else run["grad_scaler"] == {}
-    md = (out / "gpu_check.md").read_text()
+    md = (out / "gpu_cpu-plumbing.md").read_text()
+    for heading in ("## Training step", "## Training the default model", "## Generation speed", "## Illuminate"):
+        assert heading in md
     assert "## SIGKILL and resume" in md and "- use_amp='fp16': PASS" in md and "- use_amp='bf16': PASS" in md

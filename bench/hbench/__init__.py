@@ -14,4 +14,11 @@ checkpoint code (never a re-implemented loop); `suite.run_suite` runs them in tu
     compilebench.py torch.compile on vs off on the denoiser forward
     report.py     JSON, Markdown table, quality-over-time PNG
     suite.py      the context shared by the measurements and `run_suite`
+
+bench/gpu_check.py (issue 29's one GPU script) adds:
+
+    stepbench.py  the trainer's training step per preset, precision and stage (median steps/s, host syncs)
+    gpuruns.py    the time budget; `train` and `illuminate` timed as commands, `generate` rooms/s
+    killresume.py SIGKILL and resume per mixed-precision dtype
+    gpureport.py  its Markdown page
 """

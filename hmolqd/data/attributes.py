@@ -166,5 +166,7 @@ def drop_condition(cond: torch.Tensor, drop_prob: float, groups: list[list[int]]
     if len(groups) > 1:
         drop_group = torch.rand(B, len(groups), device=cond.device) < drop_prob  # (B, G) a coin per group
         for i, cols in enumerate(groups):
-            drop[:, cols] |= drop_group[:, i : i + 1]
+            # a run of columns (every group here) as a slice: a list index is a host-to-GPU copy, a sync per group
+            where = slice(cols[0], cols[-1] + 1) if cols == list(range(cols[0], cols[-1] + 1)) else cols
+            drop[:, where] |= drop_group[:, i : i + 1]
     return torch.where(drop, UNKNOWN, cond)

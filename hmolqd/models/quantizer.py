@@ -24,7 +24,8 @@ Math (van den Oord et al. 2017, "Neural Discrete Representation Learning", secti
   initialisation is farthest-point sampling of the batch (Gonzalez 1985), so K >= the number of distinct
   inputs gives each its own code, and a restart draws rows with probability ~ squared distance to their
   nearest code (k-means++ seeding, Arthur & Vassilvitskii 2007), so a rare patch that shares a code with a
-  common one gets a code of its own. It costs a host sync per training update (the tokenizer is small).
+  common one gets a code of its own. Whether the first initialisation is done is read to the host only until
+  it is seen done (`_initialization_done`), so later updates need no host sync for it.
 
 The codebook and all EMA statistics are registered buffers: `state_dict()` holds the whole quantizer state.
 Under DDP (torch.distributed initialised) n_i and s_i are all-reduced before the EMA step, and restarted codes
@@ -34,7 +35,7 @@ EMA updates and restarts happen only in training mode; in eval mode the quantize
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import torch
 import torch.distributed as dist
@@ -59,8 +60,11 @@ def nearest_code(flat: torch.Tensor, codebook: torch.Tensor) -> torch.Tensor:
 
 
 def code_histogram(indices: torch.Tensor, num_embeddings: int) -> torch.Tensor:
-    """Any-shape long indices -> (K,) float counts of each code."""
-    return torch.bincount(indices.reshape(-1), minlength=num_embeddings).to(torch.float32)
+    """Any-shape long indices -> (K,) float counts of each code. Added up with `index_add_`, not `bincount`: on CUDA
+    bincount reads the largest index to the host, a sync in every training step; the counts are the same integers."""
+    flat = indices.reshape(-1)
+    ones = torch.ones(flat.shape, dtype=torch.float32, device=flat.device)
+    return torch.zeros(num_embeddings, device=flat.device).index_add_(0, flat, ones)
 
 
 def codebook_usage(counts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +136,18 @@ class VectorQuantizerEMA(nn.Module):
         # (K,) updates since last use
         self.register_buffer("unused_steps", torch.zeros(num_embeddings, dtype=torch.long))
         self.register_buffer("initialized", torch.zeros((), dtype=torch.bool))  # data-dependent init done
+        self._seen_initialized = False  # `initialized` was read as True (`_initialization_done`)
+
+    def _initialization_done(self) -> bool:
+        """`initialized`, read to the host (a sync) only until it is seen True: nothing but a state load makes it
+        False again, and a load forgets what was seen (`_load_from_state_dict`)."""
+        if not self._seen_initialized:
+            self._seen_initialized = bool(self.initialized)
+        return self._seen_initialized
+
+    def _load_from_state_dict(self, *args: Any, **kwargs: Any) -> None:
+        self._seen_initialized = False  # the loaded buffer decides again
+        super()._load_from_state_dict(*args, **kwargs)
 
     def extra_repr(self) -> str:
         return (
@@ -196,7 +212,7 @@ class VectorQuantizerEMA(nn.Module):
         """
         dead = (self.unused_steps >= self.dead_code_steps) | ~self.initialized  # (K,)
         picks = torch.randint(0, flat.shape[0], (self.num_embeddings,), device=flat.device)  # (K,)
-        if self.restart == "farthest" and not bool(self.initialized):
+        if self.restart == "farthest" and not self._initialization_done():
             picks = farthest_point_picks(flat, self.num_embeddings, int(picks[0]))
         elif self.restart == "farthest":
             d2 = torch.cdist(flat, self.embedding).amin(1).square()  # (N,) to the nearest code
@@ -210,3 +226,4 @@ class VectorQuantizerEMA(nn.Module):
         self.ema_cluster_size.copy_(torch.where(dead, torch.ones_like(self.ema_cluster_size), self.ema_cluster_size))
         self.unused_steps.masked_fill_(dead, 0)
         self.initialized.fill_(True)
+        self._seen_initialized = True  # set just now: no need to read it back

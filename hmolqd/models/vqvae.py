@@ -167,6 +167,9 @@ class VQVAE(nn.Module):
             cfg.num_embeddings, cfg.latent_dim, codebook_decay, DEAD_CODE_STEPS, cfg.codebook_restart
         )
         self.decoder = _decoder(cfg)
+        # CENTER_COLUMNS as an index tensor that moves with the model: indexing with the list itself copies it to
+        # the GPU in every forward, a host sync; the same index, so the same values and memory layout (not saved)
+        self.register_buffer("center_columns", torch.tensor(CENTER_COLUMNS), persistent=False)
 
     @property
     def latent_shape(self) -> tuple[int, int, int]:
@@ -189,7 +192,7 @@ class VQVAE(nn.Module):
             )
         x = F.one_hot(rooms, NUM_TILES).permute(0, 3, 1, 2).float()  # (B, 10, 16, 11)
         if self.cfg.column_pad == "center":
-            return x[..., CENTER_COLUMNS]  # (B, 10, 16, 12)
+            return x[..., self.center_columns.to(x.device)]  # (B, 10, 16, 12)
         return F.pad(x, (0, PADDED_W - ROOM_W))  # (B, 10, 16, 12)
 
     def encode(self, rooms: torch.Tensor) -> torch.Tensor:

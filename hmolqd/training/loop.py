@@ -159,9 +159,10 @@ def run_stage(run: Run, stage: Stage) -> str | None:
             loss = o.step(model, data.x[idx], data.cond[idx], lr, rt.autocast)
             if stage.trains_denoiser:
                 run.gen.update_ema(cfg.train.ema_decay)
-            p.advance(len(idx), loss, o.last_step_skipped)
+            p.advance(len(idx), loss, o.skipped)
             bar.update()
-            if p.stage_step % log_every == 0:  # the only host sync in the step
+            # The loss is read to the host only where a bar shows it, once per log_every steps: no other step syncs.
+            if not bar.disable and p.stage_step % log_every == 0:
                 bar.set_postfix(loss=f"{loss.item():.4f}", lr=f"{lr:.2e}")
             # Under DDP the agreement is a collective (a sync), so ranks compare notes only at log steps.
             if (not rt.distributed or p.stage_step % log_every == 0) and (reason := stop_requested(run)):
@@ -214,7 +215,7 @@ def end_of_epoch(run: Run, stage: Stage, val: StageData, lr: float, state: Calla
         "step": p.global_step,
         "lr": lr,
         "train_loss": float(p.loss_sum) / max(1, p.epoch_batches),
-        "skipped_steps": p.epoch_skipped,
+        "skipped_steps": p.skipped_steps(),
     }  # fp16 GradScaler overflow skips (0 without fp16)
     if (p.epochs_done + 1) % cfg.run.logging.val_every == 0 or p.epochs_done + 1 == stage_epochs(cfg, stage):
         record.update(validation.validate(run.gen, stage, val, cfg, run.rt))

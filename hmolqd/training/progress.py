@@ -28,7 +28,9 @@ class Progress:
     history: list[dict[str, Any]] = field(default_factory=list)
     epoch_samples: int = 0  # rooms of this rank's share of the current epoch already trained on (any batch size)
     epoch_batches: int = 0  # optimizer steps in the current epoch (the mean train loss divides by it)
-    epoch_skipped: int = 0  # steps of the epoch the fp16 GradScaler skipped (inf/NaN gradients); 0 without fp16
+    # steps of the epoch the fp16 GradScaler skipped (inf/NaN gradients; 0 without fp16): a device tensor while the
+    # epoch runs (added up without a host sync), read by `skipped_steps`
+    epoch_skipped: int | torch.Tensor = 0
 
     def state(self) -> dict[str, Any]:
         return {
@@ -39,7 +41,7 @@ class Progress:
             "loss_sum": self.loss_sum.detach().cpu(),
             "epoch_samples": self.epoch_samples,
             "epoch_batches": self.epoch_batches,
-            "epoch_skipped": self.epoch_skipped,
+            "epoch_skipped": self.skipped_steps(),
         }
 
     @classmethod
@@ -69,14 +71,19 @@ class Progress:
         """The position within the epoch, at most this rank's `rooms` of it (a resume on more ranks has fewer)."""
         self.epoch_samples = min(self.epoch_samples, rooms)
 
-    def advance(self, samples: int, loss: torch.Tensor, skipped: int) -> None:
-        """One optimizer step over `samples` rooms with batch loss `loss` (0-dim; no host sync here)."""
+    def advance(self, samples: int, loss: torch.Tensor, skipped: int | torch.Tensor) -> None:
+        """One optimizer step over `samples` rooms with batch loss `loss` (0-dim) and `skipped` 1 where the fp16
+        GradScaler skipped it (an int, or a 0-dim tensor: `Optimization.skipped`); no host sync here."""
         self.loss_sum = self.loss_sum.to(loss.device) + loss.detach().float()
         self.epoch_samples += samples
         self.epoch_batches += 1
         self.epoch_skipped += skipped
         self.stage_step += 1
         self.global_step += 1
+
+    def skipped_steps(self) -> int:
+        """The epoch's skipped steps so far (a host read where they are a device tensor)."""
+        return int(self.epoch_skipped)
 
     def finish_epoch(self, record: dict[str, Any]) -> None:
         """The epoch's `record` joins the history and the next epoch starts."""
