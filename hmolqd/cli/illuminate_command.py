@@ -12,6 +12,7 @@ from typing import Any
 
 from hmolqd.cli import args as check
 from hmolqd.config import ConfigError
+from hmolqd.device import resolve_device
 
 
 def illuminate(args: argparse.Namespace) -> int:
@@ -21,9 +22,14 @@ def illuminate(args: argparse.Namespace) -> int:
     check.at_least("--workers", args.workers, 1, "processes; 1 runs everything in this process")
     check.at_most("--workers", args.workers, 4 * check.cores(), f"processes: this machine has {check.cores()} cores")
     check.model_file(args.model)
+    device = resolve_device(args.device, "--device")
     out = args.out or args.model.with_name("illuminate")
     check.folder_target("--out", out)  # the default too: beside a read-only model it cannot be written
     sampling = {} if args.steps is None else {"steps": args.steps}
+    if device.type != "cpu":  # the rooms of each round in one batched call on the GPU; the path loads on the CPU
+        from hmolqd.checkpointing.export import load_model
+
+        args.model = load_model(args.model).to(device)
     with dask_client(args.dask, args.chunks) as client:
         return _run_illuminate(args, out, sampling, client)
 

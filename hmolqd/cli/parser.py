@@ -147,6 +147,12 @@ def build_parser(commands: Mapping[str, Command]) -> argparse.ArgumentParser:
         help="processes that walk and play the dungeons and write the elites' files (default: one per core; "
         "1: all in this process); the archive is the same whatever the number",
     )
+    p.add_argument(
+        "--device",
+        default="auto",
+        help="where the room model samples: 'auto' (cuda if available), 'cpu', 'cuda', 'cuda:N'; the archive "
+        "records the sampling dtype this gives (float32 on a GPU, bf16 on a CPU with native bf16)",
+    )
     p.set_defaults(run=commands["illuminate"])
 
     from hmolqd.evaluation.report import DEFAULT_JSON, DEFAULT_PNG
