@@ -30,13 +30,16 @@ def main() -> None:
     p.add_argument("--evaluations", type=int, default=2000)
     p.add_argument("--model", default=None, help="a model_final.pt instead of plain rooms")
     p.add_argument("--label", default="", help="what search this is (e.g. the commit)")
+    p.add_argument("--workers", type=int, default=None, help="worker processes (default: one per core; same archive)")
     p.add_argument("--out", required=True)
     args = p.parse_args()
     runs = []
     for seed in args.seeds:
         source = as_source(args.model) if args.model else PlainRoomSource()
         t0 = time.perf_counter()
-        r = illuminate(source, evaluations=args.evaluations, seed=seed, mode=args.mode, outputs=False)
+        r = illuminate(
+            source, evaluations=args.evaluations, seed=seed, mode=args.mode, outputs=False, workers=args.workers
+        )
         seconds = time.perf_counter() - t0
         data = r.archive.data()
         runs.append(

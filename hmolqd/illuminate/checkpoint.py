@@ -12,7 +12,8 @@ training checkpoint, and a full disk is one line that says how much space the fi
 allows their classes by name (`safe_globals()`: the pyribs and hmolqd classes a run holds, numpy's arrays,
 dtypes and random generators, `frozenset`) and nothing else: they are rebuilt from their data without running
 their code, and a file that names any other global (a pickled function call, say) is refused with that
-global's name, nothing in it run. The state is then checked field by field (`check_state`), so a file that
+global's name, nothing in it run. The state is then checked field by field (`check_state`, down to the
+number of knobs of its genomes: an archive of a search with another genome is refused), so a file that
 loads but holds something else is a one-line error too. A bad file is never replaced: the error says so, and
 the run stops. An `archive.pkl` (hmolqd's pickle before this format) is never unpickled.
 
@@ -242,6 +243,15 @@ def _archive_problem(archive: Any, settings: Mapping[str, Any]) -> str | None:
     return None
 
 
+def _genome_problem(archive: Any) -> str | None:
+    """An archive of genomes with another number of knobs than this hmolqd's (an earlier search's)."""
+    from hmolqd.illuminate.genome import GENOME_DIM
+
+    if archive.solution_dim != GENOME_DIM:
+        return f"its genomes have {archive.solution_dim} knobs, this hmolqd's have {GENOME_DIM}: an earlier search's"
+    return None
+
+
 def check_state(state: State) -> str | None:
     """What is wrong with a loaded state, or None: each field's type and the archive's shape (module docstring)."""
     s = state.settings
@@ -258,7 +268,7 @@ def check_state(state: State) -> str | None:
 
         if not isinstance(state.scheduler, Scheduler):
             return f"scheduler: a {type(state.scheduler).__name__}, not a pyribs Scheduler"
-        problem = _archive_problem(state.scheduler.archive, s)
+        problem = _archive_problem(state.scheduler.archive, s) or _genome_problem(state.scheduler.archive)
     else:
         problem = _archive_problem(state.scheduler, s)
     if problem:

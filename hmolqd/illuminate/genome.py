@@ -3,18 +3,25 @@
 A genome is `len(KNOBS)` floats in [0, 1] (what `ribs` emitters mutate, with those bounds). Decoding scales
 each knob to its range (`KNOBS`), writes the sampler's numbers into a `Template` and calls
 `hmolqd.dungeon.sampler.layout_from_template` with the genome's seed (the last knob), then applies the
-graph mutations the knobs count (`add_rooms`, `add_loops`, `move_locks`), each from a generator seeded by
-the genome seed:
+graph mutations the knobs count (`add_rooms`, `add_loops`, `move_locks`, `detour`), each from a generator
+seeded by the genome seed:
 
 - **add a room**: a new dead-end room on a free slot beside an ordinary room (not start, boss or goal),
   joined by an open door; it holds enemies with the enemy share;
 - **add a loop**: an open door between two ordinary rooms on neighbouring slots that are not linked;
 - **move a lock and its key**: the small-key lock of one door moves to an open door of two ordinary rooms;
-  the move is kept only when the graph alone stays beatable (`hmolqd.dungeon.play.play_layout`).
+  the move is kept only when the graph alone stays beatable (`hmolqd.dungeon.play.play_layout`);
+- **a key behind a detour** (`detour`, 0-8 rooms, applied last): a chain of up to that many new rooms off an
+  ordinary room of a shortest way from start to goal, a small key in its last room, and a key lock on a door
+  of that way past the chain's room which no other way goes around (not locked before, no stair, not the
+  goal's), so the player walks into the dead end for the key and back out: its backtracking grows by about the
+  chain's length (the descriptor the search had the most trouble filling); kept only when the graph alone
+  stays beatable, like a moved lock.
 
-None of them can make a beatable layout unbeatable (added doors are open and two-way, a moved lock is
-checked), and the sampler builds beatable layouts by construction (keys before their locks), so every
-decoded layout is beatable on its graph; the player checks it again on the tiles once the rooms are made.
+None of them can make a beatable layout unbeatable (added doors are open and two-way, a moved lock and a
+detour's lock are checked), and the sampler builds beatable layouts by construction (keys before their locks),
+so every decoded layout is beatable on its graph; the player checks it again on the tiles once the rooms are
+made.
 The `water` knob is not a layout number: it is the share of ordinary rooms asked of the room model with
 water (`plan_genome`).
 
@@ -74,6 +81,7 @@ KNOBS: tuple[Knob, ...] = (
     Knob("add_rooms", 0, 4, integer=True),
     Knob("add_loops", 0, 4, integer=True),
     Knob("move_locks", 0, 3, integer=True),
+    Knob("detour", 0, 8, integer=True),  # rooms of a dead-end detour to a key the way to the goal needs
     Knob("seed", 0, 2**31 - 1, integer=True),
 )
 KNOB_NAMES: tuple[str, ...] = tuple(k.name for k in KNOBS)
@@ -116,6 +124,7 @@ def decode(genome: np.ndarray, config: SamplerConfig = DEFAULT_SAMPLER) -> Layou
         layout = add_loop(layout, rng)
     for _ in range(int(v["move_locks"])):
         layout = move_lock(layout, rng)
+    layout = add_detour(layout, rng, int(v["detour"]), v["enemy_share"])
     return replace(layout, name=f"genome_{seed}", source=f"genome (seed {seed})")
 
 
@@ -192,6 +201,85 @@ def move_lock(layout: Layout, rng: random.Random) -> Layout:
     return moved if play_layout(moved).beaten else layout
 
 
+def _way(layout: Layout, skip: int = -1) -> list[int] | None:
+    """The rooms of a shortest way from the start to the goal over the links but link `skip` (locks ignored;
+    neighbours in id order), or None when there is none."""
+    adj: dict[int, list[int]] = {r.id: [] for r in layout.rooms}
+    for k, link in enumerate(layout.links):
+        if k != skip:
+            adj[link.a].append(link.b)
+            adj[link.b].append(link.a)
+    back: dict[int, int | None] = {layout.start: None}
+    queue = [layout.start]
+    for u in queue:
+        for v in sorted(adj[u]):
+            if v not in back:
+                back[v] = u
+                queue.append(v)
+    if layout.goal not in back:
+        return None
+    way = [layout.goal]
+    while (before := back[way[-1]]) is not None:
+        way.append(before)
+    return way[::-1]
+
+
+def _bridges(layout: Layout, way: list[int]) -> list[tuple[int, int]]:
+    """(position on `way`, link index) of the doors of the way to the goal that it cannot go around and that may
+    take a key lock: not locked, no stair, not the goal's."""
+    index = {(link.a, link.b): k for k, link in enumerate(layout.links)}
+    steps = [(i, index[(min(way[i], way[i + 1]), max(way[i], way[i + 1]))]) for i in range(len(way) - 1)]
+    return [
+        (i, k)
+        for i, k in steps
+        if not layout.links[k].stair
+        and not layout.links[k].locked
+        and layout.goal not in way[i : i + 2]
+        and _way(layout, skip=k) is None
+    ]
+
+
+def add_detour(layout: Layout, rng: random.Random, length: int, enemy_share: float) -> Layout:
+    """A key behind a dead-end detour (module docstring): `length` new rooms in a chain off an ordinary room of
+    the way to the goal, a small key in the last, a key lock on a door of the way past that room which the way
+    cannot avoid; kept only if still beatable. The layout as is when `length` is 0 or nothing fits."""
+    way = _way(layout) if length > 0 else None
+    if way is None:
+        return layout
+    assert layout.slots is not None
+    taken = set(layout.slots.values())
+
+    def free(slot: tuple[int, int]) -> list[tuple[int, int]]:
+        return [s for dr, dc in SIDE_OFFSETS if (s := (slot[0] + dr, slot[1] + dc)) not in taken]
+
+    degree = {r.id: 0 for r in layout.rooms}
+    for link in layout.links:
+        degree[link.a] += 1
+        degree[link.b] += 1
+    ordinary = set(_ordinary(layout))
+    hosts = [j for j, r in enumerate(way) if r in ordinary and degree[r] < 4 and free(layout.slots[r])]
+    locks = [(i, k) for i, k in _bridges(layout, way) if hosts and hosts[0] <= i]
+    if not locks:
+        return layout
+    i, k = rng.choice(locks)
+    at = prev = way[rng.choice([j for j in hosts if j <= i])]
+    rooms, links, slots = list(layout.rooms), list(layout.links), dict(layout.slots)
+    for new in range(max(degree) + 1, max(degree) + 1 + length):
+        around = free(slots[at])
+        if not around:
+            break
+        slots[new] = rng.choice(around)
+        taken.add(slots[new])
+        rooms.append(Room(new, frozenset({RoomLabel.ENEMIES.value}) if rng.random() < enemy_share else frozenset()))
+        links.append(Link(prev, new, "open", "open"))
+        at = prev = new
+    rooms[-1] = replace(rooms[-1], labels=rooms[-1].labels | {RoomLabel.KEY.value})
+    door = links[k]
+    links[k] = replace(door, kind_ab="key", kind_ba="key", labels=door.labels | {DoorCode.KEY_LOCKED.value})
+    out = replace(layout, rooms=tuple(rooms), links=tuple(links), slots=slots)
+    return out if play_layout(out).beaten else layout
+
+
 def plan_genome(genome: np.ndarray, config: DungeonConfig = DEFAULT_CONFIG, seed: int = 0) -> Plan:
     """The plan of a decoded genome, asking the room model for water in `water_share` of the ordinary rooms
     (those without stairs: no real room has both)."""
@@ -227,7 +315,7 @@ def template_genomes(count: int, seed: int) -> np.ndarray:
         t = REAL_TEMPLATES[int(k)]
         values = {name: getattr(t, name) for name in _TEMPLATE_KNOBS}
         values["rooms"] = t.rooms * rng.uniform(1 - jitter, 1 + jitter)
-        values.update(add_rooms=0, add_loops=0, move_locks=0)
+        values.update(add_rooms=0, add_loops=0, move_locks=0, detour=0)
         for j, knob in enumerate(KNOBS):
             if knob.name in values:
                 out[row, j] = min(max(knob.unit(values[knob.name]), 0.0), 1.0)
