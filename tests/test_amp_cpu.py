@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 import torch
+from model_helpers import fp16_toy
 from test_train import TINY as TRAIN_TINY
 from test_train import assert_same_training, final_state, run_cli, write_config
 from torch import nn
@@ -172,14 +173,7 @@ def test_vq_codebook_distances_stay_float32_under_autocast(monkeypatch: pytest.M
 
 
 def test_fp16_step_skips_an_overflow_and_says_so() -> None:
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-    rt = setup_runtime("cpu", use_amp="fp16")
-    o = Optimization.create(model.parameters(), Config().train, "cpu", rt.use_scaler)
-
-    def objective(x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        return (model(x).float() * cond).mean(), {}
-
+    model, rt, o, objective = fp16_toy()
     x, ok, huge = torch.randn(32, 8), torch.full((32, 1), 1e-2), torch.full((32, 1), 1e9)  # 1e-2: scaled grads fit fp16
     o.step(objective, x, ok, 1e-3, rt.autocast)
     assert not o.last_step_skipped and o.scaler.get_scale() == INIT_SCALE

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from model_helpers import TINY_MODEL
+from model_helpers import TINY_MODEL, fp16_toy
 from torch import nn
 
 from hmolqd.config import Config, stage_named
@@ -84,13 +84,7 @@ def test_a_resumed_optimizer_keeps_the_kernel_of_its_own_device(saved_fused: boo
 
 def test_the_fp16_step_reads_no_scale_to_the_host(monkeypatch: pytest.MonkeyPatch) -> None:
     """Whether the GradScaler skipped a step is a device tensor; `last_step_skipped` reads it when asked."""
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Linear(8, 16), nn.Tanh(), nn.Linear(16, 1))
-    rt = setup_runtime("cpu", use_amp="fp16")
-    o = Optimization.create(model.parameters(), Config().train, "cpu", rt.use_scaler)
-
-    def loss(x: torch.Tensor, cond: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        return (model(x).float() * cond).mean(), {}
+    _, rt, o, loss = fp16_toy()
 
     def host_read(self: torch.amp.GradScaler) -> float:
         raise AssertionError("GradScaler.get_scale (a host read) called in the step")
