@@ -257,12 +257,10 @@ def _walk_all(
 ) -> list[tuple[WalkResult, PlayResult, MissionResult]]:
     """Walk, play and check the mission of every plan on its part of `rooms` (all dungeons' rooms, concatenated)."""
     labels = walkable_components(rooms)  # (N, 16, 11): all rooms of all dungeons in one batch
-    ends = torch.tensor([len(p.layout.rooms) for p in plans]).cumsum(0).tolist()
-    jobs = [
-        (p, rooms[b - len(p.layout.rooms) : b].long(), labels[b - len(p.layout.rooms) : b], max_states)
-        for p, b in zip(plans, ends)
-    ]
-    return workers.map(_walk_one, jobs)
+    sizes = [len(p.layout.rooms) for p in plans]
+    # each dungeon's own copies: a view would pickle (to a worker) the storage of every dungeon's rooms
+    mine = [(r.clone(), lab.clone()) for r, lab in zip(rooms.long().split(sizes), labels.split(sizes))]
+    return workers.map(_walk_one, [(p, r, lab, max_states) for p, (r, lab) in zip(plans, mine)])
 
 
 def build_dungeons(
@@ -292,18 +290,8 @@ def build_dungeons(
     sizes = [len(p.layout.rooms) for p in plans]
     changed = [bool((part > 1).any()) for part in generated.split(sizes)]
     again = [p for p, c in zip(plans, changed) if c]
-    redone = (
-        iter(
-            _walk_all(
-                again,
-                torch.cat([r for r, c in zip(rooms.split(sizes), changed) if c]),
-                config.mission_max_states,
-                workers,
-            )
-        )
-        if again
-        else iter(())
-    )
+    parts = [r for r, c in zip(rooms.split(sizes), changed) if c]
+    redone = iter(_walk_all(again, torch.cat(parts), config.mission_max_states, workers) if again else [])
     walks = [next(redone) if c else w for c, w in zip(changed, walks_before)]
     out, base = [], 0
     for p, (before, play_before, _), (after, play_after, mission) in zip(plans, walks_before, walks):
