@@ -44,6 +44,17 @@ class SlowPlain(PlainRoomSource):
         return super().rooms(doors, stairs, attributes, seed)
 
 
+def start_slow_run(out: Path, seed: int) -> subprocess.Popen:
+    """Another process illuminating 40 evaluations in batches of 10 with `SlowPlain` rooms (1 s per room call)
+    into `out`: a run to kill, or to collide with, between two checkpoints."""
+    code = (
+        "from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
+        f"illuminate(SlowPlain(), evaluations=40, batch_size=10, seed={seed}, out={str(out)!r}, outputs=False)"
+    )
+    env = {**os.environ, "SLOW_PLAIN_S": "1.0", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+
+
 class SeededPlain(PlainRoomSource):
     """Plain rooms with a block where the seed is odd, so that the rooms of a dungeon depend on its seed."""
 
@@ -101,12 +112,7 @@ def test_same_seed_same_archive_other_seed_other_archive() -> None:
 
 def test_sigkilled_run_resumes_to_the_same_archive(tmp_path: Path) -> None:
     out = tmp_path / "run"
-    code = (
-        "import sys; from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
-        f"illuminate(SlowPlain(), evaluations=40, batch_size=10, seed=5, out={str(out)!r}, outputs=False)"
-    )
-    env = {**os.environ, "SLOW_PLAIN_S": "1.0", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+    proc = start_slow_run(out, seed=5)
     try:
         deadline = time.monotonic() + 600
         while time.monotonic() < deadline:

@@ -4,11 +4,8 @@ and a re-run of a finished archive rewrites nothing."""
 from __future__ import annotations
 
 import errno
-import os
 import re
 import signal
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -20,7 +17,7 @@ import torch
 pytest.importorskip("ribs")
 
 from model_helpers import TINY_CLI_MODEL
-from test_illuminate import REPO, SeededPlain, same
+from test_illuminate import SeededPlain, same, start_slow_run
 
 from hmolqd.cli import main
 from hmolqd.config import Config
@@ -121,12 +118,7 @@ def test_a_second_run_on_the_same_out_is_refused_while_the_first_runs(
     models: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture
 ) -> None:
     out = tmp_path / "run"
-    code = (
-        "from tests.test_illuminate import SlowPlain; from hmolqd.illuminate import illuminate; "
-        f"illuminate(SlowPlain(), evaluations=40, batch_size=10, seed=0, out={str(out)!r}, outputs=False)"
-    )
-    env = {**os.environ, "SLOW_PLAIN_S": "1.0", "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-c", code], cwd=REPO, env=env)
+    proc = start_slow_run(out, seed=0)
     try:
         deadline = time.monotonic() + 300
         while not (out / CHECKPOINT_NAME).exists() and time.monotonic() < deadline:
