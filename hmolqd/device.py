@@ -3,6 +3,8 @@ training, evaluation, sampling and notebooks."""
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from hmolqd.config import ConfigError
@@ -35,16 +37,23 @@ def resolve_device(setting: str, key: str = "config key 'device'") -> torch.devi
 _BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 
 
+@functools.cache
+def _cpuinfo() -> str:
+    """/proc/cpuinfo, read once per process (`generate` resolves sample_dtype "auto" at every call); "" where the
+    file does not exist."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def cpu_has_native_bf16(cpuinfo: str | None = None) -> bool:
     """Whether this CPU computes bf16 matrix products in hardware (x86 flags avx512_bf16 or amx_bf16 in
     /proc/cpuinfo, or the text given); False where that file does not exist (not Linux): there bf16 may be
     emulated, slower than float32."""
     if cpuinfo is None:
-        try:
-            with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-                cpuinfo = f.read()
-        except OSError:
-            return False
+        cpuinfo = _cpuinfo()
     flags = {
         flag for line in cpuinfo.splitlines() if line.startswith("flags") for flag in line.split(":", 1)[-1].split()
     }

@@ -26,12 +26,12 @@ def illuminate(args: argparse.Namespace) -> int:
     out = args.out or args.model.with_name("illuminate")
     check.folder_target("--out", out)  # the default too: beside a read-only model it cannot be written
     sampling = {} if args.steps is None else {"steps": args.steps}
-    if device.type != "cpu":  # the rooms of each round in one batched call on the GPU; the path loads on the CPU
-        from hmolqd.checkpointing.export import load_model
+    from hmolqd.checkpointing.export import load_model
 
-        args.model = load_model(args.model).to(device)
+    # loaded once, for the finished-report check and the run, on the device the rooms are sampled on
+    model = load_model(args.model).to(device)
     with dask_client(args.dask, args.chunks) as client:
-        return _run_illuminate(args, out, sampling, client)
+        return _run_illuminate(args, model, out, sampling, client)
 
 
 @contextlib.contextmanager
@@ -58,7 +58,7 @@ def dask_client(address: str | None, chunks: int) -> Iterator[Any]:
             yield client
 
 
-def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any], client: Any) -> int:
+def _run_illuminate(args: argparse.Namespace, model: Any, out: Path, sampling: dict[str, Any], client: Any) -> int:
     from hmolqd.illuminate import IlluminateError, illuminate
     from hmolqd.illuminate.api import finished_run
 
@@ -70,12 +70,12 @@ def _run_illuminate(args: argparse.Namespace, out: Path, sampling: dict[str, Any
         "chunks": args.chunks,
     }
     try:
-        done = finished_run(args.model, evaluations=args.evaluations, out=out, **search, **sampling)
+        done = finished_run(model, evaluations=args.evaluations, out=out, **search, **sampling)
         if done is not None:  # a re-run of a finished archive: its report, no pyribs, nothing unpickled or written
             _illuminate_report(done["stats"], done["notes"], 0, out)
             return 0
         result = illuminate(
-            args.model,
+            model,
             evaluations=args.evaluations,
             out=out,
             client=client,
